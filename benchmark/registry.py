@@ -1,0 +1,108 @@
+"""One registry per axis (datasets, architectures, recipes, later attacks and defenses).
+
+Modelled on timm's ``register_model`` / ``list_models`` / ``create_model``::
+
+    ARCHS = Registry("architecture")
+
+    @ARCHS.register("convnet", description="small CPU-friendly convnet")
+    def convnet(in_chans: int, num_classes: int, img_size: int) -> nn.Module: ...
+
+    ARCHS.list("res*")           # ['resnet18', 'resnet50']
+    ARCHS.create("convnet", in_chans=1, num_classes=10, img_size=16)
+    ARCHS.create("convnt")       # UnknownNameError: unknown architecture 'convnt'; did you mean 'convnet'?
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable, Generic, Iterator, TypeVar
+
+from benchmark.errors import ConfigError, UnknownNameError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Entry(Generic[T]):
+    """A registered factory with its name and one-line description."""
+
+    name: str
+    factory: Callable[..., T]
+    description: str
+
+
+def _first_doc_line(obj: object) -> str:
+    doc = inspect.getdoc(obj) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+class Registry(Generic[T]):
+    """Named factories of one kind, filled by the :meth:`register` decorator at import time."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, Entry[T]] = {}
+
+    def register(
+        self, name: str, *, description: str | None = None
+    ) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        """Decorator registering ``factory`` under an explicit ``name``."""
+        if not name or name != name.strip() or any(c.isspace() for c in name):
+            raise ValueError(f"{self.kind} name {name!r} must be non-empty without spaces")
+
+        def decorator(factory: Callable[..., T]) -> Callable[..., T]:
+            if name in self._entries:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            desc = description if description is not None else _first_doc_line(factory)
+            self._entries[name] = Entry(name, factory, desc)
+            return factory
+
+        return decorator
+
+    def list(self, pattern: str = "*") -> list[str]:
+        """Sorted names matching an fnmatch ``pattern`` (``*``, ``?``, ``[seq]``)."""
+        return sorted(n for n in self._entries if fnmatch.fnmatchcase(n, pattern))
+
+    def entry(self, name: str) -> Entry[T]:
+        """The entry called ``name``; an unknown name fails with the closest matches."""
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise UnknownNameError(self._unknown_message(name)) from None
+
+    def create(self, name: str, **kwargs: Any) -> T:
+        """Build the entry called ``name`` with ``kwargs``; bad options fail with a ConfigError."""
+        factory = self.entry(name).factory
+        try:
+            inspect.signature(factory).bind(**kwargs)
+        except TypeError as err:
+            params = [
+                p.name
+                for p in inspect.signature(factory).parameters.values()
+                if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+            ]
+            raise ConfigError(
+                f"{self.kind} {name!r}: {err}; its options are: {', '.join(params) or 'none'}"
+            ) from None
+        return factory(**kwargs)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[Entry[T]]:
+        return iter(self._entries[n] for n in sorted(self._entries))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _unknown_message(self, name: str) -> str:
+        known = sorted(self._entries)
+        close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
+        if close:
+            hint = "did you mean " + " or ".join(repr(c) for c in close) + "?"
+        else:
+            hint = "known: " + (", ".join(known) if known else "none registered")
+        return f"unknown {self.kind} {name!r}; {hint}"

@@ -1,0 +1,4 @@
+"""Leaderboard entries, schema validation and rendering.
+
+Arrives with the runner and leaderboard issue.
+"""

@@ -1,0 +1,51 @@
+"""Shared fixtures and the marker policy: ``slow`` and ``tests/benchmarks`` are deselected
+unless asked for (``--run-slow``, ``--run-benchmarks``); ``gpu`` tests skip without CUDA."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+BENCH_DIR = Path(__file__).parent / "benchmarks"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", help="also run tests marked slow")
+    parser.addoption("--run-benchmarks", action="store_true", help="run the pytest-benchmark timings in tests/benchmarks")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    keep, drop = [], []
+    for item in items:
+        is_bench = BENCH_DIR in Path(str(item.fspath)).parents
+        if is_bench:
+            item.add_marker(pytest.mark.benchmark_suite)
+        if (is_bench and not config.getoption("--run-benchmarks")) or (
+            item.get_closest_marker("slow") and not config.getoption("--run-slow")
+        ):
+            drop.append(item)
+        else:
+            keep.append(item)
+        if item.get_closest_marker("gpu") and not torch.cuda.is_available():
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from benchmark.datasets import load_dataset
+
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="session")
+def tiny_digits(digits):
+    """200 training and 100 test images of digits, for fast training tests."""
+    from dataclasses import replace
+
+    return replace(digits, train_x=digits.train_x[:200], train_y=digits.train_y[:200],
+                   test_x=digits.test_x[:100], test_y=digits.test_y[:100], fingerprint="")  # fmt: skip

@@ -1,0 +1,153 @@
+import pytest
+import torch
+from torch import nn
+
+from benchmark.errors import ConfigError
+from victims.augment import MixUp, cutout, pgd_linf
+from victims.recipes import RECIPES, AdversarialConfig, TrainConfig
+from victims.sam import SAM
+from victims.schedules import lr_multiplier
+from victims.sharpness import perturbed_weights, worst_case_direction
+
+
+def test_all_design_card_recipes_are_registered():
+    assert set(RECIPES.list()) >= {"sgd", "adam", "cutout", "mixup", "sam", "adversarial"}
+
+
+def test_recipe_defaults_follow_the_papers():
+    assert RECIPES.create("sgd").train == TrainConfig(lr=0.1, momentum=0.9, weight_decay=5e-4, schedule="step")
+    assert RECIPES.create("adam").train.optimizer == "adam"
+    assert RECIPES.create("sam").sam_rho == 0.05
+    adv = RECIPES.create("adversarial").adversarial
+    assert adv == AdversarialConfig(eps=8 / 255, step=2 / 255, steps=7)
+    assert RECIPES.create("mixup").mixup and RECIPES.create("cutout").cutout
+
+
+@pytest.mark.parametrize(
+    ("recipe", "options", "message"),
+    [
+        ("sgd", {"lr": 0}, r"invalid lr=0: must be a positive number \(set --lr\)"),
+        ("sgd", {"lr": -0.1}, r"invalid lr"),
+        ("sgd", {"epochs": 0}, r"invalid epochs=0: must be a positive integer \(set --epochs\)"),
+        ("sgd", {"epochs": -2}, r"invalid epochs"),
+        ("sgd", {"epochs": 2.5}, r"invalid epochs"),
+        ("sgd", {"batch_size": 0}, r"invalid batch_size=0.*--batch-size"),
+        ("sgd", {"schedule": "linear"}, r"schedule.*step, cosine, cyclic, constant"),
+        ("sgd", {"momentum": 1.5}, r"momentum"),
+        ("sgd", {"rho": 0.1}, r"recipe 'sgd' has no option 'rho'"),
+        ("adversarial", {"eps": 1.5}, r"adversarial eps=1.5: must be in \[0, 1\].*--adv-eps"),
+        ("adversarial", {"eps": -0.01}, r"adversarial eps"),
+        ("adversarial", {"steps": 0}, r"adversarial steps"),
+        ("sam", {"rho": 0}, r"sam_rho"),
+        ("cutout", {"size": 0}, r"cutout_size"),
+    ],
+)
+def test_bad_options_are_refused_naming_the_field(recipe, options, message):
+    with pytest.raises(ConfigError, match=message):
+        RECIPES.create(recipe, **options)
+
+
+def test_configs_are_frozen():
+    cfg = RECIPES.create("sgd")
+    with pytest.raises(Exception):
+        cfg.train.lr = 1.0  # type: ignore[misc]
+
+
+def test_step_schedule_is_the_papers():
+    f = lr_multiplier("step", epochs=160, steps_per_epoch=10)
+    assert f(79 * 10 + 9) == 1.0 and f(80 * 10) == pytest.approx(0.1)
+    assert f(119 * 10) == pytest.approx(0.1) and f(120 * 10) == pytest.approx(0.01)
+
+
+def test_cosine_and_cyclic_schedules():
+    cos = lr_multiplier("cosine", epochs=10, steps_per_epoch=10)
+    assert cos(0) == 1.0 and cos(50) == pytest.approx(0.5) and cos(100) == pytest.approx(0.0, abs=1e-12)
+    cyc = lr_multiplier("cyclic", epochs=10, steps_per_epoch=10)
+    values = [cyc(i) for i in range(100)]
+    peak = max(range(100), key=values.__getitem__)
+    assert values[peak] == pytest.approx(1.0) and 35 <= peak <= 45 and values[-1] == pytest.approx(0.0)
+    assert all(a <= b for a, b in zip(values[:peak], values[1 : peak + 1]))
+
+
+def test_worst_case_direction_has_norm_rho_along_the_gradient():
+    g = [torch.randn(3, 4), None, torch.randn(5)]
+    v = worst_case_direction(g, 0.05)
+    assert v[1] is None
+    flat_g = torch.cat([g[0].flatten(), g[2].flatten()])
+    flat_v = torch.cat([v[0].flatten(), v[2].flatten()])
+    assert float(flat_v.norm()) == pytest.approx(0.05, rel=1e-5)
+    assert float(torch.nn.functional.cosine_similarity(flat_g, flat_v, dim=0)) == pytest.approx(1.0, abs=1e-6)
+    assert all(float(t.abs().sum()) == 0 for t in worst_case_direction([torch.zeros(3)], 0.05) if t is not None)
+
+
+def test_perturbed_weights_restores_bit_exactly():
+    torch.manual_seed(0)
+    lin = nn.Linear(7, 3)
+    before = [p.detach().clone() for p in lin.parameters()]
+    vs = [torch.randn_like(p) * 0.37 for p in lin.parameters()]
+    with perturbed_weights(list(lin.parameters()), vs):
+        assert not torch.equal(lin.weight, before[0])
+    assert all(torch.equal(p, b) for p, b in zip(lin.parameters(), before))
+
+
+def test_sam_takes_the_gradient_at_the_perturbed_point_and_restores():
+    torch.manual_seed(0)
+    x, y = torch.randn(16, 5), torch.randint(0, 3, (16,))
+    base = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3))
+    sam_model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3))
+    sam_model.load_state_dict(base.state_dict())
+    params = list(base.parameters())
+    loss = nn.functional.cross_entropy(base(x), y)
+    grads = torch.autograd.grad(loss, params)
+    vs = worst_case_direction(grads, 0.05)
+    with perturbed_weights(params, vs):
+        expected_grads = torch.autograd.grad(nn.functional.cross_entropy(base(x), y), params)
+    expected = [p.detach() - 0.1 * g for p, g in zip(params, expected_grads)]
+
+    opt = SAM(sam_model.parameters(), torch.optim.SGD, rho=0.05, lr=0.1)
+
+    def closure():
+        opt.zero_grad()
+        out = nn.functional.cross_entropy(sam_model(x), y)
+        out.backward()
+        return out
+
+    opt.step(closure)
+    for p, e in zip(sam_model.parameters(), expected):
+        assert torch.allclose(p, e, atol=1e-6)
+    plain = [p.detach() - 0.1 * g for p, g in zip(params, grads)]
+    assert any(not torch.allclose(p, q, atol=1e-6) for p, q in zip(sam_model.parameters(), plain))
+
+
+def test_mixup_mixes_images_and_labels_consistently():
+    torch.manual_seed(0)
+    x = torch.arange(6, dtype=torch.float32).view(6, 1, 1, 1).expand(6, 1, 2, 2).contiguous()
+    y = torch.arange(6)
+    mixed, y_a, y_b, lam = MixUp()(x, y)
+    assert torch.equal(y_a, y)
+    expected = (1 - lam) * y_a.float() + lam * y_b.float()
+    assert torch.allclose(mixed[:, 0, 0, 0], expected)
+    assert float(lam.min()) >= 0 and float(lam.max()) <= 1 and len(set(lam.tolist())) > 1
+
+
+def test_cutout_zeroes_one_square_of_half_the_side():
+    torch.manual_seed(0)
+    x = torch.ones(8, 1, 16, 16)
+    out = cutout(16, None)(x)
+    zeros = (out == 0).sum(dim=(1, 2, 3))
+    assert zeros.tolist() == [64] * 8  # 8x8 square, fully inside
+
+
+def test_pgd_stays_in_the_eps_ball_and_pixel_range():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    x, y = torch.rand(10, 1, 4, 4), torch.randint(0, 3, (10,))
+    adv = pgd_linf(model, x, y, eps=8 / 255, step=2 / 255, steps=5)
+    assert float((adv - x).abs().max()) <= 8 / 255 + 1e-6
+    assert float(adv.min()) >= 0 and float(adv.max()) <= 1
+    ce = nn.functional.cross_entropy
+    with torch.no_grad():
+        assert float(ce(model(adv), y)) > float(ce(model(x), y))
+    model.train()
+    pgd_linf(model, x, y, eps=8 / 255, step=2 / 255, steps=1)
+    assert model.training  # the attack runs in eval mode and restores the caller's mode

@@ -1,0 +1,45 @@
+"""The worst-case weight perturbation shared by SAM training and (later) the SAPA attacks.
+
+``v_hat = rho * g / ||g||_2`` (Foret et al. 2021, eq. 2; SAPA paper eq. 11 with p = 2), applied
+to the weights only while a gradient is taken, then undone by copying the saved weights back,
+so the model comes back bit-identical (subtracting v_hat again would not, in floating point).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator, Sequence
+
+import torch
+from torch import Tensor, nn
+
+
+def worst_case_direction(grads: Sequence[Tensor | None], rho: float) -> list[Tensor | None]:
+    """``rho * g / ||g||_2`` over all tensors of ``grads`` together (None entries stay None).
+
+    A zero gradient gives a zero perturbation rather than NaNs.
+    """
+    if rho < 0:
+        raise ValueError(f"rho must be >= 0, got {rho}")
+    present = [g for g in grads if g is not None]
+    if not present:
+        return [None for _ in grads]
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.detach(), 2) for g in present]), 2)
+    scale = rho / norm if float(norm) > 0 else torch.zeros_like(norm)
+    return [None if g is None else g.detach() * scale for g in grads]
+
+
+@contextmanager
+def perturbed_weights(params: Sequence[nn.Parameter], vs: Sequence[Tensor | None]) -> Iterator[None]:
+    """Inside the block, ``p <- p + v`` for each parameter; afterwards the exact old values."""
+    saved = [p.detach().clone() for p in params]
+    try:
+        with torch.no_grad():
+            for p, v in zip(params, vs):
+                if v is not None:
+                    p.add_(v)
+        yield
+    finally:
+        with torch.no_grad():
+            for p, s in zip(params, saved):
+                p.copy_(s)

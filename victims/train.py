@@ -1,0 +1,255 @@
+"""``train_victim``: train one victim from scratch on (clean data, poison set, recipe).
+
+The data flow is: dataset tensors -> poison applied as indices + perturbations -> per-batch
+kornia augmentation -> the recipe's step (plain, MixUp, SAM, or PGD adversarial) -> clean
+test accuracy. Everything runs on whole tensors already on the training device.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from benchmark.datasets import ImageDataset, PoisonLike, load_dataset
+from benchmark.errors import ConfigError
+from victims.archs import Victim, build_model
+from victims.augment import MixUp, cutout, flip_crop, mixup_loss, pgd_linf
+from victims.recipes import RECIPES, Recipe
+from victims.sam import SAM
+from victims.schedules import lr_multiplier
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """What one finished epoch reports to a progress callback."""
+
+    epoch: int
+    epochs: int
+    loss: float
+    lr: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class TrainTiming:
+    """Wall-clock figures of one training run (evaluation excluded)."""
+
+    total_s: float
+    epoch_s: tuple[float, ...]
+    images_per_s: float
+    device: str
+
+    @property
+    def mean_epoch_s(self) -> float:
+        return sum(self.epoch_s) / max(1, len(self.epoch_s))
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """A trained victim with its clean test accuracy (fraction in [0, 1]) and timing."""
+
+    model: Victim
+    clean_accuracy: float
+    timing: TrainTiming
+    losses: tuple[float, ...]
+    recipe: Recipe
+    seed: int
+    eval_s: float
+
+
+def check_seed(seed: object) -> None:
+    """Seeds are non-negative integers (they seed torch generators)."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+        raise ConfigError(f"invalid seed={seed!r}: must be a non-negative integer (set --seed)")
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` picks CUDA when available, else CPU; asking for CUDA without one is an error."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"invalid device {device!r}: use auto, cpu or cuda (set --device)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device cuda requested but no CUDA GPU is available (use --device cpu or auto)")
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"unsupported device {device!r}: use auto, cpu or cuda (set --device)")
+    return dev
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
+    """Predicted labels for ``x`` in eval mode (the model's mode is restored afterwards)."""
+    was_training = model.training
+    model.eval()
+    preds = torch.cat([model(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+    model.train(was_training)
+    return preds
+
+
+def accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
+    """Fraction of ``x`` classified as ``y``."""
+    return float((predict(model, x) == y).float().mean())
+
+
+def _optimizer(recipe: Recipe, model: nn.Module) -> torch.optim.Optimizer:
+    cfg = recipe.train
+    base: type[torch.optim.Optimizer]
+    if cfg.optimizer == "adam":
+        base, kw = torch.optim.Adam, dict(lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        base, kw = torch.optim.SGD, dict(lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if recipe.sam_rho is not None:
+        return SAM(model.parameters(), base, rho=recipe.sam_rho, **kw)
+    return base(model.parameters(), **kw)
+
+
+class Trainer:
+    """One victim being trained: the model, its optimiser and schedule, and the (poisoned)
+    training tensors. :func:`train_victim` drives it; attacks that retrain a surrogate and the
+    epoch benchmark use it directly.
+
+    Randomness (augmentation, PGD starts) comes from torch's global generator, which the
+    caller seeds; batch order comes from a private generator seeded with ``seed``.
+    """
+
+    def __init__(
+        self, arch: str, recipe: Recipe, dataset: ImageDataset, poison: PoisonLike | None, seed: int, device: torch.device
+    ) -> None:
+        ds = dataset.to(device)
+        epochs = recipe.train.epochs or ds.default_epochs
+        batch_size = recipe.train.batch_size or ds.default_batch_size
+        self.recipe = recipe.with_train(epochs=epochs, batch_size=batch_size)
+        self.dataset, self.device = ds, device
+        self.train_x, self.train_y = ds.poisoned_train(poison)
+        self.model = build_model(arch, ds).to(device)
+        self.model.train()
+        self._shuffle = torch.Generator().manual_seed(seed)
+        self._augment = flip_crop(ds.img_size, ds.flip_invariant) if self.recipe.train.augment else None
+        self._erase = cutout(ds.img_size, self.recipe.cutout_size) if self.recipe.cutout else None
+        self._mix = MixUp() if self.recipe.mixup else None
+        self.optimizer = _optimizer(self.recipe, self.model)
+        steps_per_epoch = len(self._batches(torch.Generator().manual_seed(0), torch.device("cpu")))
+        factor = lr_multiplier(self.recipe.train.schedule, epochs, steps_per_epoch)
+        self._scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+        self.epoch = 0
+
+    def _batches(self, generator: torch.Generator, device: torch.device) -> list[Tensor]:
+        order = torch.randperm(len(self.train_x), generator=generator).to(device)
+        chunks = list(order.split(self.recipe.train.batch_size or 1))
+        if len(chunks) > 1 and len(chunks[-1]) < 2:  # BatchNorm cannot train on a batch of one
+            chunks.pop()
+        return chunks
+
+    def _step(self, x: Tensor, y: Tensor) -> Tensor:
+        model, opt, rec = self.model, self.optimizer, self.recipe
+        if self._augment is not None:
+            x = self._augment(x)
+        if self._erase is not None:
+            x = self._erase(x)
+        if rec.adversarial is not None:
+            a = rec.adversarial
+            x = pgd_linf(model, x, y, a.eps, a.step, a.steps)
+        if self._mix is not None:
+            x, y_a, y_b, lam = self._mix(x, y)
+
+            def loss_fn() -> Tensor:
+                return mixup_loss(model(x), y_a, y_b, lam)
+
+        else:
+
+            def loss_fn() -> Tensor:
+                return nn.functional.cross_entropy(model(x), y)
+
+        def closure() -> Tensor:
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn()
+            loss.backward()
+            return loss
+
+        if isinstance(opt, SAM):
+            loss = opt.step(closure)
+        else:
+            loss = closure()
+            opt.step()
+        self._scheduler.step()
+        return loss.detach()
+
+    def run_epoch(self) -> tuple[EpochStats, int]:
+        """Train one epoch; returns its stats and the number of images processed."""
+        t0 = time.perf_counter()
+        lr = self.optimizer.param_groups[0]["lr"]
+        total = torch.zeros((), device=self.device)
+        count = 0
+        for idx in self._batches(self._shuffle, self.device):
+            total += self._step(self.train_x[idx], self.train_y[idx]) * len(idx)
+            count += len(idx)
+        loss = float(total) / max(1, count)  # float() waits for the device
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.epoch += 1
+        stats = EpochStats(self.epoch, self.recipe.train.epochs or 0, loss, lr, time.perf_counter() - t0)
+        return stats, count
+
+
+def train_victim(
+    arch: str,
+    recipe: str | Recipe,
+    dataset: str | ImageDataset,
+    poison: PoisonLike | None = None,
+    seed: int = 0,
+    *,
+    device: str | torch.device = "auto",
+    progress: Callable[[EpochStats], None] | None = None,
+) -> TrainResult:
+    """Train a fresh ``arch`` victim with ``recipe`` on ``dataset`` (+ ``poison``) and test it.
+
+    Args:
+        arch: architecture name (``sapabench list archs``).
+        recipe: recipe name (defaults) or a :class:`Recipe` (e.g. ``RECIPES.create("sgd", epochs=5)``).
+        dataset: dataset name (defaults) or an :class:`ImageDataset`.
+        poison: a poison set applied as indices + perturbations on the clean training tensors.
+        seed: seeds initialisation, batch order and augmentation; the same seed gives the same
+            accuracy on CPU. The caller's global RNG state is left untouched.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        progress: called after every epoch with its :class:`EpochStats`.
+
+    Returns:
+        The trained model (eval mode) with its clean test accuracy and timing.
+
+    Example:
+        >>> res = train_victim("convnet", "sgd", "digits", seed=0)   # doctest: +SKIP
+        >>> res.clean_accuracy, res.timing.total_s                   # doctest: +SKIP
+    """
+    check_seed(seed)
+    dev = resolve_device(device)
+    ds = load_dataset(dataset) if isinstance(dataset, str) else dataset
+    rec = RECIPES.create(recipe) if isinstance(recipe, str) else recipe
+
+    devices = [dev.index or 0] if dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        trainer = Trainer(arch, rec, ds, poison, seed, dev)
+        losses: list[float] = []
+        epoch_s: list[float] = []
+        seen = 0
+        for _ in range(trainer.recipe.train.epochs or 0):
+            stats, count = trainer.run_epoch()
+            seen += count
+            losses.append(stats.loss)
+            epoch_s.append(stats.seconds)
+            if progress is not None:
+                progress(stats)
+        model = trainer.model.eval()
+        t0 = time.perf_counter()
+        acc = accuracy(model, trainer.dataset.test_x, trainer.dataset.test_y)
+        eval_s = time.perf_counter() - t0
+
+    train_s = sum(epoch_s)
+    timing = TrainTiming(train_s, tuple(epoch_s), seen / train_s if train_s > 0 else 0.0, str(dev))
+    return TrainResult(model, acc, timing, tuple(losses), trainer.recipe, seed, eval_s)
