@@ -8,6 +8,7 @@ import json
 import sys
 import time
 from fractions import Fraction
+from pathlib import Path
 from typing import Any, Callable, NoReturn, Sequence
 
 from benchmark.errors import ConfigError
@@ -31,11 +32,12 @@ def _number(text: str) -> float:
 
 
 def _registries() -> dict[str, Any]:
+    from attacks import ATTACKS
     from benchmark.datasets import DATASETS
     from victims.archs import ARCHS
     from victims.recipes import RECIPES
 
-    return {"datasets": DATASETS, "archs": ARCHS, "recipes": RECIPES}
+    return {"datasets": DATASETS, "archs": ARCHS, "recipes": RECIPES, "attacks": ATTACKS}
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -80,17 +82,135 @@ def _build_recipe(args: argparse.Namespace) -> Any:
     return RECIPES.create(args.recipe, **options)
 
 
-def _build_dataset(args: argparse.Namespace) -> Any:
+def _build_dataset(args: argparse.Namespace, name: str | None = None) -> Any:
     from benchmark.datasets import DATASETS
 
-    DATASETS.entry(args.dataset)
-    if args.dataset in _TORCHVISION:
+    name = name or args.dataset
+    DATASETS.entry(name)
+    if name in _TORCHVISION:
         return DATASETS.create(
-            args.dataset, data_root=args.data_root, download=args.download, verify_checksums=not args.no_verify_checksums
+            name, data_root=args.data_root, download=args.download, verify_checksums=not args.no_verify_checksums
         )
     if args.data_root is not None or args.download:
-        raise ConfigError(f"--data-root/--download are for {', '.join(_TORCHVISION)}; {args.dataset!r} is built in")
-    return DATASETS.create(args.dataset)
+        raise ConfigError(f"--data-root/--download are for {', '.join(_TORCHVISION)}; {name!r} is built in")
+    return DATASETS.create(name)
+
+
+def _add_training_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("training (defaults: the recipe's and the dataset's protocol)")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--lr", type=_number)
+    g.add_argument("--momentum", type=_number)
+    g.add_argument("--weight-decay", type=_number)
+    g.add_argument("--schedule", help="step (x0.1 at 1/2 and 3/4), cosine, cyclic or constant")
+    g.add_argument("--no-augment", action="store_true", help="no random crop/flip")
+    g = p.add_argument_group("recipe options")
+    g.add_argument("--sam-rho", type=_number, help="SAM radius (recipe sam; default 0.05)")
+    g.add_argument("--cutout-size", type=int, help="CutOut square side in pixels (recipe cutout; default side/2)")
+    g.add_argument("--adv-eps", type=_number, help="PGD L_inf radius in [0, 1] (recipe adversarial; default 8/255)")
+    g.add_argument("--adv-step", type=_number, help="PGD step (recipe adversarial; default 2/255)")
+    g.add_argument("--adv-steps", type=int, help="PGD iterations (recipe adversarial; default 7)")
+
+
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data on disk (cifar10, cifar100, svhn)")
+    g.add_argument("--data-root", help="folder in torchvision's on-disk format")
+    g.add_argument("--download", action="store_true", help="download into --data-root (needs internet)")
+    g.add_argument("--no-verify-checksums", action="store_true", help="accept files whose md5 differs from the release")
+
+
+def _parse_value(text: str) -> Any:
+    """``--set`` values: JSON (numbers, true/false, strings in quotes), fractions like 16/255,
+    or a bare string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    try:
+        return float(Fraction(text))
+    except (ValueError, ZeroDivisionError):
+        return text
+
+
+def _cmd_attack(args: argparse.Namespace) -> int:
+    from attacks import create_attack
+    from victims.train import check_seed, resolve_device
+
+    check_seed(args.seed)
+    overrides: dict[str, Any] = {}
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key.strip().replace("-", "_")] = _parse_value(value.strip())
+    for key in ("eps", "budget", "rho"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
+    if args.surrogate_arch or args.surrogate_epochs:
+        overrides["surrogate"] = {
+            "arch": args.surrogate_arch or "convnet", "recipe": "sgd", "epochs": args.surrogate_epochs,
+        }  # fmt: skip
+    attack = create_attack(args.name, dataset=args.dataset, preset=args.preset, **overrides)
+    device = resolve_device(args.device)
+    dataset = _build_dataset(args)
+    print(f"crafting {attack.name} on {dataset.name} (seed {args.seed}, {device}): {attack.config.to_json()}", file=sys.stderr)
+    poison = attack.run(dataset, seed=args.seed, device=device, log=lambda m: print(m, file=sys.stderr))
+    out = poison.save(args.out)
+    print(f"wrote {poison.num_poisons} poisons ({poison.threat.kind}, eps {poison.eps:.4f}, budget {poison.budget:g}) to {out}")
+    print(f"crafting time: {poison.craft_seconds:.1f} s on {device}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from attacks import PoisonSet, evaluate, mean_se
+    from attacks.artifact import META_FILE
+    from victims.archs import ARCHS
+    from victims.train import check_seed, resolve_device
+
+    ARCHS.entry(args.arch)
+    check_seed(args.seed)
+    if args.trials < 1:
+        raise ConfigError(f"invalid trials={args.trials}: must be a positive integer (set --trials)")
+    recipe = _build_recipe(args)
+    device = resolve_device(args.device)
+    try:
+        dataset_name = json.loads((Path(args.poison) / META_FILE).read_text()).get("dataset")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        dataset_name = None
+    dataset = _build_dataset(args, args.dataset or dataset_name or "digits")
+    poison = PoisonSet.load(args.poison, dataset)
+    runs = [("poisoned", True)] + ([("clean baseline", False)] if args.baseline else [])
+    report: dict[str, Any] = {"poison": str(args.poison), "attack": poison.attack, "threat": poison.threat.kind,
+                              "arch": args.arch, "recipe": recipe.describe(), "dataset": dataset.name, "device": str(device)}
+    for label, with_poison in runs:
+        def show(i: int, t: Any, label: str = label) -> None:
+            if not args.quiet:
+                print(f"  {label} trial {i + 1}/{args.trials} (seed {t.seed}): metric {t.metric:.4f}, "
+                      f"clean accuracy {t.clean_accuracy:.4f}, {t.train_seconds:.1f} s", file=sys.stderr)
+        ev = evaluate(poison, dataset, args.arch, recipe, args.trials, base_seed=args.seed, device=device,
+                      with_poison=with_poison, on_trial=show)
+        mean, se = ev.mean_se
+        cmean, cse = ev.clean_mean_se
+        train_s = [t.train_seconds for t in ev.trials]
+        diagnostics = {key: mean_se([t.diagnostics[key] for t in ev.trials]) for key in ev.trials[0].diagnostics}
+        report[label.replace(" ", "_")] = {
+            "metric": ev.metric, "mean": mean, "se": se, "values": ev.values, "clean_accuracy_mean": cmean,
+            "clean_accuracy_se": cse, "train_seconds": train_s, "trials": args.trials,
+            "diagnostics": {key: {"mean": m, "se": e} for key, (m, e) in diagnostics.items()},
+        }
+        if not args.json:
+            direction = "higher" if ev.higher_is_stronger else "lower"
+            print(f"{label:>14}: {ev.metric} {mean:.4f} +/- {se:.4f} (SE, {args.trials} trials; {direction} = stronger attack)"
+                  f"  clean accuracy {cmean:.4f} +/- {cse:.4f}  training {sum(train_s) / len(train_s):.1f} s/victim")
+            for key, (m, e) in diagnostics.items():
+                print(f"{'':>14}  diagnostic {key} {m:.4f} +/- {e:.4f}")
+    if args.json:
+        report["craft_seconds"] = poison.craft_seconds
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"{'crafting':>14}: {poison.craft_seconds:.1f} s ({poison.attack}, {poison.num_poisons} poisons)")
+    return 0
 
 
 def _progress_printer(stream: Any) -> Callable[[Any], None]:
@@ -155,8 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sapabench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("list", help="list registered datasets, architectures or recipes")
-    p.add_argument("axis", choices=("datasets", "archs", "recipes"))
+    p = sub.add_parser("list", help="list registered datasets, architectures, recipes or attacks")
+    p.add_argument("axis", choices=("datasets", "archs", "recipes", "attacks"))
     p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'res*'")
     p.set_defaults(func=_cmd_list)
 
@@ -166,27 +286,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="digits", help="dataset (default digits; see: sapabench list datasets)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
-    g = p.add_argument_group("training (defaults: the recipe's and the dataset's protocol)")
-    g.add_argument("--epochs", type=int)
-    g.add_argument("--batch-size", type=int)
-    g.add_argument("--lr", type=_number)
-    g.add_argument("--momentum", type=_number)
-    g.add_argument("--weight-decay", type=_number)
-    g.add_argument("--schedule", help="step (x0.1 at 1/2 and 3/4), cosine, cyclic or constant")
-    g.add_argument("--no-augment", action="store_true", help="no random crop/flip")
-    g = p.add_argument_group("recipe options")
-    g.add_argument("--sam-rho", type=_number, help="SAM radius (recipe sam; default 0.05)")
-    g.add_argument("--cutout-size", type=int, help="CutOut square side in pixels (recipe cutout; default side/2)")
-    g.add_argument("--adv-eps", type=_number, help="PGD L_inf radius in [0, 1] (recipe adversarial; default 8/255)")
-    g.add_argument("--adv-step", type=_number, help="PGD step (recipe adversarial; default 2/255)")
-    g.add_argument("--adv-steps", type=int, help="PGD iterations (recipe adversarial; default 7)")
-    g = p.add_argument_group("data on disk (cifar10, cifar100, svhn)")
-    g.add_argument("--data-root", help="folder in torchvision's on-disk format")
-    g.add_argument("--download", action="store_true", help="download into --data-root (needs internet)")
-    g.add_argument("--no-verify-checksums", action="store_true", help="accept files whose md5 differs from the release")
+    _add_training_options(p)
+    _add_data_options(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("attack", help="craft a poison set and save it (safetensors + JSON)")
+    p.add_argument("name", help="attack (see: sapabench list attacks)")
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--seed", type=int, default=0, help="draws target/classes/poisons and seeds crafting and the surrogate")
+    p.add_argument("--out", required=True, help="output folder (written atomically)")
+    p.add_argument("--preset", help="paper, embedded or smoke (default: embedded on digits, paper otherwise)")
+    p.add_argument("--eps", type=_number, help="L_inf bound in [0, 1], e.g. 16/255")
+    p.add_argument("--budget", type=_number, help="fraction of the training set perturbed, e.g. 0.01")
+    p.add_argument("--rho", type=_number, help="SAPA radius (SAPA variants; default 0.05)")
+    p.add_argument("--surrogate-arch", help="surrogate architecture (default: the preset's)")
+    p.add_argument("--surrogate-epochs", type=int, help="surrogate training epochs (default: the dataset's)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other attack option, e.g. --set steps=50")
+    p.add_argument("--device", default="auto")
+    _add_data_options(p)
+    p.set_defaults(func=_cmd_attack)
+
+    p = sub.add_parser("evaluate", help="re-train victims on a poison set; metric as mean +/- SE")
+    p.add_argument("--poison", required=True, help="folder written by sapabench attack")
+    p.add_argument("--arch", default="convnet")
+    p.add_argument("--recipe", default="sgd")
+    p.add_argument("--trials", type=int, default=5)
+    p.add_argument("--seed", type=int, default=100, help="victim seeds are SEED, SEED+1, ...")
+    p.add_argument("--dataset", help="default: the poison's dataset")
+    p.add_argument("--baseline", action="store_true", help="also train clean victims with the same seeds")
+    p.add_argument("--device", default="auto")
+    _add_training_options(p)
+    _add_data_options(p)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_evaluate)
     return parser
 
 

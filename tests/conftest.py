@@ -35,6 +35,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = keep
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Surrogates trained by tests go to a throw-away cache, not the user's."""
+    import os
+
+    old = os.environ.get("SAPABENCH_CACHE")
+    os.environ["SAPABENCH_CACHE"] = str(tmp_path_factory.mktemp("sapabench-cache"))
+    yield
+    if old is None:
+        os.environ.pop("SAPABENCH_CACHE", None)
+    else:
+        os.environ["SAPABENCH_CACHE"] = old
+
+
 @pytest.fixture(scope="session")
 def digits():
     from benchmark.datasets import load_dataset

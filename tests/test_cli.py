@@ -26,6 +26,8 @@ def run_catching_exit(capsys, *argv):
     ("datasets", ["cifar10", "cifar100", "digits", "svhn"]),
     ("archs", ["convnet", "mobilenetv2", "resnet18", "resnet50", "vgg11", "vit"]),
     ("recipes", ["adam", "adversarial", "cutout", "mixup", "sam", "sgd"]),
+    ("attacks", ["error-max", "error-min", "gradient-matching", "sapa-error-max", "sapa-error-min",
+                 "sapa-gradient-matching", "sapa-sleeper-agent", "sleeper-agent"]),
 ])  # fmt: skip
 def test_list_prints_each_entry_with_a_description(capsys, axis, expected):
     code, out, _ = run(capsys, "list", axis)
@@ -91,3 +93,78 @@ def test_console_script_error_has_no_traceback():
     )
     assert proc.returncode == 2
     assert proc.stderr.strip() == "sapabench: error: invalid lr=-1.0: must be a positive number (set --lr)"
+
+
+# ------------------------------------------------------------------------- attack / evaluate
+
+
+@pytest.fixture(scope="module")
+def smoke_poison(tmp_path_factory):
+    out = tmp_path_factory.mktemp("poison") / "gm"
+    code = main(["attack", "sapa-gradient-matching", "--preset", "smoke", "--seed", "2", "--out", str(out), "--device", "cpu"])
+    assert code == 0
+    return out
+
+
+def test_attack_writes_an_artifact_and_reports_time(capsys, tmp_path):
+    code, out, _ = run(capsys, "attack", "error-max", "--preset", "smoke", "--set", "steps=2", "--eps", "4/255",
+                       "--out", str(tmp_path / "em"), "--device", "cpu")  # fmt: skip
+    assert code == 0 and "crafting time:" in out and "wrote" in out
+    meta = json.loads((tmp_path / "em" / "poison.json").read_text())
+    assert meta["attack"] == "error-max" and meta["config"]["steps"] == 2 and meta["eps"] == pytest.approx(4 / 255)
+
+
+def test_evaluate_prints_mean_and_standard_error(capsys, smoke_poison):
+    code, out, err = run(capsys, "evaluate", "--poison", str(smoke_poison), "--trials", "2", "--epochs", "1",
+                         "--baseline", "--device", "cpu")  # fmt: skip
+    assert code == 0
+    assert "poisoned: target_success" in out and "+/-" in out and "clean baseline" in out and "crafting" in out
+    assert err.count("trial") == 4
+
+
+def test_evaluate_json(capsys, smoke_poison):
+    code, out, _ = run(capsys, "evaluate", "--poison", str(smoke_poison), "--trials", "2", "--epochs", "1",
+                       "--json", "--quiet", "--device", "cpu")  # fmt: skip
+    report = json.loads(out)
+    assert code == 0 and report["attack"] == "sapa-gradient-matching" and len(report["poisoned"]["values"]) == 2
+    assert set(report["poisoned"]["values"]) <= {0.0, 1.0}
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["attack", "gradient-matchin", "--out", "X"], "did you mean 'gradient-matching'"),
+    (["attack", "error-min", "--eps", "2", "--out", "X"], "invalid eps=2.0"),
+    (["attack", "error-min", "--eps=-1/255", "--out", "X"], "invalid eps=-0.0039"),
+    (["attack", "error-min", "--budget", "1.5", "--out", "X"], "invalid budget=1.5"),
+    (["attack", "error-min", "--budget", "0", "--out", "X"], "invalid budget=0.0"),
+    (["attack", "error-min", "--set", "steps", "--out", "X"], "--set expects KEY=VALUE"),
+    (["attack", "error-min", "--set", "nope=1", "--out", "X"], "unknown attack option 'nope'"),
+    (["attack", "error-min", "--preset", "tiny", "--out", "X"], "unknown preset 'tiny'"),
+    (["evaluate", "--poison", "/no/such/folder"], "not a poison folder"),
+    (["evaluate", "--poison", "/tmp", "--trials", "0"], "invalid trials=0"),
+])  # fmt: skip
+def test_attack_and_evaluate_bad_input(capsys, argv, needle):
+    code, out, err = run_catching_exit(capsys, *argv)
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_evaluate_refuses_a_tampered_artifact(capsys, smoke_poison, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(smoke_poison, copy)
+    meta = json.loads((copy / "poison.json").read_text())
+    meta["eps"] = 1 / 255
+    (copy / "poison.json").write_text(json.dumps(meta))
+    code, _, err = run_catching_exit(capsys, "evaluate", "--poison", str(copy), "--trials", "1")
+    assert code == 2 and "poison check failed" in err and "> eps" in err
+
+
+def test_evaluate_refuses_a_poison_from_another_dataset(capsys, smoke_poison, tmp_path):
+    import shutil
+
+    from tests._fakedata import write_cifar10
+
+    write_cifar10(tmp_path / "c10")
+    code, _, err = run_catching_exit(capsys, "evaluate", "--poison", str(smoke_poison), "--dataset", "cifar10",
+                                     "--data-root", str(tmp_path / "c10"), "--no-verify-checksums", "--trials", "1")  # fmt: skip
+    assert code == 2 and "crafted on dataset 'digits'" in err

@@ -1,0 +1,285 @@
+"""Poison sets as data: indices + perturbations + labels + the threat model, on disk as
+``poison.safetensors`` (tensors) beside ``poison.json`` (everything else), never pickle.
+
+Loading validates everything a tampered or mismatched file could break: the JSON fields and
+their types, the tensor file's sha256, shapes, the index range, the eps bound, the budget and
+the pixel range, and (given the dataset) that it was crafted on that very dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from benchmark.datasets import ImageDataset
+from benchmark.errors import ConfigError
+
+FORMAT_VERSION = 1
+THREATS = ("targeted", "backdoor", "untargeted")
+TENSORS_FILE = "poison.safetensors"
+META_FILE = "poison.json"
+EPS_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True)
+class ThreatModel:
+    """What the attacker wants.
+
+    - ``targeted``: the test image ``target_index`` classified as ``adversarial_class``.
+    - ``backdoor``: test images of ``source_class`` carrying the trigger classified as
+      ``target_class``; the trigger is a patch stored with the tensors, placed by
+      ``trigger_placement`` (``random``: uniform position per image, seeded by
+      ``trigger_seed``; ``corner``: bottom-right).
+    - ``untargeted``: low clean test accuracy.
+    """
+
+    kind: str
+    target_index: int | None = None
+    adversarial_class: int | None = None
+    source_class: int | None = None
+    target_class: int | None = None
+    trigger_placement: str | None = None
+    trigger_seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in THREATS:
+            raise ConfigError(f"unknown threat model {self.kind!r}; choose one of {', '.join(THREATS)}")
+        need = {
+            "targeted": ("target_index", "adversarial_class"),
+            "backdoor": ("source_class", "target_class", "trigger_placement", "trigger_seed"),
+            "untargeted": (),
+        }[self.kind]
+        for name in need:
+            if not isinstance(getattr(self, name), int) and not (name == "trigger_placement" and getattr(self, name)):
+                raise ConfigError(f"{self.kind} threat model needs {name}")
+        if self.trigger_placement not in (None, "random", "corner"):
+            raise ConfigError(f"trigger_placement must be 'random' or 'corner', got {self.trigger_placement!r}")
+
+
+@dataclass(frozen=True)
+class PoisonSet:
+    """One crafted poison set and where it came from.
+
+    Attributes:
+        attack: registered attack name, e.g. ``sapa-gradient-matching``.
+        dataset, dataset_fingerprint, num_train, image_shape: the clean data it applies to.
+        indices: int64 (P,) distinct indices into the clean training set.
+        delta: float32 (P, C, H, W) perturbations, ``|delta| <= eps`` and ``x + delta`` in [0, 1].
+        labels: int64 (P,) new labels, or None for clean-label attacks (all four here).
+        eps: L_inf bound in [0, 1] pixel units. budget: the allowed fraction of the training set.
+        threat: the :class:`ThreatModel`. trigger: (C, h, w) patch for backdoors, else None.
+        config: the full attack config. seed: the crafting seed.
+        surrogate: description of the surrogate(s) used. craft_seconds: wall time of crafting.
+        extra: attack-specific diagnostics (final loss, SAPA v_hat norms, ...).
+    """
+
+    attack: str
+    dataset: str
+    dataset_fingerprint: str
+    num_train: int
+    image_shape: tuple[int, int, int]
+    indices: Tensor
+    delta: Tensor
+    labels: Tensor | None
+    eps: float
+    budget: float
+    threat: ThreatModel
+    trigger: Tensor | None
+    config: dict[str, Any]
+    seed: int
+    surrogate: dict[str, Any]
+    craft_seconds: float
+    sapabench_version: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ----------------------------------------------------------------------------------- checks
+    def validate(self, dataset: ImageDataset | None = None) -> None:
+        """Refuse a poison set that breaks its own bounds (or does not fit ``dataset``)."""
+        if not (isinstance(self.eps, float) and 0.0 < self.eps <= 1.0):
+            raise ConfigError(f"poison check failed: eps={self.eps!r} must be in (0, 1]")
+        if not (isinstance(self.budget, float) and 0.0 < self.budget <= 1.0):
+            raise ConfigError(f"poison check failed: budget={self.budget!r} must be in (0, 1]")
+        idx, delta = self.indices, self.delta
+        if idx.dtype != torch.int64 or idx.ndim != 1:
+            raise ConfigError("poison check failed: indices must be a 1-D int64 tensor")
+        if delta.dtype != torch.float32 or tuple(delta.shape) != (len(idx), *self.image_shape):
+            raise ConfigError(
+                f"poison check failed: delta shape {tuple(delta.shape)} != {(len(idx), *self.image_shape)}"
+            )
+        if len(torch.unique(idx)) != len(idx):
+            raise ConfigError("poison check failed: indices repeat")
+        if len(idx) and (int(idx.min()) < 0 or int(idx.max()) >= self.num_train):
+            raise ConfigError(f"poison check failed: indices outside [0, {self.num_train})")
+        allowed = math.floor(self.budget * self.num_train + 1e-9)
+        if len(idx) > allowed:
+            raise ConfigError(
+                f"poison check failed: {len(idx)} poisons exceed the budget {self.budget:g} x {self.num_train} = {allowed}"
+            )
+        if not torch.isfinite(delta).all():
+            raise ConfigError("poison check failed: delta has NaN or infinite values")
+        worst = float(delta.abs().max()) if len(idx) else 0.0
+        if worst > self.eps + EPS_TOLERANCE:
+            raise ConfigError(f"poison check failed: |delta| reaches {worst:.6f} > eps {self.eps:.6f}")
+        if self.labels is not None and (self.labels.dtype != torch.int64 or self.labels.shape != idx.shape):
+            raise ConfigError("poison check failed: labels must be int64 with one per index")
+        if self.threat.kind == "backdoor":
+            if self.trigger is None or self.trigger.ndim != 3 or self.trigger.shape[0] != self.image_shape[0]:
+                raise ConfigError("poison check failed: a backdoor needs a (C, h, w) trigger patch")
+            if float(self.trigger.min()) < 0 or float(self.trigger.max()) > 1:
+                raise ConfigError("poison check failed: trigger pixels outside [0, 1]")
+        if dataset is not None:
+            self.check_dataset(dataset)
+
+    def check_dataset(self, dataset: ImageDataset) -> None:
+        """Refuse to apply this poison to another dataset than the one it was crafted on."""
+        if dataset.name != self.dataset or dataset.fingerprint != self.dataset_fingerprint:
+            raise ConfigError(
+                f"this poison was crafted on dataset {self.dataset!r} (fingerprint {self.dataset_fingerprint}), "
+                f"not on {dataset.name!r} (fingerprint {dataset.fingerprint}); evaluate it with --dataset {self.dataset} "
+                "and the same dataset options"
+            )
+        x = dataset.train_x[self.indices.to(dataset.device)].cpu() + self.delta
+        if float(x.min()) < -EPS_TOLERANCE or float(x.max()) > 1 + EPS_TOLERANCE:
+            raise ConfigError("poison check failed: clean image + delta leaves the pixel range [0, 1]")
+
+    @property
+    def num_poisons(self) -> int:
+        return int(self.indices.numel())
+
+    # ----------------------------------------------------------------------------------- disk
+    def _tensors(self) -> dict[str, Tensor]:
+        out = {"indices": self.indices.contiguous(), "delta": self.delta.contiguous()}
+        if self.labels is not None:
+            out["labels"] = self.labels.contiguous()
+        if self.trigger is not None:
+            out["trigger"] = self.trigger.contiguous()
+        return out
+
+    def _meta(self, tensor_sha256: str) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "attack": self.attack,
+            "dataset": self.dataset,
+            "dataset_fingerprint": self.dataset_fingerprint,
+            "num_train": self.num_train,
+            "image_shape": list(self.image_shape),
+            "num_poisons": self.num_poisons,
+            "eps": self.eps,
+            "budget": self.budget,
+            "threat": asdict(self.threat),
+            "config": self.config,
+            "seed": self.seed,
+            "surrogate": self.surrogate,
+            "craft_seconds": self.craft_seconds,
+            "sapabench_version": self.sapabench_version,
+            "extra": self.extra,
+            "tensors_sha256": tensor_sha256,
+        }
+
+    def save(self, out_dir: str | Path) -> Path:
+        """Write ``poison.safetensors`` + ``poison.json`` into ``out_dir`` atomically."""
+        out = Path(out_dir)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        try:
+            save_file(self._tensors(), str(tmp / TENSORS_FILE), metadata={"format": "sapabench-poison"})
+            digest = _sha256(tmp / TENSORS_FILE)
+            (tmp / META_FILE).write_text(json.dumps(self._meta(digest), indent=2, sort_keys=True) + "\n")
+            if out.exists():
+                if not (out / META_FILE).exists() and any(out.iterdir()):
+                    raise ConfigError(f"{out} exists and is not a poison folder; choose another --out")
+                shutil.rmtree(out)
+            os.replace(tmp, out)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return out
+
+    @classmethod
+    def load(cls, folder: str | Path, dataset: ImageDataset | None = None) -> "PoisonSet":
+        """Read and validate a poison folder; any failed check raises a :class:`ConfigError`."""
+        folder = Path(folder)
+        meta_path, tensor_path = folder / META_FILE, folder / TENSORS_FILE
+        if not meta_path.is_file() or not tensor_path.is_file():
+            raise ConfigError(f"{folder} is not a poison folder: it needs {META_FILE} and {TENSORS_FILE} (made by sapabench attack)")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ConfigError(f"poison check failed: {meta_path} is not valid JSON ({err})") from None
+        if not isinstance(meta, dict):
+            raise ConfigError(f"poison check failed: {meta_path} must hold a JSON object")
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ConfigError(f"poison check failed: format_version {meta.get('format_version')!r}, expected {FORMAT_VERSION}")
+        spec = {
+            "attack": str, "dataset": str, "dataset_fingerprint": str, "num_train": int, "image_shape": list,
+            "num_poisons": int, "eps": (int, float), "budget": (int, float), "threat": dict, "config": dict,
+            "seed": int, "surrogate": dict, "craft_seconds": (int, float), "sapabench_version": str,
+            "extra": dict, "tensors_sha256": str,
+        }  # fmt: skip
+        for key, typ in spec.items():
+            if key not in meta:
+                raise ConfigError(f"poison check failed: {meta_path} lacks the field {key!r}")
+            if not isinstance(meta[key], typ) or isinstance(meta[key], bool):
+                raise ConfigError(f"poison check failed: field {key!r} has the wrong type in {meta_path}")
+        if _sha256(tensor_path) != meta["tensors_sha256"]:
+            raise ConfigError(
+                f"poison check failed: {tensor_path} does not match the sha256 recorded in {META_FILE} (tampered or corrupt)"
+            )
+        try:
+            tensors = load_file(str(tensor_path))
+        except Exception as err:  # safetensors raises its own error types
+            raise ConfigError(f"poison check failed: cannot read {tensor_path} ({err})") from None
+        for key in ("indices", "delta"):
+            if key not in tensors:
+                raise ConfigError(f"poison check failed: {tensor_path} lacks the tensor {key!r}")
+        if int(tensors["indices"].numel()) != meta["num_poisons"]:
+            raise ConfigError("poison check failed: num_poisons does not match the stored indices")
+        try:
+            threat = ThreatModel(**meta["threat"])
+        except TypeError as err:
+            raise ConfigError(f"poison check failed: bad threat model ({err})") from None
+        poison = cls(
+            attack=meta["attack"],
+            dataset=meta["dataset"],
+            dataset_fingerprint=meta["dataset_fingerprint"],
+            num_train=meta["num_train"],
+            image_shape=tuple(meta["image_shape"]),  # type: ignore[arg-type]
+            indices=tensors["indices"],
+            delta=tensors["delta"],
+            labels=tensors.get("labels"),
+            eps=float(meta["eps"]),
+            budget=float(meta["budget"]),
+            threat=threat,
+            trigger=tensors.get("trigger"),
+            config=meta["config"],
+            seed=meta["seed"],
+            surrogate=meta["surrogate"],
+            craft_seconds=float(meta["craft_seconds"]),
+            sapabench_version=meta["sapabench_version"],
+            extra=meta["extra"],
+        )
+        if dataset is not None:
+            poison.check_dataset(dataset)
+        return poison
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

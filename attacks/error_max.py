@@ -1,0 +1,103 @@
+"""Error-maximising noise (adversarial poisoning) and its SAPA version."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from attacks._untargeted import batches, per_sample_loss, pgd_perturb, training_loss_chunks
+from attacks.artifact import ThreatModel
+from attacks.base import AttackConfig, Attack, CraftContext, Crafted, _positive_int, budget_count, pick_indices, project, register_pair
+from attacks.sapa import worst_case_weights
+from attacks.surrogate import SurrogateSpec
+from benchmark.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ErrorMaxConfig(AttackConfig):
+    """Error-Max settings (Fowl et al. 2021; SAPA paper Algorithm 4).
+
+    Attributes:
+        steps: PGD steps (250).
+        step_scale: step size = step_scale * eps / steps (2.5, Madry's rule).
+        restarts: random restarts; per image the restart with the best objective is kept (1).
+        class_shift: push towards class (y + 1) mod C (Fowl et al.'s class-targeted variant)
+            instead of maximising CE on the true label (the paper's eq.).
+        batch_size: images per PGD batch (256).
+    """
+
+    steps: int = 250
+    step_scale: float = 2.5
+    restarts: int = 1
+    class_shift: bool = False
+    batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("steps", "restarts", "batch_size"):
+            _positive_int(name, getattr(self, name))
+        if not 0 < self.step_scale <= 100:
+            raise ConfigError(f"invalid step_scale={self.step_scale!r}: in (0, 100]")
+
+
+class ErrorMax(Attack):
+    """Adversarial poisoning (Fowl et al., NeurIPS 2021), with SAPA as ``sapa-error-max``.
+
+    Threat model: untargeted, clean-label; the metric is the re-trained victim's clean test
+    accuracy (lower = stronger).
+
+    eps / budget: L_inf bound per image; the fraction of the training set perturbed (1.0).
+
+    Objective: PGD on a fixed clean-trained surrogate, maximising CE(f(x + delta), y) (or, with
+    ``class_shift``, minimising CE towards (y + 1) mod C). SAPA (Algorithm 4): after the random
+    initialisation, move the surrogate to theta* + v_hat, v_hat = rho g / ||g|| with g the
+    gradient of the training loss on x + delta, and run the PGD against theta* + v_hat.
+
+    Options (paper preset): eps 8/255, budget 1.0, steps 250, restarts 1, rho 0.05, surrogate
+    ResNet-18 / sgd.
+
+    Example::
+
+        poison = create_attack("error-max", dataset="digits").run(load_dataset("digits"), seed=0)
+    """
+
+    threat = "untargeted"
+    Config = ErrorMaxConfig
+    presets = {
+        "paper": dict(eps=8 / 255, budget=1.0, steps=250, restarts=1, surrogate=SurrogateSpec("resnet18", "sgd")),
+        "embedded": dict(eps=32 / 255, budget=1.0, steps=100, restarts=1, class_shift=True,
+                         surrogate=SurrogateSpec("convnet", "sgd")),
+        "smoke": dict(eps=8 / 255, budget=0.5, steps=3, restarts=1, surrogate=SurrogateSpec("convnet", "sgd", epochs=1)),
+    }  # fmt: skip
+
+    def craft(self, ctx: CraftContext) -> Crafted:
+        cfg: ErrorMaxConfig = self.config  # type: ignore[assignment]
+        ds = ctx.dataset
+        indices = pick_indices(ds.train_y, None, budget_count(cfg, ds.num_train), ctx.generator)
+        idx = indices.to(ctx.device)
+        x, y = ds.train_x[idx], ds.train_y[idx]
+        model = ctx.surrogate(cfg.surrogate).eval()
+        labels, sign = ((y + 1) % ds.num_classes, -1.0) if cfg.class_shift else (y, 1.0)
+        step = cfg.step_scale * cfg.eps / cfg.steps
+        best, best_score, v_norms = None, None, []
+        for _ in range(cfg.restarts):
+            delta = project((torch.rand(x.shape, generator=ctx.generator).to(ctx.device) * 2 - 1) * cfg.eps, x, cfg.eps)
+            objective = lambda d=delta: training_loss_chunks(model, x + d, y, 512)  # noqa: E731
+            with worst_case_weights(model, objective, self.rho) as sapa:
+                v_norms.append(sapa.v_norm)
+                for b in batches(len(x), cfg.batch_size):
+                    b = b.to(ctx.device)
+                    delta[b] = pgd_perturb(model, x[b], labels[b], delta[b], cfg.eps, step, cfg.steps, sign)
+                score = sign * per_sample_loss(model, x + delta, labels, 512)  # higher = better for the attacker
+            if best is None:
+                best, best_score = delta, score
+            else:
+                better = score > best_score
+                best = torch.where(better.view(-1, 1, 1, 1), delta, best)
+                best_score = torch.maximum(score, best_score)
+        assert best is not None
+        return Crafted(indices=indices, delta=best, threat=ThreatModel("untargeted"), extra={"sapa_v_norms": v_norms})
+
+
+register_pair("error-max", ErrorMax, "error-maximising adversarial poisoning (Fowl et al. 2021)")

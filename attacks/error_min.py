@@ -1,0 +1,130 @@
+"""Error-minimising noise (unlearnable examples) and its SAPA version."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from attacks._untargeted import batches, pgd_perturb, training_loss_chunks
+from attacks.artifact import ThreatModel
+from attacks.base import AttackConfig, Attack, CraftContext, Crafted, _positive_int, budget_count, pick_indices, project, register_pair
+from attacks.sapa import worst_case_weights
+from attacks.surrogate import SurrogateSpec
+from benchmark.errors import ConfigError
+from victims.archs import build_model
+from victims.train import accuracy
+
+
+@dataclass(frozen=True)
+class ErrorMinConfig(AttackConfig):
+    """Error-Min settings (Huang et al. 2021; SAPA paper appendix C.3).
+
+    Attributes:
+        model_steps: M, model SGD steps on x + delta per round (10).
+        pgd_steps: T, perturbation steps per batch per round (20).
+        step_fraction: alpha as a fraction of eps (1/10).
+        max_rounds: E, rounds at most (100).
+        stop_accuracy: stop once the model's accuracy on x + delta exceeds this (0.99).
+        batch_size: minibatch for model and perturbation steps (128).
+        model_lr: SGD learning rate of the model steps (0.1, momentum 0.9, wd 5e-4).
+    """
+
+    model_steps: int = 10
+    pgd_steps: int = 20
+    step_fraction: float = 0.1
+    max_rounds: int = 100
+    stop_accuracy: float = 0.99
+    batch_size: int = 128
+    model_lr: float = 0.1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("model_steps", "pgd_steps", "max_rounds", "batch_size"):
+            _positive_int(name, getattr(self, name))
+        if not 0 < self.step_fraction <= 1:
+            raise ConfigError(f"invalid step_fraction={self.step_fraction!r}: in (0, 1]")
+        if not 0 < self.stop_accuracy <= 1:
+            raise ConfigError(f"invalid stop_accuracy={self.stop_accuracy!r}: in (0, 1]")
+
+
+class ErrorMin(Attack):
+    """Unlearnable examples, sample-wise (Huang et al., ICLR 2021), with SAPA as ``sapa-error-min``.
+
+    Threat model: untargeted, clean-label; the metric is the re-trained victim's clean test
+    accuracy (lower = stronger).
+
+    eps / budget: L_inf bound per image; the fraction of the training set perturbed (1.0 in the
+    paper, i.e. every image).
+
+    Objective: the bilevel min-min problem. Each round trains a freshly initialised surrogate
+    for ``model_steps`` steps on x + delta, then takes ``pgd_steps`` signed steps *minimising*
+    CE(f(x + delta), y) for every batch; it stops when the surrogate's accuracy on x + delta
+    exceeds ``stop_accuracy``. SAPA (Algorithm 1): before the delta steps of each round, move the
+    model to theta + v_hat, v_hat = rho g / ||g||, g the gradient of the training loss on x + delta.
+
+    Options (paper preset): eps 8/255, budget 1.0, M 10, T 20, alpha eps/10, E 100, rho 0.05,
+    surrogate ResNet-18.
+
+    Example::
+
+        poison = create_attack("sapa-error-min", dataset="digits").run(load_dataset("digits"), seed=0)
+    """
+
+    threat = "untargeted"
+    Config = ErrorMinConfig
+    presets = {
+        "paper": dict(eps=8 / 255, budget=1.0, model_steps=10, pgd_steps=20, step_fraction=0.1, max_rounds=100,
+                      batch_size=128, surrogate=SurrogateSpec("resnet18", "sgd")),
+        "embedded": dict(eps=32 / 255, budget=1.0, model_steps=10, pgd_steps=10, step_fraction=0.2, max_rounds=20,
+                         batch_size=128, surrogate=SurrogateSpec("convnet", "sgd")),
+        "smoke": dict(eps=8 / 255, budget=0.5, model_steps=2, pgd_steps=2, step_fraction=0.2, max_rounds=1,
+                      batch_size=128, surrogate=SurrogateSpec("convnet", "sgd", epochs=1)),
+    }  # fmt: skip
+
+    def craft(self, ctx: CraftContext) -> Crafted:
+        cfg: ErrorMinConfig = self.config  # type: ignore[assignment]
+        ds = ctx.dataset
+        indices = pick_indices(ds.train_y, None, budget_count(cfg, ds.num_train), ctx.generator)
+        idx = indices.to(ctx.device)
+        x, y = ds.train_x[idx], ds.train_y[idx]
+        # Min-min starts from a randomly initialised surrogate, not a trained one.
+        model = build_model(cfg.surrogate.arch, ds).to(ctx.device)
+        ctx.surrogate_info.update(arch=cfg.surrogate.arch, trained="from scratch inside the attack", cached=True)
+        opt = torch.optim.SGD(model.parameters(), lr=cfg.model_lr, momentum=0.9, weight_decay=5e-4)
+        delta = project((torch.rand(x.shape, generator=ctx.generator).to(ctx.device) * 2 - 1) * cfg.eps, x, cfg.eps)
+        step = cfg.step_fraction * cfg.eps
+        stream = iter(())
+        rounds, train_acc, v_norms = 0, 0.0, []
+        for rounds in range(1, cfg.max_rounds + 1):
+            model.train()  # 1. M model steps on the perturbed data
+            for _ in range(cfg.model_steps):
+                b = next(stream, None)
+                if b is None:
+                    stream = iter(list(batches(len(x), cfg.batch_size, ctx.generator)))
+                    b = next(stream)
+                b = b.to(ctx.device)
+                opt.zero_grad(set_to_none=True)
+                nn.functional.cross_entropy(model(x[b] + delta[b]), y[b]).backward()
+                opt.step()
+            model.eval()
+            # 2. SAPA: theta + v_hat maximising the training loss on x + delta (base: theta).
+            objective = lambda: training_loss_chunks(model, x + delta, y, 512)  # noqa: E731
+            with worst_case_weights(model, objective, self.rho) as sapa:
+                v_norms.append(sapa.v_norm)
+                # 3. T error-minimising steps on every batch, against the (perturbed) model.
+                for b in batches(len(x), cfg.batch_size):
+                    b = b.to(ctx.device)
+                    delta[b] = pgd_perturb(model, x[b], y[b], delta[b], cfg.eps, step, cfg.pgd_steps, sign=-1.0)
+            train_acc = accuracy(model, x + delta, y)
+            ctx.log(f"error-min round {rounds}: surrogate accuracy on x+delta {train_acc:.4f}")
+            if train_acc > cfg.stop_accuracy:
+                break
+        return Crafted(
+            indices=indices, delta=delta, threat=ThreatModel("untargeted"),
+            extra={"rounds": rounds, "final_train_accuracy": train_acc, "sapa_v_norms": v_norms},
+        )  # fmt: skip
+
+
+register_pair("error-min", ErrorMin, "error-minimising noise / unlearnable examples (Huang et al. 2021)")

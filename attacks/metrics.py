@@ -1,0 +1,74 @@
+"""The metric of each threat model, measured on a victim re-trained on the poisoned data.
+
+- targeted: success (1 or 0): the target test image is classified as the adversarial class.
+- backdoor: attack success rate: the fraction of source-class test images carrying the trigger
+  (placed by the threat model's rule and seed) classified as the target class.
+- untargeted: the victim's clean test accuracy (lower = stronger attack).
+
+Clean test accuracy is always reported beside the metric.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from attacks.artifact import PoisonSet
+from attacks.triggers import apply_trigger
+from benchmark.datasets import ImageDataset
+from victims.train import accuracy, predict
+
+METRICS = {
+    "targeted": ("target_success", True),
+    "backdoor": ("attack_success_rate", True),
+    "untargeted": ("clean_accuracy", False),
+}
+
+
+def metric_name(threat: str) -> str:
+    return METRICS[threat][0]
+
+
+def higher_is_stronger(threat: str) -> bool:
+    """Whether a larger metric means a stronger attack (False for untargeted accuracy)."""
+    return METRICS[threat][1]
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """The threat model's metric, the clean accuracy, and diagnostics that are not the metric
+    (for targeted attacks: the victim's softmax probability of the adversarial class on the
+    target, which shows a partial effect where success stays 0)."""
+
+    metric: str
+    value: float
+    clean_accuracy: float
+    diagnostics: dict[str, float] = field(default_factory=dict)
+
+
+def measure(model: nn.Module, poison: PoisonSet, dataset: ImageDataset) -> Measurement:
+    """The poison's threat-model metric and the clean test accuracy of ``model``."""
+    device = next(model.parameters()).device
+    ds = dataset.to(device)
+    clean = accuracy(model, ds.test_x, ds.test_y)
+    threat = poison.threat
+    diagnostics: dict[str, float] = {}
+    if threat.kind == "targeted":
+        i = int(threat.target_index)  # type: ignore[arg-type]
+        value = float(int(predict(model, ds.test_x[i : i + 1])[0]) == threat.adversarial_class)
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            prob = model(ds.test_x[i : i + 1]).softmax(1)[0, int(threat.adversarial_class)]  # type: ignore[arg-type]
+        model.train(was_training)
+        diagnostics["adversarial_probability"] = float(prob)
+    elif threat.kind == "backdoor":
+        source = ds.test_x[ds.test_y == threat.source_class]
+        generator = torch.Generator().manual_seed(int(threat.trigger_seed))  # type: ignore[arg-type]
+        patched = apply_trigger(source, poison.trigger, threat.trigger_placement, generator)  # type: ignore[arg-type]
+        value = float((predict(model, patched) == threat.target_class).float().mean())
+    else:
+        value = clean
+    return Measurement(metric_name(threat.kind), value, clean, diagnostics)

@@ -1,0 +1,137 @@
+"""Sleeper Agent hidden-trigger backdoor and its SAPA version."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from attacks._matching import MatchingConfig, brew
+from attacks.artifact import ThreatModel
+from attacks.base import Attack, CraftContext, Crafted, _positive_int, budget_count, pick_indices, register_pair
+from attacks.sapa import objective_gradient
+from attacks.surrogate import SurrogateSpec
+from attacks.triggers import apply_trigger, make_trigger
+from benchmark.errors import ConfigError
+from victims.recipes import RECIPES
+from victims.train import train_victim
+
+
+@dataclass(frozen=True)
+class SleeperConfig(MatchingConfig):
+    """Sleeper Agent settings (adds to :class:`MatchingConfig`).
+
+    Attributes:
+        retrainings: how often the surrogate is re-trained from scratch on the current poisoned
+            set during crafting (paper: every 50 of 250 steps, i.e. 4 times).
+        patch_fraction: trigger side as a fraction of the image side (8 px of 32 = 0.25).
+        placement: where the trigger goes at crafting and test time (``random`` or ``corner``).
+    """
+
+    retrainings: int = 4
+    patch_fraction: float = 0.25
+    placement: str = "random"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.retrainings, int) or self.retrainings < 0:
+            raise ConfigError(f"invalid retrainings={self.retrainings!r}: a non-negative integer")
+        if not 0 < self.patch_fraction <= 0.5:
+            raise ConfigError(f"invalid patch_fraction={self.patch_fraction!r}: in (0, 0.5]")
+        if self.placement not in ("random", "corner"):
+            raise ConfigError(f"invalid placement={self.placement!r}: random or corner")
+
+
+@dataclass
+class _Poison:
+    indices: torch.Tensor
+    delta: torch.Tensor
+    labels: None = None
+
+
+class SleeperAgent(Attack):
+    """Sleeper Agent (Souri et al., NeurIPS 2022), with SAPA as ``sapa-sleeper-agent``.
+
+    Threat model: hidden-trigger backdoor, clean-label. Test images of ``source_class`` carrying
+    the trigger patch should be classified as ``target_class`` (both drawn from the seed);
+    poisons carry no trigger, only an imperceptible perturbation.
+
+    eps / budget: L_inf bound per poison; at most ``budget`` x N images of the target class.
+
+    Objective: ``Q = mean CE(f(x_source + trigger), target_class)`` over the source-class training
+    images; gradient matching as in Witches' Brew, with the surrogate re-trained from scratch
+    on the poisoned data ``retrainings`` times during crafting. SAPA recomputes
+    ``v_hat = rho grad Q / ||grad Q||`` after every retraining and matches ``grad Q`` at
+    ``theta + v_hat`` (Algorithm 3 of the SAPA paper).
+
+    Options (paper preset): eps 16/255, budget 0.01, steps 250, restarts 1 (8 at the start in
+    some runs), retrainings 4, patch 8x8 at random positions, rho 0.05.
+
+    Example::
+
+        poison = create_attack("sleeper-agent", dataset="digits").run(load_dataset("digits"), seed=0)
+    """
+
+    threat = "backdoor"
+    Config = SleeperConfig
+    presets = {
+        "paper": dict(eps=16 / 255, budget=0.01, steps=250, restarts=1, lr=0.1, augment_shift=0.25, retrainings=4,
+                      patch_fraction=0.25, surrogate=SurrogateSpec("resnet18", "sgd")),
+        "embedded": dict(eps=64 / 255, budget=0.10, steps=120, restarts=1, lr=0.1, augment_shift=0.125, retrainings=2,
+                         patch_fraction=0.25, surrogate=SurrogateSpec("convnet", "sgd")),
+        "smoke": dict(eps=16 / 255, budget=0.05, steps=4, restarts=1, lr=0.1, augment_shift=0.125, retrainings=1,
+                      patch_fraction=0.25, surrogate=SurrogateSpec("convnet", "sgd", epochs=1)),
+    }  # fmt: skip
+
+    def craft(self, ctx: CraftContext) -> Crafted:
+        cfg: SleeperConfig = self.config  # type: ignore[assignment]
+        ds = ctx.dataset
+        source_class = ctx.randint(ds.num_classes)
+        target_class = (source_class + 1 + ctx.randint(ds.num_classes - 1)) % ds.num_classes
+        side = max(1, round(cfg.patch_fraction * ds.img_size))
+        trigger = make_trigger(ds.in_chans, side, ctx.generator)
+        trigger_seed = ctx.randint(2**31 - 1)
+        indices = pick_indices(ds.train_y, target_class, budget_count(cfg, ds.num_train), ctx.generator)
+        idx = indices.to(ctx.device)
+        x_p, y_p = ds.train_x[idx], ds.train_y[idx]
+        source = ds.train_x[ds.train_y == source_class]
+        patched = apply_trigger(source, trigger, cfg.placement, ctx.generator)
+        y_target = torch.full((len(patched),), target_class, device=ctx.device)
+
+        model = ctx.surrogate(cfg.surrogate)
+        # Step counts between retrainings: floor(steps / (R + 1)), the last stage takes the rest.
+        stage = cfg.steps // (cfg.retrainings + 1)
+        stages = [stage] * cfg.retrainings + [cfg.steps - stage * cfg.retrainings]
+        delta, loss, v_norms = None, float("nan"), []
+        for i, steps in enumerate(stages):
+            if i > 0:  # re-train the surrogate from scratch on the current poisoned data
+                recipe = RECIPES.create(cfg.surrogate.recipe, **({"epochs": cfg.surrogate.epochs} if cfg.surrogate.epochs else {}))
+                retrained = train_victim(
+                    cfg.surrogate.arch, recipe, ds, poison=_Poison(indices, delta.cpu()),  # type: ignore[union-attr]
+                    seed=ctx.seed + 1000 * i, device=ctx.device,
+                )  # fmt: skip
+                model = retrained.model
+            model.eval()
+
+            def objective(m: nn.Module = model) -> torch.Tensor:
+                return nn.functional.cross_entropy(m(patched), y_target)
+
+            target_grad, sapa = objective_gradient(model, objective, self.rho)
+            v_norms.append(sapa.v_norm)
+            if steps > 0:
+                delta, loss = brew(model, x_p, y_p, target_grad, cfg, ds.flip_invariant, ctx.generator, steps=steps, init=delta)
+        assert delta is not None
+        return Crafted(
+            indices=indices,
+            delta=delta,
+            trigger=trigger,
+            threat=ThreatModel(
+                "backdoor", source_class=source_class, target_class=target_class,
+                trigger_placement=cfg.placement, trigger_seed=trigger_seed,
+            ),  # fmt: skip
+            extra={"matching_loss": loss, "sapa_v_norms": v_norms, "retrainings": cfg.retrainings},
+        )
+
+
+register_pair("sleeper-agent", SleeperAgent, "Sleeper Agent hidden-trigger backdoor (Souri et al. 2022)")

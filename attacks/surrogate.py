@@ -1,0 +1,77 @@
+"""Clean-trained surrogates, cached on disk by (dataset, arch, recipe, epochs, seed).
+
+A surrogate is an ordinary victim from :func:`victims.train_victim`. Its weights are cached as
+safetensors (never pickle) under ``$SAPABENCH_CACHE`` (default ``~/.cache/sapabench``), so a
+baseline attack and its SAPA variant crafted with the same seed share one surrogate and the
+benchmark does not retrain it for every attack.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from benchmark.datasets import ImageDataset
+from benchmark.errors import ConfigError
+from victims.archs import ARCHS, Victim, build_model
+from victims.recipes import RECIPES
+from victims.train import train_victim
+
+
+@dataclass(frozen=True)
+class SurrogateSpec:
+    """Which clean model an attack crafts against. ``epochs=None``: the dataset's default."""
+
+    arch: str = "convnet"
+    recipe: str = "sgd"
+    epochs: int | None = None
+
+    def __post_init__(self) -> None:
+        ARCHS.entry(self.arch)
+        RECIPES.entry(self.recipe)
+        if self.epochs is not None and (not isinstance(self.epochs, int) or self.epochs < 1):
+            raise ConfigError(f"invalid surrogate epochs={self.epochs!r}: must be a positive integer")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("SAPABENCH_CACHE", Path.home() / ".cache" / "sapabench")).expanduser()
+
+
+def get_surrogate(
+    spec: SurrogateSpec, dataset: ImageDataset, seed: int, device: torch.device, use_cache: bool = True
+) -> tuple[Victim, dict[str, Any]]:
+    """A clean-trained surrogate in eval mode with its description (accuracy, seed, cache key)."""
+    recipe = RECIPES.create(spec.recipe, **({"epochs": spec.epochs} if spec.epochs else {}))
+    epochs = recipe.train.epochs or dataset.default_epochs
+    key = f"{dataset.name}-{dataset.fingerprint}/{spec.arch}-{spec.recipe}-e{epochs}-s{seed}"
+    folder = cache_dir() / "surrogates"
+    weights, info_path = folder / f"{key}.safetensors", folder / f"{key}.json"
+    if use_cache and weights.is_file() and info_path.is_file():
+        try:
+            model = build_model(spec.arch, dataset)
+            model.load_state_dict(load_file(str(weights)))
+            info = json.loads(info_path.read_text())
+            return model.to(device).eval(), {**info, "cached": True}
+        except Exception:  # a damaged cache entry is rebuilt, never trusted
+            pass
+    result = train_victim(spec.arch, recipe, dataset, seed=seed, device=device)
+    info = {
+        **asdict(spec), "epochs": epochs, "seed": seed, "clean_accuracy": result.clean_accuracy,
+        "train_seconds": result.timing.total_s, "cache_key": key,
+    }  # fmt: skip
+    if use_cache:
+        weights.parent.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}
+        for path, write in ((weights, lambda p: save_file(state, p)), (info_path, lambda p: Path(p).write_text(json.dumps(info)))):
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+            os.close(fd)
+            write(tmp)
+            os.replace(tmp, path)
+    return result.model.eval(), {**info, "cached": False}
