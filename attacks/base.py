@@ -22,7 +22,7 @@ from benchmark.datasets import ImageDataset
 from benchmark.errors import ConfigError
 from benchmark.registry import Registry
 from victims.archs import Victim
-from victims.train import check_seed
+from victims.train import check_seed, resolve_device
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ class Attack(ABC):
         from benchmark import __version__
 
         check_seed(seed)
-        dev = torch.device(device)
+        dev = resolve_device(device)
         ds = dataset.to(dev)
         ctx = CraftContext(ds, seed, torch.Generator().manual_seed(seed), dev, use_cache, log=log or (lambda m: None))
         with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):

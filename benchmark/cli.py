@@ -4,6 +4,7 @@ library; every user error surfaces as one ``sapabench: error: ...`` line and exi
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import sys
 import time
@@ -41,6 +42,16 @@ def _registries() -> dict[str, Any]:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    if args.axis == "suites":
+        from benchmark.suite import builtin_suites
+
+        suites = {k: v for k, v in builtin_suites().items() if fnmatch.fnmatchcase(k, args.pattern)}
+        if not suites:
+            raise ConfigError(f"no suites match {args.pattern!r}; known: {', '.join(builtin_suites())}")
+        width = max(map(len, suites))
+        for name, desc in suites.items():
+            print(f"{name:<{width}}  {desc}")
+        return 0
     registry = _registries()[args.axis]
     names = registry.list(args.pattern)
     if not names:
@@ -268,6 +279,54 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from benchmark.executor import make_executor
+    from benchmark.runner import DataSource, run_suite
+    from benchmark.suite import load_suite
+
+    suite = load_suite(args.suite)
+    out = Path(args.out or f"runs/{suite.name}")
+    source = DataSource(suite.dataset, args.data_root, args.download, not args.no_verify_checksums)
+    if source.name not in _TORCHVISION and (args.data_root or args.download):
+        raise ConfigError(f"--data-root/--download are for {', '.join(_TORCHVISION)}; suite {suite.name!r} uses {suite.dataset!r}")
+    report = run_suite(suite, out, source=source, device=args.device, executor=make_executor(args.executor, args.workers),
+                       progress=not args.quiet)  # fmt: skip
+    board = out / "leaderboard"
+    print((board / "leaderboard.md").read_text())
+    print(f"{report.ran} cells run ({report.failed} failed), {report.skipped} already done, in {report.seconds:.0f} s")
+    print(f"results: {out / 'results.sqlite'}; leaderboard: {board} (leaderboard.md, .csv, .html, table4.md, *.png)")
+    return 1 if report.failed else 0
+
+
+def _cmd_leaderboard(args: argparse.Namespace) -> int:
+    from leaderboard.render import render
+
+    board = Path(args.results) / "leaderboard"
+    written = render(board / "entries", board)
+    print(f"rendered {len(written)} files into {board}")
+    return 0
+
+
+def _cmd_claims(args: argparse.Namespace) -> int:
+    from benchmark.claims import test_claims
+
+    alpha, verdicts = test_claims(args.results, args.alpha, args.claims)
+    print(f"paper claims vs measured trials (one-sided Welch t-test, alpha = {alpha}; gap > 0 = SAPA stronger)")
+    for v in verdicts:
+        c = v.claim
+        paper = f"paper {c.paper[0]:.1f} -> {c.paper[1]:.1f}"
+        if v.measured is None:
+            print(f"  {v.verdict.upper():<12} {c.id:<34} {paper}; no matching results")
+            continue
+        m = v.measured
+        print(f"  {v.verdict.upper():<12} {c.id:<34} {paper}; measured {m['dataset']}/{m['arch']}/{m['recipe']}: "
+              f"{100 * m['baseline'][0]:.1f} +/- {100 * m['baseline'][1]:.1f} -> {100 * m['sapa'][0]:.1f} +/- {100 * m['sapa'][1]:.1f}"
+              f" (gap {100 * m['gap']:+.1f}, p {v.p_sapa_stronger:.3f}, n {m['trials'][0]}/{m['trials'][1]})")
+    counts = {k: sum(v.verdict == k for v in verdicts) for k in ("held", "failed", "inconclusive", "untested")}
+    print("summary: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from benchmark import __version__
 
@@ -276,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("list", help="list registered datasets, architectures, recipes or attacks")
-    p.add_argument("axis", choices=("datasets", "archs", "recipes", "attacks"))
+    p.add_argument("axis", choices=("datasets", "archs", "recipes", "attacks", "suites"))
     p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'res*'")
     p.set_defaults(func=_cmd_list)
 
@@ -322,6 +381,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("run", help="run a benchmark suite (resumable) and print its leaderboard")
+    p.add_argument("--suite", default="default", help="built-in suite name or a .toml file (see: sapabench list suites)")
+    p.add_argument("--out", help="output folder (default runs/SUITE); re-running skips finished cells")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--executor", default="local", help="local (sequential) or processes (one per core)")
+    p.add_argument("--workers", type=int, help="processes for --executor processes (default: cores)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_data_options(p)
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("leaderboard", help="leaderboard tools")
+    lsub = p.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    r = lsub.add_parser("render", help="re-render tables and plots from the entry files, without recomputing")
+    r.add_argument("--results", required=True, help="an output folder of sapabench run")
+    r.set_defaults(func=_cmd_leaderboard)
+
+    p = sub.add_parser("claims", help="test the paper's claims against measured results")
+    p.add_argument("--results", required=True, help="an output folder of sapabench run")
+    p.add_argument("--alpha", type=_number, help="significance level of the one-sided tests (default 0.05)")
+    p.add_argument("--claims", help="a claims TOML file (default: the paper's Tables 4 and 5)")
+    p.set_defaults(func=_cmd_claims)
     return parser
 
 
@@ -338,6 +419,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("sapabench: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into head & co.
+        return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,65 @@
+"""The executor seam: how cells are run. A local executor now (sequential, or one process per
+core); a distributed engine plugs in behind the same interface later."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Callable, Iterable, Iterator, Protocol, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Executor(Protocol):
+    """Runs ``fn`` over ``items`` and yields ``(item, result)`` as each finishes.
+
+    ``fn`` must be a module-level function and items picklable, so that any executor (local
+    processes, a cluster) can ship them. ``fn`` must not raise: failures come back as results.
+    """
+
+    name: str
+
+    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[tuple[T, R]]: ...
+
+
+class LocalExecutor:
+    """Runs every item in this process, one after another."""
+
+    name = "local"
+
+    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[tuple[T, R]]:
+        for item in items:
+            yield item, fn(item)
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+class ProcessExecutor:
+    """One worker process per core (each with one torch thread), results as they complete."""
+
+    name = "processes"
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = workers or max(1, os.cpu_count() or 1)
+
+    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[tuple[T, R]]:
+        items = list(items)
+        with ProcessPoolExecutor(self.workers, initializer=_init_worker, initargs=(1,)) as pool:
+            futures = {pool.submit(fn, item): item for item in items}
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+
+
+def make_executor(name: str, workers: int | None = None) -> Executor:
+    from benchmark.errors import ConfigError
+
+    if name == "local":
+        return LocalExecutor()
+    if name == "processes":
+        return ProcessExecutor(workers)
+    raise ConfigError(f"unknown executor {name!r}; choose local or processes (set --executor)")

@@ -1,0 +1,299 @@
+"""Benchmark suites: TOML files that expand into cells.
+
+A cell is one victim trained and measured: (attack, dataset, surrogate, victim arch, recipe,
+defense, craft seed, trial seed). Poison sets are keyed by (attack, its config, dataset,
+craft seed) so each is crafted once and reused by every victim that needs it.
+
+Suite file format (see ``benchmark/suites/*.toml``)::
+
+    name = "default"
+    description = "..."
+    dataset = "digits"          # a registered dataset
+    trials = 3                  # victims per cell setting (seeds trial_seed, trial_seed + 1, ...)
+    trial_seed = 100
+    craft_seeds = [0]           # poison sets per attack (targets / class pairs / noise draws)
+    preset = "embedded"         # attack preset (default: by dataset)
+    clean_baseline = true       # also train clean victims for every (arch, recipe)
+
+    [victim]                    # victim training overrides for every cell (e.g. epochs = 8)
+    epochs = 8
+
+    [[grid]]                    # cartesian product of its lists
+    attacks = ["error-min", "sapa-error-min"]
+    recipes = ["sgd", "adam"]
+    archs = ["convnet"]
+    surrogate = "convnet"       # optional: the surrogate architecture
+    defenses = ["none"]         # optional
+    options = { eps = 0.1 }     # optional attack overrides
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from benchmark.errors import ConfigError
+
+SUITE_KEYS = {"name", "description", "dataset", "trials", "trial_seed", "craft_seeds", "preset", "clean_baseline", "victim", "grid"}
+GRID_KEYS = {"attacks", "recipes", "archs", "surrogate", "defenses", "options"}
+VICTIM_KEYS = {"epochs", "batch_size", "lr"}
+CLEAN = "clean"
+NO_DEFENSE = "none"
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha256(_canonical(obj).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class PoisonSpec:
+    """One poison set to craft."""
+
+    attack: str
+    dataset: str
+    preset: str | None
+    surrogate: str | None
+    options: tuple[tuple[str, Any], ...]
+    craft_seed: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.attack}-s{self.craft_seed}-{_digest(asdict(self))}"
+
+    def overrides(self) -> dict[str, Any]:
+        out: dict[str, Any] = dict(self.options)
+        if self.surrogate is not None:
+            out["surrogate"] = {"arch": self.surrogate, "recipe": "sgd"}
+        return out
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One victim to train and measure."""
+
+    suite: str
+    attack: str
+    dataset: str
+    arch: str
+    recipe: str
+    defense: str
+    trial_seed: int
+    victim: tuple[tuple[str, Any], ...]
+    poison: PoisonSpec | None
+
+    @property
+    def key(self) -> str:
+        d = asdict(self)
+        d.pop("suite")
+        return _digest(d)
+
+    @property
+    def craft_seed(self) -> int | None:
+        return None if self.poison is None else self.poison.craft_seed
+
+    @property
+    def surrogate(self) -> str:
+        return "-" if self.poison is None else (self.poison.surrogate or "preset")
+
+
+@dataclass(frozen=True)
+class Grid:
+    attacks: tuple[str, ...]
+    recipes: tuple[str, ...]
+    archs: tuple[str, ...]
+    surrogate: str | None = None
+    defenses: tuple[str, ...] = (NO_DEFENSE,)
+    options: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    dataset: str
+    trials: int
+    trial_seed: int
+    craft_seeds: tuple[int, ...]
+    preset: str | None
+    clean_baseline: bool
+    victim: tuple[tuple[str, Any], ...]
+    grids: tuple[Grid, ...]
+    source: str = ""
+
+    def cells(self) -> list[Cell]:
+        """Every cell of the suite, in a stable order, without duplicates."""
+        seen: dict[str, Cell] = {}
+        for grid in self.grids:
+            for defense in grid.defenses:
+                for arch in grid.archs:
+                    for recipe in grid.recipes:
+                        names = ([CLEAN] if self.clean_baseline else []) + list(grid.attacks)
+                        for attack in names:
+                            seeds = [None] if attack == CLEAN else list(self.craft_seeds)
+                            for craft_seed in seeds:
+                                poison = None if craft_seed is None else PoisonSpec(
+                                    attack, self.dataset, self.preset, grid.surrogate, grid.options, craft_seed
+                                )  # fmt: skip
+                                for t in range(self.trials):
+                                    cell = Cell(self.name, attack, self.dataset, arch, recipe, defense,
+                                                self.trial_seed + t, self.victim, poison)  # fmt: skip
+                                    seen.setdefault(cell.key, cell)
+        return list(seen.values())
+
+    def poisons(self) -> list[PoisonSpec]:
+        out: dict[str, PoisonSpec] = {}
+        for cell in self.cells():
+            if cell.poison is not None:
+                out.setdefault(cell.poison.key, cell.poison)
+        return list(out.values())
+
+
+# ------------------------------------------------------------------------------- loading
+
+
+def builtin_suites() -> dict[str, str]:
+    """Suite name -> one-line description, for ``sapabench list suites``."""
+    out = {}
+    for entry in sorted(resources.files("benchmark.suites").iterdir(), key=lambda p: p.name):
+        if entry.name.endswith(".toml"):
+            data = tomllib.loads(entry.read_text())
+            out[entry.name[:-5]] = str(data.get("description", "")).strip().splitlines()[0]
+    return out
+
+
+def load_suite(name_or_path: str) -> Suite:
+    """A built-in suite by name, or a user's suite file by path; validated before anything runs."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"suite file {path} does not exist")
+        text, source = path.read_text(), str(path)
+    else:
+        builtin = builtin_suites()
+        if name_or_path not in builtin:
+            import difflib
+
+            close = difflib.get_close_matches(name_or_path, list(builtin), n=2)
+            hint = f"did you mean {' or '.join(map(repr, close))}?" if close else f"known: {', '.join(builtin)}"
+            raise ConfigError(f"unknown suite {name_or_path!r}; {hint} (or pass a path to a .toml file)")
+        text = (resources.files("benchmark.suites") / f"{name_or_path}.toml").read_text()
+        source = f"{name_or_path}.toml"
+    return parse_suite(text, source)
+
+
+def _line_of(text: str, needle: str, after: int = 0) -> int:
+    """1-based line number of the first line (from line ``after``) holding ``needle``."""
+    for i, line in enumerate(text.splitlines()[after:], start=after + 1):
+        if needle in line:
+            return i
+    return 0
+
+
+def parse_suite(text: str, source: str = "<suite>") -> Suite:
+    from attacks import ATTACKS
+    from benchmark.datasets import DATASETS
+    from victims.archs import ARCHS
+    from victims.recipes import RECIPES
+
+    def fail(message: str, needle: str | None = None) -> ConfigError:
+        line = _line_of(text, needle) if needle else 0
+        where = f"{source}, line {line}" if line else source
+        return ConfigError(f"{where}: {message}")
+
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{source}: not valid TOML ({err})") from None
+    unknown = sorted(set(data) - SUITE_KEYS)
+    if unknown:
+        raise fail(f"unknown key {unknown[0]!r}; known keys: {', '.join(sorted(SUITE_KEYS))}", unknown[0])
+    for key in ("name", "dataset", "grid"):
+        if key not in data:
+            raise fail(f"missing required key {key!r}")
+
+    def integer(key: str, default: int, minimum: int) -> int:
+        value = data.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise fail(f"{key} must be an integer >= {minimum}, got {value!r}", f"{key}")
+        return value
+
+    dataset = data["dataset"]
+    if dataset not in DATASETS:
+        raise fail(DATASETS._unknown_message(str(dataset)), f'"{dataset}"')
+    seeds = data.get("craft_seeds", [0])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
+        raise fail("craft_seeds must be a non-empty list of non-negative integers", "craft_seeds")
+    victim = data.get("victim", {})
+    if not isinstance(victim, dict) or set(victim) - VICTIM_KEYS:
+        bad = sorted(set(victim) - VICTIM_KEYS) if isinstance(victim, dict) else ["victim"]
+        raise fail(f"unknown victim option {bad[0]!r}; known: {', '.join(sorted(VICTIM_KEYS))}", bad[0])
+    preset = data.get("preset")
+    if preset is not None and preset not in ("paper", "embedded", "smoke"):
+        raise fail(f"unknown preset {preset!r}; choose paper, embedded or smoke", "preset")
+
+    grids = []
+    raw_grids = data["grid"]
+    if not isinstance(raw_grids, list) or not raw_grids:
+        raise fail("grid must be one or more [[grid]] tables", "grid")
+    for g in raw_grids:
+        unknown = sorted(set(g) - GRID_KEYS)
+        if unknown:
+            raise fail(f"unknown grid key {unknown[0]!r}; known: {', '.join(sorted(GRID_KEYS))}", unknown[0])
+        lists = {}
+        for key, registry in (("attacks", ATTACKS), ("recipes", RECIPES), ("archs", ARCHS)):
+            values = g.get(key)
+            if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
+                raise fail(f"grid {key} must be a non-empty list of names", key)
+            for v in values:
+                if v not in registry and not (key == "attacks" and v == CLEAN):
+                    raise fail(registry._unknown_message(v), f'"{v}"')
+            lists[key] = tuple(values)
+        surrogate = g.get("surrogate")
+        if surrogate is not None and surrogate not in ARCHS:
+            raise fail(ARCHS._unknown_message(str(surrogate)), f'"{surrogate}"')
+        defenses = g.get("defenses", [NO_DEFENSE])
+        if defenses != [NO_DEFENSE]:
+            raise fail("defenses are not available yet; use defenses = [\"none\"]", "defenses")
+        options = g.get("options", {})
+        if not isinstance(options, dict):
+            raise fail("grid options must be a table of attack options", "options")
+        grids.append(Grid(lists["attacks"], lists["recipes"], lists["archs"], surrogate, tuple(defenses),
+                          tuple(sorted(options.items()))))  # fmt: skip
+
+    suite = Suite(
+        name=str(data["name"]),
+        description=str(data.get("description", "")).strip(),
+        dataset=dataset,
+        trials=integer("trials", 3, 1),
+        trial_seed=integer("trial_seed", 100, 0),
+        craft_seeds=tuple(seeds),
+        preset=preset,
+        clean_baseline=bool(data.get("clean_baseline", True)),
+        victim=tuple(sorted(victim.items())),
+        grids=tuple(grids),
+        source=source,
+    )
+    # Build every attack config and recipe now, so bad options fail before anything runs.
+    from attacks.base import create_attack
+
+    for spec in suite.poisons():
+        try:
+            create_attack(spec.attack, dataset=spec.dataset, preset=spec.preset, **spec.overrides())
+        except ConfigError as err:
+            raise fail(f"attack {spec.attack!r}: {err}", f'"{spec.attack}"') from None
+    for grid in suite.grids:
+        for recipe in grid.recipes:
+            try:
+                RECIPES.create(recipe, **dict(suite.victim))
+            except ConfigError as err:
+                raise fail(f"recipe {recipe!r}: {err}", "[victim]") from None
+    return suite

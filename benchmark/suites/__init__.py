@@ -1,0 +1,1 @@
+"""Built-in benchmark suites (TOML files), listed by ``sapabench list suites``."""

@@ -1,0 +1,139 @@
+"""The leaderboard entry: one versioned JSON document per result, validated on load.
+
+An entry holds the attack (and defense), the setting, the metric over its trials (mean,
+standard error, the trial values themselves), clean accuracy, timings and provenance, plus a
+sha256 of its own content. Loading refuses an entry whose fields are missing or mistyped, whose
+numbers are out of range or inconsistent with its trial values, or whose hash does not match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from benchmark.errors import ConfigError
+
+SCHEMA_VERSION = 1
+
+# field -> type (a dict is a nested spec)
+SPEC: dict[str, Any] = {
+    "schema_version": int,
+    "entry_id": str,
+    "attack": str,
+    "base_attack": str,
+    "sapa": bool,
+    "defense": str,
+    "setting": {
+        "suite": str, "dataset": str, "arch": str, "recipe": str, "surrogate": str, "threat": str,
+        "eps": float, "budget": float, "victim": dict,
+    },
+    "metric": {"name": str, "higher_is_stronger": bool, "mean": float, "se": float, "trials": int, "values": list},
+    "clean_accuracy": {"mean": float, "se": float},
+    "timings": {
+        "craft_seconds": float, "train_seconds_mean": float, "eval_seconds_mean": float, "total_seconds": float,
+        "images_per_s": float, "peak_memory_mb": float,
+    },
+    "provenance": {
+        "sapabench_version": str, "git_commit": str, "torch": str, "timm": str, "device": str,
+        "craft_seeds": list, "trial_seeds": list, "poison_sha256": list,
+    },
+    "content_sha256": str,
+}  # fmt: skip
+THREATS = ("targeted", "backdoor", "untargeted", "none")
+
+
+class EntryError(ConfigError):
+    """A leaderboard entry that is malformed or was tampered with."""
+
+
+def content_hash(entry: dict[str, Any]) -> str:
+    body = {k: v for k, v in entry.items() if k != "content_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def seal(entry: dict[str, Any]) -> dict[str, Any]:
+    """The entry with its ``content_sha256`` set (validated)."""
+    out = dict(entry)
+    out["content_sha256"] = content_hash(out)
+    validate(out)
+    return out
+
+
+def _check_types(obj: Any, spec: dict[str, Any], path: str, where: str) -> None:
+    if not isinstance(obj, dict):
+        raise EntryError(f"{where}: {path or 'entry'} must be a JSON object")
+    missing = [k for k in spec if k not in obj]
+    if missing:
+        raise EntryError(f"{where}: missing field {path + missing[0]!r}")
+    extra = [k for k in obj if k not in spec]
+    if extra:
+        raise EntryError(f"{where}: unknown field {path + extra[0]!r}")
+    for key, typ in spec.items():
+        value = obj[key]
+        if isinstance(typ, dict):
+            _check_types(value, typ, f"{path}{key}.", where)
+            continue
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) if typ is float else (
+            isinstance(value, typ) and (typ is bool or not isinstance(value, bool)))  # fmt: skip
+        if not ok:
+            raise EntryError(f"{where}: field {path + key!r} must be {typ.__name__}, got {type(value).__name__}")
+        if typ is float and not math.isfinite(value):
+            raise EntryError(f"{where}: field {path + key!r} must be finite")
+
+
+def validate(entry: Any, where: str = "entry") -> dict[str, Any]:
+    """Check an entry completely; returns it, or raises :class:`EntryError` naming the problem."""
+    if isinstance(entry, dict) and entry.get("schema_version") != SCHEMA_VERSION:
+        raise EntryError(f"{where}: schema_version {entry.get('schema_version')!r} is not {SCHEMA_VERSION}")
+    _check_types(entry, SPEC, "", where)
+    m, setting = entry["metric"], entry["setting"]
+    values = m["values"]
+    if not values or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        raise EntryError(f"{where}: metric.values must be a non-empty list of numbers")
+    if m["trials"] != len(values):
+        raise EntryError(f"{where}: metric.trials is {m['trials']} but there are {len(values)} values")
+    if not all(0.0 <= v <= 1.0 for v in values) or not 0 <= m["mean"] <= 1:
+        raise EntryError(f"{where}: metric values must be fractions in [0, 1]")
+    from leaderboard.stats import mean_se
+
+    mean, se = mean_se(values)
+    if abs(mean - m["mean"]) > 1e-9 or abs(se - m["se"]) > 1e-9:
+        raise EntryError(f"{where}: metric.mean/se ({m['mean']}, {m['se']}) do not match its values ({mean}, {se})")
+    if setting["threat"] not in THREATS:
+        raise EntryError(f"{where}: setting.threat {setting['threat']!r} is not one of {', '.join(THREATS)}")
+    if not 0 <= setting["eps"] <= 1 or not 0 <= setting["budget"] <= 1:
+        raise EntryError(f"{where}: setting.eps and setting.budget must lie in [0, 1]")
+    if not 0 <= entry["clean_accuracy"]["mean"] <= 1:
+        raise EntryError(f"{where}: clean_accuracy.mean must lie in [0, 1]")
+    if any(v < 0 for v in entry["timings"].values()):
+        raise EntryError(f"{where}: timings must be non-negative")
+    if entry["sapa"] != entry["attack"].startswith("sapa-"):
+        raise EntryError(f"{where}: sapa flag does not match the attack name {entry['attack']!r}")
+    if entry["content_sha256"] != content_hash(entry):
+        raise EntryError(f"{where}: content_sha256 does not match the entry (edited after it was written?)")
+    return entry
+
+
+def load_entry(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise EntryError(f"{path}: not a readable JSON entry ({err})") from None
+    return validate(data, str(path))
+
+
+def load_entries(folder: str | Path) -> list[dict[str, Any]]:
+    """Every ``*.json`` entry in ``folder``, validated, in a stable order."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConfigError(f"{folder} holds no leaderboard entries (run sapabench run first)")
+    return sorted((load_entry(p) for p in sorted(folder.glob("*.json"))), key=sort_key)
+
+
+def sort_key(e: dict[str, Any]) -> tuple:
+    s = e["setting"]
+    return (s["dataset"], s["threat"], e["base_attack"], s["arch"], s["recipe"], e["defense"], e["sapa"], e["entry_id"])
