@@ -18,7 +18,7 @@ import kornia.augmentation as K
 import torch
 from torch import Tensor, nn
 
-from attacks.base import AttackConfig, _positive_int, project
+from attacks.base import AttackConfig, _positive_int, project, random_delta
 from attacks.sapa import trainable
 from benchmark.errors import ConfigError
 
@@ -100,11 +100,8 @@ def brew(
     target_norm = _flat_norm(target_grad)
     best, best_loss = None, float("inf")
     for _ in range(1 if init is not None else cfg.restarts):
-        if init is not None:
-            delta = init.clone()
-        else:
-            delta = (torch.rand(x.shape, generator=generator).to(x.device) * 2 - 1) * cfg.eps
-        delta = project(delta, x, cfg.eps).requires_grad_(True)
+        delta = project(init, x, cfg.eps) if init is not None else random_delta(x, cfg.eps, generator)
+        delta = delta.clone().requires_grad_(True)
         opt = torch.optim.Adam([delta], lr=cfg.lr * cfg.eps)
         milestones = sorted({int(steps * f) for f in (3 / 8, 5 / 8, 7 / 8)} - {0})
         sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=0.1)

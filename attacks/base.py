@@ -226,6 +226,11 @@ def project(delta: Tensor, x: Tensor, eps: float) -> Tensor:
     return torch.maximum(torch.minimum(delta.clamp(-eps, eps), 1 - x), -x)
 
 
+def random_delta(x: Tensor, eps: float, generator: torch.Generator) -> Tensor:
+    """A uniform random start in the eps ball around ``x``, inside the pixel range."""
+    return project((torch.rand(x.shape, generator=generator).to(x.device) * 2 - 1) * eps, x, eps)
+
+
 def pick_indices(labels: Tensor, cls: int | None, count: int, generator: torch.Generator) -> Tensor:
     """``count`` distinct random training indices, drawn from class ``cls`` (all classes if None)."""
     pool = torch.arange(len(labels)) if cls is None else torch.nonzero(labels.cpu() == cls).flatten()

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
-from attacks._untargeted import batches, per_sample_loss, pgd_perturb, training_loss_chunks
+from attacks._untargeted import batches, per_sample_loss, perturbed_subset, pgd_perturb, training_loss_chunks
 from attacks.artifact import ThreatModel
-from attacks.base import AttackConfig, Attack, CraftContext, Crafted, _positive_int, budget_count, pick_indices, project, register_pair
+from attacks.base import AttackConfig, Attack, CraftContext, Crafted, _positive_int, random_delta, register_pair
 from attacks.sapa import worst_case_weights
 from attacks.surrogate import SurrogateSpec
 from benchmark.errors import ConfigError
@@ -74,15 +74,13 @@ class ErrorMax(Attack):
     def craft(self, ctx: CraftContext) -> Crafted:
         cfg: ErrorMaxConfig = self.config  # type: ignore[assignment]
         ds = ctx.dataset
-        indices = pick_indices(ds.train_y, None, budget_count(cfg, ds.num_train), ctx.generator)
-        idx = indices.to(ctx.device)
-        x, y = ds.train_x[idx], ds.train_y[idx]
+        indices, x, y = perturbed_subset(ctx, cfg)
         model = ctx.surrogate(cfg.surrogate).eval()
         labels, sign = ((y + 1) % ds.num_classes, -1.0) if cfg.class_shift else (y, 1.0)
         step = cfg.step_scale * cfg.eps / cfg.steps
         best, best_score, v_norms = None, None, []
         for _ in range(cfg.restarts):
-            delta = project((torch.rand(x.shape, generator=ctx.generator).to(ctx.device) * 2 - 1) * cfg.eps, x, cfg.eps)
+            delta = random_delta(x, cfg.eps, ctx.generator)
             objective = lambda d=delta: training_loss_chunks(model, x + d, y, 512)  # noqa: E731
             with worst_case_weights(model, objective, self.rho) as sapa:
                 v_norms.append(sapa.v_norm)

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from attacks._untargeted import batches, pgd_perturb, training_loss_chunks
+from attacks._untargeted import batches, perturbed_subset, pgd_perturb, training_loss_chunks
 from attacks.artifact import ThreatModel
-from attacks.base import AttackConfig, Attack, CraftContext, Crafted, _positive_int, budget_count, pick_indices, project, register_pair
+from attacks.base import AttackConfig, Attack, CraftContext, Crafted, _positive_int, random_delta, register_pair
 from attacks.sapa import worst_case_weights
 from attacks.surrogate import SurrogateSpec
 from benchmark.errors import ConfigError
@@ -86,14 +86,12 @@ class ErrorMin(Attack):
     def craft(self, ctx: CraftContext) -> Crafted:
         cfg: ErrorMinConfig = self.config  # type: ignore[assignment]
         ds = ctx.dataset
-        indices = pick_indices(ds.train_y, None, budget_count(cfg, ds.num_train), ctx.generator)
-        idx = indices.to(ctx.device)
-        x, y = ds.train_x[idx], ds.train_y[idx]
+        indices, x, y = perturbed_subset(ctx, cfg)
         # Min-min starts from a randomly initialised surrogate, not a trained one.
         model = build_model(cfg.surrogate.arch, ds).to(ctx.device)
         ctx.surrogate_info.update(arch=cfg.surrogate.arch, trained="from scratch inside the attack", cached=True)
         opt = torch.optim.SGD(model.parameters(), lr=cfg.model_lr, momentum=0.9, weight_decay=5e-4)
-        delta = project((torch.rand(x.shape, generator=ctx.generator).to(ctx.device) * 2 - 1) * cfg.eps, x, cfg.eps)
+        delta = random_delta(x, cfg.eps, ctx.generator)
         step = cfg.step_fraction * cfg.eps
         stream = iter(())
         rounds, train_acc, v_norms = 0, 0.0, []

@@ -168,3 +168,53 @@ def test_evaluate_refuses_a_poison_from_another_dataset(capsys, smoke_poison, tm
     code, _, err = run_catching_exit(capsys, "evaluate", "--poison", str(smoke_poison), "--dataset", "cifar10",
                                      "--data-root", str(tmp_path / "c10"), "--no-verify-checksums", "--trials", "1")  # fmt: skip
     assert code == 2 and "crafted on dataset 'digits'" in err
+
+
+# ------------------------------------------------------------------------------- run & co.
+
+
+def test_run_render_and_claims_from_the_cli(capsys, tmp_path):
+    out = tmp_path / "smoke"
+    code, stdout, err = run(capsys, "run", "--suite", "smoke", "--out", str(out), "--device", "cpu")
+    assert code == 0 and "# sapabench leaderboard" in stdout and "10 cells run (0 failed)" in stdout
+    assert "eta" in err and "10/10 cells" in err  # progress bar
+    (out / "leaderboard" / "leaderboard.md").unlink()
+    code, stdout, _ = run(capsys, "leaderboard", "render", "--results", str(out))
+    assert code == 0 and (out / "leaderboard" / "leaderboard.md").is_file()
+    code, stdout, _ = run(capsys, "claims", "--results", str(out))
+    assert code == 0 and "T4-sgd-gradient-matching" in stdout and "summary:" in stdout
+    assert "INCONCLUSIVE" in stdout or "HELD" in stdout or "FAILED" in stdout
+
+
+def test_list_suites(capsys):
+    code, out, _ = run(capsys, "list", "suites")
+    assert code == 0 and [r.split()[0] for r in out.strip().splitlines()] == [
+        "backdoor", "default", "smoke", "table4", "targeted", "untargeted"]  # fmt: skip
+
+
+@pytest.mark.parametrize(("content", "needle"), [
+    ('name = "x"\ndataset = "digits"\n[[grid]]\nattacks = ["error-mn"]\nrecipes = ["sgd"]\narchs = ["convnet"]\n',
+     "line 4: unknown attack 'error-mn'"),
+    ('name = "x"\ndataset = "digits"\n[[grid]]\nattacks = ["error-min"]\nrecipes = ["sdg"]\narchs = ["convnet"]\n',
+     "line 5: unknown recipe 'sdg'"),
+    ('name = "x"\ndataset = "digits"\n[[grid]]\nattacks = ["error-min"]\nrecipes = ["sgd"]\narchs = ["vitt"]\n',
+     "line 6: unknown architecture 'vitt'"),
+])  # fmt: skip
+def test_bad_suite_file_is_refused_before_anything_runs(capsys, tmp_path, content, needle):
+    path = tmp_path / "bad.toml"
+    path.write_text(content)
+    code, _, err = run_catching_exit(capsys, "run", "--suite", str(path), "--out", str(tmp_path / "out"))
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_tampered_entry_is_refused_by_render(capsys, tmp_path):
+    from tests._entries import make_entry
+
+    entries = tmp_path / "leaderboard" / "entries"
+    entries.mkdir(parents=True)
+    e = make_entry()
+    e["metric"]["mean"] = 0.01
+    (entries / "x.json").write_text(json.dumps(e))
+    code, _, err = run_catching_exit(capsys, "leaderboard", "render", "--results", str(tmp_path))
+    assert code == 2 and "x.json" in err and ("content_sha256" in err or "do not match" in err)

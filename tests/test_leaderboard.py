@@ -1,0 +1,109 @@
+import json
+
+import pytest
+
+from leaderboard.render import render, sapa_pairs
+from leaderboard.schema import EntryError, content_hash, load_entries, validate
+from leaderboard.stats import mean_se, p_greater
+from tests._entries import make_entry
+
+
+def test_valid_entry_passes():
+    e = make_entry()
+    assert validate(e) is e
+
+
+def _tamper(entry, path, value):
+    e = json.loads(json.dumps(entry))
+    obj = e
+    for key in path[:-1]:
+        obj = obj[key]
+    if value is KeyError:
+        del obj[path[-1]]
+    else:
+        obj[path[-1]] = value
+    return e
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (("metric", "mean"), 0.1, r"content_sha256|do not match its values"),
+        (("attack",), KeyError, r"missing field 'attack'"),
+        (("metric", "trials"), "three", r"field 'metric.trials' must be int"),
+        (("metric", "values"), [0.5, 1.7, 0.7], r"fractions in \[0, 1\]"),
+        (("setting", "threat"), "sneaky", r"not one of"),
+        (("timings", "craft_seconds"), -1.0, r"non-negative"),
+        (("schema_version",), 2, r"schema_version 2 is not 1"),
+        (("colour",), "red", r"unknown field 'colour'"),
+        (("sapa",), False, r"sapa flag does not match"),
+        (("metric", "mean"), float("nan"), r"must be finite"),
+    ],
+)
+def test_bad_entries_are_refused_with_the_reason(path, value, message):
+    e = _tamper(make_entry(), path, value)
+    if path != ("schema_version",):
+        e["content_sha256"] = content_hash(e)  # even a re-sealed entry must be consistent
+    with pytest.raises(EntryError, match=message):
+        validate(e)
+
+
+def test_consistent_edit_without_resealing_is_detected():
+    e = make_entry()
+    e["provenance"]["device"] = "cuda:H200"  # plausible, but the entry was written on cpu
+    with pytest.raises(EntryError, match="content_sha256 does not match"):
+        validate(e)
+
+
+def test_edited_values_with_matching_mean_are_still_caught():
+    e = make_entry(values=(0.5, 0.6, 0.7))
+    e["metric"]["values"] = [0.6, 0.6, 0.6]  # same mean, different se
+    e["content_sha256"] = content_hash(e)
+    with pytest.raises(EntryError, match="do not match its values"):
+        validate(e)
+
+
+def test_load_entries_refuses_a_bad_file(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps(make_entry()))
+    assert len(load_entries(tmp_path)) == 1
+    (tmp_path / "b.json").write_text("{broken")
+    with pytest.raises(EntryError, match=r"b.json: not a readable JSON entry"):
+        load_entries(tmp_path)
+
+
+def test_pairs_sign_the_gap_so_positive_means_sapa_stronger():
+    entries = [
+        make_entry("error-min", (0.70, 0.72, 0.74)),
+        make_entry("sapa-error-min", (0.50, 0.52, 0.54)),  # lower accuracy = stronger
+        make_entry("sleeper-agent", (0.4, 0.5, 0.6), threat="backdoor", metric="attack_success_rate", higher=True),
+        make_entry("sapa-sleeper-agent", (0.1, 0.2, 0.3), threat="backdoor", metric="attack_success_rate", higher=True),
+    ]
+    pairs = {p["attack"]: p for p in sapa_pairs(entries)}
+    assert pairs["error-min"]["gap"] == pytest.approx(0.20) and pairs["error-min"]["significant"]
+    assert pairs["sleeper-agent"]["gap"] == pytest.approx(-0.30) and not pairs["sleeper-agent"]["significant"]
+
+
+def test_stats():
+    assert mean_se([1.0]) == (1.0, 0.0)
+    m, se = mean_se([0.0, 1.0])
+    assert m == 0.5 and se == pytest.approx(0.5)
+    assert p_greater([0.9, 0.8, 0.85], [0.1, 0.2, 0.15]) < 0.01
+    assert p_greater([0.1, 0.2, 0.15], [0.9, 0.8, 0.85]) > 0.99
+    assert p_greater([0.0, 0.0], [0.0, 0.0]) == 1.0
+
+
+def test_render_is_deterministic_and_complete(tmp_path):
+    entries_dir = tmp_path / "entries"
+    entries_dir.mkdir()
+    for e in (make_entry("error-min", (0.7, 0.72, 0.74)), make_entry("sapa-error-min", (0.5, 0.52, 0.54))):
+        (entries_dir / f"{e['attack']}.json").write_text(json.dumps(e))
+    first = {p.name: p.read_bytes() for p in render(entries_dir, tmp_path / "a")}
+    second = {p.name: p.read_bytes() for p in render(entries_dir, tmp_path / "b")}
+    assert first == second
+    assert {"leaderboard.md", "leaderboard.csv", "leaderboard.html", "table4.md", "table4.csv",
+            "success-vs-crafting-time.png", "pair--digits--convnet--error-min.png"} <= set(first)  # fmt: skip
+    md = first["leaderboard.md"].decode()
+    assert "sapa-error-min" in md and "52.0" in md and "+20.0" in md
+    html = first["leaderboard.html"].decode()
+    assert '<table class="sortable">' in html and "52.0" in html
+    assert "http" not in html and "src=" not in html  # viewable offline: no network resources

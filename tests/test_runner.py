@@ -1,0 +1,131 @@
+"""End to end on the smoke suite: run, kill, resume, render."""
+
+import hashlib
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from benchmark.errors import ConfigError
+from benchmark.runner import run_suite
+from benchmark.store import ResultsStore
+from benchmark.suite import load_suite, parse_suite
+from leaderboard.render import render
+from leaderboard.schema import load_entries
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("smoke")
+    report = run_suite(load_suite("smoke"), out, device="cpu", progress=False, log=lambda m: None)
+    return out, report
+
+
+def test_smoke_run_records_every_cell_and_writes_the_leaderboard(smoke_run):
+    out, report = smoke_run
+    assert report.cells == 10 and report.ran == 10 and report.failed == 0
+    rows = list(ResultsStore(out).cells())
+    assert len(rows) == 10 and all(r["status"] == "done" for r in rows)
+    for r in rows:
+        assert 0 <= r["metric"] <= 1 and r["train_seconds"] > 0 and r["images_per_s"] > 0 and r["peak_memory_mb"] > 0
+        assert r["provenance"]["torch"] and r["provenance"]["device"].startswith("cpu")
+        assert (r["poison_sha256"] is None) == (r["attack"] == "clean")
+    board = out / "leaderboard"
+    for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.html", "table4.md", "success-vs-crafting-time.png"):
+        assert (board / name).is_file()
+    entries = load_entries(board / "entries")
+    assert {e["attack"] for e in entries} == {"clean", "error-max", "sapa-error-max", "gradient-matching", "sapa-gradient-matching"}
+    assert all(e["metric"]["trials"] == 2 for e in entries)
+    # each poison was crafted once and shared by its trials
+    assert len({r["poison_key"] for r in rows if r["poison_key"]}) == 4
+
+
+def test_rerun_skips_finished_cells(smoke_run):
+    out, _ = smoke_run
+    before = {r["key"]: r["finished_at"] for r in ResultsStore(out).cells()}
+    report = run_suite(load_suite("smoke"), out, device="cpu", progress=False, log=lambda m: None)
+    assert report.ran == 0 and report.skipped == 10
+    assert {r["key"]: r["finished_at"] for r in ResultsStore(out).cells()} == before
+
+
+def _digest(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_render_is_deterministic_from_entries(smoke_run, tmp_path):
+    out, _ = smoke_run
+    entries = out / "leaderboard" / "entries"
+    render(entries, tmp_path / "a")
+    render(entries, tmp_path / "b")
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+    assert _digest(tmp_path / "a")["leaderboard.md"] == _digest(out / "leaderboard")["leaderboard.md"]
+
+
+def test_kill_mid_run_loses_at_most_the_cell_in_flight(tmp_path):
+    out = tmp_path / "killed"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "benchmark", "run", "--suite", "smoke", "--out", str(out),
+                             "--device", "cpu", "--quiet"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    db = out / "results.sqlite"
+    deadline = time.time() + 120
+    done = 0
+    while time.time() < deadline and proc.poll() is None:
+        if db.exists():
+            try:
+                with sqlite3.connect(db) as con:
+                    done = con.execute("SELECT COUNT(*) FROM cells WHERE status='done'").fetchone()[0]
+            except sqlite3.Error:
+                done = 0
+            if done >= 3:
+                break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert done >= 3, "the run finished or stalled before it could be killed"
+    survived = {r["key"]: r["finished_at"] for r in ResultsStore(out).cells(status="done")}
+    assert len(survived) >= done  # nothing committed was lost
+    report = run_suite(load_suite("smoke"), out, device="cpu", progress=False, log=lambda m: None)
+    assert report.skipped == len(survived) and report.ran == 10 - len(survived) and report.failed == 0
+    after = {r["key"]: r["finished_at"] for r in ResultsStore(out).cells(status="done")}
+    assert len(after) == 10 and all(after[k] == v for k, v in survived.items())
+
+
+def test_a_failing_cell_is_recorded_and_the_run_goes_on(tmp_path):
+    text = """
+name = "failing"
+dataset = "digits"
+preset = "smoke"
+trials = 1
+clean_baseline = true
+[victim]
+epochs = 1
+[[grid]]
+attacks = ["error-max"]
+recipes = ["sgd"]
+archs = ["convnet"]
+options = { budget = 0.0001 }
+"""
+    report = run_suite(parse_suite(text), tmp_path, device="cpu", progress=False, log=lambda m: None)
+    rows = {r["attack"]: r for r in ResultsStore(tmp_path).cells()}
+    assert report.failed == 1 and rows["clean"]["status"] == "done"
+    assert rows["error-max"]["status"] == "failed" and "could not be crafted" in rows["error-max"]["error"]
+    with sqlite3.connect(tmp_path / "results.sqlite") as con:
+        err = con.execute("SELECT error FROM poisons").fetchone()[0]
+    assert "allows no poison" in err
+
+
+def test_output_folder_of_another_suite_is_refused(smoke_run):
+    out, _ = smoke_run
+    other = parse_suite(open_suite_text().replace('name = "smoke"', 'name = "other"'))
+    with pytest.raises(ConfigError, match="holds results of suite 'smoke'"):
+        run_suite(other, out, device="cpu", progress=False, log=lambda m: None)
+
+
+def open_suite_text():
+    from importlib import resources
+
+    return (resources.files("benchmark.suites") / "smoke.toml").read_text()

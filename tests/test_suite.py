@@ -1,0 +1,81 @@
+import pytest
+
+from benchmark.errors import ConfigError
+from benchmark.suite import builtin_suites, load_suite, parse_suite
+
+GOOD = """
+name = "mine"
+dataset = "digits"
+preset = "smoke"
+trials = 2
+craft_seeds = [0, 1]
+
+[victim]
+epochs = 1
+
+[[grid]]
+attacks = ["error-min", "sapa-error-min"]
+recipes = ["sgd", "adam"]
+archs = ["convnet"]
+"""
+
+
+def test_builtin_suites_are_listed_and_valid():
+    names = set(builtin_suites())
+    assert {"smoke", "default", "table4", "targeted", "backdoor", "untargeted"} <= names
+    for name in names:
+        suite = load_suite(name)
+        assert suite.cells() and suite.name == name
+
+
+def test_default_suite_covers_the_design_card():
+    suite = load_suite("default")
+    cells = suite.cells()
+    attacks = {c.attack for c in cells}
+    assert len(attacks - {"clean"}) == 8 and "clean" in attacks
+    assert {c.recipe for c in cells} == {"sgd", "adam", "cutout", "mixup", "sam", "adversarial"}
+    assert {c.arch for c in cells} == {"convnet", "vgg11"}  # an architecture-transfer row
+    assert suite.trials >= 3 and suite.dataset == "digits"
+
+
+def test_cells_expand_and_poisons_are_shared(tmp_path):
+    suite = parse_suite(GOOD)
+    cells = suite.cells()
+    # (clean: 1 poison-free setting + 2 attacks x 2 craft seeds) x 2 recipes x 2 trials
+    assert len(cells) == (1 + 2 * 2) * 2 * 2
+    assert len({c.key for c in cells}) == len(cells)
+    # each poison is crafted once and reused across recipes and trials
+    assert len(suite.poisons()) == 4
+    keys = {c.poison.key for c in cells if c.poison}
+    assert len(keys) == 4
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('"sapa-error-min"]', '"sapa-eror-min"]', r"mine.toml, line 12: unknown attack 'sapa-eror-min'; did you mean 'sapa-error-min'"),
+        ('"adam"]', '"adma"]', r"line 13: unknown recipe 'adma'; did you mean 'adam'"),
+        ('archs = ["convnet"]', 'archs = ["resnet19"]', r"line 14: unknown architecture 'resnet19'"),
+        ('dataset = "digits"', 'dataset = "digitz"', r"line 3: unknown dataset 'digitz'"),
+        ("trials = 2", "trials = 0", r"line 5: trials must be an integer >= 1"),
+        ("epochs = 1", "epochs = 0", r"recipe 'sgd': invalid epochs=0"),
+        ("epochs = 1", "epohcs = 1", r"line 9: unknown victim option 'epohcs'"),
+        ('preset = "smoke"', 'preset = "smoke"\ncolour = "red"', r"line 5: unknown key 'colour'"),
+        ("[[grid]]", "[[grid]]\noptions = { eps = 2.0 }", r"attack 'error-min': invalid eps=2.0"),
+        ('name = "mine"', 'name = "mine', r"not valid TOML"),
+    ],
+)
+def test_bad_suites_are_refused_naming_the_line(old, new, message):
+    assert old in GOOD
+    with pytest.raises(ConfigError, match=message):
+        parse_suite(GOOD.replace(old, new), "mine.toml")
+
+
+def test_suite_file_by_path_and_unknown_names(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text(GOOD)
+    assert load_suite(str(path)).name == "mine"
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_suite(str(tmp_path / "missing.toml"))
+    with pytest.raises(ConfigError, match="unknown suite 'defualt'; did you mean 'default'"):
+        load_suite("defualt")
