@@ -307,6 +307,13 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from leaderboard.schema import json_schema
+
+    print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
 def _cmd_claims(args: argparse.Namespace) -> int:
     from benchmark.claims import test_claims
 
@@ -397,6 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = lsub.add_parser("render", help="re-render tables and plots from the entry files, without recomputing")
     r.add_argument("--results", required=True, help="an output folder of sapabench run")
     r.set_defaults(func=_cmd_leaderboard)
+    r = lsub.add_parser("schema", help="print the leaderboard entry's JSON Schema")
+    r.set_defaults(func=_cmd_schema)
 
     p = sub.add_parser("claims", help="test the paper's claims against measured results")
     p.add_argument("--results", required=True, help="an output folder of sapabench run")

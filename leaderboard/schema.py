@@ -45,6 +45,24 @@ SPEC: dict[str, Any] = {
 THREATS = ("targeted", "backdoor", "untargeted", "none")
 
 
+def json_schema() -> dict[str, Any]:
+    """The entry format as a JSON Schema (draft 2020-12) document, for tools outside sapabench.
+
+    :func:`validate` checks more than the schema can say (mean and SE recomputed from the
+    values, the content hash).
+    """
+
+    def convert(spec: dict[str, Any]) -> dict[str, Any]:
+        names = {str: "string", int: "integer", float: "number", bool: "boolean", list: "array", dict: "object"}
+        props = {k: convert(v) if isinstance(v, dict) else {"type": names[v]} for k, v in spec.items()}
+        return {"type": "object", "properties": props, "required": list(spec), "additionalProperties": False}
+
+    out = convert(SPEC)
+    out["properties"]["schema_version"] = {"const": SCHEMA_VERSION}
+    out["properties"]["setting"]["properties"]["threat"] = {"enum": list(THREATS)}
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": f"sapabench leaderboard entry v{SCHEMA_VERSION}", **out}
+
+
 class EntryError(ConfigError):
     """A leaderboard entry that is malformed or was tampered with."""
 

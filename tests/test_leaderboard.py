@@ -107,3 +107,13 @@ def test_render_is_deterministic_and_complete(tmp_path):
     html = first["leaderboard.html"].decode()
     assert '<table class="sortable">' in html and "52.0" in html
     assert "http" not in html and "src=" not in html  # viewable offline: no network resources
+
+
+def test_json_schema_describes_the_entry():
+    from leaderboard.schema import json_schema
+
+    schema = json_schema()
+    e = make_entry()
+    assert set(schema["required"]) == set(e) and schema["additionalProperties"] is False
+    assert schema["properties"]["schema_version"] == {"const": 1}
+    assert set(schema["properties"]["metric"]["required"]) == set(e["metric"])

@@ -129,3 +129,14 @@ def open_suite_text():
     from importlib import resources
 
     return (resources.files("benchmark.suites") / "smoke.toml").read_text()
+
+
+def test_process_executor_gives_the_same_cells(smoke_run, tmp_path):
+    from benchmark.executor import ProcessExecutor
+
+    out, _ = smoke_run
+    report = run_suite(load_suite("smoke"), tmp_path, device="cpu", executor=ProcessExecutor(2), progress=False,
+                       log=lambda m: None)  # fmt: skip
+    assert report.ran == 10 and report.failed == 0
+    local = {r["key"] for r in ResultsStore(out).cells(status="done")}
+    assert {r["key"] for r in ResultsStore(tmp_path).cells(status="done")} == local
