@@ -35,10 +35,11 @@ def _number(text: str) -> float:
 def _registries() -> dict[str, Any]:
     from attacks import ATTACKS
     from benchmark.datasets import DATASETS
+    from defenses import DEFENSES
     from victims.archs import ARCHS
     from victims.recipes import RECIPES
 
-    return {"datasets": DATASETS, "archs": ARCHS, "recipes": RECIPES, "attacks": ATTACKS}
+    return {"datasets": DATASETS, "archs": ARCHS, "recipes": RECIPES, "attacks": ATTACKS, "defenses": DEFENSES}
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -342,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("list", help="list registered datasets, architectures, recipes or attacks")
-    p.add_argument("axis", choices=("datasets", "archs", "recipes", "attacks", "suites"))
+    p.add_argument("axis", choices=("datasets", "archs", "recipes", "attacks", "defenses", "suites"))
     p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'res*'")
     p.set_defaults(func=_cmd_list)
 

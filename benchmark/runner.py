@@ -22,7 +22,7 @@ import torch
 from benchmark.errors import ConfigError
 from benchmark.executor import Executor, LocalExecutor
 from benchmark.store import ResultsStore
-from benchmark.suite import CLEAN, Cell, PoisonSpec, Suite
+from benchmark.suite import CLEAN, NO_DEFENSE, Cell, PoisonSpec, Suite
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,16 @@ def run_cell(task: CellTask) -> dict[str, Any]:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         recipe = RECIPES.create(cell.recipe, **dict(cell.victim))
-        result = train_victim(cell.arch, recipe, dataset, poison=poison, seed=cell.trial_seed, device=device)
+        train_data, train_poison = dataset, poison
+        if cell.defense != NO_DEFENSE:
+            from defenses import DEFENSES
+            from defenses.apply import apply_defense
+
+            defended = apply_defense(DEFENSES.create(cell.defense), dataset, poison, cell.arch, recipe, cell.trial_seed, device)
+            train_data, train_poison, recipe = defended.dataset, defended.poison, defended.recipe
+            row.update(defense_removed=defended.stats.get("removed"), defense_precision=defended.stats.get("precision"),
+                       defense_recall=defended.stats.get("recall"))  # fmt: skip
+        result = train_victim(cell.arch, recipe, train_data, poison=train_poison, seed=cell.trial_seed, device=device)
         t0 = time.perf_counter()
         if poison is None:
             ds = dataset.to(device)

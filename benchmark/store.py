@@ -30,14 +30,15 @@ CREATE TABLE IF NOT EXISTS cells (
     craft_seed INTEGER, trial_seed INTEGER NOT NULL, status TEXT NOT NULL,
     threat TEXT, metric_name TEXT, metric REAL, clean_accuracy REAL, eps REAL, budget REAL,
     craft_seconds REAL, train_seconds REAL, eval_seconds REAL, images_per_s REAL, peak_memory_mb REAL,
-    poison_key TEXT, poison_sha256 TEXT, victim TEXT, provenance TEXT, error TEXT, finished_at TEXT NOT NULL
+    poison_key TEXT, poison_sha256 TEXT, victim TEXT, provenance TEXT, error TEXT,
+    defense_removed INTEGER, defense_precision REAL, defense_recall REAL, finished_at TEXT NOT NULL
 );
 """
 CELL_COLUMNS = (
     "key", "suite", "attack", "dataset", "surrogate", "arch", "recipe", "defense", "craft_seed", "trial_seed",
     "status", "threat", "metric_name", "metric", "clean_accuracy", "eps", "budget", "craft_seconds",
     "train_seconds", "eval_seconds", "images_per_s", "peak_memory_mb", "poison_key", "poison_sha256", "victim",
-    "provenance", "error",
+    "provenance", "error", "defense_removed", "defense_precision", "defense_recall",
 )  # fmt: skip
 
 

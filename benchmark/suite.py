@@ -201,6 +201,7 @@ def _line_of(text: str, needle: str, after: int = 0) -> int:
 def parse_suite(text: str, source: str = "<suite>") -> Suite:
     from attacks import ATTACKS
     from benchmark.datasets import DATASETS
+    from defenses import DEFENSES
     from victims.archs import ARCHS
     from victims.recipes import RECIPES
 
@@ -261,8 +262,11 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
         if surrogate is not None and surrogate not in ARCHS:
             raise fail(ARCHS._unknown_message(str(surrogate)), f'"{surrogate}"')
         defenses = g.get("defenses", [NO_DEFENSE])
-        if defenses != [NO_DEFENSE]:
-            raise fail("defenses are not available yet; use defenses = [\"none\"]", "defenses")
+        if not isinstance(defenses, list) or not defenses or not all(isinstance(d, str) for d in defenses):
+            raise fail("grid defenses must be a non-empty list of names", "defenses")
+        for d in defenses:
+            if d != NO_DEFENSE and d not in DEFENSES:
+                raise fail(DEFENSES._unknown_message(d) + " (or \"none\")", f'"{d}"')
         options = g.get("options", {})
         if not isinstance(options, dict):
             raise fail("grid options must be a table of attack options", "options")

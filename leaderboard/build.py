@@ -45,6 +45,12 @@ def build_entries(store: ResultsStore) -> list[dict[str, Any]]:
         train = [r["train_seconds"] for r in rows]
         evals = [r["eval_seconds"] for r in rows]
         prov = first["provenance"]
+        defense_stats = {}
+        for col, key in (("defense_removed", "removed_mean"), ("defense_precision", "precision_mean"),
+                         ("defense_recall", "recall_mean")):  # fmt: skip
+            vals = [r[col] for r in rows if r.get(col) is not None]
+            if vals:
+                defense_stats[key] = sum(vals) / len(vals)
         entry_id = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
         entries.append(seal({
             "schema_version": SCHEMA_VERSION,
@@ -61,6 +67,7 @@ def build_entries(store: ResultsStore) -> list[dict[str, Any]]:
             "metric": {"name": metric_name, "higher_is_stronger": higher, "mean": mean, "se": se,
                        "trials": len(values), "values": values},
             "clean_accuracy": {"mean": cmean, "se": cse},
+            "defense_stats": defense_stats,
             "timings": {
                 "craft_seconds": float(craft), "train_seconds_mean": sum(train) / len(train),
                 "eval_seconds_mean": sum(evals) / len(evals), "total_seconds": float(craft + sum(train) + sum(evals)),

@@ -20,6 +20,10 @@ COLUMNS = (
     "clean_acc", "clean_acc_se", "craft_s", "train_s_per_victim", "eval_s_per_victim", "total_s", "images_per_s",
     "peak_mem_mb",
 )  # fmt: skip
+DEFENSE_COLUMNS = (
+    "defense", "threat", "rank", "attack", "arch", "recipe", "metric", "with_defense", "without_defense",
+    "clean_acc", "clean_acc_cost", "removed", "precision", "recall",
+)  # fmt: skip
 PAIR_COLUMNS = ("dataset", "arch", "recipe", "defense", "attack", "metric", "baseline", "sapa", "gap", "p_value", "significant", "trials")
 
 
@@ -68,6 +72,38 @@ def sapa_pairs(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return pairs
 
 
+def defense_view(entries: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """For each defense, every attack (baseline and SAPA) in each setting, strongest first,
+    beside the same attack without the defense and the clean-accuracy cost."""
+    plain = {}
+    for e in entries:
+        if e["defense"] == "none":
+            s = e["setting"]
+            plain[(s["suite"], s["dataset"], s["arch"], s["recipe"], s["surrogate"], e["attack"])] = e
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for e in entries:
+        if e["defense"] != "none":
+            groups[(e["defense"], e["setting"]["threat"], e["setting"]["dataset"])].append(e)
+    rows = []
+    for (defense, threat, _), group in sorted(groups.items()):
+        group.sort(key=lambda e: (-e["metric"]["mean"] if e["metric"]["higher_is_stronger"] else e["metric"]["mean"], e["attack"]))
+        for rank, e in enumerate(group, 1):
+            s, ds = e["setting"], e["defense_stats"]
+            base = plain.get((s["suite"], s["dataset"], s["arch"], s["recipe"], s["surrogate"], e["attack"]))
+            fmt = lambda m: f"{100 * m['mean']:.1f} +/- {100 * m['se']:.1f}"  # noqa: E731
+            rows.append({
+                "defense": defense, "threat": threat, "rank": str(rank), "attack": e["attack"], "arch": s["arch"],
+                "recipe": s["recipe"], "metric": e["metric"]["name"], "with_defense": fmt(e["metric"]),
+                "without_defense": fmt(base["metric"]) if base else "-",
+                "clean_acc": f"{100 * e['clean_accuracy']['mean']:.1f}",
+                "clean_acc_cost": f"{100 * (base['clean_accuracy']['mean'] - e['clean_accuracy']['mean']):+.1f}" if base else "-",
+                "removed": f"{ds['removed_mean']:.0f}" if "removed_mean" in ds else "-",
+                "precision": f"{100 * ds['precision_mean']:.1f}" if "precision_mean" in ds else "-",
+                "recall": f"{100 * ds['recall_mean']:.1f}" if "recall_mean" in ds else "-",
+            })  # fmt: skip
+    return rows
+
+
 def _pair_row(p: dict[str, Any]) -> dict[str, str]:
     return {
         "dataset": p["dataset"], "arch": p["arch"], "recipe": p["recipe"], "defense": p["defense"],
@@ -112,6 +148,7 @@ test accuracy of the re-trained victim, lower = stronger. Click a column header 
 <h2>SAPA vs baseline (Table-4 view)</h2>
 <p>gap &gt; 0: SAPA stronger; p: one-sided Welch test of that, significant at alpha = {alpha}.</p>
 {pairs}
+{defenses}
 <script>
 document.querySelectorAll("table.sortable").forEach(function (table) {{
   table.querySelectorAll("th").forEach(function (th, col) {{
@@ -206,26 +243,35 @@ def render(entries_dir: str | Path, out: str | Path) -> list[Path]:
     rows = [_row(e) for e in entries]
     pairs = sapa_pairs(entries)
     prow = [_pair_row(p) for p in pairs]
+    drows = defense_view(entries)
+    defense_md = (
+        "\n## Defenses\n\nPer defense, every attack strongest first; `without_defense` is the same attack and "
+        "setting without it, `clean_acc_cost` the accuracy the defense costs, precision/recall of the removed "
+        "images against the true poisons (data-level filters).\n\n" + _markdown_table(DEFENSE_COLUMNS, drows)
+    ) if drows else ""
     files = {
         "leaderboard.md": "# sapabench leaderboard\n\nMetric and accuracies in %, mean and SE over trials.\n\n"
         + _markdown_table(COLUMNS, rows)
         + "\n## SAPA vs baseline (Table-4 view)\n\ngap > 0: SAPA stronger; p: one-sided Welch test, "
         + f"significant at alpha = {ALPHA}.\n\n"
-        + _markdown_table(PAIR_COLUMNS, prow),
+        + _markdown_table(PAIR_COLUMNS, prow)
+        + defense_md,
         "leaderboard.csv": _csv(COLUMNS, rows),
         "table4.csv": _csv(PAIR_COLUMNS, prow),
         "table4.md": _markdown_table(PAIR_COLUMNS, prow),
+        **({"defenses.md": _markdown_table(DEFENSE_COLUMNS, drows), "defenses.csv": _csv(DEFENSE_COLUMNS, drows)} if drows else {}),
         "leaderboard.html": _HTML.format(
             main=_html_table(COLUMNS, rows, ["sapa" if e["sapa"] else "" for e in entries]),
             pairs=_html_table(PAIR_COLUMNS, prow),
+            defenses=("<h2>Defenses</h2>\n" + _html_table(DEFENSE_COLUMNS, drows)) if drows else "",
             alpha=ALPHA,
         ),
     }
+    for stale in [*out.glob("*.png"), *out.glob("defenses.*")]:
+        stale.unlink()
     written = []
     for name, text in files.items():
         (out / name).write_text(text)
         written.append(out / name)
-    for old in out.glob("*.png"):
-        old.unlink()
     written += _plots(entries, pairs, out)
     return written

@@ -32,6 +32,7 @@ SPEC: dict[str, Any] = {
     },
     "metric": {"name": str, "higher_is_stronger": bool, "mean": float, "se": float, "trials": int, "values": list},
     "clean_accuracy": {"mean": float, "se": float},
+    "defense_stats": dict,
     "timings": {
         "craft_seconds": float, "train_seconds_mean": float, "eval_seconds_mean": float, "total_seconds": float,
         "images_per_s": float, "peak_memory_mb": float,
@@ -128,6 +129,9 @@ def validate(entry: Any, where: str = "entry") -> dict[str, Any]:
         raise EntryError(f"{where}: clean_accuracy.mean must lie in [0, 1]")
     if any(v < 0 for v in entry["timings"].values()):
         raise EntryError(f"{where}: timings must be non-negative")
+    for key, value in entry["defense_stats"].items():
+        if key not in ("removed_mean", "precision_mean", "recall_mean") or not isinstance(value, (int, float)) or value < 0:
+            raise EntryError(f"{where}: defense_stats.{key} must be one of removed_mean/precision_mean/recall_mean, >= 0")
     if entry["sapa"] != entry["attack"].startswith("sapa-"):
         raise EntryError(f"{where}: sapa flag does not match the attack name {entry['attack']!r}")
     if entry["content_sha256"] != content_hash(entry):

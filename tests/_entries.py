@@ -15,6 +15,7 @@ def make_entry(attack="sapa-error-min", values=(0.5, 0.6, 0.7), recipe="sgd", ar
         "metric": {"name": metric, "higher_is_stronger": higher, "mean": mean, "se": se, "trials": len(values),
                    "values": list(values)},
         "clean_accuracy": {"mean": mean, "se": se},
+        "defense_stats": {},
         "timings": {"craft_seconds": 6.0, "train_seconds_mean": 2.0, "eval_seconds_mean": 0.1, "total_seconds": 12.3,
                     "images_per_s": 5000.0, "peak_memory_mb": 900.0},
         "provenance": {"sapabench_version": "0.1.0", "git_commit": "abc", "torch": "2.15.0", "timm": "1.0.31",

@@ -28,6 +28,8 @@ def run_catching_exit(capsys, *argv):
     ("recipes", ["adam", "adversarial", "cutout", "mixup", "sam", "sgd"]),
     ("attacks", ["error-max", "error-min", "gradient-matching", "sapa-error-max", "sapa-error-min",
                  "sapa-gradient-matching", "sapa-sleeper-agent", "sleeper-agent"]),
+    ("defenses", ["activation-clustering", "adversarial", "cutout", "deep-knn", "dp-sgd", "grayscale", "jpeg",
+                  "mixup", "sam", "spectral-signatures"]),
 ])  # fmt: skip
 def test_list_prints_each_entry_with_a_description(capsys, axis, expected):
     code, out, _ = run(capsys, "list", axis)
@@ -189,7 +191,7 @@ def test_run_render_and_claims_from_the_cli(capsys, tmp_path):
 def test_list_suites(capsys):
     code, out, _ = run(capsys, "list", "suites")
     assert code == 0 and [r.split()[0] for r in out.strip().splitlines()] == [
-        "backdoor", "default", "smoke", "table4", "targeted", "untargeted"]  # fmt: skip
+        "backdoor", "default", "defenses", "smoke", "table4", "targeted", "untargeted"]  # fmt: skip
 
 
 @pytest.mark.parametrize(("content", "needle"), [

@@ -140,3 +140,20 @@ def test_process_executor_gives_the_same_cells(smoke_run, tmp_path):
     assert report.ran == 10 and report.failed == 0
     local = {r["key"] for r in ResultsStore(out).cells(status="done")}
     assert {r["key"] for r in ResultsStore(tmp_path).cells(status="done")} == local
+
+
+def test_defense_cells_and_the_defense_view(tmp_path):
+    text = open_suite_text().replace(
+        'archs = ["convnet"]', 'archs = ["convnet"]\ndefenses = ["none", "deep-knn", "dp-sgd"]'
+    ).replace('attacks = ["error-max", "sapa-error-max", "gradient-matching", "sapa-gradient-matching"]',
+              'attacks = ["error-max", "sapa-error-max"]')  # fmt: skip
+    suite = parse_suite(text)
+    report = run_suite(suite, tmp_path, device="cpu", progress=False, log=lambda m: None)
+    assert report.failed == 0 and report.ran == 3 * 3 * 2
+    rows = [r for r in ResultsStore(tmp_path).cells() if r["defense"] == "deep-knn" and r["attack"] != "clean"]
+    assert all(r["defense_removed"] is not None and r["defense_recall"] is not None for r in rows)
+    view = (tmp_path / "leaderboard" / "defenses.md").read_text()
+    assert "deep-knn" in view and "dp-sgd" in view and "sapa-error-max" in view
+    entries = load_entries(tmp_path / "leaderboard" / "entries")
+    assert {e["defense"] for e in entries} == {"none", "deep-knn", "dp-sgd"}
+    assert all("recall_mean" in e["defense_stats"] for e in entries if e["defense"] == "deep-knn" and e["attack"] != "clean")

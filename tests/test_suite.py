@@ -22,7 +22,7 @@ archs = ["convnet"]
 
 def test_builtin_suites_are_listed_and_valid():
     names = set(builtin_suites())
-    assert {"smoke", "default", "table4", "targeted", "backdoor", "untargeted"} <= names
+    assert {"smoke", "default", "defenses", "table4", "targeted", "backdoor", "untargeted"} <= names
     for name in names:
         suite = load_suite(name)
         assert suite.cells() and suite.name == name

@@ -103,6 +103,23 @@ class AdversarialConfig:
 
 
 @dataclass(frozen=True)
+class DPConfig:
+    """Per-batch gradient clipping and Gaussian noise (DP-SGD as a poisoning defense, Hong et al. 2020).
+
+    Attributes:
+        clip: the batch gradient's L2 norm is clipped to this (1.0).
+        noise: noise multiplier; N(0, (noise * clip)^2) is added to every gradient entry (0.01).
+    """
+
+    clip: float = 1.0
+    noise: float = 0.01
+
+    def __post_init__(self) -> None:
+        _positive("dp clip", self.clip, flag="--dp-clip")
+        _in_range("dp noise", self.noise, 0.0, 100.0, "--dp-noise")
+
+
+@dataclass(frozen=True)
 class Recipe:
     """A complete, named training recipe. Build one with ``RECIPES.create(name, **options)``."""
 
@@ -113,6 +130,7 @@ class Recipe:
     mixup: bool = False
     sam_rho: float | None = None
     adversarial: AdversarialConfig | None = None
+    dp: DPConfig | None = None
 
     def __post_init__(self) -> None:
         if self.cutout_size is not None:
@@ -135,6 +153,8 @@ class Recipe:
             out["sam_rho"] = self.sam_rho
         if self.adversarial is not None:
             out["adversarial"] = vars(self.adversarial)
+        if self.dp is not None:
+            out["dp"] = vars(self.dp)
         return out
 
 

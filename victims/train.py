@@ -170,6 +170,11 @@ class Trainer:
             opt.zero_grad(set_to_none=True)
             loss = loss_fn()
             loss.backward()
+            if rec.dp is not None:  # DP-SGD style gradient shaping: clip the batch gradient, add noise
+                params = [p for p in model.parameters() if p.grad is not None]
+                torch.nn.utils.clip_grad_norm_(params, rec.dp.clip)
+                for p in params:
+                    p.grad.add_(torch.randn_like(p.grad), alpha=rec.dp.noise * rec.dp.clip)
             return loss
 
         if isinstance(opt, SAM):

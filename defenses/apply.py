@@ -1,0 +1,72 @@
+"""Apply a defense to one victim's training: what it trains on, with which recipe, and how well
+a data-level filter found the poisons."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from benchmark.datasets import ImageDataset, PoisonLike
+from benchmark.errors import ConfigError
+from defenses.base import DataDefense, Defense, DefenseContext, TrainingDefense
+from victims.recipes import Recipe
+
+
+@dataclass(frozen=True)
+class Defended:
+    """What to train on: the dataset, the poison still to apply (None when a data-level defense
+    already applied and filtered it), the recipe, and the filter's statistics."""
+
+    dataset: ImageDataset
+    poison: PoisonLike | None
+    recipe: Recipe
+    stats: dict[str, Any]
+
+
+def filter_stats(kept: Tensor, n: int, poison_indices: Tensor | None) -> dict[str, Any]:
+    """Removed count, and precision/recall of the removed images against the true poisons."""
+    removed = torch.ones(n, dtype=torch.bool)
+    removed[kept.cpu()] = False
+    stats: dict[str, Any] = {"removed": int(removed.sum())}
+    if poison_indices is not None and len(poison_indices):
+        is_poison = torch.zeros(n, dtype=torch.bool)
+        is_poison[poison_indices.cpu()] = True
+        hits = int((removed & is_poison).sum())
+        if stats["removed"]:
+            stats["precision"] = hits / stats["removed"]
+        stats["recall"] = hits / int(is_poison.sum())
+    return stats
+
+
+def apply_defense(
+    defense: Defense, dataset: ImageDataset, poison: PoisonLike | None, arch: str, recipe: Recipe, seed: int,
+    device: torch.device,
+) -> Defended:  # fmt: skip
+    if isinstance(defense, TrainingDefense):
+        return Defended(dataset, poison, defense.recipe(recipe), {})
+    if not isinstance(defense, DataDefense):
+        raise ConfigError(f"defense {defense.name!r} is neither a data-level nor a training-level defense")
+    ds = dataset.to(device)
+    x, y = ds.poisoned_train(poison)
+    ctx = DefenseContext(x, y, ds.num_classes, arch, recipe, seed, device, ds.name, ds.mean, ds.std, ds.flip_invariant)
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        out = defense.filter(ctx)
+    kept = torch.as_tensor(out.kept, dtype=torch.int64).cpu()
+    if kept.ndim != 1 or (len(kept) and (int(kept.min()) < 0 or int(kept.max()) >= len(x))) or len(torch.unique(kept)) != len(kept):
+        raise ConfigError(f"defense {defense.name!r} returned invalid kept indices (need distinct indices in [0, {len(x)}))")
+    if len(kept) < 2:
+        raise ConfigError(f"defense {defense.name!r} removed (almost) every training image")
+    images = x[kept.to(device)] if out.images is None else out.images[kept.to(out.images.device)].to(device)
+    if images.shape != (len(kept), *x.shape[1:]) or not torch.isfinite(images).all():
+        raise ConfigError(f"defense {defense.name!r} returned images of shape {tuple(images.shape)}, expected {(len(kept), *x.shape[1:])}")
+    if float(images.min()) < 0 or float(images.max()) > 1:
+        raise ConfigError(f"defense {defense.name!r} returned pixels outside [0, 1]")
+    defended = replace(ds, name=f"{ds.name}+{defense.name}", train_x=images.contiguous(), train_y=y[kept.to(device)], fingerprint="")
+    stats = filter_stats(kept, len(x), None if poison is None else torch.as_tensor(poison.indices))
+    if out.images is not None and stats["removed"] == 0:  # pure purification: nothing was filtered
+        stats = {"removed": 0}
+    return Defended(defended, None, recipe, stats)

@@ -1,0 +1,155 @@
+"""Data-level filters on learned features: spectral signatures, activation clustering, deep k-NN.
+
+Each trains a model the way the victim will be trained (the defender's own model, on the
+training set as given, poisons included), takes the penultimate-layer features of every
+training image, and removes the images it flags. scikit-learn does the PCA, clustering and
+neighbour search.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from benchmark.datasets import ImageDataset
+from benchmark.errors import ConfigError
+from defenses.base import DEFENSES, DataDefense, DefenseContext, Filtered
+
+
+def penultimate_features(model: nn.Module, x: Tensor, batch_size: int = 512) -> np.ndarray:
+    """Inputs of the model's last linear layer (its penultimate features) for ``x``."""
+    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    captured: list[Tensor] = []
+    hook = last.register_forward_hook(lambda mod, inp, out: captured.append(inp[0].detach().flatten(1).cpu()))
+    model.eval()
+    try:
+        with torch.no_grad():
+            for i in range(0, len(x), batch_size):
+                model(x[i : i + batch_size])
+    finally:
+        hook.remove()
+    return torch.cat(captured).numpy().astype(np.float64)
+
+
+def defender_features(ctx: DefenseContext) -> np.ndarray:
+    """Train the defender's model on the given training set and embed every training image."""
+    from victims.train import train_victim
+
+    data = ImageDataset(
+        name=f"{ctx.dataset_name}-as-given", train_x=ctx.x, train_y=ctx.y, test_x=ctx.x[:2], test_y=ctx.y[:2],
+        num_classes=ctx.num_classes, mean=ctx.mean, std=ctx.std, flip_invariant=ctx.flip_invariant,
+        default_epochs=ctx.recipe.train.epochs or 20, default_batch_size=ctx.recipe.train.batch_size or 64,
+    )  # fmt: skip
+    model = train_victim(ctx.arch, ctx.recipe, data, seed=ctx.seed, device=ctx.device).model
+    return penultimate_features(model, ctx.x)
+
+
+def _check_fraction(name: str, value: float) -> None:
+    if not 0 < value < 1:
+        raise ConfigError(f"invalid {name}={value!r}: must be in (0, 1)")
+
+
+@dataclass
+class SpectralSignatures(DataDefense):
+    """Spectral signatures (Tran et al., NeurIPS 2018): per class, score each image by its squared
+    projection on the top singular vector of the centred features and remove the
+    ``1.5 * expected_fraction`` highest-scoring share of the class.
+
+    Args:
+        expected_fraction: the poison fraction the defender guards against (eps in the paper).
+    """
+
+    name: str = "spectral-signatures"
+    expected_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        _check_fraction("expected_fraction", self.expected_fraction)
+
+    def filter(self, ctx: DefenseContext) -> Filtered:
+        feats, y = defender_features(ctx), ctx.y.cpu().numpy()
+        remove: list[int] = []
+        for c in range(ctx.num_classes):
+            idx = np.flatnonzero(y == c)
+            if len(idx) < 2:
+                continue
+            centred = feats[idx] - feats[idx].mean(axis=0)
+            _, _, vt = np.linalg.svd(centred, full_matrices=False)
+            scores = (centred @ vt[0]) ** 2
+            k = int(np.floor(1.5 * self.expected_fraction * len(idx)))
+            remove += idx[np.argsort(-scores, kind="stable")[:k]].tolist()
+        return Filtered(_kept(len(y), remove))
+
+
+@dataclass
+class ActivationClustering(DataDefense):
+    """Activation clustering (Chen et al., 2018): per class, reduce the features to
+    ``components`` dimensions (PCA), split them into two clusters (k-means) and remove the
+    smaller cluster when it holds less than ``size_threshold`` of the class.
+    """
+
+    name: str = "activation-clustering"
+    components: int = 10
+    size_threshold: float = 0.35
+
+    def __post_init__(self) -> None:
+        _check_fraction("size_threshold", self.size_threshold)
+        if self.components < 1:
+            raise ConfigError(f"invalid components={self.components!r}: a positive integer")
+
+    def filter(self, ctx: DefenseContext) -> Filtered:
+        from sklearn.cluster import KMeans
+        from sklearn.decomposition import PCA
+
+        feats, y = defender_features(ctx), ctx.y.cpu().numpy()
+        remove: list[int] = []
+        for c in range(ctx.num_classes):
+            idx = np.flatnonzero(y == c)
+            if len(idx) < max(4, self.components):
+                continue
+            reduced = PCA(n_components=min(self.components, len(idx) - 1), random_state=ctx.seed).fit_transform(feats[idx])
+            labels = KMeans(n_clusters=2, n_init=10, random_state=ctx.seed).fit_predict(reduced)
+            small = int(np.argmin(np.bincount(labels, minlength=2)))
+            if (labels == small).mean() < self.size_threshold:
+                remove += idx[labels == small].tolist()
+        return Filtered(_kept(len(y), remove))
+
+
+@dataclass
+class DeepKNN(DataDefense):
+    """Deep k-NN (Peri et al., 2020): remove every training image whose label is not the plurality
+    label of its ``k`` nearest neighbours in feature space."""
+
+    name: str = "deep-knn"
+    k: int = 10
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.k, int) or self.k < 1:
+            raise ConfigError(f"invalid k={self.k!r}: a positive integer")
+
+    def filter(self, ctx: DefenseContext) -> Filtered:
+        from sklearn.neighbors import NearestNeighbors
+
+        feats, y = defender_features(ctx), ctx.y.cpu().numpy()
+        k = min(self.k, len(y) - 1)
+        _, nbrs = NearestNeighbors(n_neighbors=k + 1).fit(feats).kneighbors(feats)
+        votes = y[nbrs[:, 1:]]  # drop the point itself
+        plurality = np.array([np.bincount(v, minlength=ctx.num_classes).argmax() for v in votes])
+        return Filtered(_kept(len(y), np.flatnonzero(plurality != y).tolist()))
+
+
+def _kept(n: int, remove: list[int]) -> Tensor:
+    mask = np.ones(n, dtype=bool)
+    mask[np.asarray(remove, dtype=np.int64)] = False
+    return torch.from_numpy(np.flatnonzero(mask))
+
+
+DEFENSES.register("spectral-signatures", description="data filter: spectral signatures of penultimate features (Tran et al. 2018)")(
+    lambda expected_fraction=0.1: SpectralSignatures(expected_fraction=expected_fraction))  # fmt: skip
+DEFENSES.register("activation-clustering", description="data filter: 2-means on PCA of activations per class (Chen et al. 2018)")(
+    lambda components=10, size_threshold=0.35: ActivationClustering(components=components, size_threshold=size_threshold))  # fmt: skip
+DEFENSES.register("deep-knn", description="data filter: drop images whose k nearest feature neighbours disagree with the label (Peri et al. 2020)")(
+    lambda k=10: DeepKNN(k=k))  # fmt: skip
+

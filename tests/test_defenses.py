@@ -1,0 +1,119 @@
+"""Built-in defenses on tiny data: filters find planted poisons, purification changes images as
+documented, dp-sgd clips and adds noise as configured, training-level defenses keep the poison."""
+
+from dataclasses import dataclass, replace
+
+import pytest
+import torch
+
+from benchmark.errors import ConfigError
+from defenses import DEFENSES
+from defenses.apply import apply_defense, filter_stats
+from defenses.purification import jpeg_compress, to_grayscale
+from victims.recipes import RECIPES, DPConfig
+from victims.train import Trainer
+
+CPU = torch.device("cpu")
+
+
+@dataclass
+class _Planted:
+    indices: torch.Tensor
+    delta: torch.Tensor
+    labels: torch.Tensor | None
+
+
+def _plant(digits, stamp):
+    """400 digits; 10 images of class 1 relabelled 7, stamped with a white corner square or not."""
+    ds = replace(digits, train_x=digits.train_x[:400], train_y=digits.train_y[:400], fingerprint="")
+    idx = torch.nonzero(ds.train_y == 1).flatten()[:10]
+    x = ds.train_x[idx]
+    moved = x.clone()
+    if stamp:
+        moved[:, :, :6, :6] = 1.0
+    return ds, _Planted(idx, moved - x, torch.full((10,), 7))
+
+
+@pytest.fixture(scope="module")
+def planted(digits):
+    return _plant(digits, stamp=True)
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "stamp"),
+    [
+        # label flips that still look like their class: their neighbours disagree with the label
+        ("deep-knn", {"k": 20}, False),  # Peri et al.: k about twice the number of poisons
+        # a stamped sub-population inside class 7 (20 % of it): an outlying direction / small cluster
+        ("spectral-signatures", {"expected_fraction": 0.25}, True),
+        ("activation-clustering", {}, True),
+    ],
+)
+def test_filters_remove_planted_separable_poisons(digits, name, options, stamp):
+    ds, poison = _plant(digits, stamp)
+    out = apply_defense(DEFENSES.create(name, **options), ds, poison, "convnet", RECIPES.create("sgd", epochs=8), 0, CPU)
+    assert out.stats["recall"] >= 0.8, out.stats
+    assert out.stats["removed"] < 0.5 * ds.num_train  # it does not throw the data away
+    assert out.poison is None and out.dataset.num_train == ds.num_train - out.stats["removed"]
+
+
+def test_filter_stats_precision_and_recall():
+    stats = filter_stats(torch.tensor([0, 1, 2, 5]), 8, torch.tensor([3, 4, 5]))
+    # removed {3, 4, 6, 7}: hits {3, 4}
+    assert stats == {"removed": 4, "precision": 0.5, "recall": pytest.approx(2 / 3)}
+
+
+def test_jpeg_purification_changes_images_within_range(digits):
+    x = digits.train_x[:16]
+    low = jpeg_compress(x, 10)
+    high = jpeg_compress(x, 100)
+    assert low.shape == x.shape and float(low.min()) >= 0 and float(low.max()) <= 1
+    assert float((low - x).abs().mean()) > float((high - x).abs().mean())  # lower quality, larger change
+    assert float((high - x).abs().max()) <= 3 / 255  # quality 100 ~ identity (8-bit rounding)
+    with pytest.raises(ConfigError, match="quality"):
+        DEFENSES.create("jpeg", quality=0)
+
+
+def test_grayscale_removes_colour_and_keeps_grey():
+    rgb = torch.rand(4, 3, 8, 8)
+    g = to_grayscale(rgb)
+    assert torch.equal(g[:, 0], g[:, 1]) and torch.equal(g[:, 1], g[:, 2])
+    assert torch.allclose(g[:, 0], 0.299 * rgb[:, 0] + 0.587 * rgb[:, 1] + 0.114 * rgb[:, 2])
+    grey = torch.rand(4, 1, 8, 8)
+    assert torch.equal(to_grayscale(grey), grey)
+
+
+def _one_step_change(ds, dp):
+    recipe = replace(RECIPES.create("sgd", epochs=1, batch_size=ds.num_train, lr=1.0, momentum=0.0,
+                                    weight_decay=0.0, augment=False), dp=dp)  # fmt: skip
+    torch.manual_seed(0)
+    trainer = Trainer("convnet", recipe, ds, None, 0, CPU)
+    before = torch.cat([p.detach().flatten().clone() for p in trainer.model.parameters()])
+    trainer.run_epoch()
+    after = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
+    return float((after - before).norm()), before.numel()
+
+
+def test_dp_sgd_clips_and_adds_noise_as_configured(planted):
+    ds = replace(planted[0], train_x=planted[0].train_x[:64], train_y=planted[0].train_y[:64], fingerprint="")
+    clipped, _ = _one_step_change(ds, DPConfig(clip=0.01, noise=0.0))
+    assert clipped == pytest.approx(0.01, rel=1e-3)  # one SGD step of lr 1 moves exactly the clip norm
+    noisy, n = _one_step_change(ds, DPConfig(clip=0.01, noise=1.0))
+    expected = (0.01**2 + (1.0 * 0.01) ** 2 * n) ** 0.5
+    assert noisy == pytest.approx(expected, rel=0.05)
+    with pytest.raises(ConfigError, match="dp noise"):
+        DEFENSES.create("dp-sgd", noise=-1.0)
+
+
+@pytest.mark.parametrize("name", ["dp-sgd", "adversarial", "mixup", "cutout", "sam"])
+def test_training_defenses_keep_the_poison_and_change_the_recipe(planted, name):
+    ds, poison = planted
+    base = RECIPES.create("sgd", epochs=3)
+    out = apply_defense(DEFENSES.create(name), ds, poison, "convnet", base, 0, CPU)
+    assert out.poison is poison and out.dataset is ds  # the victim still trains on the poisoned data
+    assert out.recipe != base and out.recipe.train.epochs == 3
+
+
+def test_registry_lists_every_builtin():
+    assert set(DEFENSES.list()) == {"spectral-signatures", "activation-clustering", "deep-knn", "dp-sgd", "jpeg",
+                                    "grayscale", "adversarial", "mixup", "cutout", "sam"}  # fmt: skip
