@@ -173,7 +173,7 @@ def builtin_suites() -> dict[str, str]:
 def load_suite(name_or_path: str) -> Suite:
     """A built-in suite by name, or a user's suite file by path; validated before anything runs."""
     path = Path(name_or_path)
-    if path.suffix == ".toml" or path.exists():
+    if path.suffix == ".toml" or path.is_file():
         if not path.is_file():
             raise ConfigError(f"suite file {path} does not exist")
         text, source = path.read_text(), str(path)

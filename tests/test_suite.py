@@ -79,3 +79,9 @@ def test_suite_file_by_path_and_unknown_names(tmp_path):
         load_suite(str(tmp_path / "missing.toml"))
     with pytest.raises(ConfigError, match="unknown suite 'defualt'; did you mean 'default'"):
         load_suite("defualt")
+
+
+def test_builtin_name_wins_over_a_folder_of_the_same_name(tmp_path, monkeypatch):
+    (tmp_path / "defenses").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert load_suite("defenses").name == "defenses"
