@@ -169,7 +169,7 @@ class Attack(ABC):
 
 # ------------------------------------------------------------------------------------ registry
 
-ATTACKS: Registry[Attack] = Registry("attack")
+ATTACKS: Registry[Attack] = Registry("attack", plugin_group="sapabench.attacks")
 
 
 def preset_for(dataset: str) -> str:

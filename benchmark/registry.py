@@ -42,9 +42,35 @@ def _first_doc_line(obj: object) -> str:
 class Registry(Generic[T]):
     """Named factories of one kind, filled by the :meth:`register` decorator at import time."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, plugin_group: str | None = None) -> None:
         self.kind = kind
+        self.plugin_group = plugin_group
         self._entries: dict[str, Entry[T]] = {}
+        self._plugins_loaded = plugin_group is None
+        self.plugin_errors: dict[str, str] = {}
+
+    def _load_plugins(self) -> None:
+        """Import the packaging entry points of ``plugin_group`` once, on first use.
+
+        An entry point names a module (its import registers entries with the decorators) or a
+        factory (registered under the entry point's name). A plugin that fails to import is
+        skipped with a warning and remembered in ``plugin_errors``; the harness keeps working.
+        """
+        if self._plugins_loaded:
+            return
+        self._plugins_loaded = True
+        import sys
+        from importlib.metadata import entry_points
+
+        for ep in sorted(entry_points(group=self.plugin_group), key=lambda e: e.name):
+            try:
+                obj = ep.load()
+            except Exception as err:  # a broken plugin must not break the harness
+                self.plugin_errors[ep.name] = f"{type(err).__name__}: {err}"
+                print(f"sapabench: warning: {self.kind} plugin {ep.name!r} ({ep.value}) failed to load: {err}", file=sys.stderr)
+                continue
+            if callable(obj) and not isinstance(obj, type(sys)) and ep.name not in self._entries:
+                self.register(ep.name)(obj)
 
     def register(
         self, name: str, *, description: str | None = None
@@ -64,10 +90,12 @@ class Registry(Generic[T]):
 
     def list(self, pattern: str = "*") -> list[str]:
         """Sorted names matching an fnmatch ``pattern`` (``*``, ``?``, ``[seq]``)."""
+        self._load_plugins()
         return sorted(n for n in self._entries if fnmatch.fnmatchcase(n, pattern))
 
     def entry(self, name: str) -> Entry[T]:
         """The entry called ``name``; an unknown name fails with the closest matches."""
+        self._load_plugins()
         try:
             return self._entries[name]
         except KeyError:
@@ -90,12 +118,15 @@ class Registry(Generic[T]):
         return factory(**kwargs)
 
     def __contains__(self, name: object) -> bool:
+        self._load_plugins()
         return name in self._entries
 
     def __iter__(self) -> Iterator[Entry[T]]:
+        self._load_plugins()
         return iter(self._entries[n] for n in sorted(self._entries))
 
     def __len__(self) -> int:
+        self._load_plugins()
         return len(self._entries)
 
     def _unknown_message(self, name: str) -> str:

@@ -80,4 +80,4 @@ class TrainingDefense(Defense):
         """The recipe to train the victim with, given the cell's recipe."""
 
 
-DEFENSES: Registry[Defense] = Registry("defense")
+DEFENSES: Registry[Defense] = Registry("defense", plugin_group="sapabench.defenses")

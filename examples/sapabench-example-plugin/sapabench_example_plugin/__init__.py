@@ -1,0 +1,1 @@
+"""An example sapabench plugin: a random-noise attack and a median-filter defense."""

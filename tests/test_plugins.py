@@ -1,0 +1,132 @@
+"""Third-party attacks and defenses arrive through entry points; broken plugins are contained."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from attacks import create_attack
+from attacks.artifact import ThreatModel
+from attacks.base import ATTACKS, Attack, AttackConfig, Crafted
+from benchmark.registry import Registry
+from benchmark.runner import run_suite
+from benchmark.store import ResultsStore
+from benchmark.suite import parse_suite
+
+PLUGIN = Path(__file__).resolve().parent.parent / "examples" / "sapabench-example-plugin"
+
+
+@pytest.fixture(scope="module")
+def installed_plugin(tmp_path_factory):
+    target = tmp_path_factory.mktemp("site")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(target), str(PLUGIN)],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    return target
+
+
+def _sapabench(site, *args, cwd):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(PLUGIN.parent.parent)])}
+    return subprocess.run([sys.executable, "-m", "benchmark", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
+
+
+def test_example_plugin_installs_registers_and_runs_through_a_suite(installed_plugin, tmp_path):
+    listed = _sapabench(installed_plugin, "list", "attacks", "random*", cwd=tmp_path)
+    assert listed.returncode == 0 and listed.stdout.startswith("random-noise")
+    listed = _sapabench(installed_plugin, "list", "defenses", "median*", cwd=tmp_path)
+    assert listed.returncode == 0 and listed.stdout.startswith("median-filter")
+    run = _sapabench(installed_plugin, "run", "--suite", str(PLUGIN / "suite.toml"), "--out", str(tmp_path / "out"),
+                     "--device", "cpu", "--quiet", cwd=tmp_path)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    entries = [json.loads(p.read_text()) for p in (tmp_path / "out" / "leaderboard" / "entries").glob("*.json")]
+    assert {(e["attack"], e["defense"]) for e in entries} >= {("random-noise", "none"), ("random-noise", "median-filter")}
+
+
+def test_without_the_plugin_its_names_are_unknown(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "benchmark", "list", "attacks", "random-noise"], capture_output=True,
+                          text=True, cwd=tmp_path, timeout=120)  # fmt: skip
+    assert proc.returncode == 2 and "unknown attack 'random-noise'" in proc.stderr
+
+
+class _Misbehaving(Attack):
+    """Test attack. Threat model: untargeted. eps / budget: broken on purpose. Objective: none.
+    Options: mode. Example: none."""
+
+    threat = "untargeted"
+    Config = AttackConfig
+    presets = {p: dict(eps=8 / 255, budget=0.5) for p in ("paper", "embedded", "smoke")}
+    mode = "raise"
+
+    def craft(self, ctx):
+        n = 10
+        idx = torch.arange(n)
+        if self.mode == "raise":
+            raise RuntimeError("plugin exploded")
+        if self.mode == "shape":
+            return Crafted(indices=idx, delta=torch.zeros(n, 3, 5, 5), threat=ThreatModel("untargeted"))
+        return Crafted(indices=idx, delta=torch.full((n, *ctx.dataset.train_x.shape[1:]), 0.5), threat=ThreatModel("untargeted"))
+
+
+@pytest.fixture()
+def misbehaving():
+    from attacks.base import build_config
+
+    names = []
+    for mode in ("raise", "shape", "eps"):
+        cls = type(f"Bad{mode}", (_Misbehaving,), {"mode": mode})
+        name = f"test-bad-{mode}"
+        ATTACKS.register(name)(lambda dataset="digits", preset=None, _c=cls, _n=name, **kw: _c(_n, build_config(_c, "smoke", kw), False))
+        names.append(name)
+    yield names
+    for name in names:
+        ATTACKS._entries.pop(name)
+
+
+def test_misbehaving_plugins_fail_their_cells_and_the_run_goes_on(misbehaving, tmp_path):
+    suite = parse_suite(f"""
+name = "bad"
+dataset = "digits"
+preset = "smoke"
+trials = 1
+[victim]
+epochs = 1
+[[grid]]
+attacks = {json.dumps(misbehaving + ["error-max"])}
+recipes = ["sgd"]
+archs = ["convnet"]
+""")
+    report = run_suite(suite, tmp_path, device="cpu", progress=False, log=lambda m: None)
+    rows = {r["attack"]: r for r in ResultsStore(tmp_path).cells()}
+    assert report.failed == 3 and rows["error-max"]["status"] == "done" and rows["clean"]["status"] == "done"
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "results.sqlite") as con:
+        errors = dict(con.execute("SELECT attack, error FROM poisons WHERE status = 'failed'").fetchall())
+    assert "plugin exploded" in errors["test-bad-raise"]
+    assert "delta shape" in errors["test-bad-shape"]
+    assert "> eps" in errors["test-bad-eps"]
+    assert (tmp_path / "leaderboard" / "leaderboard.md").is_file()  # finished work is kept and rendered
+
+
+def test_a_plugin_that_fails_to_import_is_skipped_with_a_warning(monkeypatch, capsys):
+    class EP:
+        name, value = "broken", "nowhere:thing"
+
+        def load(self):
+            raise ImportError("no module named nowhere")
+
+    import importlib.metadata
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [EP()])
+    reg: Registry = Registry("attack", plugin_group="sapabench.attacks")
+    assert reg.list() == [] and "broken" in reg.plugin_errors
+    assert "plugin 'broken'" in capsys.readouterr().err
+
+
+def test_create_attack_still_works_for_builtins():
+    assert create_attack("error-min").name == "error-min"
