@@ -9,7 +9,7 @@ from torch import nn
 
 from attacks._matching import MatchingConfig, brew
 from attacks.artifact import ThreatModel
-from attacks.base import Attack, CraftContext, Crafted, _positive_int, budget_count, pick_indices, register_pair
+from attacks.base import Attack, CraftContext, Crafted, budget_count, pick_indices, register_pair
 from attacks.sapa import objective_gradient
 from attacks.surrogate import SurrogateSpec
 from attacks.triggers import apply_trigger, make_trigger

@@ -162,7 +162,6 @@ def test_evaluate_refuses_a_tampered_artifact(capsys, smoke_poison, tmp_path):
 
 
 def test_evaluate_refuses_a_poison_from_another_dataset(capsys, smoke_poison, tmp_path):
-    import shutil
 
     from tests._fakedata import write_cifar10
 
