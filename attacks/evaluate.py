@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -12,18 +11,9 @@ import torch
 from attacks.artifact import PoisonSet
 from attacks.metrics import higher_is_stronger, measure, metric_name
 from benchmark.datasets import ImageDataset
+from benchmark.stats import mean_se
 from victims.recipes import Recipe
 from victims.train import train_victim
-
-
-def mean_se(values: list[float]) -> tuple[float, float]:
-    """Mean and standard error of the mean (sample std / sqrt(n); 0 for one value)."""
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return mean, 0.0
-    var = sum((v - mean) ** 2 for v in values) / (n - 1)
-    return mean, math.sqrt(var / n)
 
 
 @dataclass(frozen=True)

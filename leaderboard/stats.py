@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
+from benchmark.stats import mean_se
 
-def mean_se(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and standard error of the mean (sample std / sqrt(n); 0 for a single value)."""
-    n = len(values)
-    if n == 0:
-        raise ValueError("no values")
-    mean = sum(values) / n
-    if n < 2:
-        return mean, 0.0
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
+__all__ = ["mean_se", "p_greater"]
 
 
 def p_greater(a: Sequence[float], b: Sequence[float]) -> float:
