@@ -14,7 +14,6 @@ from attacks.sapa import objective_gradient
 from attacks.surrogate import SurrogateSpec
 from attacks.triggers import apply_trigger, make_trigger
 from benchmark.errors import ConfigError
-from victims.recipes import RECIPES
 from victims.train import train_victim
 
 
@@ -106,9 +105,8 @@ class SleeperAgent(Attack):
         delta, loss, v_norms = None, float("nan"), []
         for i, steps in enumerate(stages):
             if i > 0:  # re-train the surrogate from scratch on the current poisoned data
-                recipe = RECIPES.create(cfg.surrogate.recipe, **({"epochs": cfg.surrogate.epochs} if cfg.surrogate.epochs else {}))
                 retrained = train_victim(
-                    cfg.surrogate.arch, recipe, ds, poison=_Poison(indices, delta.cpu()),  # type: ignore[union-attr]
+                    cfg.surrogate.arch, cfg.surrogate.train_recipe(), ds, poison=_Poison(indices, delta.cpu()),  # type: ignore[union-attr]
                     seed=ctx.seed + 1000 * i, device=ctx.device,
                 )  # fmt: skip
                 model = retrained.model

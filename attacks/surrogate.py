@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 from benchmark.datasets import ImageDataset
 from benchmark.errors import ConfigError
 from victims.archs import ARCHS, Victim, build_model
-from victims.recipes import RECIPES
+from victims.recipes import RECIPES, Recipe
 from victims.train import train_victim
 
 
@@ -39,6 +39,10 @@ class SurrogateSpec:
         if self.epochs is not None and (not isinstance(self.epochs, int) or self.epochs < 1):
             raise ConfigError(f"invalid surrogate epochs={self.epochs!r}: must be a positive integer")
 
+    def train_recipe(self) -> Recipe:
+        """The recipe the surrogate is trained with (epochs None: the dataset's default)."""
+        return RECIPES.create(self.recipe, **({"epochs": self.epochs} if self.epochs else {}))
+
 
 def cache_dir() -> Path:
     return Path(os.environ.get("SAPABENCH_CACHE", Path.home() / ".cache" / "sapabench")).expanduser()
@@ -48,7 +52,7 @@ def get_surrogate(
     spec: SurrogateSpec, dataset: ImageDataset, seed: int, device: torch.device, use_cache: bool = True
 ) -> tuple[Victim, dict[str, Any]]:
     """A clean-trained surrogate in eval mode with its description (accuracy, seed, cache key)."""
-    recipe = RECIPES.create(spec.recipe, **({"epochs": spec.epochs} if spec.epochs else {}))
+    recipe = spec.train_recipe()
     epochs = recipe.train.epochs or dataset.default_epochs
     key = f"{dataset.name}-{dataset.fingerprint}/{spec.arch}-{spec.recipe}-e{epochs}-s{seed}"
     folder = cache_dir() / "surrogates"

@@ -62,6 +62,7 @@ class CellTask:
     cell: Cell
     poison_folder: str | None
     poison_craft_seconds: float | None
+    poison_sha256: str | None
     source: DataSource
     device: str
 
@@ -142,9 +143,7 @@ def run_cell(task: CellTask) -> dict[str, Any]:
             m = measure(result.model, poison, dataset)
             metric_name, metric, clean = m.metric, m.value, m.clean_accuracy
             threat, eps, budget = poison.threat.kind, poison.eps, poison.budget
-            from attacks.artifact import TENSORS_FILE, _sha256
-
-            sha = _sha256(Path(task.poison_folder) / TENSORS_FILE)  # type: ignore[arg-type]
+            sha = task.poison_sha256  # PoisonSet.load checked the file against the hash in its JSON
         eval_s = time.perf_counter() - t0 + result.eval_s
         row.update(
             status="done", threat=threat, metric_name=metric_name, metric=metric, clean_accuracy=clean, eps=eps,
@@ -241,13 +240,13 @@ def run_suite(
         f"({executor.name} executor, device {device}) -> {out}")  # fmt: skip
 
     needed = {c.poison.key: c.poison for c in pending if c.poison is not None}
-    poison_folders: dict[str, tuple[str | None, float | None]] = {}
+    poison_folders: dict[str, tuple[str | None, float | None, str | None]] = {}
     to_craft = []
     for key, spec in needed.items():
         rec = store.poison(key)
         folder = out / "poisons" / key
         if rec is not None and rec.status == "done" and rec.path and Path(rec.path).is_dir():
-            poison_folders[key] = (rec.path, rec.craft_seconds)
+            poison_folders[key] = (rec.path, rec.craft_seconds, rec.sha256)
         else:
             to_craft.append(CraftTask(spec, str(folder), source, device))
     if to_craft:
@@ -257,16 +256,16 @@ def run_suite(
         store.put_poison(spec.key, spec.attack, spec.craft_seed, res["status"],
                          **{k: v for k, v in res.items() if k != "status"})  # fmt: skip
         if res["status"] == "done":
-            poison_folders[spec.key] = (res["path"], res["craft_seconds"])
+            poison_folders[spec.key] = (res["path"], res["craft_seconds"], res["sha256"])
             say(f"  crafted {spec.key} in {res['craft_seconds']:.1f} s")
         else:
-            poison_folders[spec.key] = (None, None)
+            poison_folders[spec.key] = (None, None, None)
             say(f"  FAILED to craft {spec.key}: {res['error']}")
 
     tasks = []
     for c in pending:
-        folder, craft_s = poison_folders.get(c.poison.key, (None, None)) if c.poison else (None, None)
-        tasks.append(CellTask(c, folder, craft_s, source, device))
+        folder, craft_s, sha = poison_folders.get(c.poison.key, (None, None, None)) if c.poison else (None, None, None)
+        tasks.append(CellTask(c, folder, craft_s, sha, source, device))
     bar = Progress(len(tasks), enabled=progress)
     failed = 0
     for task, row in executor.map(run_cell, tasks):
