@@ -299,6 +299,62 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def _cmd_submit(args: argparse.Namespace) -> int:
+    from benchmark.executor import make_executor
+    from benchmark.runner import DataSource, run_suite
+    from benchmark.submit import prepare, submission_suite, write_manifest
+
+    kind, name = ("attack", args.attack) if args.attack else ("defense", args.defense)
+    if args.dataset not in _TORCHVISION and (args.data_root or args.download):
+        raise ConfigError(f"--data-root/--download are for {', '.join(_TORCHVISION)}, not {args.dataset!r}")
+    out = Path(args.out or f"submissions/{kind}-{name}")
+    suite_path = prepare(kind, name, out, args.profile, args.dataset)
+    suite = submission_suite(out)
+    print(f"submitting {kind} {name!r} ({args.profile} profile, {len(suite.cells())} cells): suite {suite_path}", file=sys.stderr)
+    source = DataSource(suite.dataset, args.data_root, args.download, not args.no_verify_checksums)
+    report = run_suite(suite, out, source=source, device=args.device, executor=make_executor(args.executor, args.workers),
+                       progress=not args.quiet)  # fmt: skip
+    manifest = write_manifest(kind, name, args.profile, out)
+    board = out / "leaderboard"
+    print((board / "leaderboard.md").read_text())
+    submitted = sum(e["role"] == "submitted" for e in manifest["entries"])
+    print(f"{report.ran} cells run ({report.failed} failed), {report.skipped} already done, in {report.seconds:.0f} s")
+    print(f"submission: {out} ({submitted} submitted + {len(manifest['entries']) - submitted} reference entries, "
+          f"manifest {out / 'submission.json'}); check it with: sapabench verify {out}")  # fmt: skip
+    return 1 if report.failed else 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from benchmark.runner import DataSource
+    from benchmark.verify import REPORT_FILE, verify
+
+    def source_for(dataset: str) -> DataSource:
+        return DataSource(dataset, args.data_root, args.download, not args.no_verify_checksums)
+
+    report = verify(args.target, cells=args.cells, seed=args.seed, device=args.device, source_for=source_for,
+                    log=(lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr)))  # fmt: skip
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        for problem in report.problems:
+            print(f"REFUSED  {problem}")
+        for v in report.verdicts:
+            print(f"{'ACCEPTED' if v.accepted else 'REFUSED ':<8}  {v.label}  ({Path(v.path).name}, {v.mode})")
+            for c in v.checks:
+                got = "-" if c.measured is None else f"{c.measured:.4f}"
+                print(f"          craft seed {'-' if c.craft_seed is None else c.craft_seed}, trial seed {c.trial_seed}: recorded {c.recorded:.4f}, "
+                      f"re-run {got} (tolerance {c.tolerance:.2g}){'' if c.ok else '  MISMATCH'}")  # fmt: skip
+            for problem in v.problems:
+                print(f"          problem: {problem}")
+            for note in v.notes:
+                print(f"          note: {note}")
+        refused = sum(not v.accepted for v in report.verdicts)
+        print(f"{len(report.verdicts) - refused} accepted, {refused} refused"
+              f"{f', {len(report.problems)} folder problem(s)' if report.problems else ''}"
+              f"{f' (report: {Path(args.target) / REPORT_FILE})' if (Path(args.target) / REPORT_FILE).is_file() else ''}")  # fmt: skip
+    return 0 if report.accepted else 1
+
+
 def _cmd_leaderboard(args: argparse.Namespace) -> int:
     from leaderboard.render import render
 
@@ -399,6 +455,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_data_options(p)
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("submit", help="run the standard suite for one attack or defense into a submission folder")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--attack", help="a registered attack (built in or from a plugin); its SAPA twin runs beside it")
+    who.add_argument("--defense", help="a registered defense, evaluated against the standard attacks")
+    p.add_argument("--profile", default="standard", help="standard (the default suite's protocol) or smoke (seconds)")
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--out", help="submission folder (default submissions/KIND-NAME); re-running resumes")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--executor", default="local", help="local (sequential) or processes (one per core)")
+    p.add_argument("--workers", type=int, help="processes for --executor processes (default: cores)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_data_options(p)
+    p.set_defaults(func=_cmd_submit)
+
+    p = sub.add_parser("verify", help="re-run a sample of entries' trials from their seeds; accept or refuse each")
+    p.add_argument("target", metavar="ENTRY_OR_DIR", help="an entry .json, an entries folder, or a run/submission folder")
+    p.add_argument("--cells", type=int, default=1, help="trials re-run per entry (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="seeds which trials are drawn")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    _add_data_options(p)
+    p.set_defaults(func=_cmd_verify)
 
     p = sub.add_parser("leaderboard", help="leaderboard tools")
     lsub = p.add_subparsers(dest="action", required=True, parser_class=_Parser)

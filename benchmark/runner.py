@@ -113,6 +113,8 @@ def run_cell(task: CellTask) -> dict[str, Any]:
         "surrogate": cell.surrogate, "arch": cell.arch, "recipe": cell.recipe, "defense": cell.defense,
         "craft_seed": cell.craft_seed, "trial_seed": cell.trial_seed, "victim": dict(cell.victim),
         "poison_key": None if cell.poison is None else cell.poison.key,
+        "preset": None if cell.poison is None else cell.poison.resolved_preset,
+        "options": None if cell.poison is None else dict(cell.poison.options),
     }  # fmt: skip
     try:
         device = resolve_device(task.device)
@@ -234,6 +236,7 @@ def run_suite(
     t0 = time.perf_counter()
 
     cells = suite.cells()
+    store.fill_settings({c.key: (c.poison.resolved_preset, dict(c.poison.options)) for c in cells if c.poison})
     done = store.done_keys()
     pending = [c for c in cells if c.key not in done]
     say(f"suite {suite.name}: {len(cells)} cells, {len(cells) - len(pending)} already done, {len(pending)} to run "

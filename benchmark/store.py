@@ -31,14 +31,15 @@ CREATE TABLE IF NOT EXISTS cells (
     threat TEXT, metric_name TEXT, metric REAL, clean_accuracy REAL, eps REAL, budget REAL,
     craft_seconds REAL, train_seconds REAL, eval_seconds REAL, images_per_s REAL, peak_memory_mb REAL,
     poison_key TEXT, poison_sha256 TEXT, victim TEXT, provenance TEXT, error TEXT,
-    defense_removed INTEGER, defense_precision REAL, defense_recall REAL, finished_at TEXT NOT NULL
+    defense_removed INTEGER, defense_precision REAL, defense_recall REAL, preset TEXT, options TEXT,
+    finished_at TEXT NOT NULL
 );
 """
 CELL_COLUMNS = (
     "key", "suite", "attack", "dataset", "surrogate", "arch", "recipe", "defense", "craft_seed", "trial_seed",
     "status", "threat", "metric_name", "metric", "clean_accuracy", "eps", "budget", "craft_seconds",
     "train_seconds", "eval_seconds", "images_per_s", "peak_memory_mb", "poison_key", "poison_sha256", "victim",
-    "provenance", "error", "defense_removed", "defense_precision", "defense_recall",
+    "provenance", "error", "defense_removed", "defense_precision", "defense_recall", "preset", "options",
 )  # fmt: skip
 
 
@@ -66,6 +67,10 @@ class ResultsStore:
         try:
             with closing(self._connect()) as con, con:
                 con.executescript(SCHEMA)
+                have = {r["name"] for r in con.execute("PRAGMA table_info(cells)")}
+                for column in ("preset", "options"):  # added after the first release; older rows hold NULL
+                    if column not in have:
+                        con.execute(f"ALTER TABLE cells ADD COLUMN {column} TEXT")
         except sqlite3.DatabaseError as err:
             raise ConfigError(f"{self.path} is not a sapabench results database ({err}); choose another --out") from None
 
@@ -117,13 +122,22 @@ class ResultsStore:
                 [*values.values(), now()],
             )
 
+    def fill_settings(self, settings: dict[str, tuple[str, dict[str, Any]]]) -> int:
+        """Give rows written before the ``preset``/``options`` columns existed their values
+        (cell key -> (preset, options), from the suite that made them); returns how many."""
+        with closing(self._connect()) as con, con:
+            missing = [r["key"] for r in con.execute("SELECT key FROM cells WHERE poison_key IS NOT NULL AND preset IS NULL")]
+            todo = [(settings[k][0], json.dumps(settings[k][1], sort_keys=True), k) for k in missing if k in settings]
+            con.executemany("UPDATE cells SET preset = ?, options = ? WHERE key = ?", todo)
+        return len(todo)
+
     def cells(self, status: str | None = None) -> Iterator[dict[str, Any]]:
         query = "SELECT * FROM cells" + (" WHERE status = ?" if status else "") + " ORDER BY key"
         with closing(self._connect()) as con:
             rows = con.execute(query, (status,) if status else ()).fetchall()
         for r in rows:
             d = dict(r)
-            for k in ("victim", "provenance"):
+            for k in ("victim", "provenance", "options"):
                 if d.get(k):
                     d[k] = json.loads(d[k])
             yield d

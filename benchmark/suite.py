@@ -69,6 +69,13 @@ class PoisonSpec:
     def key(self) -> str:
         return f"{self.attack}-s{self.craft_seed}-{_digest(asdict(self))}"
 
+    @property
+    def resolved_preset(self) -> str:
+        """The attack preset in effect (a suite without ``preset`` uses the dataset's)."""
+        from attacks.base import preset_for
+
+        return self.preset or preset_for(self.dataset)
+
     def overrides(self) -> dict[str, Any]:
         out: dict[str, Any] = dict(self.options)
         if self.surrogate is not None:

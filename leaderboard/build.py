@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from attacks.metrics import METRICS
+from benchmark.errors import ConfigError
 from benchmark.store import ResultsStore
-from leaderboard.schema import SCHEMA_VERSION, seal
+from leaderboard.schema import NO_POISON, SCHEMA_VERSION, seal
 from leaderboard.stats import mean_se
 
 ENTRIES = "entries"
@@ -21,7 +22,24 @@ LEADERBOARD = "leaderboard"
 
 def _group_key(row: dict[str, Any]) -> tuple:
     return (row["suite"], row["attack"], row["defense"], row["dataset"], row["arch"], row["recipe"], row["surrogate"],
-            json.dumps(row["victim"], sort_keys=True))  # fmt: skip
+            json.dumps(row["victim"], sort_keys=True), row["preset"] or NO_POISON,
+            json.dumps(row["options"] or {}, sort_keys=True))  # fmt: skip
+
+
+def _poison_hashes(rows: list[dict[str, Any]], where: str) -> tuple[list[int], list[str]]:
+    """Craft seeds and, aligned with them, the sha256 of the poison each was crafted into."""
+    by_seed: dict[int, set[str]] = defaultdict(set)
+    for r in rows:
+        if r["craft_seed"] is not None:
+            if r["preset"] is None:
+                raise ConfigError(f"{where}: results written by an older sapabench lack the attack preset; re-run the "
+                                  "same sapabench run command once (it fills them in) or use a new --out")
+            by_seed[r["craft_seed"]].add(r["poison_sha256"] or "")
+    seeds = sorted(by_seed)
+    for seed in seeds:
+        if len(by_seed[seed]) != 1 or "" in by_seed[seed]:
+            raise ValueError(f"{where}: craft seed {seed} has no single poison hash ({sorted(by_seed[seed])})")
+    return seeds, [next(iter(by_seed[s])) for s in seeds]
 
 
 def build_entries(store: ResultsStore) -> list[dict[str, Any]]:
@@ -45,12 +63,13 @@ def build_entries(store: ResultsStore) -> list[dict[str, Any]]:
         train = [r["train_seconds"] for r in rows]
         evals = [r["eval_seconds"] for r in rows]
         prov = first["provenance"]
+        craft_seeds, hashes = _poison_hashes(rows, f"{attack} {first['arch']} {first['recipe']}")
         defense_stats = {}
-        for col, key in (("defense_removed", "removed_mean"), ("defense_precision", "precision_mean"),
-                         ("defense_recall", "recall_mean")):  # fmt: skip
+        for col, stat in (("defense_removed", "removed_mean"), ("defense_precision", "precision_mean"),
+                          ("defense_recall", "recall_mean")):  # fmt: skip
             vals = [r[col] for r in rows if r.get(col) is not None]
             if vals:
-                defense_stats[key] = sum(vals) / len(vals)
+                defense_stats[stat] = sum(vals) / len(vals)
         entry_id = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
         entries.append(seal({
             "schema_version": SCHEMA_VERSION,
@@ -62,7 +81,8 @@ def build_entries(store: ResultsStore) -> list[dict[str, Any]]:
             "setting": {
                 "suite": first["suite"], "dataset": first["dataset"], "arch": first["arch"], "recipe": first["recipe"],
                 "surrogate": first["surrogate"], "threat": threat, "eps": float(first["eps"]),
-                "budget": float(first["budget"]), "victim": first["victim"],
+                "budget": float(first["budget"]), "victim": first["victim"], "preset": first["preset"] or NO_POISON,
+                "options": first["options"] or {},
             },
             "metric": {"name": metric_name, "higher_is_stronger": higher, "mean": mean, "se": se,
                        "trials": len(values), "values": values},
@@ -77,15 +97,17 @@ def build_entries(store: ResultsStore) -> list[dict[str, Any]]:
             "provenance": {
                 "sapabench_version": prov["sapabench_version"], "git_commit": prov["git_commit"],
                 "torch": prov["torch"], "timm": prov["timm"], "device": prov["device"],
-                "craft_seeds": sorted({r["craft_seed"] for r in rows if r["craft_seed"] is not None}),
+                "craft_seeds": craft_seeds,
                 "trial_seeds": sorted({r["trial_seed"] for r in rows}),
-                "poison_sha256": sorted({r["poison_sha256"] for r in rows if r["poison_sha256"]}),
+                "poison_sha256": hashes,
+                "cell_seeds": [[r["craft_seed"], r["trial_seed"]] for r in rows],
             },
         }))  # fmt: skip
     return entries
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that a crash leaves the old file or the new one, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w") as f:
@@ -99,7 +121,7 @@ def write_entries(store: ResultsStore, folder: Path) -> list[Path]:
     wanted = set()
     for e in entries:
         path = folder / f"{e['attack']}--{e['setting']['arch']}--{e['setting']['recipe']}--{e['defense']}--{e['entry_id']}.json"
-        _write_atomic(path, json.dumps(e, indent=2, sort_keys=True) + "\n")
+        write_atomic(path, json.dumps(e, indent=2, sort_keys=True) + "\n")
         wanted.add(path)
     for stale in folder.glob("*.json"):
         if stale not in wanted:

@@ -1,8 +1,10 @@
 """The leaderboard entry: one versioned JSON document per result, validated on load.
 
-An entry holds the attack (and defense), the setting, the metric over its trials (mean,
-standard error, the trial values themselves), clean accuracy, timings and provenance, plus a
-sha256 of its own content. Loading refuses an entry whose fields are missing or mistyped, whose
+An entry holds the attack (and defense), the setting (with the attack preset and options, so the
+poison can be re-crafted), the metric over its trials (mean, standard error, the trial values
+themselves), clean accuracy, timings and provenance (the craft and trial seed of every trial
+value, the sha256 of the poison crafted with each craft seed), plus a sha256 of its own content.
+``sapabench verify`` re-runs a sample of the trials from exactly these fields. Loading refuses an entry whose fields are missing or mistyped, whose
 numbers are out of range or inconsistent with its trial values, or whose hash does not match.
 """
 
@@ -16,7 +18,9 @@ from typing import Any
 
 from benchmark.errors import ConfigError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+PRESETS = ("paper", "embedded", "smoke")
+NO_POISON = "-"  # preset / surrogate of clean-data entries
 
 # field -> type (a dict is a nested spec)
 SPEC: dict[str, Any] = {
@@ -28,7 +32,7 @@ SPEC: dict[str, Any] = {
     "defense": str,
     "setting": {
         "suite": str, "dataset": str, "arch": str, "recipe": str, "surrogate": str, "threat": str,
-        "eps": float, "budget": float, "victim": dict,
+        "eps": float, "budget": float, "victim": dict, "preset": str, "options": dict,
     },
     "metric": {"name": str, "higher_is_stronger": bool, "mean": float, "se": float, "trials": int, "values": list},
     "clean_accuracy": {"mean": float, "se": float},
@@ -39,7 +43,7 @@ SPEC: dict[str, Any] = {
     },
     "provenance": {
         "sapabench_version": str, "git_commit": str, "torch": str, "timm": str, "device": str,
-        "craft_seeds": list, "trial_seeds": list, "poison_sha256": list,
+        "craft_seeds": list, "trial_seeds": list, "poison_sha256": list, "cell_seeds": list,
     },
     "content_sha256": str,
 }  # fmt: skip
@@ -132,11 +136,41 @@ def validate(entry: Any, where: str = "entry") -> dict[str, Any]:
     for key, value in entry["defense_stats"].items():
         if key not in ("removed_mean", "precision_mean", "recall_mean") or not isinstance(value, (int, float)) or value < 0:
             raise EntryError(f"{where}: defense_stats.{key} must be one of removed_mean/precision_mean/recall_mean, >= 0")
+    _check_seeds(entry, where)
     if entry["sapa"] != entry["attack"].startswith("sapa-"):
         raise EntryError(f"{where}: sapa flag does not match the attack name {entry['attack']!r}")
     if entry["content_sha256"] != content_hash(entry):
         raise EntryError(f"{where}: content_sha256 does not match the entry (edited after it was written?)")
     return entry
+
+
+def _is_seed(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_seeds(entry: dict[str, Any], where: str) -> None:
+    """Seeds and poison hashes must say exactly which trial each value came from."""
+    prov, setting = entry["provenance"], entry["setting"]
+    crafts, trials, hashes, cells = prov["craft_seeds"], prov["trial_seeds"], prov["poison_sha256"], prov["cell_seeds"]
+    for name, seeds in (("craft_seeds", crafts), ("trial_seeds", trials)):
+        if not all(_is_seed(s) for s in seeds) or seeds != sorted(set(seeds)):
+            raise EntryError(f"{where}: provenance.{name} must be sorted distinct non-negative integers")
+    clean = setting["threat"] == "none"
+    if (setting["preset"] == NO_POISON) != clean or (not clean and setting["preset"] not in PRESETS):
+        raise EntryError(f"{where}: setting.preset must be one of {', '.join(PRESETS)} ({NO_POISON!r} for clean data)")
+    if clean != (not crafts):
+        raise EntryError(f"{where}: provenance.craft_seeds must be empty exactly for clean-data entries")
+    if len(hashes) != len(crafts) or not all(isinstance(h, str) and len(h) == 64 for h in hashes):
+        raise EntryError(f"{where}: provenance.poison_sha256 needs one sha256 (64 hex digits) per craft seed")
+    if len(cells) != entry["metric"]["trials"]:
+        raise EntryError(f"{where}: provenance.cell_seeds has {len(cells)} items for {entry['metric']['trials']} trials")
+    for item in cells:
+        ok = isinstance(item, list) and len(item) == 2 and item[1] in trials and (
+            item[0] in crafts if not clean else item[0] is None)  # fmt: skip
+        if not ok:
+            raise EntryError(f"{where}: provenance.cell_seeds item {item!r} is not [craft seed, trial seed] of this entry")
+    if len({tuple(c) for c in cells}) != len(cells):
+        raise EntryError(f"{where}: provenance.cell_seeds lists a trial twice")
 
 
 def load_entry(path: str | Path) -> dict[str, Any]:

@@ -34,7 +34,13 @@ def _tamper(entry, path, value):
         (("metric", "values"), [0.5, 1.7, 0.7], r"fractions in \[0, 1\]"),
         (("setting", "threat"), "sneaky", r"not one of"),
         (("timings", "craft_seconds"), -1.0, r"non-negative"),
-        (("schema_version",), 2, r"schema_version 2 is not 1"),
+        (("schema_version",), 1, r"schema_version 1 is not 2"),
+        (("provenance", "cell_seeds"), [[0, 100], [0, 100], [0, 101]], r"lists a trial twice"),
+        (("provenance", "cell_seeds"), [[0, 100], [0, 101], [1, 102]], r"not \[craft seed, trial seed\]"),
+        (("provenance", "cell_seeds"), [[0, 100], [0, 101]], r"2 items for 3 trials"),
+        (("provenance", "poison_sha256"), [], r"one sha256 \(64 hex digits\) per craft seed"),
+        (("provenance", "trial_seeds"), [102, 101, 100], r"sorted distinct"),
+        (("setting", "preset"), "huge", r"setting.preset must be one of"),
         (("colour",), "red", r"unknown field 'colour'"),
         (("sapa",), False, r"sapa flag does not match"),
         (("metric", "mean"), float("nan"), r"must be finite"),
@@ -115,5 +121,5 @@ def test_json_schema_describes_the_entry():
     schema = json_schema()
     e = make_entry()
     assert set(schema["required"]) == set(e) and schema["additionalProperties"] is False
-    assert schema["properties"]["schema_version"] == {"const": 1}
+    assert schema["properties"]["schema_version"] == {"const": 2}
     assert set(schema["properties"]["metric"]["required"]) == set(e["metric"])

@@ -40,6 +40,13 @@ def test_smoke_run_records_every_cell_and_writes_the_leaderboard(smoke_run):
     entries = load_entries(board / "entries")
     assert {e["attack"] for e in entries} == {"clean", "error-max", "sapa-error-max", "gradient-matching", "sapa-gradient-matching"}
     assert all(e["metric"]["trials"] == 2 for e in entries)
+    assert len({e["entry_id"] for e in entries}) == len(entries)
+    by_attack = {e["attack"]: e for e in entries}
+    hashes = {r["attack"]: r["poison_sha256"] for r in rows if r["poison_sha256"]}
+    e = by_attack["error-max"]
+    assert e["setting"]["preset"] == "smoke" and e["setting"]["options"] == {}
+    assert e["provenance"]["cell_seeds"] == [[0, 100], [0, 101]] and e["provenance"]["poison_sha256"] == [hashes["error-max"]]
+    assert by_attack["clean"]["provenance"]["cell_seeds"] == [[None, 100], [None, 101]]
     # each poison was crafted once and shared by its trials
     assert len({r["poison_key"] for r in rows if r["poison_key"]}) == 4
 
@@ -50,6 +57,22 @@ def test_rerun_skips_finished_cells(smoke_run):
     report = run_suite(load_suite("smoke"), out, device="cpu", progress=False, log=lambda m: None)
     assert report.ran == 0 and report.skipped == 10
     assert {r["key"]: r["finished_at"] for r in ResultsStore(out).cells()} == before
+
+
+def test_results_of_an_older_version_get_their_preset_filled_in_on_rerun(smoke_run, tmp_path):
+    import shutil
+
+    from leaderboard.build import write_leaderboard
+
+    out = tmp_path / "old"
+    shutil.copytree(smoke_run[0], out)
+    with sqlite3.connect(out / "results.sqlite") as con:  # as written before the preset column existed
+        con.execute("UPDATE cells SET preset = NULL, options = NULL")
+    with pytest.raises(ConfigError, match="lack the attack preset"):
+        write_leaderboard(out)
+    report = run_suite(load_suite("smoke"), out, device="cpu", progress=False, log=lambda m: None)
+    assert report.ran == 0
+    assert {e["setting"]["preset"] for e in load_entries(out / "leaderboard" / "entries")} == {"smoke", "-"}
 
 
 def _digest(folder):

@@ -1,0 +1,162 @@
+"""``sapabench submit``: run the standard suite for one attack or defense into a submission folder.
+
+The standard suites use the protocol of the built-in ``default`` and ``defenses`` suites, so a
+submission's entries sit beside the built-in ones on equal terms:
+
+- an attack runs against every victim recipe (sgd, adam, cutout, mixup, sam, adversarial) on
+  convnet victims, together with its SAPA twin or baseline when one is registered (``X`` and
+  ``sapa-X``), plus clean victims as the reference;
+- a defense runs against the default attacks (and clean data), each with and without it.
+
+The ``smoke`` profile is the same shape at seconds-long scale (one recipe, 1-epoch victims,
+2 trials) for trying the workflow. A submission folder holds the generated ``suite.toml``, the
+run's results, poisons and leaderboard (entries carry provenance and the sha256 of every poison
+they were computed from), and ``submission.json``, a manifest of the submitted entry files and
+their content hashes, which ``sapabench verify`` checks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmark.errors import ConfigError
+from benchmark.suite import CLEAN, NO_DEFENSE, load_suite
+
+SUITE_FILE = "suite.toml"
+MANIFEST_FILE = "submission.json"
+KINDS = ("attack", "defense")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The protocol of a standard suite."""
+
+    description: str
+    trials: int
+    recipes: tuple[str, ...]
+    attack_panel: tuple[str, ...]  # attacks a defense is evaluated against
+    epochs_on_digits: int
+    preset_on_digits: str
+
+
+PROFILES = {
+    "standard": Profile(
+        "the default suite's protocol: convnet victims, 3 trials, 6 epochs on digits",
+        trials=3,
+        recipes=("sgd", "adam", "cutout", "mixup", "sam", "adversarial"),
+        attack_panel=("gradient-matching", "sapa-gradient-matching", "sleeper-agent", "sapa-sleeper-agent",
+                      "error-min", "sapa-error-min", "error-max", "sapa-error-max"),  # fmt: skip
+        epochs_on_digits=6,
+        preset_on_digits="embedded",
+    ),
+    "smoke": Profile(
+        "seconds-long: the sgd recipe, 1-epoch victims, 2 trials, the smoke attack preset",
+        trials=2,
+        recipes=("sgd",),
+        attack_panel=("error-max", "sapa-error-max"),
+        epochs_on_digits=1,
+        preset_on_digits="smoke",
+    ),
+}
+
+
+def twin(attack: str) -> str | None:
+    """The registered SAPA variant of a baseline attack, or the baseline of a SAPA attack."""
+    from attacks import ATTACKS
+
+    other = attack.removeprefix("sapa-") if attack.startswith("sapa-") else f"sapa-{attack}"
+    return other if other in ATTACKS else None
+
+
+def standard_suite(kind: str, name: str, profile: str = "standard", dataset: str = "digits") -> str:
+    """The TOML text of the standard suite for submitting attack or defense ``name``."""
+    from attacks import ATTACKS
+    from benchmark.datasets import DATASETS
+    from defenses import DEFENSES
+
+    if kind not in KINDS:
+        raise ConfigError(f"unknown submission kind {kind!r}; choose attack or defense")
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    DATASETS.entry(dataset)
+    p = PROFILES[profile]
+    if kind == "attack":
+        if name == CLEAN:
+            raise ConfigError("'clean' is the reference, not an attack to submit")
+        ATTACKS.entry(name)
+        pair = sorted({name, twin(name) or name}, key=lambda a: (a.startswith("sapa-"), a))
+        attacks, recipes, defenses = pair, p.recipes, [NO_DEFENSE]
+    else:
+        DEFENSES.entry(name)
+        attacks, recipes, defenses = list(p.attack_panel), p.recipes[:1], [NO_DEFENSE, name]
+    lines = [
+        f'name = "submit-{kind}-{name}"',
+        f'description = "Standard {kind} submission of {name} ({profile} profile: {p.description})."',
+        f'dataset = "{dataset}"',
+        f"trials = {p.trials}",
+        "trial_seed = 100",
+        "craft_seeds = [0]",
+        "clean_baseline = true",
+    ]
+    if dataset == "digits":
+        lines += [f'preset = "{p.preset_on_digits}"', "", "[victim]", f"epochs = {p.epochs_on_digits}"]
+    lines += [
+        "",
+        "[[grid]]",
+        f"attacks = {json.dumps(attacks)}",
+        f"recipes = {json.dumps(list(recipes))}",
+        'archs = ["convnet"]',
+        f"defenses = {json.dumps(defenses)}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def prepare(kind: str, name: str, out: str | Path, profile: str = "standard", dataset: str = "digits") -> Path:
+    """Write the submission's ``suite.toml`` into ``out`` (or check that the one there is the
+    same, so an interrupted submission resumes); returns its path."""
+    text = standard_suite(kind, name, profile, dataset)
+    out = Path(out)
+    path = out / SUITE_FILE
+    if path.exists():
+        if path.read_text() != text:
+            raise ConfigError(f"{out} holds a submission of another suite ({path}); choose another --out")
+        return path
+    from leaderboard.build import write_atomic
+
+    write_atomic(path, text)
+    return path
+
+
+def write_manifest(kind: str, name: str, profile: str, out: str | Path) -> dict[str, Any]:
+    """List the submission's entry files with their content hashes in ``submission.json``."""
+    from benchmark.provenance import git_commit
+    from benchmark import __version__
+    from benchmark.store import now
+    from leaderboard.build import ENTRIES, LEADERBOARD, write_atomic
+    from leaderboard.schema import load_entry
+
+    out = Path(out)
+    entries = []
+    for path in sorted((out / LEADERBOARD / ENTRIES).glob("*.json")):
+        e = load_entry(path)
+        submitted = e["defense"] == name if kind == "defense" else e["attack"] != CLEAN
+        entries.append({"file": path.name, "entry_id": e["entry_id"], "attack": e["attack"], "defense": e["defense"],
+                        "role": "submitted" if submitted else "reference", "content_sha256": e["content_sha256"]})  # fmt: skip
+    manifest = {
+        "kind": kind, "name": name, "profile": profile, "suite_sha256": _sha256_text((out / SUITE_FILE).read_text()),
+        "sapabench_version": __version__, "git_commit": git_commit(), "written_at": now(), "entries": entries,
+    }  # fmt: skip
+    write_atomic(out / MANIFEST_FILE, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest
+
+
+def submission_suite(out: str | Path) -> Any:
+    return load_suite(str(Path(out) / SUITE_FILE))

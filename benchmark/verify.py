@@ -1,0 +1,270 @@
+"""``sapabench verify``: re-run a sample of a leaderboard entry's trials and accept or refuse it.
+
+An entry records, for every trial value, the craft seed and trial seed it came from
+(``provenance.cell_seeds``), the attack's preset and options, the victim protocol, and the sha256
+of the poison crafted with each craft seed. Verification, per entry:
+
+1. validates the entry (types, ranges, mean and SE recomputed from its values, content hash);
+2. draws ``cells`` of its trials (seeded by ``--seed`` and the entry id);
+3. re-crafts each needed poison from its recorded seed and compares the sha256 of its tensors
+   with the entry's (a different hash refuses the entry: the poison is not the one the numbers
+   came from);
+4. re-trains and measures each drawn trial exactly as ``sapabench run`` did (same code path),
+   and compares the value with the recorded one.
+
+Tolerance. On the platform the entry was measured on (same device string, including the CPU
+thread count, and the same torch version) training is deterministic, so the values must agree
+to 1e-9. Elsewhere, two runs of one seed are at worst two independent trials, whose difference
+has standard deviation sqrt(2) x sd, with sd = SE x sqrt(n) the spread of single trials the
+entry itself reports; a value is accepted within two of those: 2 x sqrt(2 n) x SE.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from benchmark.errors import ConfigError
+from benchmark.runner import CellTask, CraftTask, DataSource, craft_poison, run_cell
+from benchmark.submit import MANIFEST_FILE
+from benchmark.suite import Cell, PoisonSpec
+
+EXACT_TOLERANCE = 1e-9
+Z = 2.0
+REPORT_FILE = "verification.json"
+
+
+@dataclass(frozen=True)
+class TrialCheck:
+    """One re-run trial of an entry."""
+
+    craft_seed: int | None
+    trial_seed: int
+    recorded: float
+    measured: float | None
+    tolerance: float
+    ok: bool
+    problem: str = ""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome for one entry file."""
+
+    path: str
+    entry_id: str
+    label: str
+    accepted: bool
+    mode: str
+    checks: tuple[TrialCheck, ...] = ()
+    problems: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    target: str
+    verdicts: tuple[Verdict, ...]
+    problems: tuple[str, ...] = ()  # about the folder as a whole (the submission manifest)
+
+    @property
+    def accepted(self) -> bool:
+        return not self.problems and all(v.accepted for v in self.verdicts)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"target": self.target, "accepted": self.accepted, "problems": list(self.problems),
+                "entries": [asdict(v) for v in self.verdicts]}  # fmt: skip
+
+
+def entry_files(target: str | Path) -> tuple[Path | None, list[Path]]:
+    """The run/submission folder (None for a bare entry file or entries folder) and the entry
+    files under ``target`` (an entry file, an entries folder, or a run/submission folder)."""
+    target = Path(target)
+    if target.is_file():
+        return None, [target]
+    if not target.is_dir():
+        raise ConfigError(f"{target} does not exist; pass an entry .json file or a folder written by sapabench run/submit")
+    for folder in (target / "leaderboard" / "entries", target / "entries", target):
+        files = sorted(folder.glob("*.json")) if folder.is_dir() else []
+        files = [f for f in files if f.name not in (REPORT_FILE, MANIFEST_FILE)]
+        if files:
+            return (target if folder == target / "leaderboard" / "entries" else None), files
+    raise ConfigError(f"{target} holds no leaderboard entries (*.json, or leaderboard/entries/*.json)")
+
+
+def trial_cells(entry: dict[str, Any]) -> list[Cell]:
+    """The cells the entry's trial values came from, aligned with ``metric.values``."""
+    s, prov = entry["setting"], entry["provenance"]
+    victim = tuple(sorted(s["victim"].items()))
+    surrogate = None if s["surrogate"] in ("preset", "-") else s["surrogate"]
+    cells = []
+    for craft_seed, trial_seed in prov["cell_seeds"]:
+        poison = None if craft_seed is None else PoisonSpec(
+            entry["attack"], s["dataset"], s["preset"], surrogate, tuple(sorted(s["options"].items())), craft_seed
+        )  # fmt: skip
+        cells.append(Cell(s["suite"], entry["attack"], s["dataset"], s["arch"], s["recipe"], entry["defense"],
+                          trial_seed, victim, poison))  # fmt: skip
+    return cells
+
+
+def tolerance(entry: dict[str, Any], exact: bool) -> float:
+    if exact:
+        return EXACT_TOLERANCE
+    n, se = entry["metric"]["trials"], entry["metric"]["se"]
+    return max(EXACT_TOLERANCE, Z * math.sqrt(2 * n) * se)
+
+
+def _label(entry: dict[str, Any]) -> str:
+    s = entry["setting"]
+    return f"{entry['attack']} / {s['arch']} / {s['recipe']} / defense {entry['defense']}"
+
+
+@dataclass
+class Verifier:
+    """Re-runs entries' trials; re-crafted poisons are shared between entries of one call."""
+
+    source_for: Callable[[str], DataSource]
+    device: str
+    cells: int = 1
+    seed: int = 0
+    log: Callable[[str], None] = lambda message: None
+    _poisons: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _tmp: Any = None
+
+    def _poison(self, spec: PoisonSpec, source: DataSource) -> dict[str, Any]:
+        if spec.key not in self._poisons:
+            if self._tmp is None:
+                self._tmp = tempfile.TemporaryDirectory(prefix="sapabench-verify-")
+            self.log(f"  re-crafting {spec.attack} (craft seed {spec.craft_seed})")
+            self._poisons[spec.key] = craft_poison(CraftTask(spec, str(Path(self._tmp.name) / spec.key), source, self.device))
+        return self._poisons[spec.key]
+
+    def verify_file(self, path: Path) -> Verdict:
+        from benchmark.provenance import device_name
+        from leaderboard.schema import load_entry
+        from victims.train import resolve_device
+
+        try:
+            entry = load_entry(path)
+        except ConfigError as err:
+            return Verdict(str(path), "?", path.name, False, "-", problems=(str(err),))
+        prov = entry["provenance"]
+        import torch
+
+        here = device_name(resolve_device(self.device))
+        exact = prov["device"] == here and prov["torch"] == torch.__version__
+        mode = "exact" if exact else "statistical"
+        notes = []
+        if not exact:
+            notes.append(f"measured on {prov['device']} with torch {prov['torch']}, re-run on {here} with torch "
+                         f"{torch.__version__}: values compared within {tolerance(entry, False):.4f}")  # fmt: skip
+        from benchmark.provenance import git_commit
+
+        if prov["git_commit"] != git_commit():
+            notes.append(f"entry written by sapabench at commit {prov['git_commit']}, re-run at {git_commit()}")
+        cells = trial_cells(entry)
+        rng = random.Random(f"{self.seed}:{entry['entry_id']}")
+        picked = sorted(rng.sample(range(len(cells)), min(self.cells, len(cells))))
+        source = self.source_for(entry["setting"]["dataset"])
+        checks, problems = [], []
+        tol = tolerance(entry, exact)
+        for i in picked:
+            cell, recorded = cells[i], float(entry["metric"]["values"][i])
+            folder = craft_s = sha = None
+            if cell.poison is not None:
+                res = self._poison(cell.poison, source)
+                if res["status"] != "done":
+                    problem = f"re-crafting the poison (craft seed {cell.craft_seed}) failed: {res['error']}"
+                    checks.append(TrialCheck(cell.craft_seed, cell.trial_seed, recorded, None, tol, False, problem))
+                    continue
+                expected = prov["poison_sha256"][prov["craft_seeds"].index(cell.craft_seed)]
+                if res["sha256"] != expected:
+                    problem = (f"poison of craft seed {cell.craft_seed} re-crafted with sha256 {res['sha256'][:16]}... but the "
+                               f"entry records {expected[:16]}...: the numbers did not come from this attack and seed")  # fmt: skip
+                    checks.append(TrialCheck(cell.craft_seed, cell.trial_seed, recorded, None, tol, False, problem))
+                    continue
+                folder, craft_s, sha = res["path"], res["craft_seconds"], res["sha256"]
+            self.log(f"  re-training trial seed {cell.trial_seed} ({_label(entry)})")
+            row = run_cell(CellTask(cell, folder, craft_s, sha, source, self.device))
+            if row["status"] != "done":
+                checks.append(TrialCheck(cell.craft_seed, cell.trial_seed, recorded, None, tol, False,
+                                         f"re-running the trial failed: {row['error']}"))  # fmt: skip
+                continue
+            measured = float(row["metric"])
+            ok = abs(measured - recorded) <= tol
+            problem = "" if ok else (f"trial (craft seed {cell.craft_seed}, trial seed {cell.trial_seed}) gave "
+                                     f"{measured:.6f}, the entry records {recorded:.6f} (tolerance {tol:.2g})")  # fmt: skip
+            checks.append(TrialCheck(cell.craft_seed, cell.trial_seed, recorded, measured, tol, ok, problem))
+        problems.extend(c.problem for c in checks if not c.ok)
+        return Verdict(str(path), entry["entry_id"], _label(entry), not problems, mode, tuple(checks), tuple(problems),
+                       tuple(notes))  # fmt: skip
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+
+def check_manifest(folder: Path, files: list[Path]) -> list[str]:
+    """A submission's manifest must list exactly its entry files, with their content hashes."""
+    path = folder / MANIFEST_FILE
+    if not path.is_file():
+        return []
+    try:
+        manifest = json.loads(path.read_text())
+        listed = {e["file"]: e["content_sha256"] for e in manifest["entries"]}
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
+        return [f"{path}: not a readable submission manifest ({err})"]
+    problems = []
+    present = {f.name: f for f in files}
+    for name, digest in sorted(listed.items()):
+        if name not in present:
+            problems.append(f"{MANIFEST_FILE} lists {name}, which is missing")
+            continue
+        try:
+            actual = json.loads(present[name].read_text()).get("content_sha256")
+        except (OSError, json.JSONDecodeError, AttributeError):
+            actual = None
+        if actual != digest:
+            problems.append(f"{name} is not the entry {MANIFEST_FILE} lists (content hash differs): replaced after submission")
+    problems += [f"{name} is not listed in {MANIFEST_FILE}: added after submission" for name in sorted(set(present) - set(listed))]
+    return problems
+
+
+def verify(
+    target: str | Path,
+    *,
+    cells: int = 1,
+    seed: int = 0,
+    device: str = "auto",
+    source_for: Callable[[str], DataSource] = DataSource,
+    log: Callable[[str], None] = lambda message: None,
+    write_report: bool = True,
+) -> VerifyReport:
+    """Verify every entry under ``target``; a run/submission folder gets ``verification.json``."""
+    if not isinstance(cells, int) or cells < 1:
+        raise ConfigError(f"invalid cells={cells!r}: re-run at least 1 trial per entry (set --cells)")
+    folder, files = entry_files(target)
+    problems = check_manifest(folder, files) if folder else []
+    verifier = Verifier(source_for, device, cells, seed, log)
+    verdicts = []
+    try:
+        for path in files:
+            log(f"verifying {path.name}")
+            verdicts.append(verifier.verify_file(path))
+    finally:
+        verifier.close()
+    report = VerifyReport(str(target), tuple(verdicts), tuple(problems))
+    if write_report and folder is not None:
+        from leaderboard.build import write_atomic
+
+        try:
+            write_atomic(folder / REPORT_FILE, json.dumps(report.to_json(), indent=2, sort_keys=True) + "\n")
+        except OSError:
+            pass  # a read-only folder: the printed report is the result
+    return report

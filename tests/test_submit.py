@@ -1,0 +1,180 @@
+"""Submission and verification: standard suites, manifests, re-runs that catch forged entries."""
+
+import json
+import math
+import shutil
+
+import pytest
+
+from benchmark.cli import main
+from benchmark.errors import ConfigError
+from benchmark.submit import standard_suite
+from benchmark.suite import parse_suite
+from benchmark.verify import tolerance, verify
+from leaderboard.schema import content_hash, load_entry
+from leaderboard.stats import mean_se
+
+
+def test_attack_suite_pairs_the_attack_with_its_sapa_twin_and_every_recipe():
+    suite = parse_suite(standard_suite("attack", "sapa-error-min"))
+    (grid,) = suite.grids
+    assert grid.attacks == ("error-min", "sapa-error-min")
+    assert grid.recipes == ("sgd", "adam", "cutout", "mixup", "sam", "adversarial")
+    assert suite.trials == 3 and dict(suite.victim) == {"epochs": 6} and suite.preset == "embedded"
+    assert suite.clean_baseline and len(suite.cells()) == 6 * 3 * 3
+
+
+def test_defense_suite_runs_the_attack_panel_with_and_without_the_defense():
+    suite = parse_suite(standard_suite("defense", "jpeg", profile="smoke"))
+    (grid,) = suite.grids
+    assert grid.defenses == ("none", "jpeg") and grid.attacks == ("error-max", "sapa-error-max")
+    assert dict(suite.victim) == {"epochs": 1} and suite.trials == 2
+
+
+def test_cifar_suites_keep_the_datasets_own_protocol():
+    suite = parse_suite(standard_suite("attack", "error-min", dataset="cifar10"))
+    assert suite.victim == () and suite.preset is None and suite.dataset == "cifar10"
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("attack", "eror-min"), "did you mean 'error-min'"),
+        (("defense", "spectral"), "unknown defense 'spectral'"),
+        (("attack", "clean"), "reference, not an attack"),
+        (("attack", "error-min", "huge"), "unknown profile 'huge'"),
+        (("attack", "error-min", "smoke", "mnist"), "unknown dataset 'mnist'"),
+    ],
+)
+def test_bad_submissions_are_refused(args, needle):
+    with pytest.raises(ConfigError, match=needle):
+        standard_suite(*args)
+
+
+@pytest.fixture(scope="module")
+def submission(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sub") / "attack-error-max"
+    assert main(["submit", "--attack", "error-max", "--profile", "smoke", "--out", str(out), "--device", "cpu", "--quiet"]) == 0
+    return out
+
+
+def _copy(submission, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(submission, out)
+    return out
+
+
+def _entry_file(folder, attack):
+    (path,) = [p for p in (folder / "leaderboard" / "entries").glob(f"{attack}--*.json")]
+    return path
+
+
+def _reseal(path, edit):
+    """Edit an entry the way a careful forger would: consistent mean/SE and a fresh content hash."""
+    e = json.loads(path.read_text())
+    edit(e)
+    e["metric"]["mean"], e["metric"]["se"] = mean_se(e["metric"]["values"])
+    e["content_sha256"] = content_hash(e)
+    path.write_text(json.dumps(e))
+    load_entry(path)  # passes every static check
+
+
+def test_submit_writes_suite_results_entries_and_manifest(submission):
+    for name in ("suite.toml", "results.sqlite", "submission.json", "leaderboard/leaderboard.md"):
+        assert (submission / name).is_file()
+    manifest = json.loads((submission / "submission.json").read_text())
+    roles = {e["attack"]: e["role"] for e in manifest["entries"]}
+    assert roles == {"error-max": "submitted", "sapa-error-max": "submitted", "clean": "reference"}
+    entry = load_entry(_entry_file(submission, "error-max"))
+    crafted = json.loads(next((submission / "poisons").glob("error-max-*/poison.json")).read_text())
+    assert entry["provenance"]["poison_sha256"] == [crafted["tensors_sha256"]]
+    assert entry["provenance"]["git_commit"] and entry["provenance"]["torch"]
+
+
+def test_a_genuine_submission_is_accepted(submission, tmp_path, capsys):
+    out = _copy(submission, tmp_path)
+    assert main(["verify", str(out), "--cells", "2", "--device", "cpu", "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert text.count("ACCEPTED") == 3 and "3 accepted, 0 refused" in text
+    report = json.loads((out / "verification.json").read_text())
+    assert report["accepted"] and all(v["mode"] == "exact" for v in report["entries"])
+    assert sum(len(v["checks"]) for v in report["entries"]) == 6
+
+
+def test_a_forged_trial_value_is_caught_by_the_re_run(submission, tmp_path, capsys):
+    out = _copy(submission, tmp_path)
+    path = _entry_file(out, "sapa-error-max")
+    _reseal(path, lambda e: e["metric"]["values"].__setitem__(0, e["metric"]["values"][0] - 0.05))
+    assert main(["verify", str(path), "--cells", "2", "--device", "cpu", "--quiet"]) == 1
+    text = capsys.readouterr().out
+    assert "REFUSED" in text and "MISMATCH" in text and "the entry records" in text
+
+
+def test_a_poison_hash_that_does_not_match_refuses_the_entry(submission, tmp_path, capsys):
+    out = _copy(submission, tmp_path)
+    path = _entry_file(out, "error-max")
+    _reseal(path, lambda e: e["provenance"].__setitem__("poison_sha256", ["ab" * 32]))
+    assert main(["verify", str(path), "--device", "cpu", "--quiet"]) == 1
+    assert "re-crafted with sha256" in capsys.readouterr().out
+
+
+def test_manifest_catches_replaced_and_added_entries(submission, tmp_path, capsys):
+    out = _copy(submission, tmp_path)
+    _reseal(_entry_file(out, "clean"), lambda e: e["timings"].__setitem__("train_seconds_mean", 0.5))
+    shutil.copy(_entry_file(out, "error-max"), out / "leaderboard" / "entries" / "extra.json")
+    assert main(["verify", str(out), "--device", "cpu", "--quiet"]) == 1
+    text = capsys.readouterr().out
+    assert "content hash differs" in text and "extra.json is not listed" in text
+
+
+def test_an_entry_edited_without_resealing_is_refused(submission, tmp_path, capsys):
+    out = _copy(submission, tmp_path)
+    path = _entry_file(out, "error-max")
+    e = json.loads(path.read_text())
+    e["provenance"]["device"] = "cuda:H200"
+    path.write_text(json.dumps(e))
+    assert main(["verify", str(path), "--device", "cpu", "--quiet"]) == 1
+    assert "content_sha256 does not match" in capsys.readouterr().out
+
+
+def test_another_platform_is_compared_within_the_entrys_own_spread(submission, tmp_path):
+    out = _copy(submission, tmp_path)
+    path = _entry_file(out, "error-max")
+    _reseal(path, lambda e: e["provenance"].__setitem__("device", "cuda:NVIDIA H200"))
+    entry = load_entry(path)
+    n, se = entry["metric"]["trials"], entry["metric"]["se"]
+    assert tolerance(entry, exact=False) == pytest.approx(2 * math.sqrt(2 * n) * se)
+    assert tolerance(entry, exact=True) == 1e-9
+    report = verify(path, device="cpu")
+    (v,) = report.verdicts
+    assert v.accepted and v.mode == "statistical" and "cuda:NVIDIA H200" in v.notes[0]
+
+
+def test_resubmitting_into_a_folder_of_another_suite_is_refused(submission, tmp_path, capsys):
+    out = _copy(submission, tmp_path)
+    assert main(["submit", "--attack", "error-min", "--profile", "smoke", "--out", str(out), "--quiet"]) == 2
+    assert "holds a submission of another suite" in capsys.readouterr().err
+
+
+def test_resubmitting_resumes_without_rerunning(submission, tmp_path, capsys):
+    out = _copy(submission, tmp_path)
+    assert main(["submit", "--attack", "error-max", "--profile", "smoke", "--out", str(out), "--device", "cpu", "--quiet"]) == 0
+    assert "0 cells run (0 failed), 6 already done" in capsys.readouterr().out
+
+
+def test_a_defense_submission_verifies(tmp_path, capsys):
+    out = tmp_path / "defense"
+    assert main(["submit", "--defense", "jpeg", "--profile", "smoke", "--out", str(out), "--device", "cpu", "--quiet"]) == 0
+    manifest = json.loads((out / "submission.json").read_text())
+    submitted = {(e["attack"], e["defense"]) for e in manifest["entries"] if e["role"] == "submitted"}
+    assert submitted == {("clean", "jpeg"), ("error-max", "jpeg"), ("sapa-error-max", "jpeg")}
+    (path,) = (out / "leaderboard" / "entries").glob("sapa-error-max--*--jpeg--*.json")
+    assert main(["verify", str(path), "--device", "cpu", "--quiet"]) == 0
+
+
+def test_verify_bad_targets(tmp_path, capsys):
+    assert main(["verify", str(tmp_path / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["verify", str(tmp_path)]) == 2
+    assert "holds no leaderboard entries" in capsys.readouterr().err
+    assert main(["verify", str(tmp_path), "--cells", "0"]) == 2
