@@ -59,10 +59,9 @@ def get_surrogate(
     weights, info_path = folder / f"{key}.safetensors", folder / f"{key}.json"
     if use_cache and weights.is_file() and info_path.is_file():
         try:
-            model = build_model(spec.arch, dataset)
-            model.load_state_dict(load_file(str(weights)))
+            model = _built(spec, dataset, load_file(str(weights)), device)
             info = json.loads(info_path.read_text())
-            return model.to(device).eval(), {**info, "cached": True}
+            return model, {**info, "cached": True}
         except Exception:  # a damaged cache entry is rebuilt, never trusted
             pass
     result = train_victim(spec.arch, recipe, dataset, seed=seed, device=device)
@@ -70,12 +69,25 @@ def get_surrogate(
         **asdict(spec), "epochs": epochs, "seed": seed, "clean_accuracy": result.clean_accuracy,
         "train_seconds": result.timing.total_s, "cache_key": key,
     }  # fmt: skip
+    state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}
     if use_cache:
         weights.parent.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}
         for path, write in ((weights, lambda p: save_file(state, p)), (info_path, lambda p: Path(p).write_text(json.dumps(info)))):
             fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
             os.close(fd)
             write(tmp)
             os.replace(tmp, path)
-    return result.model.eval(), {**info, "cached": False}
+    return _built(spec, dataset, state, device), {**info, "cached": False}
+
+
+def _built(spec: SurrogateSpec, dataset: ImageDataset, state: dict[str, torch.Tensor], device: torch.device) -> Victim:
+    """The surrogate as a freshly built module holding ``state``, in eval mode.
+
+    Freshly trained and cached surrogates go through this one path, so that crafting sees the
+    same module and the same global RNG stream (building a module draws from it, and the
+    attacks' random augmentations draw after it) whether or not the cache was warm; before,
+    a fresh surrogate gave a different poison than a cached one for the same seed.
+    """
+    model = build_model(spec.arch, dataset)
+    model.load_state_dict(state)
+    return model.to(device).eval()

@@ -14,12 +14,22 @@ NAMES = ATTACKS.list()
 
 
 @pytest.fixture(scope="module")
-def crafted(tiny_digits):
-    """Each attack crafted twice with seed 0 and once with seed 1."""
-    out = {}
-    for name in NAMES:
-        attack = create_attack(name, dataset="digits", preset="smoke")
-        out[name] = (attack.run(tiny_digits, seed=0), attack.run(tiny_digits, seed=0), attack.run(tiny_digits, seed=1))
+def crafted(tiny_digits, tmp_path_factory):
+    """Each attack crafted twice with seed 0 (first with an empty surrogate cache, then with the
+    surrogate cached: both must give the same poison) and once with seed 1."""
+    import os
+
+    out, old = {}, os.environ.get("SAPABENCH_CACHE")
+    try:
+        for name in NAMES:
+            os.environ["SAPABENCH_CACHE"] = str(tmp_path_factory.mktemp(f"cache-{name}"))
+            attack = create_attack(name, dataset="digits", preset="smoke")
+            out[name] = (attack.run(tiny_digits, seed=0), attack.run(tiny_digits, seed=0), attack.run(tiny_digits, seed=1))
+    finally:
+        if old is None:
+            os.environ.pop("SAPABENCH_CACHE", None)
+        else:
+            os.environ["SAPABENCH_CACHE"] = old
     return out
 
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,8 @@ from benchmark.registry import Registry
 from benchmark.runner import run_suite
 from benchmark.store import ResultsStore
 from benchmark.suite import parse_suite
+from leaderboard.schema import content_hash
+from leaderboard.stats import mean_se
 
 PLUGIN = Path(__file__).resolve().parent.parent / "examples" / "sapabench-example-plugin"
 
@@ -45,6 +48,42 @@ def test_example_plugin_installs_registers_and_runs_through_a_suite(installed_pl
     assert run.returncode == 0, run.stderr[-2000:]
     entries = [json.loads(p.read_text()) for p in (tmp_path / "out" / "leaderboard" / "entries").glob("*.json")]
     assert {(e["attack"], e["defense"]) for e in entries} >= {("random-noise", "none"), ("random-noise", "median-filter")}
+
+
+def _walkthrough():
+    """The commands of the README's submission walkthrough, as written."""
+    readme = (PLUGIN.parent.parent / "README.md").read_text()
+    block = readme.split("<!-- walkthrough:start -->")[1].split("<!-- walkthrough:end -->")[0]
+    return [line.strip() for line in block.splitlines() if line.strip() and not line.startswith("```")]
+
+
+def test_readme_walkthrough_install_submit_verify_render(installed_plugin, tmp_path):
+    commands = _walkthrough()
+    assert commands[0] == "python -m pip install ./examples/sapabench-example-plugin"  # done by the fixture, into a target
+    assert [c.split()[1] for c in commands[1:]] == ["list", "list", "submit", "submit", "verify", "verify", "leaderboard"]
+    outputs = []
+    for command in commands[1:]:
+        proc = _sapabench(installed_plugin, *shlex.split(command)[1:], cwd=tmp_path)
+        assert proc.returncode == 0, f"{command}: {proc.stderr[-2000:]}"
+        outputs.append(proc.stdout)
+    assert outputs[0].startswith("random-noise") and outputs[1].startswith("median-filter")
+    assert "0 refused" in outputs[4] and "0 refused" in outputs[5] and "REFUSED" not in outputs[4] + outputs[5]
+    attack, defense = tmp_path / "submissions" / "random-noise", tmp_path / "submissions" / "median-filter"
+    manifest = json.loads((attack / "submission.json").read_text())
+    assert {e["attack"] for e in manifest["entries"] if e["role"] == "submitted"} == {"random-noise"}
+    manifest = json.loads((defense / "submission.json").read_text())
+    assert {e["defense"] for e in manifest["entries"] if e["role"] == "submitted"} == {"median-filter"}
+    assert json.loads((defense / "verification.json").read_text())["accepted"]
+    assert "median-filter" in (defense / "leaderboard" / "defenses.md").read_text()
+    # a forged value in the plugin's submission is refused by the re-run
+    path = next((attack / "leaderboard" / "entries").glob("random-noise--*.json"))
+    e = json.loads(path.read_text())
+    e["metric"]["values"] = [min(1.0, v + 0.1) for v in e["metric"]["values"]]
+    e["metric"]["mean"], e["metric"]["se"] = mean_se(e["metric"]["values"])
+    e["content_sha256"] = content_hash(e)
+    path.write_text(json.dumps(e))
+    proc = _sapabench(installed_plugin, "verify", str(path), "--device", "cpu", cwd=tmp_path)
+    assert proc.returncode == 1 and "MISMATCH" in proc.stdout
 
 
 def test_without_the_plugin_its_names_are_unknown(tmp_path):
