@@ -132,6 +132,14 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-verify-checksums", action="store_true", help="accept files whose md5 differs from the release")
 
 
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto")
+    p.add_argument("--executor", default="local", help="local (sequential) or processes (one per core)")
+    p.add_argument("--workers", type=int, help="processes for --executor processes (default: cores)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_data_options(p)
+
+
 def _parse_value(text: str) -> Any:
     """``--set`` values: JSON (numbers, true/false, strings in quotes), fractions like 16/255,
     or a bare string."""
@@ -280,45 +288,42 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
+def _run_and_show(suite: Any, out: Path, args: argparse.Namespace) -> Any:
+    """Run ``suite`` into ``out`` with the run options of ``args``; print its leaderboard."""
     from benchmark.executor import make_executor
     from benchmark.runner import DataSource, run_suite
-    from benchmark.suite import load_suite
 
-    suite = load_suite(args.suite)
-    out = Path(args.out or f"runs/{suite.name}")
     source = DataSource(suite.dataset, args.data_root, args.download, not args.no_verify_checksums)
     if source.name not in _TORCHVISION and (args.data_root or args.download):
         raise ConfigError(f"--data-root/--download are for {', '.join(_TORCHVISION)}; suite {suite.name!r} uses {suite.dataset!r}")
     report = run_suite(suite, out, source=source, device=args.device, executor=make_executor(args.executor, args.workers),
                        progress=not args.quiet)  # fmt: skip
-    board = out / "leaderboard"
-    print((board / "leaderboard.md").read_text())
+    print((out / "leaderboard" / "leaderboard.md").read_text())
     print(f"{report.ran} cells run ({report.failed} failed), {report.skipped} already done, in {report.seconds:.0f} s")
-    print(f"results: {out / 'results.sqlite'}; leaderboard: {board} (leaderboard.md, .csv, .html, table4.md, *.png)")
+    return report
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from benchmark.suite import load_suite
+
+    suite = load_suite(args.suite)
+    out = Path(args.out or f"runs/{suite.name}")
+    report = _run_and_show(suite, out, args)
+    print(f"results: {out / 'results.sqlite'}; leaderboard: {out / 'leaderboard'} (leaderboard.md, .csv, .html, table4.md, *.png)")
     return 1 if report.failed else 0
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
-    from benchmark.executor import make_executor
-    from benchmark.runner import DataSource, run_suite
     from benchmark.submit import prepare, submission_suite, write_manifest
 
     kind, name = ("attack", args.attack) if args.attack else ("defense", args.defense)
-    if args.dataset not in _TORCHVISION and (args.data_root or args.download):
-        raise ConfigError(f"--data-root/--download are for {', '.join(_TORCHVISION)}, not {args.dataset!r}")
     out = Path(args.out or f"submissions/{kind}-{name}")
     suite_path = prepare(kind, name, out, args.profile, args.dataset)
     suite = submission_suite(out)
     print(f"submitting {kind} {name!r} ({args.profile} profile, {len(suite.cells())} cells): suite {suite_path}", file=sys.stderr)
-    source = DataSource(suite.dataset, args.data_root, args.download, not args.no_verify_checksums)
-    report = run_suite(suite, out, source=source, device=args.device, executor=make_executor(args.executor, args.workers),
-                       progress=not args.quiet)  # fmt: skip
+    report = _run_and_show(suite, out, args)
     manifest = write_manifest(kind, name, args.profile, out)
-    board = out / "leaderboard"
-    print((board / "leaderboard.md").read_text())
     submitted = sum(e["role"] == "submitted" for e in manifest["entries"])
-    print(f"{report.ran} cells run ({report.failed} failed), {report.skipped} already done, in {report.seconds:.0f} s")
     print(f"submission: {out} ({submitted} submitted + {len(manifest['entries']) - submitted} reference entries, "
           f"manifest {out / 'submission.json'}); check it with: sapabench verify {out}")  # fmt: skip
     return 1 if report.failed else 0
@@ -449,11 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a benchmark suite (resumable) and print its leaderboard")
     p.add_argument("--suite", default="default", help="built-in suite name or a .toml file (see: sapabench list suites)")
     p.add_argument("--out", help="output folder (default runs/SUITE); re-running skips finished cells")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--executor", default="local", help="local (sequential) or processes (one per core)")
-    p.add_argument("--workers", type=int, help="processes for --executor processes (default: cores)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_data_options(p)
+    _add_run_options(p)
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("submit", help="run the standard suite for one attack or defense into a submission folder")
@@ -463,11 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="standard", help="standard (the default suite's protocol) or smoke (seconds)")
     p.add_argument("--dataset", default="digits")
     p.add_argument("--out", help="submission folder (default submissions/KIND-NAME); re-running resumes")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--executor", default="local", help="local (sequential) or processes (one per core)")
-    p.add_argument("--workers", type=int, help="processes for --executor processes (default: cores)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_data_options(p)
+    _add_run_options(p)
     p.set_defaults(func=_cmd_submit)
 
     p = sub.add_parser("verify", help="re-run a sample of entries' trials from their seeds; accept or refuse each")
