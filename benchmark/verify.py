@@ -24,10 +24,12 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 import tempfile
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from benchmark.errors import ConfigError
 from benchmark.runner import CellTask, CraftTask, DataSource, craft_poison, run_cell
@@ -137,12 +139,15 @@ class Verifier:
     _tmp: Any = None
 
     def _poison(self, spec: PoisonSpec, source: DataSource) -> dict[str, Any]:
-        if spec.key not in self._poisons:
+        import torch
+
+        key = f"{spec.key}-t{torch.get_num_threads()}"  # crafting, too, depends on the thread count
+        if key not in self._poisons:
             if self._tmp is None:
                 self._tmp = tempfile.TemporaryDirectory(prefix="sapabench-verify-")
             self.log(f"  re-crafting {spec.attack} (craft seed {spec.craft_seed})")
-            self._poisons[spec.key] = craft_poison(CraftTask(spec, str(Path(self._tmp.name) / spec.key), source, self.device))
-        return self._poisons[spec.key]
+            self._poisons[key] = craft_poison(CraftTask(spec, str(Path(self._tmp.name) / key), source, self.device))
+        return self._poisons[key]
 
     def verify_file(self, path: Path) -> Verdict:
         from benchmark.provenance import device_name
@@ -153,10 +158,14 @@ class Verifier:
             entry = load_entry(path)
         except ConfigError as err:
             return Verdict(str(path), "?", path.name, False, "-", problems=(str(err),))
-        prov = entry["provenance"]
+        device = resolve_device(self.device)
+        with _threads_of(entry["provenance"]["device"], device):
+            return self._verify_entry(path, entry, device_name(device))
+
+    def _verify_entry(self, path: Path, entry: dict[str, Any], here: str) -> Verdict:
         import torch
 
-        here = device_name(resolve_device(self.device))
+        prov = entry["provenance"]
         exact = prov["device"] == here and prov["torch"] == torch.__version__
         mode = "exact" if exact else "statistical"
         notes = []
@@ -208,6 +217,26 @@ class Verifier:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
+
+
+@contextmanager
+def _threads_of(recorded: str, device: Any) -> Iterator[None]:
+    """Use the CPU thread count the entry was measured with (``cpu:<machine>x<N>threads``), so
+    that entries from ``--executor processes`` workers reproduce exactly on the same machine."""
+    import platform
+
+    import torch
+
+    match = re.fullmatch(r"cpu:(.+)x(\d+)threads", recorded)
+    if device.type != "cpu" or match is None or match.group(1) != platform.machine():
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(match.group(2)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def check_manifest(folder: Path, files: list[Path]) -> list[str]:

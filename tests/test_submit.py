@@ -178,3 +178,23 @@ def test_verify_bad_targets(tmp_path, capsys):
     assert main(["verify", str(tmp_path)]) == 2
     assert "holds no leaderboard entries" in capsys.readouterr().err
     assert main(["verify", str(tmp_path), "--cells", "0"]) == 2
+
+
+def test_entries_from_single_thread_workers_are_re_run_with_one_thread(submission, tmp_path):
+    import platform
+
+    import torch
+
+    from benchmark.executor import make_executor
+    from benchmark.runner import run_suite
+    from benchmark.submit import submission_suite
+
+    out = tmp_path / "workers"
+    report = run_suite(submission_suite(submission), out, device="cpu", executor=make_executor("processes", 2),
+                       progress=False, log=lambda m: None)  # fmt: skip
+    assert report.failed == 0
+    path = _entry_file(out, "sapa-error-max")
+    assert load_entry(path)["provenance"]["device"] == f"cpu:{platform.machine()}x1threads"
+    threads = torch.get_num_threads()
+    (v,) = verify(path, cells=2, device="cpu").verdicts
+    assert v.accepted and v.mode == "exact" and torch.get_num_threads() == threads
