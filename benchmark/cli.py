@@ -329,6 +329,10 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def _check_flag(check: Any) -> str:
+    return "" if check.ok else "  NOT RE-RUN" if check.measured is None else "  MISMATCH"
+
+
 def _cmd_verify(args: argparse.Namespace) -> int:
     from benchmark.runner import DataSource
     from benchmark.verify import REPORT_FILE, verify
@@ -348,7 +352,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             for c in v.checks:
                 got = "-" if c.measured is None else f"{c.measured:.4f}"
                 print(f"          craft seed {'-' if c.craft_seed is None else c.craft_seed}, trial seed {c.trial_seed}: recorded {c.recorded:.4f}, "
-                      f"re-run {got} (tolerance {c.tolerance:.2g}){'' if c.ok else '  MISMATCH'}")  # fmt: skip
+                      f"re-run {got} (tolerance {c.tolerance:.2g}){_check_flag(c)}")  # fmt: skip
             for problem in v.problems:
                 print(f"          problem: {problem}")
             for note in v.notes:

@@ -114,6 +114,19 @@ def trial_cells(entry: dict[str, Any]) -> list[Cell]:
     return cells
 
 
+def _unregistered(entry: dict[str, Any]) -> str:
+    """Why the entry cannot be re-run here ('' if it can): its attack or defense is unknown."""
+    from attacks import ATTACKS
+    from benchmark.suite import CLEAN, NO_DEFENSE
+    from defenses import DEFENSES
+
+    for kind, name, registry, skip in (("attack", entry["attack"], ATTACKS, CLEAN), ("defense", entry["defense"], DEFENSES, NO_DEFENSE)):
+        if name != skip and name not in registry:
+            return (f"{kind} {name!r} is not registered here, so its trials cannot be re-run: install the package that "
+                    f"provides it (sapabench list {kind}s shows what is registered) and verify again")  # fmt: skip
+    return ""
+
+
 def tolerance(entry: dict[str, Any], exact: bool) -> float:
     if exact:
         return EXACT_TOLERANCE
@@ -176,6 +189,9 @@ class Verifier:
 
         if prov["git_commit"] != git_commit():
             notes.append(f"entry written by sapabench at commit {prov['git_commit']}, re-run at {git_commit()}")
+        missing = _unregistered(entry)
+        if missing:
+            return Verdict(str(path), entry["entry_id"], _label(entry), False, mode, problems=(missing,), notes=tuple(notes))
         cells = trial_cells(entry)
         rng = random.Random(f"{self.seed}:{entry['entry_id']}")
         picked = sorted(rng.sample(range(len(cells)), min(self.cells, len(cells))))

@@ -115,7 +115,16 @@ def test_a_poison_hash_that_does_not_match_refuses_the_entry(submission, tmp_pat
     path = _entry_file(out, "error-max")
     _reseal(path, lambda e: e["provenance"].__setitem__("poison_sha256", ["ab" * 32]))
     assert main(["verify", str(path), "--device", "cpu", "--quiet"]) == 1
-    assert "re-crafted with sha256" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "re-crafted with sha256" in text and "NOT RE-RUN" in text
+
+
+def test_an_entry_of_an_attack_not_installed_here_is_refused_with_the_fix(submission, tmp_path, capsys):
+    out = _copy(submission, tmp_path)
+    path = _entry_file(out, "error-max")
+    _reseal(path, lambda e: e.update(attack="someones-attack", base_attack="someones-attack"))
+    assert main(["verify", str(path), "--device", "cpu", "--quiet"]) == 1
+    assert "attack 'someones-attack' is not registered here" in capsys.readouterr().out
 
 
 def test_manifest_catches_replaced_and_added_entries(submission, tmp_path, capsys):
