@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from benchmark.atomic import replacing, write_text
 from benchmark.datasets import ImageDataset
 from benchmark.errors import ConfigError
 from victims.archs import ARCHS, Victim, build_model
@@ -71,12 +71,9 @@ def get_surrogate(
     }  # fmt: skip
     state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}
     if use_cache:
-        weights.parent.mkdir(parents=True, exist_ok=True)
-        for path, write in ((weights, lambda p: save_file(state, p)), (info_path, lambda p: Path(p).write_text(json.dumps(info)))):
-            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-            os.close(fd)
-            write(tmp)
-            os.replace(tmp, path)
+        with replacing(weights) as tmp:
+            save_file(state, str(tmp))
+        write_text(info_path, json.dumps(info))
     return _built(spec, dataset, state, device), {**info, "cached": False}
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmark.atomic import write_json, write_text
 from benchmark.errors import ConfigError
 from benchmark.suite import CLEAN, NO_DEFENSE, load_suite
 
@@ -129,18 +130,16 @@ def prepare(kind: str, name: str, out: str | Path, profile: str = "standard", da
         if path.read_text() != text:
             raise ConfigError(f"{out} holds a submission of another suite ({path}); choose another --out")
         return path
-    from leaderboard.build import write_atomic
-
-    write_atomic(path, text)
+    write_text(path, text)
     return path
 
 
 def write_manifest(kind: str, name: str, profile: str, out: str | Path) -> dict[str, Any]:
     """List the submission's entry files with their content hashes in ``submission.json``."""
-    from benchmark.provenance import git_commit
     from benchmark import __version__
+    from benchmark.provenance import git_commit
     from benchmark.store import now
-    from leaderboard.build import ENTRIES, LEADERBOARD, write_atomic
+    from leaderboard.build import ENTRIES, LEADERBOARD
     from leaderboard.schema import load_entry
 
     out = Path(out)
@@ -154,7 +153,7 @@ def write_manifest(kind: str, name: str, profile: str, out: str | Path) -> dict[
         "kind": kind, "name": name, "profile": profile, "suite_sha256": _sha256_text((out / SUITE_FILE).read_text()),
         "sapabench_version": __version__, "git_commit": git_commit(), "written_at": now(), "entries": entries,
     }  # fmt: skip
-    write_atomic(out / MANIFEST_FILE, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    write_json(out / MANIFEST_FILE, manifest)
     return manifest
 
 

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from benchmark.atomic import write_json
 from benchmark.errors import ConfigError
 from benchmark.runner import CellTask, CraftTask, DataSource, craft_poison, run_cell
 from benchmark.submit import MANIFEST_FILE
@@ -306,10 +307,8 @@ def verify(
         verifier.close()
     report = VerifyReport(str(target), tuple(verdicts), tuple(problems))
     if write_report and folder is not None:
-        from leaderboard.build import write_atomic
-
         try:
-            write_atomic(folder / REPORT_FILE, json.dumps(report.to_json(), indent=2, sort_keys=True) + "\n")
+            write_json(folder / REPORT_FILE, report.to_json())
         except OSError:
             pass  # a read-only folder: the printed report is the result
     return report

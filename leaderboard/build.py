@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 from attacks.metrics import METRICS
+from benchmark.atomic import write_json
 from benchmark.errors import ConfigError
 from benchmark.store import ResultsStore
 from leaderboard.schema import NO_POISON, SCHEMA_VERSION, seal
@@ -106,22 +105,13 @@ def build_entries(store: ResultsStore) -> list[dict[str, Any]]:
     return entries
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that a crash leaves the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def write_entries(store: ResultsStore, folder: Path) -> list[Path]:
     entries = build_entries(store)
     folder.mkdir(parents=True, exist_ok=True)
     wanted = set()
     for e in entries:
         path = folder / f"{e['attack']}--{e['setting']['arch']}--{e['setting']['recipe']}--{e['defense']}--{e['entry_id']}.json"
-        write_atomic(path, json.dumps(e, indent=2, sort_keys=True) + "\n")
+        write_json(path, e)
         wanted.add(path)
     for stale in folder.glob("*.json"):
         if stale not in wanted:

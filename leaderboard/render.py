@@ -11,6 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from benchmark.atomic import write_text
 from leaderboard.schema import load_entries
 from leaderboard.stats import p_greater
 
@@ -271,7 +272,7 @@ def render(entries_dir: str | Path, out: str | Path) -> list[Path]:
         stale.unlink()
     written = []
     for name, text in files.items():
-        (out / name).write_text(text)
+        write_text(out / name, text)
         written.append(out / name)
     written += _plots(entries, pairs, out)
     return written
