@@ -22,7 +22,7 @@ from benchmark.datasets import ImageDataset
 from benchmark.errors import ConfigError
 from benchmark.registry import Registry
 from victims.archs import Victim
-from victims.train import check_seed, resolve_device
+from victims.train import check_seed, resolve_device, seeded
 
 
 @dataclass(frozen=True)
@@ -134,8 +134,7 @@ class Attack(ABC):
         dev = resolve_device(device)
         ds = dataset.to(dev)
         ctx = CraftContext(ds, seed, torch.Generator().manual_seed(seed), dev, use_cache, log=log or (lambda m: None))
-        with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
-            torch.manual_seed(seed)
+        with seeded(seed, dev):
             t0 = time.perf_counter()
             out = self.craft(ctx)
             if dev.type == "cuda":

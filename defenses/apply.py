@@ -13,6 +13,7 @@ from benchmark.datasets import ImageDataset, PoisonLike
 from benchmark.errors import ConfigError
 from defenses.base import DataDefense, Defense, DefenseContext, TrainingDefense
 from victims.recipes import Recipe
+from victims.train import seeded
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,7 @@ def apply_defense(
     ds = dataset.to(device)
     x, y = ds.poisoned_train(poison)
     ctx = DefenseContext(x, y, ds.num_classes, arch, recipe, seed, device, ds.name, ds.mean, ds.std, ds.flip_invariant)
-    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
+    with seeded(seed, device):
         out = defense.filter(ctx)
     kept = torch.as_tensor(out.kept, dtype=torch.int64).cpu()
     if kept.ndim != 1 or (len(kept) and (int(kept.min()) < 0 or int(kept.max()) >= len(x))) or len(torch.unique(kept)) != len(kept):

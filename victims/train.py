@@ -8,6 +8,8 @@ test accuracy. Everything runs on whole tensors already on the training device.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
@@ -80,6 +82,15 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if dev.type not in ("cpu", "cuda"):
         raise ConfigError(f"unsupported device {device!r}: use auto, cpu or cuda (set --device)")
     return dev
+
+
+@contextmanager
+def seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """Seed torch's global RNG (and the device's) for the block, leaving the caller's state as
+    it was afterwards."""
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
 
 
 @torch.no_grad()
@@ -236,9 +247,7 @@ def train_victim(
     ds = load_dataset(dataset) if isinstance(dataset, str) else dataset
     rec = RECIPES.create(recipe) if isinstance(recipe, str) else recipe
 
-    devices = [dev.index or 0] if dev.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
+    with seeded(seed, dev):
         trainer = Trainer(arch, rec, ds, poison, seed, dev)
         losses: list[float] = []
         epoch_s: list[float] = []
