@@ -197,38 +197,36 @@ class Verifier:
         rng = random.Random(f"{self.seed}:{entry['entry_id']}")
         picked = sorted(rng.sample(range(len(cells)), min(self.cells, len(cells))))
         source = self.source_for(entry["setting"]["dataset"])
-        checks, problems = [], []
         tol = tolerance(entry, exact)
+        checks = []
         for i in picked:
             cell, recorded = cells[i], float(entry["metric"]["values"][i])
-            folder = craft_s = sha = None
-            if cell.poison is not None:
-                res = self._poison(cell.poison, source)
-                if res["status"] != "done":
-                    problem = f"re-crafting the poison (craft seed {cell.craft_seed}) failed: {res['error']}"
-                    checks.append(TrialCheck(cell.craft_seed, cell.trial_seed, recorded, None, tol, False, problem))
-                    continue
-                expected = prov["poison_sha256"][prov["craft_seeds"].index(cell.craft_seed)]
-                if res["sha256"] != expected:
-                    problem = (f"poison of craft seed {cell.craft_seed} re-crafted with sha256 {res['sha256'][:16]}... but the "
-                               f"entry records {expected[:16]}...: the numbers did not come from this attack and seed")  # fmt: skip
-                    checks.append(TrialCheck(cell.craft_seed, cell.trial_seed, recorded, None, tol, False, problem))
-                    continue
-                folder, craft_s, sha = res["path"], res["craft_seconds"], res["sha256"]
-            self.log(f"  re-training trial seed {cell.trial_seed} ({_label(entry)})")
-            row = run_cell(CellTask(cell, folder, craft_s, sha, source, self.device))
-            if row["status"] != "done":
-                checks.append(TrialCheck(cell.craft_seed, cell.trial_seed, recorded, None, tol, False,
-                                         f"re-running the trial failed: {row['error']}"))  # fmt: skip
-                continue
-            measured = float(row["metric"])
-            ok = abs(measured - recorded) <= tol
-            problem = "" if ok else (f"trial (craft seed {cell.craft_seed}, trial seed {cell.trial_seed}) gave "
-                                     f"{measured:.6f}, the entry records {recorded:.6f} (tolerance {tol:.2g})")  # fmt: skip
-            checks.append(TrialCheck(cell.craft_seed, cell.trial_seed, recorded, measured, tol, ok, problem))
-        problems.extend(c.problem for c in checks if not c.ok)
-        return Verdict(str(path), entry["entry_id"], _label(entry), not problems, mode, tuple(checks), tuple(problems),
-                       tuple(notes))  # fmt: skip
+            measured, problem = self._rerun(cell, entry, source)
+            if measured is not None and abs(measured - recorded) > tol:
+                problem = (f"trial (craft seed {cell.craft_seed}, trial seed {cell.trial_seed}) gave {measured:.6f}, "
+                           f"the entry records {recorded:.6f} (tolerance {tol:.2g})")  # fmt: skip
+            checks.append(TrialCheck(cell.craft_seed, cell.trial_seed, recorded, measured, tol, not problem, problem))
+        problems = tuple(c.problem for c in checks if not c.ok)
+        return Verdict(str(path), entry["entry_id"], _label(entry), not problems, mode, tuple(checks), problems, tuple(notes))
+
+    def _rerun(self, cell: Cell, entry: dict[str, Any], source: DataSource) -> tuple[float | None, str]:
+        """The trial's metric re-measured, or None and why it could not be."""
+        prov = entry["provenance"]
+        folder = craft_s = sha = None
+        if cell.poison is not None:
+            res = self._poison(cell.poison, source)
+            if res["status"] != "done":
+                return None, f"re-crafting the poison (craft seed {cell.craft_seed}) failed: {res['error']}"
+            expected = prov["poison_sha256"][prov["craft_seeds"].index(cell.craft_seed)]
+            if res["sha256"] != expected:
+                return None, (f"poison of craft seed {cell.craft_seed} re-crafted with sha256 {res['sha256'][:16]}... but "
+                              f"the entry records {expected[:16]}...: the numbers did not come from this attack and seed")  # fmt: skip
+            folder, craft_s, sha = res["path"], res["craft_seconds"], res["sha256"]
+        self.log(f"  re-training trial seed {cell.trial_seed} ({_label(entry)})")
+        row = run_cell(CellTask(cell, folder, craft_s, sha, source, self.device))
+        if row["status"] != "done":
+            return None, f"re-running the trial failed: {row['error']}"
+        return float(row["metric"]), ""
 
     def close(self) -> None:
         if self._tmp is not None:
