@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,13 @@ def _row(e: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _variant(e: dict[str, Any]) -> str:
+    """What else tells settings apart: the attack preset and options and the victim protocol
+    (entries that differ only by these are different results and must not be paired across)."""
+    s = e["setting"]
+    return json.dumps([s["preset"], s["options"], s["victim"]], sort_keys=True)
+
+
 def sapa_pairs(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The Table-4 view: each SAPA entry beside its baseline in the same setting.
 
@@ -51,12 +59,12 @@ def sapa_pairs(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     index = {}
     for e in entries:
         s = e["setting"]
-        index[(s["suite"], s["dataset"], s["arch"], s["recipe"], e["defense"], s["surrogate"], e["attack"])] = e
+        index[(s["suite"], s["dataset"], s["arch"], s["recipe"], e["defense"], s["surrogate"], e["attack"], _variant(e))] = e
     pairs = []
-    for (suite, ds, arch, recipe, defense, surrogate, attack), sapa in sorted(index.items()):
+    for (suite, ds, arch, recipe, defense, surrogate, attack, variant), sapa in sorted(index.items()):
         if not attack.startswith("sapa-"):
             continue
-        base = index.get((suite, ds, arch, recipe, defense, surrogate, attack.removeprefix("sapa-")))
+        base = index.get((suite, ds, arch, recipe, defense, surrogate, attack.removeprefix("sapa-"), variant))
         if base is None:
             continue
         higher = sapa["metric"]["higher_is_stronger"]
@@ -80,7 +88,7 @@ def defense_view(entries: list[dict[str, Any]]) -> list[dict[str, str]]:
     for e in entries:
         if e["defense"] == "none":
             s = e["setting"]
-            plain[(s["suite"], s["dataset"], s["arch"], s["recipe"], s["surrogate"], e["attack"])] = e
+            plain[(s["suite"], s["dataset"], s["arch"], s["recipe"], s["surrogate"], e["attack"], _variant(e))] = e
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for e in entries:
         if e["defense"] != "none":
@@ -90,7 +98,7 @@ def defense_view(entries: list[dict[str, Any]]) -> list[dict[str, str]]:
         group.sort(key=lambda e: (-e["metric"]["mean"] if e["metric"]["higher_is_stronger"] else e["metric"]["mean"], e["attack"]))
         for rank, e in enumerate(group, 1):
             s, ds = e["setting"], e["defense_stats"]
-            base = plain.get((s["suite"], s["dataset"], s["arch"], s["recipe"], s["surrogate"], e["attack"]))
+            base = plain.get((s["suite"], s["dataset"], s["arch"], s["recipe"], s["surrogate"], e["attack"], _variant(e)))
             fmt = lambda m: f"{100 * m['mean']:.1f} +/- {100 * m['se']:.1f}"  # noqa: E731
             rows.append({
                 "defense": defense, "threat": threat, "rank": str(rank), "attack": e["attack"], "arch": s["arch"],

@@ -89,6 +89,22 @@ def test_pairs_sign_the_gap_so_positive_means_sapa_stronger():
     assert pairs["sleeper-agent"]["gap"] == pytest.approx(-0.30) and not pairs["sleeper-agent"]["significant"]
 
 
+def test_entries_that_differ_in_attack_options_are_paired_separately():
+    from leaderboard.schema import seal
+
+    def with_options(e, options):
+        e = dict(e, setting={**e["setting"], "options": options})
+        return seal({k: v for k, v in e.items() if k != "content_sha256"})
+
+    entries = [
+        make_entry("error-min", (0.70, 0.72, 0.74)), make_entry("sapa-error-min", (0.50, 0.52, 0.54)),
+        with_options(make_entry("error-min", (0.60, 0.62, 0.64)), {"eps": 0.1}),
+        with_options(make_entry("sapa-error-min", (0.65, 0.66, 0.67)), {"eps": 0.1}),
+    ]  # fmt: skip
+    gaps = sorted(round(p["gap"], 6) for p in sapa_pairs(entries))
+    assert gaps == [-0.04, 0.2]  # each SAPA entry against the baseline with the same options
+
+
 def test_stats():
     assert mean_se([1.0]) == (1.0, 0.0)
     m, se = mean_se([0.0, 1.0])
