@@ -101,30 +101,23 @@ def test_a_genuine_submission_is_accepted(submission, tmp_path, capsys):
     assert sum(len(v["checks"]) for v in report["entries"]) == 6
 
 
-def test_a_forged_trial_value_is_caught_by_the_re_run(submission, tmp_path, capsys):
-    out = _copy(submission, tmp_path)
-    path = _entry_file(out, "sapa-error-max")
-    _reseal(path, lambda e: e["metric"]["values"].__setitem__(0, e["metric"]["values"][0] - 0.05))
+@pytest.mark.parametrize(
+    ("attack", "forge", "needles"),
+    [
+        pytest.param("sapa-error-max", lambda e: e["metric"]["values"].__setitem__(0, e["metric"]["values"][0] - 0.05),
+                     ("MISMATCH", "the entry records"), id="forged-trial-value-caught-by-the-re-run"),
+        pytest.param("error-max", lambda e: e["provenance"].__setitem__("poison_sha256", ["ab" * 32]),
+                     ("re-crafted with sha256", "NOT RE-RUN"), id="poison-hash-that-does-not-match"),
+        pytest.param("error-max", lambda e: e.update(attack="someones-attack", base_attack="someones-attack"),
+                     ("attack 'someones-attack' is not registered here",), id="attack-not-installed-here-names-the-fix"),
+    ],
+)  # fmt: skip
+def test_a_forged_entry_is_refused_with_the_reason(submission, tmp_path, capsys, attack, forge, needles):
+    path = _entry_file(_copy(submission, tmp_path), attack)
+    _reseal(path, forge)
     assert main(["verify", str(path), "--cells", "2", "--device", "cpu", "--quiet"]) == 1
     text = capsys.readouterr().out
-    assert "REFUSED" in text and "MISMATCH" in text and "the entry records" in text
-
-
-def test_a_poison_hash_that_does_not_match_refuses_the_entry(submission, tmp_path, capsys):
-    out = _copy(submission, tmp_path)
-    path = _entry_file(out, "error-max")
-    _reseal(path, lambda e: e["provenance"].__setitem__("poison_sha256", ["ab" * 32]))
-    assert main(["verify", str(path), "--device", "cpu", "--quiet"]) == 1
-    text = capsys.readouterr().out
-    assert "re-crafted with sha256" in text and "NOT RE-RUN" in text
-
-
-def test_an_entry_of_an_attack_not_installed_here_is_refused_with_the_fix(submission, tmp_path, capsys):
-    out = _copy(submission, tmp_path)
-    path = _entry_file(out, "error-max")
-    _reseal(path, lambda e: e.update(attack="someones-attack", base_attack="someones-attack"))
-    assert main(["verify", str(path), "--device", "cpu", "--quiet"]) == 1
-    assert "attack 'someones-attack' is not registered here" in capsys.readouterr().out
+    assert "REFUSED" in text and all(needle in text for needle in needles)
 
 
 def test_manifest_catches_replaced_and_added_entries(submission, tmp_path, capsys):
