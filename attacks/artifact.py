@@ -277,6 +277,11 @@ class PoisonSet:
         return poison
 
 
+def recorded_sha256(folder: str | Path) -> str:
+    """The sha256 of a saved poison's tensors, as :meth:`PoisonSet.save` recorded it (no re-hashing)."""
+    return json.loads((Path(folder) / META_FILE).read_text())["tensors_sha256"]
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

@@ -78,14 +78,14 @@ def _error_text(err: BaseException) -> str:
 def craft_poison(task: CraftTask) -> dict[str, Any]:
     """Executor function: craft, save (atomically) and describe one poison set; never raises."""
     from attacks import create_attack
-    from attacks.artifact import TENSORS_FILE, _sha256
+    from attacks.artifact import recorded_sha256
 
     spec = task.spec
     try:
         attack = create_attack(spec.attack, dataset=spec.dataset, preset=spec.preset, **spec.overrides())
         poison = attack.run(_dataset(task.source), seed=spec.craft_seed, device=task.device)
         folder = poison.save(task.folder)
-        return {"status": "done", "path": str(folder), "sha256": _sha256(folder / TENSORS_FILE),
+        return {"status": "done", "path": str(folder), "sha256": recorded_sha256(folder),
                 "craft_seconds": poison.craft_seconds, "threat": poison.threat.kind, "eps": poison.eps,
                 "budget": poison.budget}  # fmt: skip
     except Exception as err:  # recorded, the run goes on
