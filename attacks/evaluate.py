@@ -71,7 +71,7 @@ def evaluate(
         seed = base_seed + i
         res = train_victim(arch, recipe, dataset, poison=poison if with_poison else None, seed=seed, device=device)
         t0 = time.perf_counter()
-        m = measure(res.model, poison, dataset)
+        m = measure(res.model, poison, dataset, res.clean_accuracy)
         trial = TrialResult(
             seed, m.value, m.clean_accuracy, res.timing.total_s, time.perf_counter() - t0, res.timing.images_per_s, m.diagnostics
         )

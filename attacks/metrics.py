@@ -48,11 +48,12 @@ class Measurement:
     diagnostics: dict[str, float] = field(default_factory=dict)
 
 
-def measure(model: nn.Module, poison: PoisonSet, dataset: ImageDataset) -> Measurement:
-    """The poison's threat-model metric and the clean test accuracy of ``model``."""
+def measure(model: nn.Module, poison: PoisonSet, dataset: ImageDataset, clean_accuracy: float | None = None) -> Measurement:
+    """The poison's threat-model metric and the clean test accuracy of ``model`` (pass
+    ``clean_accuracy`` when it is already known, e.g. from :func:`victims.train_victim`)."""
     device = next(model.parameters()).device
     ds = dataset.to(device)
-    clean = accuracy(model, ds.test_x, ds.test_y)
+    clean = accuracy(model, ds.test_x, ds.test_y) if clean_accuracy is None else clean_accuracy
     threat = poison.threat
     diagnostics: dict[str, float] = {}
     if threat.kind == "targeted":

@@ -105,7 +105,7 @@ def run_cell(task: CellTask) -> dict[str, Any]:
     from attacks.metrics import measure
     from benchmark.provenance import provenance
     from victims.recipes import RECIPES
-    from victims.train import accuracy, resolve_device, train_victim
+    from victims.train import resolve_device, train_victim
 
     cell = task.cell
     row: dict[str, Any] = {
@@ -137,12 +137,11 @@ def run_cell(task: CellTask) -> dict[str, Any]:
                        defense_recall=defended.stats.get("recall"))  # fmt: skip
         result = train_victim(cell.arch, recipe, train_data, poison=train_poison, seed=cell.trial_seed, device=device)
         t0 = time.perf_counter()
-        if poison is None:
-            ds = dataset.to(device)
-            clean = accuracy(result.model, ds.test_x, ds.test_y)
+        if poison is None:  # the clean accuracy train_victim measured on the (shared) test set is the metric
+            clean = result.clean_accuracy
             metric_name, metric, threat, eps, budget, sha = "clean_accuracy", clean, "none", 0.0, 0.0, None
         else:
-            m = measure(result.model, poison, dataset)
+            m = measure(result.model, poison, dataset, result.clean_accuracy)
             metric_name, metric, clean = m.metric, m.value, m.clean_accuracy
             threat, eps, budget = poison.threat.kind, poison.eps, poison.budget
             sha = task.poison_sha256  # PoisonSet.load checked the file against the hash in its JSON
