@@ -18,13 +18,13 @@ import kornia.augmentation as K
 import torch
 from torch import Tensor, nn
 
-from attacks.base import AttackConfig, _positive_int, project, random_delta
+from attacks.base import SurrogateConfig, check_positive_ints, project, random_delta
 from attacks.sapa import trainable
-from benchmark.errors import ConfigError
+from core.errors import ConfigError
 
 
 @dataclass(frozen=True)
-class MatchingConfig(AttackConfig):
+class MatchingConfig(SurrogateConfig):
     """Gradient-matching settings.
 
     Attributes:
@@ -42,8 +42,7 @@ class MatchingConfig(AttackConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _positive_int("steps", self.steps)
-        _positive_int("restarts", self.restarts)
+        check_positive_ints(self, "steps", "restarts")
         if not 0 < self.lr <= 10:
             raise ConfigError(f"invalid lr={self.lr!r}: a fraction of eps in (0, 10]")
         if not 0 <= self.augment_shift < 0.5:

@@ -7,22 +7,28 @@ comparable and a new attack cannot forget a check.
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Callable, ClassVar
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import Tensor
 
-from attacks.artifact import PoisonSet, ThreatModel
 from attacks.surrogate import SurrogateSpec, get_surrogate
-from benchmark.datasets import ImageDataset
-from benchmark.errors import ConfigError
-from benchmark.registry import Registry
+from core.checks import positive
+from core.datasets import ImageDataset
+from core.errors import ConfigError
+from core.names import EMBEDDED_DATASET, default_preset, sapa_name
+from core.poison import PoisonSet
+from core.provenance import VERSION
+from core.registry import Registry
+from core.runtime import check_seed, resolve_device, seeded
+from core.threats import ThreatModel
 from victims.archs import Victim
-from victims.train import check_seed, resolve_device, seeded
 
 
 @dataclass(frozen=True)
@@ -34,35 +40,64 @@ class AttackConfig:
             8/255 untargeted in the paper).
         budget: fraction of the training set the attacker may perturb (0.01 targeted/backdoor,
             1.0 untargeted in the paper).
-        rho: SAPA's radius (0.05 in the paper); used only by the SAPA variants.
-        surrogate: the clean model crafted against.
     """
 
     eps: float
     budget: float
-    rho: float = 0.05
-    surrogate: SurrogateSpec = field(default_factory=SurrogateSpec)
 
     def __post_init__(self) -> None:
         if not isinstance(self.eps, (int, float)) or not 0 < self.eps <= 1:
             raise ConfigError(f"invalid eps={self.eps!r}: must be in (0, 1] pixel units, e.g. 16/255 (set --eps)")
         if not isinstance(self.budget, (int, float)) or not 0 < self.budget <= 1:
             raise ConfigError(f"invalid budget={self.budget!r}: must be a fraction in (0, 1], e.g. 0.01 (set --budget)")
-        if not isinstance(self.rho, (int, float)) or not self.rho > 0:
-            raise ConfigError(f"invalid rho={self.rho!r}: SAPA's radius must be > 0 (paper: 0.05)")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _positive_int(name: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"invalid {name}={value!r}: must be a positive integer")
+@dataclass(frozen=True)
+class SurrogateConfig(AttackConfig):
+    """Settings of an attack crafted against a surrogate model, the kind SAPA augments.
+
+    Attributes:
+        rho: SAPA's radius (0.05 in the paper); used only by the SAPA version.
+        surrogate: the model crafted against (:class:`SurrogateSpec`; a suite's or the
+            command line's ``surrogate`` option replaces the preset's).
+    """
+
+    rho: float = 0.05
+    surrogate: SurrogateSpec = field(default_factory=SurrogateSpec)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not isinstance(self.rho, (int, float)) or not self.rho > 0:
+            raise ConfigError(f"invalid rho={self.rho!r}: SAPA's radius must be > 0 (paper: 0.05)")
+
+
+def check_positive_ints(config: AttackConfig, *names: str) -> None:
+    """Refuse config fields that must be positive integers (steps, restarts, batch sizes...)."""
+    for name in names:
+        positive(name, getattr(config, name), integer=True)
 
 
 @dataclass
 class CraftContext:
-    """What :meth:`Attack.craft` gets: the data, the seed's generator and the surrogate."""
+    """What :meth:`Attack.craft` gets.
+
+    Attributes:
+        dataset: the clean data, on ``device``. An attack may read ``train_x``, ``train_y``,
+            ``test_x``, ``test_y`` (float32 images in [0, 1] shaped (N, C, H, W), int64
+            labels), ``num_classes``, ``num_train``, ``in_chans``, ``img_size``,
+            ``flip_invariant`` (whether horizontal flips preserve labels), ``mean`` / ``std``
+            (the victims' normalisation, already inside every model) and ``name``. It must not
+            modify them: the poison is returned as indices + perturbations.
+        seed: the crafting seed. generator: a CPU ``torch.Generator`` seeded with it; draw
+            targets, classes, poison indices and random starts from it. torch's global RNG is
+            seeded too (for augmentation inside the loop) and restored afterwards.
+        device: where to compute. log: progress messages (shown by ``sapabench attack``).
+        use_cache, surrogate_info: used by :meth:`surrogate` (the trained-surrogate cache and
+            its description, recorded in the poison's provenance).
+    """
 
     dataset: ImageDataset
     seed: int
@@ -73,6 +108,8 @@ class CraftContext:
     log: Callable[[str], None] = lambda message: None
 
     def surrogate(self, spec: SurrogateSpec) -> Victim:
+        """The clean-trained surrogate ``spec`` describes, in eval mode (trained once per
+        (dataset, spec, seed) and cached, so a baseline and its SAPA version share it)."""
         model, info = get_surrogate(spec, self.dataset, self.seed, self.device, self.use_cache)
         self.surrogate_info.update(info)
         return model
@@ -83,7 +120,10 @@ class CraftContext:
 
 @dataclass
 class Crafted:
-    """What :meth:`Attack.craft` returns."""
+    """What :meth:`Attack.craft` returns: the poisoned training ``indices`` (int64) and their
+    ``delta`` (float32, shaped like the images), the threat model, a backdoor ``trigger``
+    patch (C, h, w) if any, new ``labels`` for label-changing attacks (None: clean-label), and
+    attack-specific diagnostics in ``extra`` (saved in the artifact's JSON)."""
 
     indices: Tensor
     delta: Tensor
@@ -97,10 +137,12 @@ class Attack(ABC):
     """Base class of every attack.
 
     Subclasses set ``threat`` (targeted, backdoor or untargeted), ``Config`` (a frozen
-    :class:`AttackConfig` subclass) and ``presets`` (``paper``, ``embedded``, ``smoke``), and
-    implement :meth:`craft`. ``self.rho`` is the SAPA radius for a SAPA variant and None for the
-    base attack; pass it to :func:`attacks.sapa.worst_case_weights` where the attack takes the
-    gradient SAPA replaces, and nowhere else.
+    :class:`AttackConfig` subclass; :class:`SurrogateConfig` for attacks crafted against a
+    model) and ``presets`` (one dict of config values per scale: ``paper``, ``embedded``,
+    ``smoke``), implement :meth:`craft`, and register with :func:`register_attack`.
+    ``self.rho`` is the SAPA radius for a SAPA version and None otherwise; pass it to
+    :func:`attacks.sapa.worst_case_weights` where the attack takes the gradient SAPA replaces,
+    and nowhere else.
     """
 
     threat: ClassVar[str]
@@ -112,7 +154,7 @@ class Attack(ABC):
 
     @property
     def rho(self) -> float | None:
-        return self.config.rho if self.sapa else None
+        return self.config.rho if self.sapa else None  # type: ignore[attr-defined]  (register_attack checks it)
 
     @abstractmethod
     def craft(self, ctx: CraftContext) -> Crafted:
@@ -128,8 +170,6 @@ class Attack(ABC):
         log: Callable[[str], None] | None = None,
     ) -> PoisonSet:
         """Craft, time and validate a poison set; the caller's RNG state is left untouched."""
-        from benchmark import __version__
-
         check_seed(seed)
         dev = resolve_device(device)
         ds = dataset.to(dev)
@@ -139,11 +179,11 @@ class Attack(ABC):
             out = self.craft(ctx)
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
-            seconds = time.perf_counter() - t0
-        surrogate_train_s = 0.0 if ctx.surrogate_info.get("cached", True) else ctx.surrogate_info.get("train_seconds", 0.0)
+            elapsed_s = time.perf_counter() - t0
+        surrogate_train_s = 0.0 if ctx.surrogate_info.get("cached", True) else ctx.surrogate_info.get("train_s", 0.0)
         # Crafting time excludes training the clean surrogate (shared by a baseline and its SAPA
         # variant, and cached); surrogate retraining *inside* an attack (Sleeper Agent) counts.
-        extra = {**out.extra, "surrogate_train_seconds_excluded": surrogate_train_s}
+        extra = {**out.extra, "surrogate_train_s_excluded": surrogate_train_s}
         return PoisonSet(
             attack=self.name,
             dataset=ds.name,
@@ -160,8 +200,8 @@ class Attack(ABC):
             config={**self.config.to_json(), "sapa": self.sapa},
             seed=seed,
             surrogate={k: v for k, v in ctx.surrogate_info.items() if k != "cached"},
-            craft_seconds=max(0.0, seconds - surrogate_train_s),
-            sapabench_version=__version__,
+            craft_s=max(0.0, elapsed_s - surrogate_train_s),
+            sapabench_version=VERSION,
             extra=extra,
         )
 
@@ -169,14 +209,11 @@ class Attack(ABC):
 # ------------------------------------------------------------------------------------ registry
 
 ATTACKS: Registry[Attack] = Registry("attack", plugin_group="sapabench.attacks")
-
-
-def preset_for(dataset: str) -> str:
-    """``embedded`` for the built-in digits, ``paper`` (the paper's CIFAR defaults) otherwise."""
-    return "embedded" if dataset == "digits" else "paper"
+A = TypeVar("A", bound=type[Attack])
 
 
 def build_config(cls: type[Attack], preset: str, overrides: dict[str, Any]) -> AttackConfig:
+    """``cls``'s config: its ``preset`` updated by ``overrides`` (None values are ignored)."""
     if preset not in cls.presets:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {', '.join(sorted(cls.presets))}")
     values = dict(cls.presets[preset])
@@ -185,36 +222,51 @@ def build_config(cls: type[Attack], preset: str, overrides: dict[str, Any]) -> A
     if unknown:
         raise ConfigError(f"unknown attack option {', '.join(map(repr, unknown))}; options are: {', '.join(sorted(known))}")
     values.update({k: v for k, v in overrides.items() if v is not None})
-    surrogate = values.get("surrogate", SurrogateSpec())
-    if isinstance(surrogate, dict):
-        surrogate = SurrogateSpec(**surrogate)
-    values["surrogate"] = surrogate
+    if isinstance(values.get("surrogate"), dict):
+        values["surrogate"] = SurrogateSpec(**values["surrogate"])
     try:
         return cls.Config(**values)
     except TypeError as err:
         raise ConfigError(f"bad attack options: {err}") from None
 
 
-def register_pair(base_name: str, cls: type[Attack], description: str) -> None:
-    """Register ``base_name`` and ``sapa-<base_name>``: the same class, with and without SAPA."""
-    for sapa in (False, True):
-        name = f"sapa-{base_name}" if sapa else base_name
+def _factory(cls: type[Attack], name: str, sapa: bool) -> Callable[..., Attack]:
+    def create(dataset: str = EMBEDDED_DATASET, preset: str | None = None, **overrides: Any) -> Attack:
+        return cls(name, build_config(cls, preset or default_preset(dataset), overrides), sapa)
 
-        def factory(dataset: str = "digits", preset: str | None = None, _name: str = name, _sapa: bool = sapa, **overrides: Any) -> Attack:
-            return cls(_name, build_config(cls, preset or preset_for(dataset), overrides), _sapa)
-
-        factory.__doc__ = cls.__doc__
-        ATTACKS.register(name, description=("SAPA + " if sapa else "") + description + f" [{cls.threat}]")(factory)
+    create.__doc__ = cls.__doc__
+    return create
 
 
-def create_attack(name: str, dataset: str = "digits", preset: str | None = None, **overrides: Any) -> Attack:
+def register_attack(name: str, *, description: str | None = None, sapa_twin: bool = False) -> Callable[[A], A]:
+    """Class decorator: register attack class ``cls`` as ``name`` and, with ``sapa_twin``, its
+    SAPA version as ``sapa-<name>`` (the same class and config, differing only by the SAPA step;
+    the config must then be a :class:`SurrogateConfig`).
+
+    ``description`` (default: the class docstring's first line) is shown by ``sapabench list
+    attacks``, followed by the threat model. Example::
+
+        @register_attack("random-noise", description="sample-wise uniform noise at eps")
+        class RandomNoise(Attack): ...
+    """
+
+    def decorator(cls: A) -> A:
+        if not (isinstance(cls, type) and issubclass(cls, Attack)):
+            raise TypeError(f"register_attack({name!r}) decorates a subclass of attacks.Attack, not {cls!r}")
+        if sapa_twin and not issubclass(cls.Config, SurrogateConfig):
+            raise TypeError(f"attack {name!r}: a SAPA twin needs a config derived from SurrogateConfig (it has rho)")
+        text = description if description is not None else (inspect.getdoc(cls) or name).splitlines()[0]
+        for registered, sapa in [(name, False)] + ([(sapa_name(name), True)] if sapa_twin else []):
+            label = ("SAPA + " if sapa else "") + text + f" [{cls.threat}]"
+            ATTACKS.register(registered, description=label)(_factory(cls, registered, sapa))
+        return cls
+
+    return decorator
+
+
+def create_attack(name: str, dataset: str = EMBEDDED_DATASET, preset: str | None = None, **overrides: Any) -> Attack:
     """Build the registered attack ``name`` with the preset for ``dataset`` and ``overrides``."""
     return ATTACKS.create(name, dataset=dataset, preset=preset, **overrides)
-
-
-def with_options(attack: Attack, **overrides: Any) -> Attack:
-    """A copy of ``attack`` with some config fields replaced."""
-    return type(attack)(attack.name, replace(attack.config, **overrides), attack.sapa)
 
 
 # ----------------------------------------------------------------------------------- helpers

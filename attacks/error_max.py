@@ -7,15 +7,15 @@ from dataclasses import dataclass
 import torch
 
 from attacks._untargeted import batches, per_sample_loss, perturbed_subset, pgd_perturb, training_loss_chunks
-from attacks.artifact import ThreatModel
-from attacks.base import AttackConfig, Attack, CraftContext, Crafted, _positive_int, random_delta, register_pair
+from attacks.base import Attack, CraftContext, Crafted, SurrogateConfig, check_positive_ints, random_delta, register_attack
 from attacks.sapa import worst_case_weights
 from attacks.surrogate import SurrogateSpec
-from benchmark.errors import ConfigError
+from core.errors import ConfigError
+from core.threats import ThreatModel
 
 
 @dataclass(frozen=True)
-class ErrorMaxConfig(AttackConfig):
+class ErrorMaxConfig(SurrogateConfig):
     """Error-Max settings (Fowl et al. 2021; SAPA paper Algorithm 4).
 
     Attributes:
@@ -35,12 +35,12 @@ class ErrorMaxConfig(AttackConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("steps", "restarts", "batch_size"):
-            _positive_int(name, getattr(self, name))
+        check_positive_ints(self, "steps", "restarts", "batch_size")
         if not 0 < self.step_scale <= 100:
             raise ConfigError(f"invalid step_scale={self.step_scale!r}: in (0, 100]")
 
 
+@register_attack("error-max", description="error-maximising adversarial poisoning (Fowl et al. 2021)", sapa_twin=True)
 class ErrorMax(Attack):
     """Adversarial poisoning (Fowl et al., NeurIPS 2021), with SAPA as ``sapa-error-max``.
 
@@ -97,5 +97,3 @@ class ErrorMax(Attack):
         assert best is not None
         return Crafted(indices=indices, delta=best, threat=ThreatModel("untargeted"), extra={"sapa_v_norms": v_norms})
 
-
-register_pair("error-max", ErrorMax, "error-maximising adversarial poisoning (Fowl et al. 2021)")

@@ -8,17 +8,17 @@ import torch
 from torch import nn
 
 from attacks._untargeted import batches, perturbed_subset, pgd_perturb, training_loss_chunks
-from attacks.artifact import ThreatModel
-from attacks.base import AttackConfig, Attack, CraftContext, Crafted, _positive_int, random_delta, register_pair
+from attacks.base import Attack, CraftContext, Crafted, SurrogateConfig, check_positive_ints, random_delta, register_attack
 from attacks.sapa import worst_case_weights
 from attacks.surrogate import SurrogateSpec
-from benchmark.errors import ConfigError
+from core.errors import ConfigError
+from core.threats import ThreatModel
 from victims.archs import build_model
 from victims.train import accuracy
 
 
 @dataclass(frozen=True)
-class ErrorMinConfig(AttackConfig):
+class ErrorMinConfig(SurrogateConfig):
     """Error-Min settings (Huang et al. 2021; SAPA paper appendix C.3).
 
     Attributes:
@@ -41,14 +41,16 @@ class ErrorMinConfig(AttackConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("model_steps", "pgd_steps", "max_rounds", "batch_size"):
-            _positive_int(name, getattr(self, name))
+        check_positive_ints(self, "model_steps", "pgd_steps", "max_rounds", "batch_size")
         if not 0 < self.step_fraction <= 1:
             raise ConfigError(f"invalid step_fraction={self.step_fraction!r}: in (0, 1]")
         if not 0 < self.stop_accuracy <= 1:
             raise ConfigError(f"invalid stop_accuracy={self.stop_accuracy!r}: in (0, 1]")
 
 
+@register_attack(
+    "error-min", description="error-minimising noise / unlearnable examples (Huang et al. 2021)", sapa_twin=True
+)
 class ErrorMin(Attack):
     """Unlearnable examples, sample-wise (Huang et al., ICLR 2021), with SAPA as ``sapa-error-min``.
 
@@ -124,5 +126,3 @@ class ErrorMin(Attack):
             extra={"rounds": rounds, "final_train_accuracy": train_acc, "sapa_v_norms": v_norms},
         )  # fmt: skip
 
-
-register_pair("error-min", ErrorMin, "error-minimising noise / unlearnable examples (Huang et al. 2021)")

@@ -6,12 +6,13 @@ import torch
 from torch import nn
 
 from attacks._matching import MatchingConfig, brew
-from attacks.artifact import ThreatModel
-from attacks.base import Attack, CraftContext, Crafted, budget_count, pick_indices, register_pair
+from attacks.base import Attack, CraftContext, Crafted, budget_count, pick_indices, register_attack
 from attacks.sapa import objective_gradient
 from attacks.surrogate import SurrogateSpec
+from core.threats import ThreatModel
 
 
+@register_attack("gradient-matching", description="Witches' Brew gradient matching (Geiping et al. 2021)", sapa_twin=True)
 class GradientMatching(Attack):
     """Witches' Brew (Geiping et al., ICLR 2021), with SAPA (He et al., 2023) as ``sapa-gradient-matching``.
 
@@ -72,5 +73,3 @@ class GradientMatching(Attack):
             extra={"matching_loss": loss, "target_true_class": true_class, "sapa_v_norm": sapa.v_norm},
         )
 
-
-register_pair("gradient-matching", GradientMatching, "Witches' Brew gradient matching (Geiping et al. 2021)")

@@ -15,25 +15,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from attacks.artifact import PoisonSet
 from attacks.triggers import apply_trigger
-from benchmark.datasets import ImageDataset
+from core.datasets import ImageDataset
+from core.poison import PoisonSet
 from victims.train import accuracy, predict
-
-METRICS = {
-    "targeted": ("target_success", True),
-    "backdoor": ("attack_success_rate", True),
-    "untargeted": ("clean_accuracy", False),
-}
-
-
-def metric_name(threat: str) -> str:
-    return METRICS[threat][0]
-
-
-def higher_is_stronger(threat: str) -> bool:
-    """Whether a larger metric means a stronger attack (False for untargeted accuracy)."""
-    return METRICS[threat][1]
 
 
 @dataclass(frozen=True)
@@ -72,4 +57,4 @@ def measure(model: nn.Module, poison: PoisonSet, dataset: ImageDataset, clean_ac
         value = float((predict(model, patched) == threat.target_class).float().mean())
     else:
         value = clean
-    return Measurement(metric_name(threat.kind), value, clean, diagnostics)
+    return Measurement(threat.metric, value, clean, diagnostics)

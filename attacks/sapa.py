@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor, nn
 
-from victims.sharpness import perturbed_weights, worst_case_direction
+from core.sharpness import perturbed_weights, worst_case_direction
 
 
 @dataclass

@@ -8,12 +8,12 @@ import torch
 from torch import nn
 
 from attacks._matching import MatchingConfig, brew
-from attacks.artifact import ThreatModel
-from attacks.base import Attack, CraftContext, Crafted, budget_count, pick_indices, register_pair
+from attacks.base import Attack, CraftContext, Crafted, budget_count, pick_indices, register_attack
 from attacks.sapa import objective_gradient
 from attacks.surrogate import SurrogateSpec
 from attacks.triggers import apply_trigger, make_trigger
-from benchmark.errors import ConfigError
+from core.errors import ConfigError
+from core.threats import TRIGGER_PLACEMENTS, ThreatModel
 from victims.train import train_victim
 
 
@@ -38,7 +38,7 @@ class SleeperConfig(MatchingConfig):
             raise ConfigError(f"invalid retrainings={self.retrainings!r}: a non-negative integer")
         if not 0 < self.patch_fraction <= 0.5:
             raise ConfigError(f"invalid patch_fraction={self.patch_fraction!r}: in (0, 0.5]")
-        if self.placement not in ("random", "corner"):
+        if self.placement not in TRIGGER_PLACEMENTS:
             raise ConfigError(f"invalid placement={self.placement!r}: random or corner")
 
 
@@ -49,6 +49,7 @@ class _Poison:
     labels: None = None
 
 
+@register_attack("sleeper-agent", description="Sleeper Agent hidden-trigger backdoor (Souri et al. 2022)", sapa_twin=True)
 class SleeperAgent(Attack):
     """Sleeper Agent (Souri et al., NeurIPS 2022), with SAPA as ``sapa-sleeper-agent``.
 
@@ -131,5 +132,3 @@ class SleeperAgent(Attack):
             extra={"matching_loss": loss, "sapa_v_norms": v_norms, "retrainings": cfg.retrainings},
         )
 
-
-register_pair("sleeper-agent", SleeperAgent, "Sleeper Agent hidden-trigger backdoor (Souri et al. 2022)")

@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from benchmark.atomic import replacing, write_text
-from benchmark.datasets import ImageDataset
-from benchmark.errors import ConfigError
+from core.atomic import replacing, write_text
+from core.datasets import ImageDataset
+from core.errors import ConfigError
 from victims.archs import ARCHS, Victim, build_model
 from victims.recipes import RECIPES, Recipe
 from victims.train import train_victim
@@ -61,14 +61,20 @@ def get_surrogate(
         try:
             model = _built(spec, dataset, load_file(str(weights)), device)
             info = json.loads(info_path.read_text())
+            if "train_seconds" in info:  # written before seconds were named *_s
+                info["train_s"] = info.pop("train_seconds")
             return model, {**info, "cached": True}
         except Exception:  # a damaged cache entry is rebuilt, never trusted
             pass
     result = train_victim(spec.arch, recipe, dataset, seed=seed, device=device)
     info = {
-        **asdict(spec), "epochs": epochs, "seed": seed, "clean_accuracy": result.clean_accuracy,
-        "train_seconds": result.timing.total_s, "cache_key": key,
-    }  # fmt: skip
+        **asdict(spec),
+        "epochs": epochs,
+        "seed": seed,
+        "clean_accuracy": result.clean_accuracy,
+        "train_s": result.timing.total_s,
+        "cache_key": key,
+    }
     state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}
     if use_cache:
         with replacing(weights) as tmp:

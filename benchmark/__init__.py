@@ -1,20 +1,11 @@
-"""sapabench: a benchmark harness for data-poisoning attacks and defenses built around SAPA.
+"""sapabench's top layer: suites, the runner and its results store, executors, the trial
+pipeline, entries from results, verification, submission, the claims check and the CLI.
 
-Packages: ``benchmark`` (datasets, registries, CLI), ``victims`` (architectures, training
-recipes, ``train_victim``), ``attacks``, ``defenses``, ``leaderboard``.
+Packages, top to bottom (each imports only those below it; ``pyproject.toml``'s import-linter
+contract checks it): ``benchmark`` > ``leaderboard`` | ``defenses`` | ``attacks`` > ``victims``
+> ``core``.
 """
 
-from __future__ import annotations
+from core.provenance import VERSION as __version__
 
-from importlib import metadata
-
-try:
-    __version__ = metadata.version("sapabench")
-except metadata.PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+unknown"
-
-from benchmark.datasets import DATASETS, ImageDataset, load_dataset
-from benchmark.errors import ConfigError, UnknownNameError
-from benchmark.registry import Registry
-
-__all__ = ["DATASETS", "ConfigError", "ImageDataset", "Registry", "UnknownNameError", "load_dataset", "__version__"]
+__all__ = ["__version__"]

@@ -23,10 +23,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from benchmark.errors import ConfigError
+from benchmark.entries import entries_dir
+from core.errors import ConfigError
+from core.names import NO_DEFENSE
+from core.stats import p_greater
 from leaderboard.render import sapa_pairs
 from leaderboard.schema import load_entries
-from leaderboard.stats import p_greater
 
 PAPER_MAIN_ARCH = "resnet18"
 
@@ -59,8 +61,10 @@ def load_claims(path: str | Path | None = None) -> tuple[float, list[Claim]]:
     claims = []
     for raw in data.get("claim", []):
         try:
-            claims.append(Claim(raw["id"], str(raw["table"]), raw["attack"], raw["recipe"], raw["arch"],
-                                (float(raw["paper"][0]), float(raw["paper"][1])), raw["metric"], raw["expect"]))  # fmt: skip
+            paper = (float(raw["paper"][0]), float(raw["paper"][1]))
+            claims.append(
+                Claim(raw["id"], str(raw["table"]), raw["attack"], raw["recipe"], raw["arch"], paper, raw["metric"], raw["expect"])
+            )
         except (KeyError, IndexError, TypeError, ValueError) as err:
             raise ConfigError(f"claims file: malformed claim {raw.get('id', raw)!r} ({err})") from None
         if claims[-1].expect != "sapa_stronger":
@@ -74,8 +78,8 @@ def test_claims(results: str | Path, alpha: float | None = None, claims_file: st
     alpha = file_alpha if alpha is None else alpha
     if not 0 < alpha < 1:
         raise ConfigError(f"invalid alpha={alpha}: must be in (0, 1) (set --alpha)")
-    entries = load_entries(Path(results) / "leaderboard" / "entries")
-    pairs = [p for p in sapa_pairs(entries) if p["defense"] == "none"]
+    entries = load_entries(entries_dir(results))
+    pairs = [p for p in sapa_pairs(entries) if p["defense"] == NO_DEFENSE]
     archs = Counter(p["arch"] for p in pairs)
     main_arch = archs.most_common(1)[0][0] if archs else None
     verdicts = []
@@ -89,7 +93,10 @@ def test_claims(results: str | Path, alpha: float | None = None, claims_file: st
             continue
         p = match[0]
         sv, bv = p["sapa_values"], p["baseline_values"]
-        stronger, weaker = (p_greater(sv, bv), p_greater(bv, sv)) if p["higher_is_stronger"] else (p_greater(bv, sv), p_greater(sv, bv))
+        if p["higher_is_stronger"]:
+            stronger, weaker = p_greater(sv, bv), p_greater(bv, sv)
+        else:
+            stronger, weaker = p_greater(bv, sv), p_greater(sv, bv)
         verdict = "held" if stronger < alpha else ("failed" if weaker < alpha else "inconclusive")
         verdicts.append(Verdict(c, verdict, p, stronger, weaker))
     return alpha, verdicts

@@ -8,11 +8,33 @@ import fnmatch
 import json
 import sys
 import time
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Sequence
+from typing import Any, NoReturn
 
-from benchmark.errors import ConfigError
+from attacks import ATTACKS, create_attack
+from benchmark.claims import test_claims
+from benchmark.entries import board_dir, entries_dir
+from benchmark.executor import make_executor
+from benchmark.runner import RunReport, run_suite
+from benchmark.submit import prepare, submission_suite, write_manifest
+from benchmark.suite import Suite, builtin_suites, load_suite
+from benchmark.trial import DONE, PoisonRef, Trial, TrialRecord, run_trial
+from benchmark.verify import REPORT_FILE, verify
+from core.datasets import DATASETS, DataSource, ImageDataset
+from core.errors import ConfigError
+from core.names import EMBEDDED_DATASET, NO_DEFENSE
+from core.poison import META_FILE, PoisonSet, recorded_sha256
+from core.provenance import VERSION
+from core.runtime import check_seed, resolve_device
+from core.stats import mean_se
+from defenses import DEFENSES
+from leaderboard.render import render
+from leaderboard.schema import json_schema
+from victims.archs import ARCHS
+from victims.recipes import RECIPES, Recipe
+from victims.train import EpochStats, train_victim
 
 EXIT_USAGE = 2
 
@@ -32,20 +54,11 @@ def _number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"invalid number {text!r} (write e.g. 0.1 or 8/255)") from None
 
 
-def _registries() -> dict[str, Any]:
-    from attacks import ATTACKS
-    from benchmark.datasets import DATASETS
-    from defenses import DEFENSES
-    from victims.archs import ARCHS
-    from victims.recipes import RECIPES
-
-    return {"datasets": DATASETS, "archs": ARCHS, "recipes": RECIPES, "attacks": ATTACKS, "defenses": DEFENSES}
+REGISTRIES = {"datasets": DATASETS, "archs": ARCHS, "recipes": RECIPES, "attacks": ATTACKS, "defenses": DEFENSES}
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
     if args.axis == "suites":
-        from benchmark.suite import builtin_suites
-
         suites = {k: v for k, v in builtin_suites().items() if fnmatch.fnmatchcase(k, args.pattern)}
         if not suites:
             raise ConfigError(f"no suites match {args.pattern!r}; known: {', '.join(builtin_suites())}")
@@ -53,7 +66,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
         for name, desc in suites.items():
             print(f"{name:<{width}}  {desc}")
         return 0
-    registry = _registries()[args.axis]
+    registry = REGISTRIES[args.axis]
     names = registry.list(args.pattern)
     if not names:
         if not any(c in args.pattern for c in "*?["):
@@ -74,12 +87,11 @@ _RECIPE_FLAGS = {
     "adv_steps": ("adversarial", "steps"),
 }
 _TRAIN_FLAGS = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "schedule")
-_TORCHVISION = ("cifar10", "cifar100", "svhn")
 
 
-def _build_recipe(args: argparse.Namespace) -> Any:
-    from victims.recipes import RECIPES
-
+def _recipe_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options of ``--recipe`` given by the training flags (checked: unknown recipes and
+    bad values fail here, naming the flag)."""
     RECIPES.entry(args.recipe)  # unknown names fail here, with suggestions
     options: dict[str, Any] = {k: getattr(args, k) for k in _TRAIN_FLAGS if getattr(args, k) is not None}
     if args.no_augment:
@@ -91,21 +103,24 @@ def _build_recipe(args: argparse.Namespace) -> Any:
         if owner != args.recipe:
             raise ConfigError(f"--{flag.replace('_', '-')} applies only to --recipe {owner}, not {args.recipe!r}")
         options[kwarg] = value
-    return RECIPES.create(args.recipe, **options)
+    RECIPES.create(args.recipe, **options)
+    return options
 
 
-def _build_dataset(args: argparse.Namespace, name: str | None = None) -> Any:
-    from benchmark.datasets import DATASETS
+def _build_recipe(args: argparse.Namespace) -> Recipe:
+    return RECIPES.create(args.recipe, **_recipe_options(args))
 
-    name = name or args.dataset
+
+def _source(args: argparse.Namespace, name: str) -> DataSource:
+    """Where dataset ``name`` comes from, by the data options of ``args``."""
     DATASETS.entry(name)
-    if name in _TORCHVISION:
-        return DATASETS.create(
-            name, data_root=args.data_root, download=args.download, verify_checksums=not args.no_verify_checksums
-        )
-    if args.data_root is not None or args.download:
-        raise ConfigError(f"--data-root/--download are for {', '.join(_TORCHVISION)}; {name!r} is built in")
-    return DATASETS.create(name)
+    source = DataSource(name, args.data_root, args.download, not args.no_verify_checksums)
+    source.check_disk_options()
+    return source
+
+
+def _build_dataset(args: argparse.Namespace, name: str | None = None) -> ImageDataset:
+    return _source(args, name or args.dataset).load()
 
 
 def _add_training_options(p: argparse.ArgumentParser) -> None:
@@ -154,9 +169,6 @@ def _parse_value(text: str) -> Any:
 
 
 def _cmd_attack(args: argparse.Namespace) -> int:
-    from attacks import create_attack
-    from victims.train import check_seed, resolve_device
-
     check_seed(args.seed)
     overrides: dict[str, Any] = {}
     for item in args.set or []:
@@ -168,9 +180,7 @@ def _cmd_attack(args: argparse.Namespace) -> int:
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
     if args.surrogate_arch or args.surrogate_epochs:
-        overrides["surrogate"] = {
-            "arch": args.surrogate_arch or "convnet", "recipe": "sgd", "epochs": args.surrogate_epochs,
-        }  # fmt: skip
+        overrides["surrogate"] = {"arch": args.surrogate_arch or "convnet", "recipe": "sgd", "epochs": args.surrogate_epochs}
     attack = create_attack(args.name, dataset=args.dataset, preset=args.preset, **overrides)
     device = resolve_device(args.device)
     dataset = _build_dataset(args)
@@ -178,73 +188,97 @@ def _cmd_attack(args: argparse.Namespace) -> int:
     poison = attack.run(dataset, seed=args.seed, device=device, log=lambda m: print(m, file=sys.stderr))
     out = poison.save(args.out)
     print(f"wrote {poison.num_poisons} poisons ({poison.threat.kind}, eps {poison.eps:.4f}, budget {poison.budget:g}) to {out}")
-    print(f"crafting time: {poison.craft_seconds:.1f} s on {device}")
+    print(f"crafting time: {poison.craft_s:.1f} s on {device}")
     return 0
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from attacks import PoisonSet, evaluate, mean_se
-    from attacks.artifact import META_FILE
-    from victims.archs import ARCHS
-    from victims.train import check_seed, resolve_device
-
     ARCHS.entry(args.arch)
     check_seed(args.seed)
     if args.trials < 1:
         raise ConfigError(f"invalid trials={args.trials}: must be a positive integer (set --trials)")
-    recipe = _build_recipe(args)
-    device = resolve_device(args.device)
+    if args.defense != NO_DEFENSE:
+        DEFENSES.entry(args.defense)
+    options = tuple(sorted(_recipe_options(args).items()))
+    device = str(resolve_device(args.device))
     try:
         dataset_name = json.loads((Path(args.poison) / META_FILE).read_text()).get("dataset")
     except (OSError, json.JSONDecodeError, AttributeError):
         dataset_name = None
-    dataset = _build_dataset(args, args.dataset or dataset_name or "digits")
-    poison = PoisonSet.load(args.poison, dataset)
+    source = _source(args, args.dataset or dataset_name or EMBEDDED_DATASET)
+    poison = PoisonSet.load(args.poison, source.load())  # refuses a bad artifact before anything trains
+    ref = PoisonRef(str(args.poison), recorded_sha256(args.poison), poison.craft_s)
+    report: dict[str, Any] = {
+        "poison": str(args.poison),
+        "attack": poison.attack,
+        "threat": poison.threat.kind,
+        "arch": args.arch,
+        "recipe": RECIPES.create(args.recipe, **dict(options)).describe(),
+        "defense": args.defense,
+        "dataset": source.name,
+        "device": device,
+    }
     runs = [("poisoned", True)] + ([("clean baseline", False)] if args.baseline else [])
-    report: dict[str, Any] = {"poison": str(args.poison), "attack": poison.attack, "threat": poison.threat.kind,
-                              "arch": args.arch, "recipe": recipe.describe(), "dataset": dataset.name, "device": str(device)}
-    for label, with_poison in runs:
-        def show(i: int, t: Any, label: str = label) -> None:
+    for label, on_poison in runs:
+        records: list[TrialRecord] = []
+        for i in range(args.trials):
+            trial = Trial(args.arch, args.recipe, options, args.defense, args.seed + i, source, device, ref, on_poison)
+            record = run_trial(trial)
+            if record.status != DONE:
+                print(f"sapabench: error: {label} trial {i + 1} (seed {trial.seed}) failed: {record.error}", file=sys.stderr)
+                return 1
+            records.append(record)
             if not args.quiet:
-                print(f"  {label} trial {i + 1}/{args.trials} (seed {t.seed}): metric {t.metric:.4f}, "
-                      f"clean accuracy {t.clean_accuracy:.4f}, {t.train_seconds:.1f} s", file=sys.stderr)
-        ev = evaluate(poison, dataset, args.arch, recipe, args.trials, base_seed=args.seed, device=device,
-                      with_poison=with_poison, on_trial=show)
-        mean, se = ev.mean_se
-        cmean, cse = ev.clean_mean_se
-        train_s = [t.train_seconds for t in ev.trials]
-        diagnostics = {key: mean_se([t.diagnostics[key] for t in ev.trials]) for key in ev.trials[0].diagnostics}
+                print(
+                    f"  {label} trial {i + 1}/{args.trials} (seed {trial.seed}): metric {record.metric:.4f}, "
+                    f"clean accuracy {record.clean_accuracy:.4f}, {record.train_s:.1f} s",
+                    file=sys.stderr,
+                )
+        values = [float(r.metric) for r in records]  # type: ignore[arg-type]
+        mean, se = mean_se(values)
+        clean_mean, clean_se = mean_se([float(r.clean_accuracy) for r in records])  # type: ignore[arg-type]
+        train_s = [float(r.train_s) for r in records]  # type: ignore[arg-type]
+        diagnostics = {key: mean_se([r.diagnostics[key] for r in records]) for key in records[0].diagnostics}
         report[label.replace(" ", "_")] = {
-            "metric": ev.metric, "mean": mean, "se": se, "values": ev.values, "clean_accuracy_mean": cmean,
-            "clean_accuracy_se": cse, "train_seconds": train_s, "trials": args.trials,
+            "metric": poison.threat.metric,
+            "mean": mean,
+            "se": se,
+            "values": values,
+            "clean_accuracy_mean": clean_mean,
+            "clean_accuracy_se": clean_se,
+            "train_s": train_s,
+            "trials": args.trials,
             "diagnostics": {key: {"mean": m, "se": e} for key, (m, e) in diagnostics.items()},
         }
         if not args.json:
-            direction = "higher" if ev.higher_is_stronger else "lower"
-            print(f"{label:>14}: {ev.metric} {mean:.4f} +/- {se:.4f} (SE, {args.trials} trials; {direction} = stronger attack)"
-                  f"  clean accuracy {cmean:.4f} +/- {cse:.4f}  training {sum(train_s) / len(train_s):.1f} s/victim")
+            direction = "higher" if poison.threat.higher_is_stronger else "lower"
+            print(
+                f"{label:>14}: {poison.threat.metric} {mean:.4f} +/- {se:.4f} (SE, {args.trials} trials; "
+                f"{direction} = stronger attack)  clean accuracy {clean_mean:.4f} +/- {clean_se:.4f}  "
+                f"training {sum(train_s) / len(train_s):.1f} s/victim"
+            )
             for key, (m, e) in diagnostics.items():
                 print(f"{'':>14}  diagnostic {key} {m:.4f} +/- {e:.4f}")
     if args.json:
-        report["craft_seconds"] = poison.craft_seconds
+        report["craft_s"] = poison.craft_s
         print(json.dumps(report, indent=2))
     else:
-        print(f"{'crafting':>14}: {poison.craft_seconds:.1f} s ({poison.attack}, {poison.num_poisons} poisons)")
+        print(f"{'crafting':>14}: {poison.craft_s:.1f} s ({poison.attack}, {poison.num_poisons} poisons)")
     return 0
 
 
-def _progress_printer(stream: Any) -> Callable[[Any], None]:
+def _progress_printer(stream: Any) -> Callable[[EpochStats], None]:
     start = time.perf_counter()
     interactive = hasattr(stream, "isatty") and stream.isatty()
 
-    def show(stats: Any) -> None:
+    def show(stats: EpochStats) -> None:
         elapsed = time.perf_counter() - start
         eta = elapsed / stats.epoch * (stats.epochs - stats.epoch)
         width = 24
         done = int(width * stats.epoch / stats.epochs)
         line = (
             f"[{'#' * done}{'.' * (width - done)}] epoch {stats.epoch}/{stats.epochs}"
-            f"  loss {stats.loss:.4f}  lr {stats.lr:.4g}  {stats.seconds:.2f}s/epoch  eta {eta:.0f}s"
+            f"  loss {stats.loss:.4f}  lr {stats.lr:.4g}  {stats.epoch_s:.2f}s/epoch  eta {eta:.0f}s"
         )
         end = "\n" if not interactive or stats.epoch == stats.epochs else ""
         stream.write(("\r" if interactive else "") + line + end)
@@ -254,9 +288,6 @@ def _progress_printer(stream: Any) -> Callable[[Any], None]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from victims.archs import ARCHS
-    from victims.train import check_seed, resolve_device, train_victim
-
     ARCHS.entry(args.arch)
     check_seed(args.seed)
     recipe = _build_recipe(args)
@@ -267,18 +298,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
         f"({dataset.num_train} train / {len(dataset.test_y)} test, seed {args.seed}, {device})",
         file=sys.stderr,
     )
-    result = train_victim(
-        args.arch, recipe, dataset, seed=args.seed, device=device,
-        progress=None if args.quiet else _progress_printer(sys.stderr),
-    )  # fmt: skip
+    progress = None if args.quiet else _progress_printer(sys.stderr)
+    result = train_victim(args.arch, recipe, dataset, seed=args.seed, device=device, progress=progress)
     t = result.timing
     if args.json:
-        print(json.dumps({
-            "arch": args.arch, "recipe": result.recipe.describe(), "dataset": dataset.name,
-            "dataset_fingerprint": dataset.fingerprint, "seed": args.seed,
-            "clean_accuracy": result.clean_accuracy, "train_s": t.total_s, "epoch_s": list(t.epoch_s),
-            "images_per_s": t.images_per_s, "eval_s": result.eval_s, "device": t.device,
-        }, indent=2))  # fmt: skip
+        report = {
+            "arch": args.arch,
+            "recipe": result.recipe.describe(),
+            "dataset": dataset.name,
+            "dataset_fingerprint": dataset.fingerprint,
+            "seed": args.seed,
+            "clean_accuracy": result.clean_accuracy,
+            "train_s": t.total_s,
+            "epoch_s": list(t.epoch_s),
+            "images_per_s": t.images_per_s,
+            "eval_s": result.eval_s,
+            "device": t.device,
+        }
+        print(json.dumps(report, indent=2))
     else:
         print(f"clean test accuracy: {100 * result.clean_accuracy:.2f}%  ({args.arch}, {recipe.name}, {dataset.name}, seed {args.seed})")
         print(
@@ -288,34 +325,25 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_and_show(suite: Any, out: Path, args: argparse.Namespace) -> Any:
+def _run_and_show(suite: Suite, out: Path, args: argparse.Namespace) -> RunReport:
     """Run ``suite`` into ``out`` with the run options of ``args``; print its leaderboard."""
-    from benchmark.executor import make_executor
-    from benchmark.runner import DataSource, run_suite
-
-    source = DataSource(suite.dataset, args.data_root, args.download, not args.no_verify_checksums)
-    if source.name not in _TORCHVISION and (args.data_root or args.download):
-        raise ConfigError(f"--data-root/--download are for {', '.join(_TORCHVISION)}; suite {suite.name!r} uses {suite.dataset!r}")
-    report = run_suite(suite, out, source=source, device=args.device, executor=make_executor(args.executor, args.workers),
-                       progress=not args.quiet)  # fmt: skip
-    print((out / "leaderboard" / "leaderboard.md").read_text())
-    print(f"{report.ran} cells run ({report.failed} failed), {report.skipped} already done, in {report.seconds:.0f} s")
+    source = _source(args, suite.dataset)
+    executor = make_executor(args.executor, args.workers)
+    report = run_suite(suite, out, source=source, device=args.device, executor=executor, progress=not args.quiet)
+    print((board_dir(out) / "leaderboard.md").read_text())
+    print(f"{report.ran} cells run ({report.failed} failed), {report.skipped} already done, in {report.wall_s:.0f} s")
     return report
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from benchmark.suite import load_suite
-
     suite = load_suite(args.suite)
     out = Path(args.out or f"runs/{suite.name}")
     report = _run_and_show(suite, out, args)
-    print(f"results: {out / 'results.sqlite'}; leaderboard: {out / 'leaderboard'} (leaderboard.md, .csv, .html, table4.md, *.png)")
+    print(f"results: {out / 'results.sqlite'}; leaderboard: {board_dir(out)} (leaderboard.md, .csv, .html, table4.md, *.png)")
     return 1 if report.failed else 0
 
 
 def _cmd_submit(args: argparse.Namespace) -> int:
-    from benchmark.submit import prepare, submission_suite, write_manifest
-
     kind, name = ("attack", args.attack) if args.attack else ("defense", args.defense)
     out = Path(args.out or f"submissions/{kind}-{name}")
     suite_path = prepare(kind, name, out, args.profile, args.dataset)
@@ -324,8 +352,10 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     report = _run_and_show(suite, out, args)
     manifest = write_manifest(kind, name, args.profile, out)
     submitted = sum(e["role"] == "submitted" for e in manifest["entries"])
-    print(f"submission: {out} ({submitted} submitted + {len(manifest['entries']) - submitted} reference entries, "
-          f"manifest {out / 'submission.json'}); check it with: sapabench verify {out}")  # fmt: skip
+    print(
+        f"submission: {out} ({submitted} submitted + {len(manifest['entries']) - submitted} reference entries, "
+        f"manifest {out / 'submission.json'}); check it with: sapabench verify {out}"
+    )
     return 1 if report.failed else 0
 
 
@@ -334,14 +364,11 @@ def _check_flag(check: Any) -> str:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from benchmark.runner import DataSource
-    from benchmark.verify import REPORT_FILE, verify
-
     def source_for(dataset: str) -> DataSource:
         return DataSource(dataset, args.data_root, args.download, not args.no_verify_checksums)
 
-    report = verify(args.target, cells=args.cells, seed=args.seed, device=args.device, source_for=source_for,
-                    log=(lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr)))  # fmt: skip
+    log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
+    report = verify(args.target, cells=args.cells, seed=args.seed, device=args.device, source_for=source_for, log=log)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
@@ -351,38 +378,35 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             print(f"{'ACCEPTED' if v.accepted else 'REFUSED ':<8}  {v.label}  ({Path(v.path).name}, {v.mode})")
             for c in v.checks:
                 got = "-" if c.measured is None else f"{c.measured:.4f}"
-                print(f"          craft seed {'-' if c.craft_seed is None else c.craft_seed}, trial seed {c.trial_seed}: recorded {c.recorded:.4f}, "
-                      f"re-run {got} (tolerance {c.tolerance:.2g}){_check_flag(c)}")  # fmt: skip
+                craft_seed = "-" if c.craft_seed is None else c.craft_seed
+                print(
+                    f"          craft seed {craft_seed}, trial seed {c.trial_seed}: recorded {c.recorded:.4f}, "
+                    f"re-run {got} (tolerance {c.tolerance:.2g}){_check_flag(c)}"
+                )
             for problem in v.problems:
                 print(f"          problem: {problem}")
             for note in v.notes:
                 print(f"          note: {note}")
         refused = sum(not v.accepted for v in report.verdicts)
-        print(f"{len(report.verdicts) - refused} accepted, {refused} refused"
-              f"{f', {len(report.problems)} folder problem(s)' if report.problems else ''}"
-              f"{f' (report: {Path(args.target) / REPORT_FILE})' if (Path(args.target) / REPORT_FILE).is_file() else ''}")  # fmt: skip
+        folder_problems = f", {len(report.problems)} folder problem(s)" if report.problems else ""
+        report_file = Path(args.target) / REPORT_FILE
+        where = f" (report: {report_file})" if report_file.is_file() else ""
+        print(f"{len(report.verdicts) - refused} accepted, {refused} refused{folder_problems}{where}")
     return 0 if report.accepted else 1
 
 
 def _cmd_leaderboard(args: argparse.Namespace) -> int:
-    from leaderboard.render import render
-
-    board = Path(args.results) / "leaderboard"
-    written = render(board / "entries", board)
-    print(f"rendered {len(written)} files into {board}")
+    written = render(entries_dir(args.results), board_dir(args.results))
+    print(f"rendered {len(written)} files into {board_dir(args.results)}")
     return 0
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
-    from leaderboard.schema import json_schema
-
     print(json.dumps(json_schema(), indent=2))
     return 0
 
 
 def _cmd_claims(args: argparse.Namespace) -> int:
-    from benchmark.claims import test_claims
-
     alpha, verdicts = test_claims(args.results, args.alpha, args.claims)
     print(f"paper claims vs measured trials (one-sided Welch t-test, alpha = {alpha}; gap > 0 = SAPA stronger)")
     for v in verdicts:
@@ -392,19 +416,20 @@ def _cmd_claims(args: argparse.Namespace) -> int:
             print(f"  {v.verdict.upper():<12} {c.id:<34} {paper}; no matching results")
             continue
         m = v.measured
-        print(f"  {v.verdict.upper():<12} {c.id:<34} {paper}; measured {m['dataset']}/{m['arch']}/{m['recipe']}: "
-              f"{100 * m['baseline'][0]:.1f} +/- {100 * m['baseline'][1]:.1f} -> {100 * m['sapa'][0]:.1f} +/- {100 * m['sapa'][1]:.1f}"
-              f" (gap {100 * m['gap']:+.1f}, p {v.p_sapa_stronger:.3f}, n {m['trials'][0]}/{m['trials'][1]})")
+        print(
+            f"  {v.verdict.upper():<12} {c.id:<34} {paper}; measured {m['dataset']}/{m['arch']}/{m['recipe']}: "
+            f"{100 * m['baseline'][0]:.1f} +/- {100 * m['baseline'][1]:.1f} -> "
+            f"{100 * m['sapa'][0]:.1f} +/- {100 * m['sapa'][1]:.1f}"
+            f" (gap {100 * m['gap']:+.1f}, p {v.p_sapa_stronger:.3f}, n {m['trials'][0]}/{m['trials'][1]})"
+        )
     counts = {k: sum(v.verdict == k for v in verdicts) for k in ("held", "failed", "inconclusive", "untested")}
     print("summary: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from benchmark import __version__
-
     parser = _Parser(prog="sapabench", description="Benchmark harness for data poisoning attacks and defenses around SAPA.")
-    parser.add_argument("--version", action="version", version=f"sapabench {__version__}")
+    parser.add_argument("--version", action="version", version=f"sapabench {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("list", help="list registered datasets, architectures, recipes or attacks")
@@ -415,7 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one victim and report clean accuracy and timing")
     p.add_argument("--arch", default="convnet", help="architecture (default convnet; see: sapabench list archs)")
     p.add_argument("--recipe", default="sgd", help="training recipe (default sgd; see: sapabench list recipes)")
-    p.add_argument("--dataset", default="digits", help="dataset (default digits; see: sapabench list datasets)")
+    p.add_argument("--dataset", default=EMBEDDED_DATASET, help="dataset (default digits; see: sapabench list datasets)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
     _add_training_options(p)
@@ -426,7 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("attack", help="craft a poison set and save it (safetensors + JSON)")
     p.add_argument("name", help="attack (see: sapabench list attacks)")
-    p.add_argument("--dataset", default="digits")
+    p.add_argument("--dataset", default=EMBEDDED_DATASET)
     p.add_argument("--seed", type=int, default=0, help="draws target/classes/poisons and seeds crafting and the surrogate")
     p.add_argument("--out", required=True, help="output folder (written atomically)")
     p.add_argument("--preset", help="paper, embedded or smoke (default: embedded on digits, paper otherwise)")
@@ -448,6 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=100, help="victim seeds are SEED, SEED+1, ...")
     p.add_argument("--dataset", help="default: the poison's dataset")
     p.add_argument("--baseline", action="store_true", help="also train clean victims with the same seeds")
+    p.add_argument("--defense", default=NO_DEFENSE, help="a registered defense applied to every victim (default none)")
     p.add_argument("--device", default="auto")
     _add_training_options(p)
     _add_data_options(p)
@@ -466,7 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
     who.add_argument("--attack", help="a registered attack (built in or from a plugin); its SAPA twin runs beside it")
     who.add_argument("--defense", help="a registered defense, evaluated against the standard attacks")
     p.add_argument("--profile", default="standard", help="standard (the default suite's protocol) or smoke (seconds)")
-    p.add_argument("--dataset", default="digits")
+    p.add_argument("--dataset", default=EMBEDDED_DATASET)
     p.add_argument("--out", help="submission folder (default submissions/KIND-NAME); re-running resumes")
     _add_run_options(p)
     p.set_defaults(func=_cmd_submit)

@@ -4,8 +4,13 @@ core); a distributed engine plugs in behind the same interface later."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from typing import Callable, Iterable, Iterator, Protocol, TypeVar
+from typing import Protocol, TypeVar
+
+import torch
+
+from core.errors import ConfigError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -34,8 +39,6 @@ class LocalExecutor:
 
 
 def _init_worker(threads: int) -> None:
-    import torch
-
     torch.set_num_threads(threads)
 
 
@@ -56,8 +59,6 @@ class ProcessExecutor:
 
 
 def make_executor(name: str, workers: int | None = None) -> Executor:
-    from benchmark.errors import ConfigError
-
     if name == "local":
         return LocalExecutor()
     if name == "processes":

@@ -1,27 +1,36 @@
-"""The results database: one SQLite file per output folder, one row per cell.
+"""The results database: one SQLite file per output folder, one row per cell and per poison.
 
 Every finished cell (or failed cell, with its error) is committed at once, so a run killed
 mid-way loses at most the cell in flight, and re-running the same command skips finished cells.
+
+This module is the only place that knows the tables' columns. A cells row is the cell's
+identity (:func:`_cell_columns`) beside its :class:`~benchmark.trial.TrialRecord`, one column
+per record field of the same name; a poisons row holds a
+:class:`~benchmark.trial.CraftRecord` the same way. Databases written by older versions are
+migrated when opened: seconds columns renamed to ``*_s``, later columns added.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
 from contextlib import closing
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from benchmark.errors import ConfigError
+from benchmark.suite import Cell, PoisonSpec, Setting
+from benchmark.trial import CraftRecord, TrialRecord
+from core.errors import ConfigError
 
 DB_FILE = "results.sqlite"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS poisons (
     key TEXT PRIMARY KEY, attack TEXT NOT NULL, craft_seed INTEGER NOT NULL, status TEXT NOT NULL,
-    path TEXT, sha256 TEXT, craft_seconds REAL, threat TEXT, eps REAL, budget REAL, error TEXT,
+    path TEXT, sha256 TEXT, craft_s REAL, threat TEXT, eps REAL, budget REAL, error TEXT,
     finished_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS cells (
@@ -29,32 +38,79 @@ CREATE TABLE IF NOT EXISTS cells (
     surrogate TEXT NOT NULL, arch TEXT NOT NULL, recipe TEXT NOT NULL, defense TEXT NOT NULL,
     craft_seed INTEGER, trial_seed INTEGER NOT NULL, status TEXT NOT NULL,
     threat TEXT, metric_name TEXT, metric REAL, clean_accuracy REAL, eps REAL, budget REAL,
-    craft_seconds REAL, train_seconds REAL, eval_seconds REAL, images_per_s REAL, peak_memory_mb REAL,
+    craft_s REAL, train_s REAL, eval_s REAL, images_per_s REAL, peak_memory_mb REAL,
     poison_key TEXT, poison_sha256 TEXT, victim TEXT, provenance TEXT, error TEXT,
     defense_removed INTEGER, defense_precision REAL, defense_recall REAL, preset TEXT, options TEXT,
-    finished_at TEXT NOT NULL
+    diagnostics TEXT, finished_at TEXT NOT NULL
 );
 """
-CELL_COLUMNS = (
-    "key", "suite", "attack", "dataset", "surrogate", "arch", "recipe", "defense", "craft_seed", "trial_seed",
-    "status", "threat", "metric_name", "metric", "clean_accuracy", "eps", "budget", "craft_seconds",
-    "train_seconds", "eval_seconds", "images_per_s", "peak_memory_mb", "poison_key", "poison_sha256", "victim",
-    "provenance", "error", "defense_removed", "defense_precision", "defense_recall", "preset", "options",
-)  # fmt: skip
+# Older databases: (table, old column, new column) renamed, then (table, column, type) added.
+_RENAMED = (
+    ("poisons", "craft_seconds", "craft_s"),
+    ("cells", "craft_seconds", "craft_s"),
+    ("cells", "train_seconds", "train_s"),
+    ("cells", "eval_seconds", "eval_s"),
+)
+_ADDED = (("cells", "preset", "TEXT"), ("cells", "options", "TEXT"), ("cells", "diagnostics", "TEXT"))
+_JSON_COLUMNS = ("victim", "options", "provenance", "diagnostics")
+_RECORD_FIELDS = tuple(f.name for f in fields(TrialRecord))
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
-class PoisonRecord:
-    key: str
-    status: str
-    path: str | None
-    sha256: str | None
-    craft_seconds: float | None
-    error: str | None
+class StoredTrial:
+    """One finished or failed cell read back: its setting, seeds, poison and record."""
+
+    setting: Setting
+    craft_seed: int | None
+    trial_seed: int
+    poison_key: str | None
+    record: TrialRecord
+
+
+def _cell_columns(cell: Cell) -> dict[str, Any]:
+    poison = cell.poison
+    return {
+        "key": cell.key,
+        "suite": cell.suite,
+        "attack": cell.attack,
+        "dataset": cell.dataset,
+        "surrogate": cell.setting.surrogate_label,
+        "arch": cell.arch,
+        "recipe": cell.recipe,
+        "defense": cell.defense,
+        "craft_seed": cell.craft_seed,
+        "trial_seed": cell.trial_seed,
+        "victim": dict(cell.victim),
+        "poison_key": None if poison is None else poison.key,
+        "preset": None if poison is None else poison.resolved_preset,
+        "options": None if poison is None else dict(poison.options),
+    }
+
+
+def _stored_trial(row: dict[str, Any]) -> StoredTrial:
+    if row["craft_seed"] is not None and row["preset"] is None:
+        raise ConfigError(
+            f"{row['attack']} {row['arch']} {row['recipe']}: results written by an older sapabench lack the attack "
+            "preset; re-run the same sapabench run command once (it fills them in) or use a new --out"
+        )
+    setting = Setting(
+        suite=row["suite"],
+        attack=row["attack"],
+        defense=row["defense"],
+        dataset=row["dataset"],
+        arch=row["arch"],
+        recipe=row["recipe"],
+        victim=tuple(sorted(row["victim"].items())),
+        preset=row["preset"],
+        surrogate=Setting.surrogate_from_label(row["surrogate"]),
+        options=tuple(sorted((row["options"] or {}).items())),
+    )
+    record = TrialRecord(**{k: row[k] for k in _RECORD_FIELDS if k != "diagnostics"}, diagnostics=row["diagnostics"] or {})
+    return StoredTrial(setting, row["craft_seed"], row["trial_seed"], row["poison_key"], record)
 
 
 class ResultsStore:
@@ -67,17 +123,35 @@ class ResultsStore:
         try:
             with closing(self._connect()) as con, con:
                 con.executescript(SCHEMA)
-                have = {r["name"] for r in con.execute("PRAGMA table_info(cells)")}
-                for column in ("preset", "options"):  # added after the first release; older rows hold NULL
-                    if column not in have:
-                        con.execute(f"ALTER TABLE cells ADD COLUMN {column} TEXT")
+                self._migrate(con)
         except sqlite3.DatabaseError as err:
             raise ConfigError(f"{self.path} is not a sapabench results database ({err}); choose another --out") from None
+
+    @staticmethod
+    def _migrate(con: sqlite3.Connection) -> None:
+        def columns(table: str) -> set[str]:
+            return {r["name"] for r in con.execute(f"PRAGMA table_info({table})")}
+
+        for table, old, new in _RENAMED:
+            if old in columns(table):
+                con.execute(f"ALTER TABLE {table} RENAME COLUMN {old} TO {new}")
+        for table, column, kind in _ADDED:
+            if column not in columns(table):
+                con.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.path, timeout=30)
         con.row_factory = sqlite3.Row
         return con
+
+    def _insert(self, table: str, values: dict[str, Any]) -> None:
+        encoded = {k: (json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v) for k, v in values.items()}
+        cols = [*encoded, "finished_at"]
+        with closing(self._connect()) as con, con:
+            con.execute(
+                f"INSERT OR REPLACE INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                [*encoded.values(), now()],
+            )
 
     # meta ---------------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
@@ -90,54 +164,45 @@ class ResultsStore:
             con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     # poisons ------------------------------------------------------------------------------
-    def poison(self, key: str) -> PoisonRecord | None:
+    def poison(self, key: str) -> CraftRecord | None:
         with closing(self._connect()) as con:
             row = con.execute("SELECT * FROM poisons WHERE key = ?", (key,)).fetchone()
-        if row is None:
-            return None
-        return PoisonRecord(row["key"], row["status"], row["path"], row["sha256"], row["craft_seconds"], row["error"])
+        return None if row is None else CraftRecord(**{f.name: row[f.name] for f in fields(CraftRecord)})
 
-    def put_poison(self, key: str, attack: str, craft_seed: int, status: str, **fields: Any) -> None:
-        cols = ["key", "attack", "craft_seed", "status", *fields, "finished_at"]
-        values = [key, attack, craft_seed, status, *fields.values(), now()]
-        with closing(self._connect()) as con, con:
-            con.execute(
-                f"INSERT OR REPLACE INTO poisons ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", values
-            )
+    def put_poison(self, spec: PoisonSpec, record: CraftRecord) -> None:
+        self._insert("poisons", {"key": spec.key, "attack": spec.attack, "craft_seed": spec.craft_seed, **asdict(record)})
 
     # cells --------------------------------------------------------------------------------
     def done_keys(self) -> set[str]:
         with closing(self._connect()) as con:
             return {r["key"] for r in con.execute("SELECT key FROM cells WHERE status = 'done'")}
 
-    def put_cell(self, row: dict[str, Any]) -> None:
-        unknown = set(row) - set(CELL_COLUMNS)
-        if unknown:
-            raise ValueError(f"unknown cell columns {sorted(unknown)}")
-        values = {k: (json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v) for k, v in row.items()}
-        cols = [*values, "finished_at"]
-        with closing(self._connect()) as con, con:
-            con.execute(
-                f"INSERT OR REPLACE INTO cells ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                [*values.values(), now()],
-            )
+    def put_trial(self, cell: Cell, record: TrialRecord) -> None:
+        """Commit one cell's outcome (replacing an earlier attempt of the same cell)."""
+        self._insert("cells", {**_cell_columns(cell), **asdict(record)})
 
     def fill_settings(self, settings: dict[str, tuple[str, dict[str, Any]]]) -> int:
         """Give rows written before the ``preset``/``options`` columns existed their values
         (cell key -> (preset, options), from the suite that made them); returns how many."""
         with closing(self._connect()) as con, con:
-            missing = [r["key"] for r in con.execute("SELECT key FROM cells WHERE poison_key IS NOT NULL AND preset IS NULL")]
+            missing = [
+                r["key"] for r in con.execute("SELECT key FROM cells WHERE poison_key IS NOT NULL AND preset IS NULL")
+            ]
             todo = [(settings[k][0], json.dumps(settings[k][1], sort_keys=True), k) for k in missing if k in settings]
             con.executemany("UPDATE cells SET preset = ?, options = ? WHERE key = ?", todo)
         return len(todo)
 
-    def cells(self, status: str | None = None) -> Iterator[dict[str, Any]]:
+    def rows(self, status: str | None = None) -> list[dict[str, Any]]:
+        """The cells table as dicts (JSON columns decoded), ordered by cell key."""
         query = "SELECT * FROM cells" + (" WHERE status = ?" if status else "") + " ORDER BY key"
         with closing(self._connect()) as con:
-            rows = con.execute(query, (status,) if status else ()).fetchall()
-        for r in rows:
-            d = dict(r)
-            for k in ("victim", "provenance", "options"):
-                if d.get(k):
-                    d[k] = json.loads(d[k])
-            yield d
+            rows = [dict(r) for r in con.execute(query, (status,) if status else ())]
+        for row in rows:
+            for k in _JSON_COLUMNS:
+                if row.get(k):
+                    row[k] = json.loads(row[k])
+        return rows
+
+    def trials(self, status: str = "done") -> Iterator[StoredTrial]:
+        """The cells of ``status``, typed: setting, seeds, poison key and record."""
+        return (_stored_trial(row) for row in self.rows(status))

@@ -23,9 +23,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmark.atomic import write_json, write_text
-from benchmark.errors import ConfigError
-from benchmark.suite import CLEAN, NO_DEFENSE, load_suite
+from attacks import ATTACKS
+from benchmark.entries import entries_dir
+from benchmark.store import now
+from benchmark.suite import Suite, load_suite
+from core.atomic import write_json, write_text
+from core.datasets import DATASETS
+from core.errors import ConfigError
+from core.names import CLEAN, EMBEDDED_DATASET, NO_DEFENSE, is_sapa, twin_name
+from core.provenance import VERSION, git_commit
+from defenses import DEFENSES
+from leaderboard.schema import load_entry
 
 SUITE_FILE = "suite.toml"
 MANIFEST_FILE = "submission.json"
@@ -49,8 +57,16 @@ PROFILES = {
         "the default suite's protocol: convnet victims, 3 trials, 6 epochs on digits",
         trials=3,
         recipes=("sgd", "adam", "cutout", "mixup", "sam", "adversarial"),
-        attack_panel=("gradient-matching", "sapa-gradient-matching", "sleeper-agent", "sapa-sleeper-agent",
-                      "error-min", "sapa-error-min", "error-max", "sapa-error-max"),  # fmt: skip
+        attack_panel=(
+            "gradient-matching",
+            "sapa-gradient-matching",
+            "sleeper-agent",
+            "sapa-sleeper-agent",
+            "error-min",
+            "sapa-error-min",
+            "error-max",
+            "sapa-error-max",
+        ),
         epochs_on_digits=6,
         preset_on_digits="embedded",
     ),
@@ -67,18 +83,12 @@ PROFILES = {
 
 def twin(attack: str) -> str | None:
     """The registered SAPA variant of a baseline attack, or the baseline of a SAPA attack."""
-    from attacks import ATTACKS
-
-    other = attack.removeprefix("sapa-") if attack.startswith("sapa-") else f"sapa-{attack}"
+    other = twin_name(attack)
     return other if other in ATTACKS else None
 
 
-def standard_suite(kind: str, name: str, profile: str = "standard", dataset: str = "digits") -> str:
+def standard_suite(kind: str, name: str, profile: str = "standard", dataset: str = EMBEDDED_DATASET) -> str:
     """The TOML text of the standard suite for submitting attack or defense ``name``."""
-    from attacks import ATTACKS
-    from benchmark.datasets import DATASETS
-    from defenses import DEFENSES
-
     if kind not in KINDS:
         raise ConfigError(f"unknown submission kind {kind!r}; choose attack or defense")
     if profile not in PROFILES:
@@ -89,7 +99,7 @@ def standard_suite(kind: str, name: str, profile: str = "standard", dataset: str
         if name == CLEAN:
             raise ConfigError("'clean' is the reference, not an attack to submit")
         ATTACKS.entry(name)
-        pair = sorted({name, twin(name) or name}, key=lambda a: (a.startswith("sapa-"), a))
+        pair = sorted({name, twin(name) or name}, key=lambda a: (is_sapa(a), a))
         attacks, recipes, defenses = pair, p.recipes, [NO_DEFENSE]
     else:
         DEFENSES.entry(name)
@@ -103,7 +113,7 @@ def standard_suite(kind: str, name: str, profile: str = "standard", dataset: str
         "craft_seeds = [0]",
         "clean_baseline = true",
     ]
-    if dataset == "digits":
+    if dataset == EMBEDDED_DATASET:
         lines += [f'preset = "{p.preset_on_digits}"', "", "[victim]", f"epochs = {p.epochs_on_digits}"]
     lines += [
         "",
@@ -120,7 +130,7 @@ def _sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def prepare(kind: str, name: str, out: str | Path, profile: str = "standard", dataset: str = "digits") -> Path:
+def prepare(kind: str, name: str, out: str | Path, profile: str = "standard", dataset: str = EMBEDDED_DATASET) -> Path:
     """Write the submission's ``suite.toml`` into ``out`` (or check that the one there is the
     same, so an interrupted submission resumes); returns its path."""
     text = standard_suite(kind, name, profile, dataset)
@@ -136,26 +146,34 @@ def prepare(kind: str, name: str, out: str | Path, profile: str = "standard", da
 
 def write_manifest(kind: str, name: str, profile: str, out: str | Path) -> dict[str, Any]:
     """List the submission's entry files with their content hashes in ``submission.json``."""
-    from benchmark import __version__
-    from benchmark.provenance import git_commit
-    from benchmark.store import now
-    from leaderboard.build import ENTRIES, LEADERBOARD
-    from leaderboard.schema import load_entry
-
     out = Path(out)
     entries = []
-    for path in sorted((out / LEADERBOARD / ENTRIES).glob("*.json")):
+    for path in sorted(entries_dir(out).glob("*.json")):
         e = load_entry(path)
         submitted = e["defense"] == name if kind == "defense" else e["attack"] != CLEAN
-        entries.append({"file": path.name, "entry_id": e["entry_id"], "attack": e["attack"], "defense": e["defense"],
-                        "role": "submitted" if submitted else "reference", "content_sha256": e["content_sha256"]})  # fmt: skip
+        entries.append(
+            {
+                "file": path.name,
+                "entry_id": e["entry_id"],
+                "attack": e["attack"],
+                "defense": e["defense"],
+                "role": "submitted" if submitted else "reference",
+                "content_sha256": e["content_sha256"],
+            }
+        )
     manifest = {
-        "kind": kind, "name": name, "profile": profile, "suite_sha256": _sha256_text((out / SUITE_FILE).read_text()),
-        "sapabench_version": __version__, "git_commit": git_commit(), "written_at": now(), "entries": entries,
-    }  # fmt: skip
+        "kind": kind,
+        "name": name,
+        "profile": profile,
+        "suite_sha256": _sha256_text((out / SUITE_FILE).read_text()),
+        "sapabench_version": VERSION,
+        "git_commit": git_commit(),
+        "written_at": now(),
+        "entries": entries,
+    }
     write_json(out / MANIFEST_FILE, manifest)
     return manifest
 
 
-def submission_suite(out: str | Path) -> Any:
+def submission_suite(out: str | Path) -> Suite:
     return load_suite(str(Path(out) / SUITE_FILE))

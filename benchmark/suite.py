@@ -29,6 +29,7 @@ Suite file format (see ``benchmark/suites/*.toml``)::
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import tomllib
@@ -37,13 +38,17 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from benchmark.errors import ConfigError
+from attacks import ATTACKS, create_attack
+from core.datasets import DATASETS
+from core.errors import ConfigError
+from core.names import CLEAN, NO_DEFENSE, NO_POISON, PRESET_SURROGATE, PRESETS, default_preset
+from defenses import DEFENSES
+from victims.archs import ARCHS
+from victims.recipes import RECIPES
 
 SUITE_KEYS = {"name", "description", "dataset", "trials", "trial_seed", "craft_seeds", "preset", "clean_baseline", "victim", "grid"}
 GRID_KEYS = {"attacks", "recipes", "archs", "surrogate", "defenses", "options"}
 VICTIM_KEYS = {"epochs", "batch_size", "lr"}
-CLEAN = "clean"
-NO_DEFENSE = "none"
 
 
 def _canonical(obj: Any) -> str:
@@ -56,7 +61,8 @@ def _digest(obj: Any) -> str:
 
 @dataclass(frozen=True)
 class PoisonSpec:
-    """One poison set to craft."""
+    """One poison set to craft. (Its fields are hashed into ``key``, which names the poison in
+    results databases: changing them would orphan every existing run folder.)"""
 
     attack: str
     dataset: str
@@ -72,9 +78,7 @@ class PoisonSpec:
     @property
     def resolved_preset(self) -> str:
         """The attack preset in effect (a suite without ``preset`` uses the dataset's)."""
-        from attacks.base import preset_for
-
-        return self.preset or preset_for(self.dataset)
+        return self.preset or default_preset(self.dataset)
 
     def overrides(self) -> dict[str, Any]:
         out: dict[str, Any] = dict(self.options)
@@ -85,7 +89,8 @@ class PoisonSpec:
 
 @dataclass(frozen=True)
 class Cell:
-    """One victim to train and measure."""
+    """One victim to train and measure. (Its fields are hashed into ``key``, by which a re-run
+    finds finished cells: changing them would make old runs start over.)"""
 
     suite: str
     attack: str
@@ -108,8 +113,76 @@ class Cell:
         return None if self.poison is None else self.poison.craft_seed
 
     @property
-    def surrogate(self) -> str:
-        return "-" if self.poison is None else (self.poison.surrogate or "preset")
+    def setting(self) -> Setting:
+        """The cell without its seeds: the leaderboard entry it belongs to."""
+        p = self.poison
+        return Setting(
+            self.suite,
+            self.attack,
+            self.defense,
+            self.dataset,
+            self.arch,
+            self.recipe,
+            self.victim,
+            None if p is None else p.resolved_preset,
+            None if p is None else p.surrogate,
+            () if p is None else p.options,
+        )
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What one leaderboard entry aggregates: every trial of one attack (with one defense) in one
+    setting; a :class:`Cell` without its craft and trial seeds, with the preset resolved.
+
+    ``preset`` is None for clean data; ``surrogate`` is the suite's surrogate architecture, or
+    None for the one of the attack's preset. Results rows and entries write these two as
+    :attr:`surrogate_label` and ``preset or NO_POISON``; :meth:`surrogate_from_label` reads
+    the label back.
+    """
+
+    suite: str
+    attack: str
+    defense: str
+    dataset: str
+    arch: str
+    recipe: str
+    victim: tuple[tuple[str, Any], ...]
+    preset: str | None
+    surrogate: str | None
+    options: tuple[tuple[str, Any], ...]
+
+    @property
+    def surrogate_label(self) -> str:
+        return NO_POISON if self.preset is None else (self.surrogate or PRESET_SURROGATE)
+
+    @staticmethod
+    def surrogate_from_label(label: str) -> str | None:
+        return None if label in (NO_POISON, PRESET_SURROGATE) else label
+
+    @property
+    def entry_id(self) -> str:
+        """The id of the setting's entry: a digest of everything that tells settings apart."""
+        key = [
+            self.suite,
+            self.attack,
+            self.defense,
+            self.dataset,
+            self.arch,
+            self.recipe,
+            self.surrogate_label,
+            json.dumps(dict(self.victim), sort_keys=True),
+            self.preset or NO_POISON,
+            json.dumps(dict(self.options), sort_keys=True),
+        ]
+        return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
+
+    def cell(self, craft_seed: int | None, trial_seed: int) -> Cell:
+        """The cell of this setting with these seeds (``craft_seed`` None for clean data)."""
+        poison = None
+        if craft_seed is not None:
+            poison = PoisonSpec(self.attack, self.dataset, self.preset, self.surrogate, self.options, craft_seed)
+        return Cell(self.suite, self.attack, self.dataset, self.arch, self.recipe, self.defense, trial_seed, self.victim, poison)
 
 
 @dataclass(frozen=True)
@@ -147,12 +220,23 @@ class Suite:
                         for attack in names:
                             seeds = [None] if attack == CLEAN else list(self.craft_seeds)
                             for craft_seed in seeds:
-                                poison = None if craft_seed is None else PoisonSpec(
-                                    attack, self.dataset, self.preset, grid.surrogate, grid.options, craft_seed
-                                )  # fmt: skip
+                                poison = None
+                                if craft_seed is not None:
+                                    poison = PoisonSpec(
+                                        attack, self.dataset, self.preset, grid.surrogate, grid.options, craft_seed
+                                    )
                                 for t in range(self.trials):
-                                    cell = Cell(self.name, attack, self.dataset, arch, recipe, defense,
-                                                self.trial_seed + t, self.victim, poison)  # fmt: skip
+                                    cell = Cell(
+                                        self.name,
+                                        attack,
+                                        self.dataset,
+                                        arch,
+                                        recipe,
+                                        defense,
+                                        self.trial_seed + t,
+                                        self.victim,
+                                        poison,
+                                    )
                                     seen.setdefault(cell.key, cell)
         return list(seen.values())
 
@@ -187,8 +271,6 @@ def load_suite(name_or_path: str) -> Suite:
     else:
         builtin = builtin_suites()
         if name_or_path not in builtin:
-            import difflib
-
             close = difflib.get_close_matches(name_or_path, list(builtin), n=2)
             hint = f"did you mean {' or '.join(map(repr, close))}?" if close else f"known: {', '.join(builtin)}"
             raise ConfigError(f"unknown suite {name_or_path!r}; {hint} (or pass a path to a .toml file)")
@@ -206,11 +288,8 @@ def _line_of(text: str, needle: str, after: int = 0) -> int:
 
 
 def parse_suite(text: str, source: str = "<suite>") -> Suite:
-    from attacks import ATTACKS
-    from benchmark.datasets import DATASETS
-    from defenses import DEFENSES
-    from victims.archs import ARCHS
-    from victims.recipes import RECIPES
+    """The suite in TOML ``text`` (from ``source``), with every name and option checked, so that
+    a bad suite is refused (naming the line) before anything runs."""
 
     def fail(message: str, needle: str | None = None) -> ConfigError:
         line = _line_of(text, needle) if needle else 0
@@ -236,7 +315,7 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
 
     dataset = data["dataset"]
     if dataset not in DATASETS:
-        raise fail(DATASETS._unknown_message(str(dataset)), f'"{dataset}"')
+        raise fail(DATASETS.unknown_message(str(dataset)), f'"{dataset}"')
     seeds = data.get("craft_seeds", [0])
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
         raise fail("craft_seeds must be a non-empty list of non-negative integers", "craft_seeds")
@@ -245,8 +324,8 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
         bad = sorted(set(victim) - VICTIM_KEYS) if isinstance(victim, dict) else ["victim"]
         raise fail(f"unknown victim option {bad[0]!r}; known: {', '.join(sorted(VICTIM_KEYS))}", bad[0])
     preset = data.get("preset")
-    if preset is not None and preset not in ("paper", "embedded", "smoke"):
-        raise fail(f"unknown preset {preset!r}; choose paper, embedded or smoke", "preset")
+    if preset is not None and preset not in PRESETS:
+        raise fail(f"unknown preset {preset!r}; choose {', '.join(PRESETS[:-1])} or {PRESETS[-1]}", "preset")
 
     grids = []
     raw_grids = data["grid"]
@@ -263,22 +342,30 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
                 raise fail(f"grid {key} must be a non-empty list of names", key)
             for v in values:
                 if v not in registry and not (key == "attacks" and v == CLEAN):
-                    raise fail(registry._unknown_message(v), f'"{v}"')
+                    raise fail(registry.unknown_message(v), f'"{v}"')
             lists[key] = tuple(values)
         surrogate = g.get("surrogate")
         if surrogate is not None and surrogate not in ARCHS:
-            raise fail(ARCHS._unknown_message(str(surrogate)), f'"{surrogate}"')
+            raise fail(ARCHS.unknown_message(str(surrogate)), f'"{surrogate}"')
         defenses = g.get("defenses", [NO_DEFENSE])
         if not isinstance(defenses, list) or not defenses or not all(isinstance(d, str) for d in defenses):
             raise fail("grid defenses must be a non-empty list of names", "defenses")
         for d in defenses:
             if d != NO_DEFENSE and d not in DEFENSES:
-                raise fail(DEFENSES._unknown_message(d) + " (or \"none\")", f'"{d}"')
+                raise fail(DEFENSES.unknown_message(d) + f' (or "{NO_DEFENSE}")', f'"{d}"')
         options = g.get("options", {})
         if not isinstance(options, dict):
             raise fail("grid options must be a table of attack options", "options")
-        grids.append(Grid(lists["attacks"], lists["recipes"], lists["archs"], surrogate, tuple(defenses),
-                          tuple(sorted(options.items()))))  # fmt: skip
+        grids.append(
+            Grid(
+                lists["attacks"],
+                lists["recipes"],
+                lists["archs"],
+                surrogate,
+                tuple(defenses),
+                tuple(sorted(options.items())),
+            )
+        )
 
     suite = Suite(
         name=str(data["name"]),
@@ -294,8 +381,6 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
         source=source,
     )
     # Build every attack config and recipe now, so bad options fail before anything runs.
-    from attacks.base import create_attack
-
     for spec in suite.poisons():
         try:
             create_attack(spec.attack, dataset=spec.dataset, preset=spec.preset, **spec.overrides())

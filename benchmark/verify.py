@@ -24,18 +24,27 @@ from __future__ import annotations
 import json
 import math
 import random
-import re
 import tempfile
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
-from benchmark.atomic import write_json
-from benchmark.errors import ConfigError
-from benchmark.runner import CellTask, CraftTask, DataSource, craft_poison, run_cell
+import torch
+
+from attacks import ATTACKS
+from benchmark.entries import entries_dir, entry_cells
 from benchmark.submit import MANIFEST_FILE
 from benchmark.suite import Cell, PoisonSpec
+from benchmark.trial import DONE, CraftRecord, CraftTask, Trial, craft, run_trial
+from core.atomic import write_json
+from core.datasets import DataSource
+from core.errors import ConfigError
+from core.names import CLEAN, NO_DEFENSE
+from core.provenance import git_commit
+from core.runtime import device_name, resolve_device, threads_of
+from defenses import DEFENSES
+from leaderboard.schema import load_entry
 
 EXACT_TOLERANCE = 1e-9
 Z = 2.0
@@ -80,8 +89,12 @@ class VerifyReport:
         return not self.problems and all(v.accepted for v in self.verdicts)
 
     def to_json(self) -> dict[str, Any]:
-        return {"target": self.target, "accepted": self.accepted, "problems": list(self.problems),
-                "entries": [asdict(v) for v in self.verdicts]}  # fmt: skip
+        return {
+            "target": self.target,
+            "accepted": self.accepted,
+            "problems": list(self.problems),
+            "entries": [asdict(v) for v in self.verdicts],
+        }
 
 
 def entry_files(target: str | Path) -> tuple[Path | None, list[Path]]:
@@ -92,39 +105,23 @@ def entry_files(target: str | Path) -> tuple[Path | None, list[Path]]:
         return None, [target]
     if not target.is_dir():
         raise ConfigError(f"{target} does not exist; pass an entry .json file or a folder written by sapabench run/submit")
-    for folder in (target / "leaderboard" / "entries", target / "entries", target):
+    for folder in (entries_dir(target), target / "entries", target):
         files = sorted(folder.glob("*.json")) if folder.is_dir() else []
         files = [f for f in files if f.name not in (REPORT_FILE, MANIFEST_FILE)]
         if files:
-            return (target if folder == target / "leaderboard" / "entries" else None), files
+            return (target if folder == entries_dir(target) else None), files
     raise ConfigError(f"{target} holds no leaderboard entries (*.json, or leaderboard/entries/*.json)")
-
-
-def trial_cells(entry: dict[str, Any]) -> list[Cell]:
-    """The cells the entry's trial values came from, aligned with ``metric.values``."""
-    s, prov = entry["setting"], entry["provenance"]
-    victim = tuple(sorted(s["victim"].items()))
-    surrogate = None if s["surrogate"] in ("preset", "-") else s["surrogate"]
-    cells = []
-    for craft_seed, trial_seed in prov["cell_seeds"]:
-        poison = None if craft_seed is None else PoisonSpec(
-            entry["attack"], s["dataset"], s["preset"], surrogate, tuple(sorted(s["options"].items())), craft_seed
-        )  # fmt: skip
-        cells.append(Cell(s["suite"], entry["attack"], s["dataset"], s["arch"], s["recipe"], entry["defense"],
-                          trial_seed, victim, poison))  # fmt: skip
-    return cells
 
 
 def _unregistered(entry: dict[str, Any]) -> str:
     """Why the entry cannot be re-run here ('' if it can): its attack or defense is unknown."""
-    from attacks import ATTACKS
-    from benchmark.suite import CLEAN, NO_DEFENSE
-    from defenses import DEFENSES
-
-    for kind, name, registry, skip in (("attack", entry["attack"], ATTACKS, CLEAN), ("defense", entry["defense"], DEFENSES, NO_DEFENSE)):
+    checks = (("attack", entry["attack"], ATTACKS, CLEAN), ("defense", entry["defense"], DEFENSES, NO_DEFENSE))
+    for kind, name, registry, skip in checks:
         if name != skip and name not in registry:
-            return (f"{kind} {name!r} is not registered here, so its trials cannot be re-run: install the package that "
-                    f"provides it (sapabench list {kind}s shows what is registered) and verify again")  # fmt: skip
+            return (
+                f"{kind} {name!r} is not registered here, so its trials cannot be re-run: install the package that "
+                f"provides it (sapabench list {kind}s shows what is registered) and verify again"
+            )
     return ""
 
 
@@ -149,51 +146,45 @@ class Verifier:
     cells: int = 1
     seed: int = 0
     log: Callable[[str], None] = lambda message: None
-    _poisons: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _poisons: dict[str, CraftRecord] = field(default_factory=dict)
     _tmp: Any = None
 
-    def _poison(self, spec: PoisonSpec, source: DataSource) -> dict[str, Any]:
-        import torch
-
+    def _poison(self, spec: PoisonSpec, source: DataSource) -> CraftRecord:
         key = f"{spec.key}-t{torch.get_num_threads()}"  # crafting, too, depends on the thread count
         if key not in self._poisons:
             if self._tmp is None:
                 self._tmp = tempfile.TemporaryDirectory(prefix="sapabench-verify-")
             self.log(f"  re-crafting {spec.attack} (craft seed {spec.craft_seed})")
-            self._poisons[key] = craft_poison(CraftTask(spec, str(Path(self._tmp.name) / key), source, self.device))
+            self._poisons[key] = craft(CraftTask(spec, str(Path(self._tmp.name) / key), source, self.device))
         return self._poisons[key]
 
     def verify_file(self, path: Path) -> Verdict:
-        from benchmark.provenance import device_name
-        from leaderboard.schema import load_entry
-        from victims.train import resolve_device
-
         try:
             entry = load_entry(path)
         except ConfigError as err:
             return Verdict(str(path), "?", path.name, False, "-", problems=(str(err),))
         device = resolve_device(self.device)
-        with _threads_of(entry["provenance"]["device"], device):
+        with threads_of(entry["provenance"]["device"], device):
             return self._verify_entry(path, entry, device_name(device))
 
     def _verify_entry(self, path: Path, entry: dict[str, Any], here: str) -> Verdict:
-        import torch
-
         prov = entry["provenance"]
         exact = prov["device"] == here and prov["torch"] == torch.__version__
         mode = "exact" if exact else "statistical"
         notes = []
         if not exact:
-            notes.append(f"measured on {prov['device']} with torch {prov['torch']}, re-run on {here} with torch "
-                         f"{torch.__version__}: values compared within {tolerance(entry, False):.4f}")  # fmt: skip
-        from benchmark.provenance import git_commit
-
+            notes.append(
+                f"measured on {prov['device']} with torch {prov['torch']}, re-run on {here} with torch "
+                f"{torch.__version__}: values compared within {tolerance(entry, False):.4f}"
+            )
         if prov["git_commit"] != git_commit():
             notes.append(f"entry written by sapabench at commit {prov['git_commit']}, re-run at {git_commit()}")
         missing = _unregistered(entry)
         if missing:
-            return Verdict(str(path), entry["entry_id"], _label(entry), False, mode, problems=(missing,), notes=tuple(notes))
-        cells = trial_cells(entry)
+            return Verdict(
+                str(path), entry["entry_id"], _label(entry), False, mode, problems=(missing,), notes=tuple(notes)
+            )
+        cells = entry_cells(entry)
         rng = random.Random(f"{self.seed}:{entry['entry_id']}")
         picked = sorted(rng.sample(range(len(cells)), min(self.cells, len(cells))))
         source = self.source_for(entry["setting"]["dataset"])
@@ -203,8 +194,10 @@ class Verifier:
             cell, recorded = cells[i], float(entry["metric"]["values"][i])
             measured, problem = self._rerun(cell, entry, source)
             if measured is not None and abs(measured - recorded) > tol:
-                problem = (f"trial (craft seed {cell.craft_seed}, trial seed {cell.trial_seed}) gave {measured:.6f}, "
-                           f"the entry records {recorded:.6f} (tolerance {tol:.2g})")  # fmt: skip
+                problem = (
+                    f"trial (craft seed {cell.craft_seed}, trial seed {cell.trial_seed}) gave {measured:.6f}, "
+                    f"the entry records {recorded:.6f} (tolerance {tol:.2g})"
+                )
             checks.append(TrialCheck(cell.craft_seed, cell.trial_seed, recorded, measured, tol, not problem, problem))
         problems = tuple(c.problem for c in checks if not c.ok)
         return Verdict(str(path), entry["entry_id"], _label(entry), not problems, mode, tuple(checks), problems, tuple(notes))
@@ -212,46 +205,28 @@ class Verifier:
     def _rerun(self, cell: Cell, entry: dict[str, Any], source: DataSource) -> tuple[float | None, str]:
         """The trial's metric re-measured, or None and why it could not be."""
         prov = entry["provenance"]
-        folder = craft_s = sha = None
+        poison = None
         if cell.poison is not None:
-            res = self._poison(cell.poison, source)
-            if res["status"] != "done":
-                return None, f"re-crafting the poison (craft seed {cell.craft_seed}) failed: {res['error']}"
+            crafted = self._poison(cell.poison, source)
+            if crafted.poison is None:
+                return None, f"re-crafting the poison (craft seed {cell.craft_seed}) failed: {crafted.error}"
             expected = prov["poison_sha256"][prov["craft_seeds"].index(cell.craft_seed)]
-            if res["sha256"] != expected:
-                return None, (f"poison of craft seed {cell.craft_seed} re-crafted with sha256 {res['sha256'][:16]}... but "
-                              f"the entry records {expected[:16]}...: the numbers did not come from this attack and seed")  # fmt: skip
-            folder, craft_s, sha = res["path"], res["craft_seconds"], res["sha256"]
+            if crafted.sha256 != expected:
+                return None, (
+                    f"poison of craft seed {cell.craft_seed} re-crafted with sha256 {crafted.poison.sha256[:16]}... "
+                    f"but the entry records {expected[:16]}...: the numbers did not come from this attack and seed"
+                )
+            poison = crafted.poison
         self.log(f"  re-training trial seed {cell.trial_seed} ({_label(entry)})")
-        row = run_cell(CellTask(cell, folder, craft_s, sha, source, self.device))
-        if row["status"] != "done":
-            return None, f"re-running the trial failed: {row['error']}"
-        return float(row["metric"]), ""
+        record = run_trial(Trial.of(cell, poison, source, self.device))
+        if record.status != DONE:
+            return None, f"re-running the trial failed: {record.error}"
+        return float(record.metric), ""  # type: ignore[arg-type]
 
     def close(self) -> None:
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
-
-
-@contextmanager
-def _threads_of(recorded: str, device: Any) -> Iterator[None]:
-    """Use the CPU thread count the entry was measured with (``cpu:<machine>x<N>threads``), so
-    that entries from ``--executor processes`` workers reproduce exactly on the same machine."""
-    import platform
-
-    import torch
-
-    match = re.fullmatch(r"cpu:(.+)x(\d+)threads", recorded)
-    if device.type != "cpu" or match is None or match.group(1) != platform.machine():
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(match.group(2)))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def check_manifest(folder: Path, files: list[Path]) -> list[str]:

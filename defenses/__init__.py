@@ -1,10 +1,42 @@
-"""Defenses against data poisoning: data-level filters and purification, training-level defenses.
+"""Defenses against data poisoning, and everything a defense author needs, importable from
+here (``from defenses import ...``).
 
 Registered (``sapabench list defenses``): spectral-signatures, activation-clustering, deep-knn,
 jpeg, grayscale (data-level); dp-sgd, adversarial, mixup, cutout, sam (training-level).
+
+To write a defense: a dataclass (its fields are the options) subclassing :class:`DataDefense`
+(implement ``filter(ctx: DefenseContext) -> Filtered``) or :class:`TrainingDefense` (override
+``recipe(base) -> Recipe`` and/or ``gradient_transform() -> GradientTransform``), decorated
+with :func:`register_defense`. Errors: :class:`ConfigError`.
 """
 
+from core.errors import ConfigError
 from defenses import filters, purification, training  # noqa: F401  (registration)
-from defenses.base import DEFENSES, DataDefense, Defense, DefenseContext, Filtered, TrainingDefense
+from defenses.apply import Defended, apply_defense, filter_stats
+from defenses.base import (
+    DEFENSES,
+    DataDefense,
+    Defense,
+    DefenseContext,
+    Filtered,
+    TrainingDefense,
+    register_defense,
+)
+from victims.recipes import Recipe
+from victims.train import GradientTransform
 
-__all__ = ["DEFENSES", "DataDefense", "Defense", "DefenseContext", "Filtered", "TrainingDefense"]
+__all__ = [
+    "DEFENSES",
+    "ConfigError",
+    "DataDefense",
+    "Defended",
+    "Defense",
+    "DefenseContext",
+    "Filtered",
+    "GradientTransform",
+    "Recipe",
+    "TrainingDefense",
+    "apply_defense",
+    "filter_stats",
+    "register_defense",
+]

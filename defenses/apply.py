@@ -1,5 +1,5 @@
-"""Apply a defense to one victim's training: what it trains on, with which recipe, and how well
-a data-level filter found the poisons."""
+"""Apply a defense to one victim's training: what it trains on, with which recipe and gradient
+transform, and how well a data-level filter found the poisons."""
 
 from __future__ import annotations
 
@@ -9,21 +9,24 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from benchmark.datasets import ImageDataset, PoisonLike
-from benchmark.errors import ConfigError
+from core.datasets import ImageDataset, PoisonLike
+from core.errors import ConfigError
+from core.runtime import seeded
 from defenses.base import DataDefense, Defense, DefenseContext, TrainingDefense
 from victims.recipes import Recipe
-from victims.train import seeded
+from victims.train import GradientTransform
 
 
 @dataclass(frozen=True)
 class Defended:
     """What to train on: the dataset, the poison still to apply (None when a data-level defense
-    already applied and filtered it), the recipe, and the filter's statistics."""
+    already applied and filtered it), the recipe, the gradient transform (training-level
+    defenses) and the filter's statistics."""
 
     dataset: ImageDataset
     poison: PoisonLike | None
     recipe: Recipe
+    grad_transform: GradientTransform | None
     stats: dict[str, Any]
 
 
@@ -43,11 +46,17 @@ def filter_stats(kept: Tensor, n: int, poison_indices: Tensor | None) -> dict[st
 
 
 def apply_defense(
-    defense: Defense, dataset: ImageDataset, poison: PoisonLike | None, arch: str, recipe: Recipe, seed: int,
+    defense: Defense,
+    dataset: ImageDataset,
+    poison: PoisonLike | None,
+    arch: str,
+    recipe: Recipe,
+    seed: int,
     device: torch.device,
-) -> Defended:  # fmt: skip
+) -> Defended:
+    """How the victim of ``recipe`` trains on ``dataset`` + ``poison`` under ``defense``."""
     if isinstance(defense, TrainingDefense):
-        return Defended(dataset, poison, defense.recipe(recipe), {})
+        return Defended(dataset, poison, defense.recipe(recipe), defense.gradient_transform(), {})
     if not isinstance(defense, DataDefense):
         raise ConfigError(f"defense {defense.name!r} is neither a data-level nor a training-level defense")
     ds = dataset.to(device)
@@ -69,4 +78,4 @@ def apply_defense(
     stats = filter_stats(kept, len(x), None if poison is None else torch.as_tensor(poison.indices))
     if out.images is not None and stats["removed"] == 0:  # pure purification: nothing was filtered
         stats = {"removed": 0}
-    return Defended(defended, None, recipe, stats)
+    return Defended(defended, None, recipe, None, stats)

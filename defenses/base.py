@@ -4,24 +4,27 @@ Two kinds:
 
 - data-level (:class:`DataDefense`): inspects or purifies the (possibly poisoned) training set
   before training and returns the indices it keeps and, for purification, transformed images;
-- training-level (:class:`TrainingDefense`): changes how the victim trains (returns the recipe
-  to train with).
+- training-level (:class:`TrainingDefense`): changes how the victim trains, through the recipe
+  it trains with and/or a gradient transform the trainer applies before every optimiser step.
 
-Registered in :data:`DEFENSES` (``sapabench list defenses``); third-party packages register
-through the ``sapabench.defenses`` entry-point group.
+A defense is a class (a dataclass whose fields are its options) registered in
+:data:`DEFENSES` with :func:`register_defense` (``sapabench list defenses``); third-party
+packages register through the ``sapabench.defenses`` entry-point group.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 import torch
 from torch import Tensor
 
-from benchmark.registry import Registry
+from core.registry import Registry
 from victims.recipes import Recipe
+from victims.train import GradientTransform
 
 
 @dataclass(frozen=True)
@@ -53,15 +56,14 @@ class DefenseContext:
 
 
 class Defense(ABC):
-    """Base class of every defense; subclass :class:`DataDefense` or :class:`TrainingDefense`."""
+    """Base class of every defense; subclass :class:`DataDefense` or :class:`TrainingDefense`.
+    ``name`` is set by :func:`register_defense`."""
 
     kind: ClassVar[str]
-
-    def __init__(self, name: str) -> None:
-        self.name = name
+    name: ClassVar[str] = ""
 
     def describe(self) -> dict[str, object]:
-        return {"name": self.name, "kind": self.kind, **{k: v for k, v in vars(self).items() if k != "name"}}
+        return {"name": self.name, "kind": self.kind, **vars(self)}
 
 
 class DataDefense(Defense):
@@ -73,11 +75,43 @@ class DataDefense(Defense):
 
 
 class TrainingDefense(Defense):
+    """Changes training: override :meth:`recipe`, :meth:`gradient_transform`, or both."""
+
     kind = "training"
 
-    @abstractmethod
     def recipe(self, base: Recipe) -> Recipe:
-        """The recipe to train the victim with, given the cell's recipe."""
+        """The recipe to train the victim with, given the cell's recipe (default: unchanged)."""
+        return base
+
+    def gradient_transform(self) -> GradientTransform | None:
+        """Applied to the gradients before every optimiser step (default: none)."""
+        return None
 
 
 DEFENSES: Registry[Defense] = Registry("defense", plugin_group="sapabench.defenses")
+D = TypeVar("D", bound=type[Defense])
+
+
+def register_defense(name: str, *, description: str | None = None) -> Callable[[D], D]:
+    """Class decorator: register defense class ``cls`` as ``name`` (its options are the class's
+    constructor arguments, so ``DEFENSES.create(name, **options)`` builds it).
+
+    ``description`` (default: the class docstring's first line) is shown by ``sapabench list
+    defenses``. Example::
+
+        @register_defense("median-filter", description="purification by a 3x3 median filter")
+        @dataclass
+        class MedianFilter(DataDefense):
+            kernel: int = 3
+    """
+
+    def decorator(cls: D) -> D:
+        if not (isinstance(cls, type) and issubclass(cls, (DataDefense, TrainingDefense))):
+            raise TypeError(f"register_defense({name!r}) decorates a DataDefense or TrainingDefense subclass, not {cls!r}")
+        if cls.__dict__.get("name"):
+            raise TypeError(f"defense class {cls.__name__} is already registered as {cls.name!r}")
+        cls.name = name
+        DEFENSES.register(name, description=description)(cls)
+        return cls
+
+    return decorator

@@ -12,11 +12,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA
+from sklearn.neighbors import NearestNeighbors
 from torch import Tensor, nn
 
-from benchmark.datasets import ImageDataset
-from benchmark.errors import ConfigError
-from defenses.base import DEFENSES, DataDefense, DefenseContext, Filtered
+from core.checks import open_fraction, positive
+from core.datasets import ImageDataset
+from defenses.base import DataDefense, DefenseContext, Filtered, register_defense
+from victims.train import train_victim
 
 
 def penultimate_features(model: nn.Module, x: Tensor, batch_size: int = 512) -> np.ndarray:
@@ -36,22 +40,26 @@ def penultimate_features(model: nn.Module, x: Tensor, batch_size: int = 512) -> 
 
 def defender_features(ctx: DefenseContext) -> np.ndarray:
     """Train the defender's model on the given training set and embed every training image."""
-    from victims.train import train_victim
-
     data = ImageDataset(
-        name=f"{ctx.dataset_name}-as-given", train_x=ctx.x, train_y=ctx.y, test_x=ctx.x[:2], test_y=ctx.y[:2],
-        num_classes=ctx.num_classes, mean=ctx.mean, std=ctx.std, flip_invariant=ctx.flip_invariant,
-        default_epochs=ctx.recipe.train.epochs or 20, default_batch_size=ctx.recipe.train.batch_size or 64,
-    )  # fmt: skip
+        name=f"{ctx.dataset_name}-as-given",
+        train_x=ctx.x,
+        train_y=ctx.y,
+        test_x=ctx.x[:2],
+        test_y=ctx.y[:2],
+        num_classes=ctx.num_classes,
+        mean=ctx.mean,
+        std=ctx.std,
+        flip_invariant=ctx.flip_invariant,
+        default_epochs=ctx.recipe.train.epochs or 20,
+        default_batch_size=ctx.recipe.train.batch_size or 64,
+    )
     model = train_victim(ctx.arch, ctx.recipe, data, seed=ctx.seed, device=ctx.device).model
     return penultimate_features(model, ctx.x)
 
 
-def _check_fraction(name: str, value: float) -> None:
-    if not 0 < value < 1:
-        raise ConfigError(f"invalid {name}={value!r}: must be in (0, 1)")
-
-
+@register_defense(
+    "spectral-signatures", description="data filter: spectral signatures of penultimate features (Tran et al. 2018)"
+)
 @dataclass
 class SpectralSignatures(DataDefense):
     """Spectral signatures (Tran et al., NeurIPS 2018): per class, score each image by its squared
@@ -62,11 +70,10 @@ class SpectralSignatures(DataDefense):
         expected_fraction: the poison fraction the defender guards against (eps in the paper).
     """
 
-    name: str = "spectral-signatures"
     expected_fraction: float = 0.1
 
     def __post_init__(self) -> None:
-        _check_fraction("expected_fraction", self.expected_fraction)
+        open_fraction("expected_fraction", self.expected_fraction)
 
     def filter(self, ctx: DefenseContext) -> Filtered:
         feats, y = defender_features(ctx), ctx.y.cpu().numpy()
@@ -83,6 +90,9 @@ class SpectralSignatures(DataDefense):
         return Filtered(_kept(len(y), remove))
 
 
+@register_defense(
+    "activation-clustering", description="data filter: 2-means on PCA of activations per class (Chen et al. 2018)"
+)
 @dataclass
 class ActivationClustering(DataDefense):
     """Activation clustering (Chen et al., 2018): per class, reduce the features to
@@ -90,19 +100,14 @@ class ActivationClustering(DataDefense):
     smaller cluster when it holds less than ``size_threshold`` of the class.
     """
 
-    name: str = "activation-clustering"
     components: int = 10
     size_threshold: float = 0.35
 
     def __post_init__(self) -> None:
-        _check_fraction("size_threshold", self.size_threshold)
-        if self.components < 1:
-            raise ConfigError(f"invalid components={self.components!r}: a positive integer")
+        open_fraction("size_threshold", self.size_threshold)
+        positive("components", self.components, integer=True)
 
     def filter(self, ctx: DefenseContext) -> Filtered:
-        from sklearn.cluster import KMeans
-        from sklearn.decomposition import PCA
-
         feats, y = defender_features(ctx), ctx.y.cpu().numpy()
         remove: list[int] = []
         for c in range(ctx.num_classes):
@@ -117,21 +122,21 @@ class ActivationClustering(DataDefense):
         return Filtered(_kept(len(y), remove))
 
 
+@register_defense(
+    "deep-knn",
+    description="data filter: drop images whose k nearest feature neighbours disagree with the label (Peri et al. 2020)",
+)
 @dataclass
 class DeepKNN(DataDefense):
     """Deep k-NN (Peri et al., 2020): remove every training image whose label is not the plurality
     label of its ``k`` nearest neighbours in feature space."""
 
-    name: str = "deep-knn"
     k: int = 10
 
     def __post_init__(self) -> None:
-        if not isinstance(self.k, int) or self.k < 1:
-            raise ConfigError(f"invalid k={self.k!r}: a positive integer")
+        positive("k", self.k, integer=True)
 
     def filter(self, ctx: DefenseContext) -> Filtered:
-        from sklearn.neighbors import NearestNeighbors
-
         feats, y = defender_features(ctx), ctx.y.cpu().numpy()
         k = min(self.k, len(y) - 1)
         _, nbrs = NearestNeighbors(n_neighbors=k + 1).fit(feats).kneighbors(feats)
@@ -144,12 +149,3 @@ def _kept(n: int, remove: list[int]) -> Tensor:
     mask = np.ones(n, dtype=bool)
     mask[np.asarray(remove, dtype=np.int64)] = False
     return torch.from_numpy(np.flatnonzero(mask))
-
-
-DEFENSES.register("spectral-signatures", description="data filter: spectral signatures of penultimate features (Tran et al. 2018)")(
-    lambda expected_fraction=0.1: SpectralSignatures(expected_fraction=expected_fraction))  # fmt: skip
-DEFENSES.register("activation-clustering", description="data filter: 2-means on PCA of activations per class (Chen et al. 2018)")(
-    lambda components=10, size_threshold=0.35: ActivationClustering(components=components, size_threshold=size_threshold))  # fmt: skip
-DEFENSES.register("deep-knn", description="data filter: drop images whose k nearest feature neighbours disagree with the label (Peri et al. 2020)")(
-    lambda k=10: DeepKNN(k=k))  # fmt: skip
-

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 
-from benchmark.errors import ConfigError
-from defenses.base import DEFENSES, DataDefense, DefenseContext, Filtered
+from core.errors import ConfigError
+from defenses.base import DataDefense, DefenseContext, Filtered, register_defense
 
 
 def jpeg_compress(x: Tensor, quality: int) -> Tensor:
     """Round-trip every image in [0, 1] through JPEG at ``quality`` (Pillow's codec)."""
-    import io
-
-    import numpy as np
-    from PIL import Image
-
     u8 = (x.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     out = []
     for img in u8:
@@ -36,12 +34,12 @@ def to_grayscale(x: Tensor) -> Tensor:
     return (x[:, :3] * weights).sum(1, keepdim=True).expand(-1, x.shape[1], -1, -1).contiguous()
 
 
+@register_defense("jpeg", description="purification: JPEG-compress every training image (quality 10)")
 @dataclass
 class JPEG(DataDefense):
     """JPEG compression of every training image (quality 10, as in image-shortcut squeezing,
     Liu et al. 2023, the strongest setting against unlearnable examples)."""
 
-    name: str = "jpeg"
     quality: int = 10
 
     def __post_init__(self) -> None:
@@ -52,17 +50,10 @@ class JPEG(DataDefense):
         return Filtered(torch.arange(len(ctx.x)), jpeg_compress(ctx.x, self.quality))
 
 
+@register_defense("grayscale", description="purification: remove colour from every training image (no-op on grey data)")
 @dataclass
 class Grayscale(DataDefense):
     """Colour removal of every training image (Liu et al. 2023); a no-op on grey datasets."""
 
-    name: str = "grayscale"
-
     def filter(self, ctx: DefenseContext) -> Filtered:
         return Filtered(torch.arange(len(ctx.x)), to_grayscale(ctx.x))
-
-
-DEFENSES.register("jpeg", description="purification: JPEG-compress every training image (quality 10)")(
-    lambda quality=10: JPEG(quality=quality))  # fmt: skip
-DEFENSES.register("grayscale", description="purification: remove colour from every training image (no-op on grey data)")(
-    lambda: Grayscale())  # fmt: skip

@@ -1,10 +1,9 @@
-"""Leaderboard entries (one validated JSON document per result) and their renderings."""
+"""Leaderboard entries (one validated JSON document per result) and their renderings.
 
-from leaderboard.build import build_entries, write_leaderboard
+This package reads entry files only; ``benchmark.entries`` writes them from a run's results.
+"""
+
 from leaderboard.render import render, sapa_pairs
-from leaderboard.schema import SCHEMA_VERSION, EntryError, load_entries, load_entry, validate
+from leaderboard.schema import SCHEMA_VERSION, EntryError, load_entries, load_entry, seal, validate
 
-__all__ = [
-    "SCHEMA_VERSION", "EntryError", "build_entries", "load_entries", "load_entry", "render", "sapa_pairs",
-    "validate", "write_leaderboard",
-]  # fmt: skip
+__all__ = ["SCHEMA_VERSION", "EntryError", "load_entries", "load_entry", "render", "sapa_pairs", "seal", "validate"]

@@ -12,9 +12,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from benchmark.atomic import write_text
+from core.atomic import write_text
+from core.names import NO_DEFENSE, base_name, is_sapa, sapa_name
+from core.stats import p_greater
+from core.threats import NO_THREAT
 from leaderboard.schema import load_entries
-from leaderboard.stats import p_greater
 
 ALPHA = 0.05
 COLUMNS = (
@@ -34,11 +36,11 @@ def _row(e: dict[str, Any]) -> dict[str, Any]:
     return {
         "attack": e["attack"], "defense": e["defense"], "dataset": s["dataset"], "arch": s["arch"],
         "recipe": s["recipe"], "threat": s["threat"], "eps": f"{s['eps'] * 255:.0f}/255", "budget": f"{s['budget']:g}",
-        "metric": m["name"] + (" (higher = stronger)" if m["higher_is_stronger"] else (" (lower = stronger)" if s["threat"] != "none" else "")),
+        "metric": m["name"] + (" (higher = stronger)" if m["higher_is_stronger"] else (" (lower = stronger)" if s["threat"] != NO_THREAT else "")),
         "mean": f"{100 * m['mean']:.1f}", "se": f"{100 * m['se']:.1f}", "trials": str(m["trials"]),
         "clean_acc": f"{100 * e['clean_accuracy']['mean']:.1f}", "clean_acc_se": f"{100 * e['clean_accuracy']['se']:.1f}",
-        "craft_s": f"{t['craft_seconds']:.1f}", "train_s_per_victim": f"{t['train_seconds_mean']:.1f}",
-        "eval_s_per_victim": f"{t['eval_seconds_mean']:.2f}", "total_s": f"{t['total_seconds']:.1f}",
+        "craft_s": f"{t['craft_s']:.1f}", "train_s_per_victim": f"{t['train_s_mean']:.1f}",
+        "eval_s_per_victim": f"{t['eval_s_mean']:.2f}", "total_s": f"{t['total_s']:.1f}",
         "images_per_s": f"{t['images_per_s']:.0f}", "peak_mem_mb": f"{t['peak_memory_mb']:.0f}",
     }  # fmt: skip
 
@@ -62,9 +64,9 @@ def sapa_pairs(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
         index[(s["suite"], s["dataset"], s["arch"], s["recipe"], e["defense"], s["surrogate"], e["attack"], _variant(e))] = e
     pairs = []
     for (suite, ds, arch, recipe, defense, surrogate, attack, variant), sapa in sorted(index.items()):
-        if not attack.startswith("sapa-"):
+        if not is_sapa(attack):
             continue
-        base = index.get((suite, ds, arch, recipe, defense, surrogate, attack.removeprefix("sapa-"), variant))
+        base = index.get((suite, ds, arch, recipe, defense, surrogate, base_name(attack), variant))
         if base is None:
             continue
         higher = sapa["metric"]["higher_is_stronger"]
@@ -86,12 +88,12 @@ def defense_view(entries: list[dict[str, Any]]) -> list[dict[str, str]]:
     beside the same attack without the defense and the clean-accuracy cost."""
     plain = {}
     for e in entries:
-        if e["defense"] == "none":
+        if e["defense"] == NO_DEFENSE:
             s = e["setting"]
             plain[(s["suite"], s["dataset"], s["arch"], s["recipe"], s["surrogate"], e["attack"], _variant(e))] = e
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for e in entries:
-        if e["defense"] != "none":
+        if e["defense"] != NO_DEFENSE:
             groups[(e["defense"], e["setting"]["threat"], e["setting"]["dataset"])].append(e)
     rows = []
     for (defense, threat, _), group in sorted(groups.items()):
@@ -189,6 +191,9 @@ def _html_table(columns: tuple[str, ...], rows: list[dict[str, str]], classes: l
 
 
 def _plots(entries: list[dict[str, Any]], pairs: list[dict[str, Any]], out: Path) -> list[Path]:
+    # Imported here, not at the top: matplotlib (with its font cache) is needed only to draw, and
+    # the backend must be chosen before pyplot is imported; validating entries, the claims and
+    # verify import this module without drawing anything.
     import matplotlib
 
     matplotlib.use("Agg")
@@ -201,13 +206,13 @@ def _plots(entries: list[dict[str, Any]], pairs: list[dict[str, Any]], out: Path
         by_attack[(p["dataset"], p["arch"], p["attack"])].append(p)
     for (ds, arch, attack), rows in sorted(by_attack.items()):
         rows.sort(key=lambda p: (p["defense"], p["recipe"]))
-        labels = [p["recipe"] + ("" if p["defense"] == "none" else f"\n+{p['defense']}") for p in rows]
+        labels = [p["recipe"] + ("" if p["defense"] == NO_DEFENSE else f"\n+{p['defense']}") for p in rows]
         x = range(len(rows))
         fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(rows) + 1.5), 3.6), dpi=100)
         ax.bar([i - 0.2 for i in x], [100 * p["baseline"][0] for p in rows], 0.4,
                yerr=[100 * p["baseline"][1] for p in rows], capsize=3, label=attack, color="#8da0cb")
         ax.bar([i + 0.2 for i in x], [100 * p["sapa"][0] for p in rows], 0.4,
-               yerr=[100 * p["sapa"][1] for p in rows], capsize=3, label=f"sapa-{attack}", color="#fc8d62")  # fmt: skip
+               yerr=[100 * p["sapa"][1] for p in rows], capsize=3, label=sapa_name(attack), color="#fc8d62")  # fmt: skip
         ax.set_xticks(list(x), labels)
         metric = rows[0]["metric"].replace("_", " ")
         ax.set_ylabel(f"{metric} (%)" + ("" if rows[0]["higher_is_stronger"] else ", lower = stronger"))
@@ -220,18 +225,18 @@ def _plots(entries: list[dict[str, Any]], pairs: list[dict[str, Any]], out: Path
         plt.close(fig)
         written.append(path)
 
-    attacked = [e for e in entries if e["setting"]["threat"] != "none"]
+    attacked = [e for e in entries if e["setting"]["threat"] != NO_THREAT]
     if attacked:
         fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=100)
         for e in attacked:
             marker = "o" if e["sapa"] else "s"
-            ax.errorbar(e["timings"]["craft_seconds"], 100 * e["metric"]["mean"], yerr=100 * e["metric"]["se"],
+            ax.errorbar(e["timings"]["craft_s"], 100 * e["metric"]["mean"], yerr=100 * e["metric"]["se"],
                         fmt=marker, color="#fc8d62" if e["sapa"] else "#8da0cb", alpha=0.8, capsize=2)  # fmt: skip
         seen = set()
         for e in attacked:
             if e["attack"] not in seen and e["setting"]["recipe"] == "sgd":
                 seen.add(e["attack"])
-                ax.annotate(e["attack"], (e["timings"]["craft_seconds"], 100 * e["metric"]["mean"]), fontsize=7,
+                ax.annotate(e["attack"], (e["timings"]["craft_s"], 100 * e["metric"]["mean"]), fontsize=7,
                             xytext=(3, 3), textcoords="offset points")  # fmt: skip
         ax.set_xlabel("crafting time (s)")
         ax.set_ylabel("metric (%): success rate, or accuracy for untargeted")

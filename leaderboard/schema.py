@@ -4,8 +4,13 @@ An entry holds the attack (and defense), the setting (with the attack preset and
 poison can be re-crafted), the metric over its trials (mean, standard error, the trial values
 themselves), clean accuracy, timings and provenance (the craft and trial seed of every trial
 value, the sha256 of the poison crafted with each craft seed), plus a sha256 of its own content.
-``sapabench verify`` re-runs a sample of the trials from exactly these fields. Loading refuses an entry whose fields are missing or mistyped, whose
-numbers are out of range or inconsistent with its trial values, or whose hash does not match.
+``sapabench verify`` re-runs a sample of the trials from exactly these fields. Loading refuses
+an entry whose fields are missing or mistyped, whose numbers are out of range or inconsistent
+with its trial values, or whose hash does not match.
+
+Versions: 3 names seconds ``*_s`` (``timings.craft_s``, ``train_s_mean``, ``eval_s_mean``,
+``total_s``). Entries of version 2 (``craft_seconds``, ``train_seconds_mean``, ...) are still
+read: their own content hash is checked, then they are upgraded in memory (:func:`upgrade`).
 """
 
 from __future__ import annotations
@@ -16,11 +21,19 @@ import math
 from pathlib import Path
 from typing import Any
 
-from benchmark.errors import ConfigError
+from core.errors import ConfigError
+from core.names import NO_POISON, PRESETS, is_sapa
+from core.stats import mean_se
+from core.threats import NO_THREAT, THREATS
 
-SCHEMA_VERSION = 2
-PRESETS = ("paper", "embedded", "smoke")
-NO_POISON = "-"  # preset / surrogate of clean-data entries
+SCHEMA_VERSION = 3
+# version 2 -> 3: the timings' seconds fields renamed
+_V2_TIMINGS = {
+    "craft_seconds": "craft_s",
+    "train_seconds_mean": "train_s_mean",
+    "eval_seconds_mean": "eval_s_mean",
+    "total_seconds": "total_s",
+}
 
 # field -> type (a dict is a nested spec)
 SPEC: dict[str, Any] = {
@@ -38,7 +51,7 @@ SPEC: dict[str, Any] = {
     "clean_accuracy": {"mean": float, "se": float},
     "defense_stats": dict,
     "timings": {
-        "craft_seconds": float, "train_seconds_mean": float, "eval_seconds_mean": float, "total_seconds": float,
+        "craft_s": float, "train_s_mean": float, "eval_s_mean": float, "total_s": float,
         "images_per_s": float, "peak_memory_mb": float,
     },
     "provenance": {
@@ -47,7 +60,7 @@ SPEC: dict[str, Any] = {
     },
     "content_sha256": str,
 }  # fmt: skip
-THREATS = ("targeted", "backdoor", "untargeted", "none")
+ENTRY_THREATS = (*THREATS, NO_THREAT)
 
 
 def json_schema() -> dict[str, Any]:
@@ -64,7 +77,7 @@ def json_schema() -> dict[str, Any]:
 
     out = convert(SPEC)
     out["properties"]["schema_version"] = {"const": SCHEMA_VERSION}
-    out["properties"]["setting"]["properties"]["threat"] = {"enum": list(THREATS)}
+    out["properties"]["setting"]["properties"]["threat"] = {"enum": list(ENTRY_THREATS)}
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": f"sapabench leaderboard entry v{SCHEMA_VERSION}", **out}
 
 
@@ -107,10 +120,28 @@ def _check_types(obj: Any, spec: dict[str, Any], path: str, where: str) -> None:
             raise EntryError(f"{where}: field {path + key!r} must be finite")
 
 
+def upgrade(entry: Any, where: str = "entry") -> Any:
+    """A version-2 entry as version 3 (resealed), after checking its own content hash; any other
+    document unchanged (:func:`validate` judges it)."""
+    if not isinstance(entry, dict) or entry.get("schema_version") != 2:
+        return entry
+    if entry.get("content_sha256") != content_hash(entry):
+        raise EntryError(f"{where}: content_sha256 does not match the entry (edited after it was written?)")
+    timings = entry.get("timings")
+    if not isinstance(timings, dict):
+        raise EntryError(f"{where}: field 'timings' must be dict")
+    out = {**entry, "schema_version": SCHEMA_VERSION, "timings": {_V2_TIMINGS.get(k, k): v for k, v in timings.items()}}
+    out["content_sha256"] = content_hash(out)
+    return out
+
+
 def validate(entry: Any, where: str = "entry") -> dict[str, Any]:
     """Check an entry completely; returns it, or raises :class:`EntryError` naming the problem."""
     if isinstance(entry, dict) and entry.get("schema_version") != SCHEMA_VERSION:
-        raise EntryError(f"{where}: schema_version {entry.get('schema_version')!r} is not {SCHEMA_VERSION}")
+        raise EntryError(
+            f"{where}: schema_version {entry.get('schema_version')!r} is not {SCHEMA_VERSION} "
+            "(load version-2 entries with load_entry, which upgrades them)"
+        )
     _check_types(entry, SPEC, "", where)
     m, setting = entry["metric"], entry["setting"]
     values = m["values"]
@@ -120,13 +151,11 @@ def validate(entry: Any, where: str = "entry") -> dict[str, Any]:
         raise EntryError(f"{where}: metric.trials is {m['trials']} but there are {len(values)} values")
     if not all(0.0 <= v <= 1.0 for v in values) or not 0 <= m["mean"] <= 1:
         raise EntryError(f"{where}: metric values must be fractions in [0, 1]")
-    from leaderboard.stats import mean_se
-
     mean, se = mean_se(values)
     if abs(mean - m["mean"]) > 1e-9 or abs(se - m["se"]) > 1e-9:
         raise EntryError(f"{where}: metric.mean/se ({m['mean']}, {m['se']}) do not match its values ({mean}, {se})")
-    if setting["threat"] not in THREATS:
-        raise EntryError(f"{where}: setting.threat {setting['threat']!r} is not one of {', '.join(THREATS)}")
+    if setting["threat"] not in ENTRY_THREATS:
+        raise EntryError(f"{where}: setting.threat {setting['threat']!r} is not one of {', '.join(ENTRY_THREATS)}")
     if not 0 <= setting["eps"] <= 1 or not 0 <= setting["budget"] <= 1:
         raise EntryError(f"{where}: setting.eps and setting.budget must lie in [0, 1]")
     if not 0 <= entry["clean_accuracy"]["mean"] <= 1:
@@ -137,7 +166,7 @@ def validate(entry: Any, where: str = "entry") -> dict[str, Any]:
         if key not in ("removed_mean", "precision_mean", "recall_mean") or not isinstance(value, (int, float)) or value < 0:
             raise EntryError(f"{where}: defense_stats.{key} must be one of removed_mean/precision_mean/recall_mean, >= 0")
     _check_seeds(entry, where)
-    if entry["sapa"] != entry["attack"].startswith("sapa-"):
+    if entry["sapa"] != is_sapa(entry["attack"]):
         raise EntryError(f"{where}: sapa flag does not match the attack name {entry['attack']!r}")
     if entry["content_sha256"] != content_hash(entry):
         raise EntryError(f"{where}: content_sha256 does not match the entry (edited after it was written?)")
@@ -155,7 +184,7 @@ def _check_seeds(entry: dict[str, Any], where: str) -> None:
     for name, seeds in (("craft_seeds", crafts), ("trial_seeds", trials)):
         if not all(_is_seed(s) for s in seeds) or seeds != sorted(set(seeds)):
             raise EntryError(f"{where}: provenance.{name} must be sorted distinct non-negative integers")
-    clean = setting["threat"] == "none"
+    clean = setting["threat"] == NO_THREAT
     if (setting["preset"] == NO_POISON) != clean or (not clean and setting["preset"] not in PRESETS):
         raise EntryError(f"{where}: setting.preset must be one of {', '.join(PRESETS)} ({NO_POISON!r} for clean data)")
     if clean != (not crafts):
@@ -174,12 +203,13 @@ def _check_seeds(entry: dict[str, Any], where: str) -> None:
 
 
 def load_entry(path: str | Path) -> dict[str, Any]:
+    """The validated entry in ``path`` (a version-2 entry upgraded to the current version)."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
         raise EntryError(f"{path}: not a readable JSON entry ({err})") from None
-    return validate(data, str(path))
+    return validate(upgrade(data, str(path)), str(path))
 
 
 def load_entries(folder: str | Path) -> list[dict[str, Any]]:

@@ -1,7 +1,7 @@
 """A valid leaderboard entry to tamper with in tests."""
 
 from leaderboard.schema import SCHEMA_VERSION, seal
-from leaderboard.stats import mean_se
+from core.stats import mean_se
 
 
 def make_entry(attack="sapa-error-min", values=(0.5, 0.6, 0.7), recipe="sgd", arch="convnet", threat="untargeted",
@@ -17,7 +17,7 @@ def make_entry(attack="sapa-error-min", values=(0.5, 0.6, 0.7), recipe="sgd", ar
                    "values": list(values)},
         "clean_accuracy": {"mean": mean, "se": se},
         "defense_stats": {},
-        "timings": {"craft_seconds": 6.0, "train_seconds_mean": 2.0, "eval_seconds_mean": 0.1, "total_seconds": 12.3,
+        "timings": {"craft_s": 6.0, "train_s_mean": 2.0, "eval_s_mean": 0.1, "total_s": 12.3,
                     "images_per_s": 5000.0, "peak_memory_mb": 900.0},
         "provenance": {"sapabench_version": "0.1.0", "git_commit": "abc", "torch": "2.15.0", "timm": "1.0.31",
                        "device": "cpu", "craft_seeds": [0], "trial_seeds": list(range(100, 100 + len(values))),

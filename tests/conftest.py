@@ -51,7 +51,7 @@ def _private_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def digits():
-    from benchmark.datasets import load_dataset
+    from core.datasets import load_dataset
 
     return load_dataset("digits")
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from benchmark.errors import ConfigError
+from core.errors import ConfigError
 from victims.archs import ARCHS, Normalize, build_model
 
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from attacks import ATTACKS, PoisonSet, create_attack
-from attacks.artifact import META_FILE, TENSORS_FILE
+from core.poison import META_FILE, TENSORS_FILE
 from attacks.base import Attack
-from benchmark.errors import ConfigError
+from core.errors import ConfigError
 
 NAMES = ATTACKS.list()
 
@@ -72,7 +72,7 @@ def test_artifact_round_trip_is_bit_exact(crafted, tiny_digits, tmp_path, name):
     assert (back.trigger is None) == (poison.trigger is None)
     if poison.trigger is not None:
         assert torch.equal(back.trigger, poison.trigger)
-    assert back.eps == poison.eps and back.budget == poison.budget and back.craft_seconds == poison.craft_seconds
+    assert back.eps == poison.eps and back.budget == poison.budget and back.craft_s == poison.craft_s
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -103,6 +103,20 @@ def _saved(crafted, tmp_path, name="gradient-matching"):
     folder = tmp_path / "p"
     crafted[name][0].save(folder)
     return folder
+
+
+def test_a_format_1_artifact_is_read(crafted, tiny_digits, tmp_path):
+    """Poison folders written before seconds were named *_s still load, with the fields renamed."""
+    folder = _saved(crafted, tmp_path)
+    meta = json.loads((folder / META_FILE).read_text())
+    meta["format_version"] = 1
+    meta["craft_seconds"] = meta.pop("craft_s")
+    meta["extra"]["surrogate_train_seconds_excluded"] = meta["extra"].pop("surrogate_train_s_excluded")
+    (folder / META_FILE).write_text(json.dumps(meta))
+    back = PoisonSet.load(folder, tiny_digits)
+    original = crafted["gradient-matching"][0]
+    assert back.craft_s == original.craft_s and torch.equal(back.delta, original.delta)
+    assert back.extra["surrogate_train_s_excluded"] == original.extra["surrogate_train_s_excluded"]
 
 
 def test_tampered_tensors_are_refused(crafted, tiny_digits, tmp_path):

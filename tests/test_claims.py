@@ -3,7 +3,7 @@ import json
 import pytest
 
 from benchmark.claims import load_claims, test_claims as check_claims
-from benchmark.errors import ConfigError
+from core.errors import ConfigError
 from tests._entries import make_entry
 
 

@@ -3,8 +3,8 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from benchmark.datasets import load_dataset
-from benchmark.errors import ConfigError
+from core.datasets import load_dataset
+from core.errors import ConfigError
 from tests._fakedata import write_cifar10, write_cifar100, write_svhn
 
 

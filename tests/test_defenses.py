@@ -6,11 +6,12 @@ from dataclasses import dataclass, replace
 import pytest
 import torch
 
-from benchmark.errors import ConfigError
+from core.errors import ConfigError
 from defenses import DEFENSES
 from defenses.apply import apply_defense, filter_stats
 from defenses.purification import jpeg_compress, to_grayscale
-from victims.recipes import RECIPES, DPConfig
+from defenses.training import DPSGD
+from victims.recipes import RECIPES
 from victims.train import Trainer
 
 CPU = torch.device("cpu")
@@ -84,10 +85,9 @@ def test_grayscale_removes_colour_and_keeps_grey():
 
 
 def _one_step_change(ds, dp):
-    recipe = replace(RECIPES.create("sgd", epochs=1, batch_size=ds.num_train, lr=1.0, momentum=0.0,
-                                    weight_decay=0.0, augment=False), dp=dp)  # fmt: skip
+    recipe = RECIPES.create("sgd", epochs=1, batch_size=ds.num_train, lr=1.0, momentum=0.0, weight_decay=0.0, augment=False)
     torch.manual_seed(0)
-    trainer = Trainer("convnet", recipe, ds, None, 0, CPU)
+    trainer = Trainer("convnet", recipe, ds, None, 0, CPU, grad_transform=dp.gradient_transform())
     before = torch.cat([p.detach().flatten().clone() for p in trainer.model.parameters()])
     trainer.run_epoch()
     after = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
@@ -96,22 +96,31 @@ def _one_step_change(ds, dp):
 
 def test_dp_sgd_clips_and_adds_noise_as_configured(planted):
     ds = replace(planted[0], train_x=planted[0].train_x[:64], train_y=planted[0].train_y[:64], fingerprint="")
-    clipped, _ = _one_step_change(ds, DPConfig(clip=0.01, noise=0.0))
+    clipped, _ = _one_step_change(ds, DPSGD(clip=0.01, noise=0.0))
     assert clipped == pytest.approx(0.01, rel=1e-3)  # one SGD step of lr 1 moves exactly the clip norm
-    noisy, n = _one_step_change(ds, DPConfig(clip=0.01, noise=1.0))
+    noisy, n = _one_step_change(ds, DPSGD(clip=0.01, noise=1.0))
     expected = (0.01**2 + (1.0 * 0.01) ** 2 * n) ** 0.5
     assert noisy == pytest.approx(expected, rel=0.05)
     with pytest.raises(ConfigError, match="dp noise"):
         DEFENSES.create("dp-sgd", noise=-1.0)
 
 
-@pytest.mark.parametrize("name", ["dp-sgd", "adversarial", "mixup", "cutout", "sam"])
-def test_training_defenses_keep_the_poison_and_change_the_recipe(planted, name):
+@pytest.mark.parametrize("name", ["adversarial", "mixup", "cutout", "sam"])
+def test_recipe_defenses_keep_the_poison_and_change_the_recipe(planted, name):
     ds, poison = planted
     base = RECIPES.create("sgd", epochs=3)
     out = apply_defense(DEFENSES.create(name), ds, poison, "convnet", base, 0, CPU)
     assert out.poison is poison and out.dataset is ds  # the victim still trains on the poisoned data
-    assert out.recipe != base and out.recipe.train.epochs == 3
+    assert out.recipe != base and out.recipe.name == name and out.recipe.train.epochs == 3
+    assert out.grad_transform is None
+
+
+def test_dp_sgd_keeps_the_poison_and_recipe_and_hooks_into_the_gradients(planted):
+    ds, poison = planted
+    base = RECIPES.create("sgd", epochs=3)
+    out = apply_defense(DEFENSES.create("dp-sgd"), ds, poison, "convnet", base, 0, CPU)
+    assert out.poison is poison and out.dataset is ds and out.recipe == base  # a recipe says how to train, nothing more
+    assert out.grad_transform is not None
 
 
 def test_registry_lists_every_builtin():

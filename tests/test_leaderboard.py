@@ -3,8 +3,8 @@ import json
 import pytest
 
 from leaderboard.render import render, sapa_pairs
-from leaderboard.schema import EntryError, content_hash, load_entries, validate
-from leaderboard.stats import mean_se, p_greater
+from leaderboard.schema import SCHEMA_VERSION, EntryError, content_hash, load_entries, load_entry, validate
+from core.stats import mean_se, p_greater
 from tests._entries import make_entry
 
 
@@ -33,8 +33,8 @@ def _tamper(entry, path, value):
         (("metric", "trials"), "three", r"field 'metric.trials' must be int"),
         (("metric", "values"), [0.5, 1.7, 0.7], r"fractions in \[0, 1\]"),
         (("setting", "threat"), "sneaky", r"not one of"),
-        (("timings", "craft_seconds"), -1.0, r"non-negative"),
-        (("schema_version",), 1, r"schema_version 1 is not 2"),
+        (("timings", "craft_s"), -1.0, r"non-negative"),
+        (("schema_version",), 1, r"schema_version 1 is not 3"),
         (("provenance", "cell_seeds"), [[0, 100], [0, 100], [0, 101]], r"lists a trial twice"),
         (("provenance", "cell_seeds"), [[0, 100], [0, 101], [1, 102]], r"not \[craft seed, trial seed\]"),
         (("provenance", "cell_seeds"), [[0, 100], [0, 101]], r"2 items for 3 trials"),
@@ -137,5 +137,33 @@ def test_json_schema_describes_the_entry():
     schema = json_schema()
     e = make_entry()
     assert set(schema["required"]) == set(e) and schema["additionalProperties"] is False
-    assert schema["properties"]["schema_version"] == {"const": 2}
+    assert schema["properties"]["schema_version"] == {"const": SCHEMA_VERSION}
     assert set(schema["properties"]["metric"]["required"]) == set(e["metric"])
+
+
+_V2_TIMINGS = {"craft_s": "craft_seconds", "train_s_mean": "train_seconds_mean", "eval_s_mean": "eval_seconds_mean",
+               "total_s": "total_seconds"}  # fmt: skip
+
+
+def _as_version_2(entry):
+    """The entry as schema version 2 wrote it (seconds named *_seconds), sealed."""
+    old = json.loads(json.dumps(entry))
+    old["schema_version"] = 2
+    old["timings"] = {_V2_TIMINGS.get(k, k): v for k, v in old["timings"].items()}
+    old["content_sha256"] = content_hash(old)
+    return old
+
+
+def test_version_2_entries_are_read_as_the_current_version(tmp_path):
+    entry = make_entry()
+    (tmp_path / "old.json").write_text(json.dumps(_as_version_2(entry)))
+    assert load_entry(tmp_path / "old.json") == entry  # same content, same hash, once upgraded
+    assert load_entries(tmp_path) == [entry]
+
+
+def test_a_version_2_entry_edited_after_it_was_written_is_refused(tmp_path):
+    old = _as_version_2(make_entry())
+    old["metric"]["values"][0] = 0.9  # not resealed
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    with pytest.raises(EntryError, match="content_sha256 does not match"):
+        load_entry(tmp_path / "old.json")

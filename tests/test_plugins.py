@@ -10,15 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from attacks import create_attack
-from attacks.artifact import ThreatModel
-from attacks.base import ATTACKS, Attack, AttackConfig, Crafted
-from benchmark.registry import Registry
+from attacks import ATTACKS, Attack, AttackConfig, Crafted, ThreatModel, create_attack, register_attack
+from core.registry import Registry
 from benchmark.runner import run_suite
 from benchmark.store import ResultsStore
 from benchmark.suite import parse_suite
 from leaderboard.schema import content_hash
-from leaderboard.stats import mean_se
+from core.stats import mean_se
 
 PLUGIN = Path(__file__).resolve().parent.parent / "examples" / "sapabench-example-plugin"
 
@@ -112,18 +110,14 @@ class _Misbehaving(Attack):
 
 
 @pytest.fixture()
-def misbehaving():
-    from attacks.base import build_config
-
+def misbehaving(monkeypatch):
+    monkeypatch.setattr(ATTACKS, "_entries", dict(ATTACKS._entries))  # registrations end with the test
     names = []
     for mode in ("raise", "shape", "eps"):
-        cls = type(f"Bad{mode}", (_Misbehaving,), {"mode": mode})
         name = f"test-bad-{mode}"
-        ATTACKS.register(name)(lambda dataset="digits", preset=None, _c=cls, _n=name, **kw: _c(_n, build_config(_c, "smoke", kw), False))
+        register_attack(name)(type(f"Bad{mode}", (_Misbehaving,), {"mode": mode}))
         names.append(name)
-    yield names
-    for name in names:
-        ATTACKS._entries.pop(name)
+    return names
 
 
 def test_misbehaving_plugins_fail_their_cells_and_the_run_goes_on(misbehaving, tmp_path):
@@ -140,7 +134,7 @@ recipes = ["sgd"]
 archs = ["convnet"]
 """)
     report = run_suite(suite, tmp_path, device="cpu", progress=False, log=lambda m: None)
-    rows = {r["attack"]: r for r in ResultsStore(tmp_path).cells()}
+    rows = {r["attack"]: r for r in ResultsStore(tmp_path).rows()}
     assert report.failed == 3 and rows["error-max"]["status"] == "done" and rows["clean"]["status"] == "done"
     import sqlite3
 
@@ -159,9 +153,9 @@ def test_a_plugin_that_fails_to_import_is_skipped_with_a_warning(monkeypatch, ca
         def load(self):
             raise ImportError("no module named nowhere")
 
-    import importlib.metadata
+    import core.registry
 
-    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [EP()])
+    monkeypatch.setattr(core.registry, "entry_points", lambda group: [EP()])
     reg: Registry = Registry("attack", plugin_group="sapabench.attacks")
     assert reg.list() == [] and "broken" in reg.plugin_errors
     assert "plugin 'broken'" in capsys.readouterr().err
@@ -169,3 +163,36 @@ def test_a_plugin_that_fails_to_import_is_skipped_with_a_warning(monkeypatch, ca
 
 def test_create_attack_still_works_for_builtins():
     assert create_attack("error-min").name == "error-min"
+
+
+def test_registration_names_a_class_once_and_refuses_misuse(monkeypatch):
+    from attacks import SurrogateConfig
+    from defenses import DEFENSES, DataDefense, Filtered, register_defense
+
+    monkeypatch.setattr(ATTACKS, "_entries", dict(ATTACKS._entries))
+    monkeypatch.setattr(DEFENSES, "_entries", dict(DEFENSES._entries))
+
+    class NoSurrogate(_Misbehaving):
+        """No surrogate: one name, no SAPA twin."""
+
+    register_attack("test-plain")(NoSurrogate)
+    assert "test-plain" in ATTACKS and "sapa-test-plain" not in ATTACKS
+    assert ATTACKS.entry("test-plain").description == "No surrogate: one name, no SAPA twin. [untargeted]"
+    attack = create_attack("test-plain", preset="smoke")
+    assert attack.name == "test-plain" and attack.rho is None and not hasattr(attack.config, "surrogate")
+    with pytest.raises(TypeError, match="SAPA twin needs a config derived from SurrogateConfig"):
+        register_attack("test-twin", sapa_twin=True)(type("Twin", (_Misbehaving,), {}))
+    twin = type("Twin", (_Misbehaving,), {"Config": SurrogateConfig})
+    register_attack("test-twin", sapa_twin=True)(twin)
+    assert create_attack("sapa-test-twin", preset="smoke").rho == 0.05
+    with pytest.raises(TypeError, match="subclass of attacks.Attack"):
+        register_attack("test-bad")(object)
+
+    class Keep(DataDefense):
+        def filter(self, ctx):
+            return Filtered(torch.arange(len(ctx.x)))
+
+    register_defense("test-keep")(Keep)
+    assert DEFENSES.create("test-keep").name == "test-keep"
+    with pytest.raises(TypeError, match="already registered as 'test-keep'"):
+        register_defense("test-keep-again")(Keep)

@@ -2,12 +2,12 @@ import pytest
 import torch
 from torch import nn
 
-from benchmark.errors import ConfigError
+from core.errors import ConfigError
 from victims.augment import MixUp, cutout, pgd_linf
 from victims.recipes import RECIPES, AdversarialConfig, TrainConfig
 from victims.sam import SAM
 from victims.schedules import lr_multiplier
-from victims.sharpness import perturbed_weights, worst_case_direction
+from core.sharpness import perturbed_weights, worst_case_direction
 
 
 def test_all_design_card_recipes_are_registered():

@@ -1,7 +1,7 @@
 import pytest
 
-from benchmark.errors import ConfigError, UnknownNameError
-from benchmark.registry import Registry
+from core.errors import ConfigError, UnknownNameError
+from core.registry import Registry
 
 
 @pytest.fixture()

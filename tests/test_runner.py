@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from benchmark.errors import ConfigError
+from core.errors import ConfigError
 from benchmark.runner import run_suite
 from benchmark.store import ResultsStore
 from benchmark.suite import load_suite, parse_suite
@@ -28,10 +28,10 @@ def smoke_run(tmp_path_factory):
 def test_smoke_run_records_every_cell_and_writes_the_leaderboard(smoke_run):
     out, report = smoke_run
     assert report.cells == 10 and report.ran == 10 and report.failed == 0
-    rows = list(ResultsStore(out).cells())
+    rows = list(ResultsStore(out).rows())
     assert len(rows) == 10 and all(r["status"] == "done" for r in rows)
     for r in rows:
-        assert 0 <= r["metric"] <= 1 and r["train_seconds"] > 0 and r["images_per_s"] > 0 and r["peak_memory_mb"] > 0
+        assert 0 <= r["metric"] <= 1 and r["train_s"] > 0 and r["images_per_s"] > 0 and r["peak_memory_mb"] > 0
         assert r["provenance"]["torch"] and r["provenance"]["device"].startswith("cpu")
         assert (r["poison_sha256"] is None) == (r["attack"] == "clean")
     board = out / "leaderboard"
@@ -53,16 +53,16 @@ def test_smoke_run_records_every_cell_and_writes_the_leaderboard(smoke_run):
 
 def test_rerun_skips_finished_cells(smoke_run):
     out, _ = smoke_run
-    before = {r["key"]: r["finished_at"] for r in ResultsStore(out).cells()}
+    before = {r["key"]: r["finished_at"] for r in ResultsStore(out).rows()}
     report = run_suite(load_suite("smoke"), out, device="cpu", progress=False, log=lambda m: None)
     assert report.ran == 0 and report.skipped == 10
-    assert {r["key"]: r["finished_at"] for r in ResultsStore(out).cells()} == before
+    assert {r["key"]: r["finished_at"] for r in ResultsStore(out).rows()} == before
 
 
 def test_results_of_an_older_version_get_their_preset_filled_in_on_rerun(smoke_run, tmp_path):
     import shutil
 
-    from leaderboard.build import write_leaderboard
+    from benchmark.entries import write_leaderboard
 
     out = tmp_path / "old"
     shutil.copytree(smoke_run[0], out)
@@ -73,6 +73,26 @@ def test_results_of_an_older_version_get_their_preset_filled_in_on_rerun(smoke_r
     report = run_suite(load_suite("smoke"), out, device="cpu", progress=False, log=lambda m: None)
     assert report.ran == 0
     assert {e["setting"]["preset"] for e in load_entries(out / "leaderboard" / "entries")} == {"smoke", "-"}
+
+
+def test_a_database_of_an_older_version_is_migrated_and_resumed(smoke_run, tmp_path):
+    """Results written before seconds were named *_s (and before the diagnostics column) are
+    renamed in place; the re-run finds every cell done and writes the same entries."""
+    import shutil
+
+    out = tmp_path / "old"
+    shutil.copytree(smoke_run[0], out)
+    with sqlite3.connect(out / "results.sqlite") as con:
+        for table, new, old in (("poisons", "craft_s", "craft_seconds"), ("cells", "craft_s", "craft_seconds"),
+                                ("cells", "train_s", "train_seconds"), ("cells", "eval_s", "eval_seconds")):  # fmt: skip
+            con.execute(f"ALTER TABLE {table} RENAME COLUMN {new} TO {old}")
+        con.execute("ALTER TABLE cells DROP COLUMN diagnostics")
+    report = run_suite(load_suite("smoke"), out, device="cpu", progress=False, log=lambda m: None)
+    assert report.ran == 0 and report.skipped == 10
+    rows = ResultsStore(out).rows()
+    assert all(r["train_s"] > 0 and "train_seconds" not in r for r in rows)
+    entries = out / "leaderboard" / "entries"
+    assert _digest(entries) == _digest(smoke_run[0] / "leaderboard" / "entries")
 
 
 def _digest(folder):
@@ -109,11 +129,11 @@ def test_kill_mid_run_loses_at_most_the_cell_in_flight(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert done >= 3, "the run finished or stalled before it could be killed"
-    survived = {r["key"]: r["finished_at"] for r in ResultsStore(out).cells(status="done")}
+    survived = {r["key"]: r["finished_at"] for r in ResultsStore(out).rows(status="done")}
     assert len(survived) >= done  # nothing committed was lost
     report = run_suite(load_suite("smoke"), out, device="cpu", progress=False, log=lambda m: None)
     assert report.skipped == len(survived) and report.ran == 10 - len(survived) and report.failed == 0
-    after = {r["key"]: r["finished_at"] for r in ResultsStore(out).cells(status="done")}
+    after = {r["key"]: r["finished_at"] for r in ResultsStore(out).rows(status="done")}
     assert len(after) == 10 and all(after[k] == v for k, v in survived.items())
 
 
@@ -133,7 +153,7 @@ archs = ["convnet"]
 options = { budget = 0.0001 }
 """
     report = run_suite(parse_suite(text), tmp_path, device="cpu", progress=False, log=lambda m: None)
-    rows = {r["attack"]: r for r in ResultsStore(tmp_path).cells()}
+    rows = {r["attack"]: r for r in ResultsStore(tmp_path).rows()}
     assert report.failed == 1 and rows["clean"]["status"] == "done"
     assert rows["error-max"]["status"] == "failed" and "could not be crafted" in rows["error-max"]["error"]
     with sqlite3.connect(tmp_path / "results.sqlite") as con:
@@ -161,8 +181,8 @@ def test_process_executor_gives_the_same_cells(smoke_run, tmp_path):
     report = run_suite(load_suite("smoke"), tmp_path, device="cpu", executor=ProcessExecutor(2), progress=False,
                        log=lambda m: None)  # fmt: skip
     assert report.ran == 10 and report.failed == 0
-    local = {r["key"] for r in ResultsStore(out).cells(status="done")}
-    assert {r["key"] for r in ResultsStore(tmp_path).cells(status="done")} == local
+    local = {r["key"] for r in ResultsStore(out).rows(status="done")}
+    assert {r["key"] for r in ResultsStore(tmp_path).rows(status="done")} == local
 
 
 def test_defense_cells_and_the_defense_view(tmp_path):
@@ -173,10 +193,31 @@ def test_defense_cells_and_the_defense_view(tmp_path):
     suite = parse_suite(text)
     report = run_suite(suite, tmp_path, device="cpu", progress=False, log=lambda m: None)
     assert report.failed == 0 and report.ran == 3 * 3 * 2
-    rows = [r for r in ResultsStore(tmp_path).cells() if r["defense"] == "deep-knn" and r["attack"] != "clean"]
+    rows = [r for r in ResultsStore(tmp_path).rows() if r["defense"] == "deep-knn" and r["attack"] != "clean"]
     assert all(r["defense_removed"] is not None and r["defense_recall"] is not None for r in rows)
     view = (tmp_path / "leaderboard" / "defenses.md").read_text()
     assert "deep-knn" in view and "dp-sgd" in view and "sapa-error-max" in view
     entries = load_entries(tmp_path / "leaderboard" / "entries")
     assert {e["defense"] for e in entries} == {"none", "deep-knn", "dp-sgd"}
     assert all("recall_mean" in e["defense_stats"] for e in entries if e["defense"] == "deep-knn" and e["attack"] != "clean")
+
+
+def test_evaluate_reproduces_the_runs_trials_through_the_same_pipeline(smoke_run, capsys):
+    """``sapabench evaluate`` on a run's poison folder gives the run's numbers for the same
+    victim protocol and seeds, with and without a defense: one trial pipeline serves both."""
+    import json as _json
+
+    from benchmark.cli import main
+
+    out, _ = smoke_run
+    rows = [r for r in ResultsStore(out).rows() if r["attack"] == "sapa-error-max"]
+    folder = next((out / "poisons").glob("sapa-error-max-*"))
+    assert main(["evaluate", "--poison", str(folder), "--epochs", "1", "--trials", "2", "--seed", "100",
+                 "--device", "cpu", "--json", "--quiet"]) == 0  # fmt: skip
+    report = _json.loads(capsys.readouterr().out)
+    assert report["poisoned"]["values"] == [r["metric"] for r in sorted(rows, key=lambda r: r["trial_seed"])]
+    assert main(["evaluate", "--poison", str(folder), "--epochs", "1", "--trials", "1", "--seed", "100",
+                 "--defense", "grayscale", "--device", "cpu", "--json", "--quiet"]) == 0  # fmt: skip
+    assert _json.loads(capsys.readouterr().out)["defense"] == "grayscale"
+    assert main(["evaluate", "--poison", str(folder), "--defense", "grayscal"]) == 2
+    assert "did you mean 'grayscale'" in capsys.readouterr().err

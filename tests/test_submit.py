@@ -7,12 +7,12 @@ import shutil
 import pytest
 
 from benchmark.cli import main
-from benchmark.errors import ConfigError
+from core.errors import ConfigError
 from benchmark.submit import standard_suite
 from benchmark.suite import parse_suite
 from benchmark.verify import tolerance, verify
 from leaderboard.schema import content_hash, load_entry
-from leaderboard.stats import mean_se
+from core.stats import mean_se
 
 
 def test_attack_suite_pairs_the_attack_with_its_sapa_twin_and_every_recipe():
@@ -122,7 +122,7 @@ def test_a_forged_entry_is_refused_with_the_reason(submission, tmp_path, capsys,
 
 def test_manifest_catches_replaced_and_added_entries(submission, tmp_path, capsys):
     out = _copy(submission, tmp_path)
-    _reseal(_entry_file(out, "clean"), lambda e: e["timings"].__setitem__("train_seconds_mean", 0.5))
+    _reseal(_entry_file(out, "clean"), lambda e: e["timings"].__setitem__("train_s_mean", 0.5))
     shutil.copy(_entry_file(out, "error-max"), out / "leaderboard" / "entries" / "extra.json")
     assert main(["verify", str(out), "--device", "cpu", "--quiet"]) == 1
     text = capsys.readouterr().out

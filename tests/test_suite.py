@@ -1,6 +1,6 @@
 import pytest
 
-from benchmark.errors import ConfigError
+from core.errors import ConfigError
 from benchmark.suite import builtin_suites, load_suite, parse_suite
 
 GOOD = """

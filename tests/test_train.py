@@ -3,7 +3,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from benchmark.errors import ConfigError
+from core.errors import ConfigError
 from victims.recipes import RECIPES
 from victims.train import train_victim
 
@@ -63,7 +63,7 @@ def test_poison_reaches_the_victim(digits):
 def test_progress_reports_every_epoch(tiny_digits):
     seen = []
     train_victim("convnet", RECIPES.create("sgd", epochs=3), tiny_digits, seed=0, device="cpu", progress=seen.append)
-    assert [s.epoch for s in seen] == [1, 2, 3] and all(s.epochs == 3 and s.seconds > 0 for s in seen)
+    assert [s.epoch for s in seen] == [1, 2, 3] and all(s.epochs == 3 and s.epoch_s > 0 for s in seen)
     assert seen[0].lr == pytest.approx(0.1) and seen[2].lr == pytest.approx(0.001)  # step schedule at 1/2, 3/4
 
 

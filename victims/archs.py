@@ -10,15 +10,16 @@ the model, so attacks and training both work in [0, 1] pixel space.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import timm
 import torch
 from torch import Tensor, nn
+from torchvision.models import vgg11_bn
 
-from benchmark.datasets import ImageDataset
-from benchmark.errors import ConfigError
-from benchmark.registry import Registry
+from core.datasets import ImageDataset
+from core.errors import ConfigError
+from core.registry import Registry
 
 ARCHS: Registry[nn.Module] = Registry("architecture")
 
@@ -109,8 +110,6 @@ def vgg11(in_chans: int, num_classes: int, img_size: int) -> nn.Module:
     pooled features. Its five max-pools need 32x32 inputs; on smaller images the last pools
     (those that would shrink the map below 1x1) are dropped.
     """
-    from torchvision.models import vgg11_bn
-
     _check_shape("vgg11", in_chans, num_classes, img_size, 4)
     features = vgg11_bn(weights=None).features
     layers = list(features)

@@ -12,24 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from benchmark.errors import ConfigError
-from benchmark.registry import Registry
+from core.checks import in_range, positive
+from core.errors import ConfigError
+from core.registry import Registry
 from victims.schedules import SCHEDULES
 
 OPTIMIZERS = ("sgd", "adam")
-
-
-def _positive(name: str, value: object, *, integer: bool = False, flag: str | None = None) -> None:
-    flag = flag or "--" + name.replace("_", "-")
-    ok_type = isinstance(value, int) and not isinstance(value, bool) if integer else isinstance(value, (int, float))
-    if not ok_type or not value > 0:  # type: ignore[operator]
-        kind = "a positive integer" if integer else "a positive number"
-        raise ConfigError(f"invalid {name}={value!r}: must be {kind} (set {flag})")
-
-
-def _in_range(name: str, value: object, lo: float, hi: float, flag: str, hint: str = "") -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not lo <= value <= hi:
-        raise ConfigError(f"invalid {name}={value!r}: must be in [{lo:g}, {hi:g}]{hint} (set {flag})")
 
 
 @dataclass(frozen=True)
@@ -58,12 +46,12 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.epochs is not None:
-            _positive("epochs", self.epochs, integer=True)
+            positive("epochs", self.epochs, integer=True, flag="--epochs")
         if self.batch_size is not None:
-            _positive("batch_size", self.batch_size, integer=True)
-        _positive("lr", self.lr)
-        _in_range("momentum", self.momentum, 0.0, 0.999, "--momentum")
-        _in_range("weight_decay", self.weight_decay, 0.0, 1.0, "--weight-decay")
+            positive("batch_size", self.batch_size, integer=True, flag="--batch-size")
+        positive("lr", self.lr, flag="--lr")
+        in_range("momentum", self.momentum, 0.0, 0.999, flag="--momentum")
+        in_range("weight_decay", self.weight_decay, 0.0, 1.0, flag="--weight-decay")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"invalid schedule={self.schedule!r}: choose one of {', '.join(SCHEDULES)} (set --schedule)")
         if self.optimizer not in OPTIMIZERS:
@@ -97,31 +85,16 @@ class AdversarialConfig:
     steps: int = 7
 
     def __post_init__(self) -> None:
-        _in_range("adversarial eps", self.eps, 0.0, 1.0, "--adv-eps", " (pixels are in [0, 1]; 8/255 = 0.0314)")
-        _in_range("adversarial step", self.step, 0.0, 1.0, "--adv-step", " (e.g. 2/255)")
-        _positive("adversarial steps", self.steps, integer=True, flag="--adv-steps")
-
-
-@dataclass(frozen=True)
-class DPConfig:
-    """Per-batch gradient clipping and Gaussian noise (DP-SGD as a poisoning defense, Hong et al. 2020).
-
-    Attributes:
-        clip: the batch gradient's L2 norm is clipped to this (1.0).
-        noise: noise multiplier; N(0, (noise * clip)^2) is added to every gradient entry (0.01).
-    """
-
-    clip: float = 1.0
-    noise: float = 0.01
-
-    def __post_init__(self) -> None:
-        _positive("dp clip", self.clip, flag="--dp-clip")
-        _in_range("dp noise", self.noise, 0.0, 100.0, "--dp-noise")
+        in_range("adversarial eps", self.eps, 0.0, 1.0, flag="--adv-eps", hint=" (pixels are in [0, 1]; 8/255 = 0.0314)")
+        in_range("adversarial step", self.step, 0.0, 1.0, flag="--adv-step", hint=" (e.g. 2/255)")
+        positive("adversarial steps", self.steps, integer=True, flag="--adv-steps")
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """A complete, named training recipe. Build one with ``RECIPES.create(name, **options)``."""
+    """A complete, named training recipe: how a victim is trained, nothing else (defenses that
+    change training, such as DP-SGD, hook into :class:`victims.train.Trainer` instead). Build one
+    with ``RECIPES.create(name, **options)``."""
 
     name: str
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -130,13 +103,12 @@ class Recipe:
     mixup: bool = False
     sam_rho: float | None = None
     adversarial: AdversarialConfig | None = None
-    dp: DPConfig | None = None
 
     def __post_init__(self) -> None:
         if self.cutout_size is not None:
-            _positive("cutout_size", self.cutout_size, integer=True)
+            positive("cutout_size", self.cutout_size, integer=True, flag="--cutout-size")
         if self.sam_rho is not None:
-            _positive("sam_rho", self.sam_rho, flag="--sam-rho")
+            positive("sam_rho", self.sam_rho, flag="--sam-rho")
 
     def with_train(self, **overrides: Any) -> "Recipe":
         """The same recipe with some :class:`TrainConfig` fields replaced (None = keep)."""
@@ -153,8 +125,6 @@ class Recipe:
             out["sam_rho"] = self.sam_rho
         if self.adversarial is not None:
             out["adversarial"] = vars(self.adversarial)
-        if self.dp is not None:
-            out["dp"] = vars(self.dp)
         return out
 
 
@@ -196,6 +166,4 @@ def sam(rho: float = 0.05, **train: Any) -> Recipe:
 @RECIPES.register("adversarial", description="PGD adversarial training (Madry): L_inf eps 8/255, step 2/255, 7 steps")
 def adversarial(eps: float = 8 / 255, step: float = 2 / 255, steps: int = 7, **train: Any) -> Recipe:
     """SGD on PGD adversarial examples; ``eps``/``step`` in [0, 1] pixel units."""
-    return Recipe(
-        "adversarial", TrainConfig.make("adversarial", _SGD, train), adversarial=AdversarialConfig(eps, step, steps)
-    )
+    return Recipe("adversarial", TrainConfig.make("adversarial", _SGD, train), adversarial=AdversarialConfig(eps, step, steps))

@@ -7,7 +7,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from victims.sharpness import worst_case_direction
+from core.sharpness import worst_case_direction
 
 
 class SAM(torch.optim.Optimizer):

@@ -1,28 +1,34 @@
 """``train_victim``: train one victim from scratch on (clean data, poison set, recipe).
 
 The data flow is: dataset tensors -> poison applied as indices + perturbations -> per-batch
-kornia augmentation -> the recipe's step (plain, MixUp, SAM, or PGD adversarial) -> clean
-test accuracy. Everything runs on whole tensors already on the training device.
+inputs (kornia crop/flip, CutOut, PGD examples for adversarial training) -> the loss (plain or
+MixUp) -> the optimiser step (plain or SAM), with an optional gradient transform between the
+backward pass and the step (how training-level defenses such as DP-SGD hook in) -> clean test
+accuracy. Everything runs on whole tensors already on the training device.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
-from benchmark.datasets import ImageDataset, PoisonLike, load_dataset
-from benchmark.errors import ConfigError
+from core.datasets import ImageDataset, PoisonLike, load_dataset
+from core.runtime import check_seed, resolve_device, seeded
 from victims.archs import Victim, build_model
 from victims.augment import MixUp, cutout, flip_crop, mixup_loss, pgd_linf
 from victims.recipes import RECIPES, Recipe
 from victims.sam import SAM
 from victims.schedules import lr_multiplier
+
+
+GradientTransform = Callable[[Sequence[nn.Parameter]], None]
+"""Called with the model's parameters after every backward pass and before the optimiser uses
+the gradients (on both passes of a SAM step); it may rewrite ``p.grad`` in place. Random draws
+come from torch's global generator, which training seeds."""
 
 
 @dataclass(frozen=True)
@@ -33,7 +39,7 @@ class EpochStats:
     epochs: int
     loss: float
     lr: float
-    seconds: float
+    epoch_s: float
 
 
 @dataclass(frozen=True)
@@ -61,36 +67,6 @@ class TrainResult:
     recipe: Recipe
     seed: int
     eval_s: float
-
-
-def check_seed(seed: object) -> None:
-    """Seeds are non-negative integers (they seed torch generators)."""
-    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
-        raise ConfigError(f"invalid seed={seed!r}: must be a non-negative integer (set --seed)")
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` picks CUDA when available, else CPU; asking for CUDA without one is an error."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ConfigError(f"invalid device {device!r}: use auto, cpu or cuda (set --device)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device cuda requested but no CUDA GPU is available (use --device cpu or auto)")
-    if dev.type not in ("cpu", "cuda"):
-        raise ConfigError(f"unsupported device {device!r}: use auto, cpu or cuda (set --device)")
-    return dev
-
-
-@contextmanager
-def seeded(seed: int, device: torch.device) -> Iterator[None]:
-    """Seed torch's global RNG (and the device's) for the block, leaving the caller's state as
-    it was afterwards."""
-    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        yield
 
 
 @torch.no_grad()
@@ -127,10 +103,19 @@ class Trainer:
 
     Randomness (augmentation, PGD starts) comes from torch's global generator, which the
     caller seeds; batch order comes from a private generator seeded with ``seed``.
+    ``grad_transform`` (see :data:`GradientTransform`) is how a training-level defense changes
+    the gradients without the recipe knowing about it.
     """
 
     def __init__(
-        self, arch: str, recipe: Recipe, dataset: ImageDataset, poison: PoisonLike | None, seed: int, device: torch.device
+        self,
+        arch: str,
+        recipe: Recipe,
+        dataset: ImageDataset,
+        poison: PoisonLike | None,
+        seed: int,
+        device: torch.device,
+        grad_transform: GradientTransform | None = None,
     ) -> None:
         ds = dataset.to(device)
         epochs = recipe.train.epochs or ds.default_epochs
@@ -144,6 +129,7 @@ class Trainer:
         self._augment = flip_crop(ds.img_size, ds.flip_invariant) if self.recipe.train.augment else None
         self._erase = cutout(ds.img_size, self.recipe.cutout_size) if self.recipe.cutout else None
         self._mix = MixUp() if self.recipe.mixup else None
+        self._grad_transform = grad_transform
         self.optimizer = _optimizer(self.recipe, self.model)
         steps_per_epoch = len(self._batches(torch.Generator().manual_seed(0), torch.device("cpu")))
         factor = lr_multiplier(self.recipe.train.schedule, epochs, steps_per_epoch)
@@ -157,42 +143,45 @@ class Trainer:
             chunks.pop()
         return chunks
 
-    def _step(self, x: Tensor, y: Tensor) -> Tensor:
-        model, opt, rec = self.model, self.optimizer, self.recipe
+    def _inputs(self, x: Tensor, y: Tensor) -> Tensor:
+        """The batch as the model sees it: cropped (and flipped), cut out, or adversarial."""
         if self._augment is not None:
             x = self._augment(x)
         if self._erase is not None:
             x = self._erase(x)
-        if rec.adversarial is not None:
-            a = rec.adversarial
-            x = pgd_linf(model, x, y, a.eps, a.step, a.steps)
+        adversarial = self.recipe.adversarial
+        if adversarial is not None:
+            x = pgd_linf(self.model, x, y, adversarial.eps, adversarial.step, adversarial.steps)
+        return x
+
+    def _loss(self, x: Tensor, y: Tensor) -> Callable[[], Tensor]:
+        """The batch's training loss as a function of the current weights (SAM evaluates it twice)."""
+        model = self.model
         if self._mix is not None:
-            x, y_a, y_b, lam = self._mix(x, y)
+            mixed, y_a, y_b, lam = self._mix(x, y)
+            return lambda: mixup_loss(model(mixed), y_a, y_b, lam)
+        return lambda: nn.functional.cross_entropy(model(x), y)
 
-            def loss_fn() -> Tensor:
-                return mixup_loss(model(x), y_a, y_b, lam)
-
-        else:
-
-            def loss_fn() -> Tensor:
-                return nn.functional.cross_entropy(model(x), y)
+    def _optimise(self, loss_fn: Callable[[], Tensor]) -> Tensor:
+        """One optimiser step on ``loss_fn`` (two passes for SAM); returns the loss."""
+        opt = self.optimizer
 
         def closure() -> Tensor:
             opt.zero_grad(set_to_none=True)
             loss = loss_fn()
             loss.backward()
-            if rec.dp is not None:  # DP-SGD style gradient shaping: clip the batch gradient, add noise
-                params = [p for p in model.parameters() if p.grad is not None]
-                torch.nn.utils.clip_grad_norm_(params, rec.dp.clip)
-                for p in params:
-                    p.grad.add_(torch.randn_like(p.grad), alpha=rec.dp.noise * rec.dp.clip)
+            if self._grad_transform is not None:
+                self._grad_transform(list(self.model.parameters()))
             return loss
 
         if isinstance(opt, SAM):
-            loss = opt.step(closure)
-        else:
-            loss = closure()
-            opt.step()
+            return opt.step(closure)
+        loss = closure()
+        opt.step()
+        return loss
+
+    def _step(self, x: Tensor, y: Tensor) -> Tensor:
+        loss = self._optimise(self._loss(self._inputs(x, y), y))
         self._scheduler.step()
         return loss.detach()
 
@@ -222,6 +211,7 @@ def train_victim(
     *,
     device: str | torch.device = "auto",
     progress: Callable[[EpochStats], None] | None = None,
+    grad_transform: GradientTransform | None = None,
 ) -> TrainResult:
     """Train a fresh ``arch`` victim with ``recipe`` on ``dataset`` (+ ``poison``) and test it.
 
@@ -234,6 +224,8 @@ def train_victim(
             accuracy on CPU. The caller's global RNG state is left untouched.
         device: ``auto``, ``cpu`` or ``cuda``.
         progress: called after every epoch with its :class:`EpochStats`.
+        grad_transform: rewrites the gradients before every optimiser step (a training-level
+            defense such as DP-SGD; see :data:`GradientTransform`).
 
     Returns:
         The trained model (eval mode) with its clean test accuracy and timing.
@@ -248,7 +240,7 @@ def train_victim(
     rec = RECIPES.create(recipe) if isinstance(recipe, str) else recipe
 
     with seeded(seed, dev):
-        trainer = Trainer(arch, rec, ds, poison, seed, dev)
+        trainer = Trainer(arch, rec, ds, poison, seed, dev, grad_transform)
         losses: list[float] = []
         epoch_s: list[float] = []
         seen = 0
@@ -256,7 +248,7 @@ def train_victim(
             stats, count = trainer.run_epoch()
             seen += count
             losses.append(stats.loss)
-            epoch_s.append(stats.seconds)
+            epoch_s.append(stats.epoch_s)
             if progress is not None:
                 progress(stats)
         model = trainer.model.eval()

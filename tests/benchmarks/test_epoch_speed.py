@@ -14,7 +14,8 @@ import torch
 
 from victims.archs import ARCHS
 from victims.recipes import RECIPES
-from victims.train import Trainer, resolve_device
+from core.runtime import resolve_device
+from victims.train import Trainer
 
 N_IMAGES = 512
 

@@ -7,16 +7,15 @@ from dataclasses import dataclass
 
 import torch
 
-from attacks.artifact import ThreatModel
-from attacks.base import ATTACKS, Attack, AttackConfig, CraftContext, Crafted, budget_count, pick_indices, project
-from attacks.surrogate import SurrogateSpec
+from attacks import Attack, AttackConfig, CraftContext, Crafted, ThreatModel, budget_count, pick_indices, project, register_attack
 
 
 @dataclass(frozen=True)
 class RandomNoiseConfig(AttackConfig):
-    """Random noise has no options beyond eps and budget."""
+    """Random noise has no options beyond eps and budget (and no surrogate)."""
 
 
+@register_attack("random-noise", description="example plugin: sample-wise uniform random noise at eps")
 class RandomNoise(Attack):
     """Sample-wise random noise (control baseline of Huang et al., ICLR 2021).
 
@@ -36,9 +35,9 @@ class RandomNoise(Attack):
     threat = "untargeted"
     Config = RandomNoiseConfig
     presets = {
-        "paper": dict(eps=8 / 255, budget=1.0, surrogate=SurrogateSpec()),
-        "embedded": dict(eps=32 / 255, budget=1.0, surrogate=SurrogateSpec()),
-        "smoke": dict(eps=8 / 255, budget=0.5, surrogate=SurrogateSpec()),
+        "paper": dict(eps=8 / 255, budget=1.0),
+        "embedded": dict(eps=32 / 255, budget=1.0),
+        "smoke": dict(eps=8 / 255, budget=0.5),
     }
 
     def craft(self, ctx: CraftContext) -> Crafted:
@@ -47,11 +46,3 @@ class RandomNoise(Attack):
         x = ds.train_x[indices.to(ctx.device)]
         noise = (torch.rand(x.shape, generator=ctx.generator) * 2 - 1).to(x) * self.config.eps
         return Crafted(indices=indices, delta=project(noise, x, self.config.eps), threat=ThreatModel("untargeted"))
-
-
-@ATTACKS.register("random-noise", description="example plugin: sample-wise uniform random noise at eps [untargeted]")
-def random_noise(dataset: str = "digits", preset: str | None = None, **overrides: object) -> Attack:
-    """Sample-wise random noise (example plugin)."""
-    from attacks.base import build_config, preset_for
-
-    return RandomNoise("random-noise", build_config(RandomNoise, preset or preset_for(dataset), overrides), sapa=False)

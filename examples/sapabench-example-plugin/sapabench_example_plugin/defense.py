@@ -7,15 +7,14 @@ from dataclasses import dataclass
 import kornia
 import torch
 
-from benchmark.errors import ConfigError
-from defenses.base import DEFENSES, DataDefense, DefenseContext, Filtered
+from defenses import ConfigError, DataDefense, DefenseContext, Filtered, register_defense
 
 
+@register_defense("median-filter", description="example plugin: purification by a 3x3 median filter")
 @dataclass
 class MedianFilter(DataDefense):
     """k x k median filtering of every training image (a classic purification baseline)."""
 
-    name: str = "median-filter"
     kernel: int = 3
 
     def __post_init__(self) -> None:
@@ -25,8 +24,3 @@ class MedianFilter(DataDefense):
     def filter(self, ctx: DefenseContext) -> Filtered:
         images = kornia.filters.median_blur(ctx.x, (self.kernel, self.kernel)).clamp(0, 1)
         return Filtered(torch.arange(len(ctx.x)), images)
-
-
-@DEFENSES.register("median-filter", description="example plugin: purification by a 3x3 median filter")
-def median_filter(kernel: int = 3) -> MedianFilter:
-    return MedianFilter(kernel=kernel)

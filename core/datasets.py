@@ -15,17 +15,22 @@ Registered datasets:
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torchvision.datasets as tvd
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
 from torch import Tensor
 
-from benchmark.errors import ConfigError
-from benchmark.registry import Registry
+from core.errors import ConfigError
+from core.names import EMBEDDED_DATASET
+from core.registry import Registry
 
 
 class PoisonLike(Protocol):
@@ -179,7 +184,7 @@ def load_dataset(name: str, **kwargs: Any) -> ImageDataset:
 
 
 @DATASETS.register(
-    "digits",
+    EMBEDDED_DATASET,
     description="scikit-learn load_digits: 1797 real 8x8 grey digits, 10 classes, offline "
     "(embedded default; upsampled to 16x16, 1437 train / 360 test)",
 )
@@ -194,9 +199,6 @@ def digits(size: int = 16, channels: int = 1, test_fraction: float = 0.2, split_
         test_fraction: held-out fraction, stratified by class.
         split_seed: seed of the fixed stratified split.
     """
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
     if not isinstance(size, int) or not 8 <= size <= 64:
         raise ConfigError(f"digits size={size!r} must be an integer in [8, 64] (e.g. size=16)")
     if channels not in (1, 3):
@@ -221,7 +223,7 @@ def digits(size: int = 16, channels: int = 1, test_fraction: float = 0.2, split_
     test_x, test_y = prepare(test_idx)
     mean, std = _channel_stats(train_x)
     return ImageDataset(
-        name="digits",
+        name=EMBEDDED_DATASET,
         train_x=train_x,
         train_y=train_y,
         test_x=test_x,
@@ -247,7 +249,7 @@ class _DiskLayout:
     flip_invariant: bool
 
 
-_LAYOUTS = {
+ON_DISK = {
     "cifar10": _DiskLayout(
         "cifar-10-batches-py",
         ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch", "batches.meta"),
@@ -261,8 +263,6 @@ _LAYOUTS = {
 
 def _torchvision_split(name: str, root: Path, train: bool, download: bool, verify: bool) -> tuple[np.ndarray, np.ndarray]:
     """Read one split through torchvision's dataset class; returns (uint8 NHWC images, labels)."""
-    import torchvision.datasets as tvd
-
     base = {"cifar10": tvd.CIFAR10, "cifar100": tvd.CIFAR100, "svhn": tvd.SVHN}[name]
 
     class Local(base):  # type: ignore[misc, valid-type]
@@ -271,7 +271,7 @@ def _torchvision_split(name: str, root: Path, train: bool, download: bool, verif
         def _check_integrity(self) -> bool:
             if verify:
                 return super()._check_integrity()
-            layout = _LAYOUTS[name]
+            layout = ON_DISK[name]
             return all((root / layout.folder / f).is_file() for f in layout.files)
 
         def _load_meta(self) -> None:  # CIFAR: the class-name file is md5-checked on its own
@@ -286,7 +286,7 @@ def _torchvision_split(name: str, root: Path, train: bool, download: bool, verif
 
 
 def _load_torchvision(name: str, data_root: str | None, download: bool, verify_checksums: bool) -> ImageDataset:
-    layout = _LAYOUTS[name]
+    layout = ON_DISK[name]
     expected = ", ".join(layout.files)
     where = "" if layout.folder == "." else f"{layout.folder}/"
     if data_root is None:
@@ -340,6 +340,32 @@ def _load_torchvision(name: str, data_root: str | None, download: bool, verify_c
         default_epochs=160,
         default_batch_size=128,
     )
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where a dataset comes from: its registered name and, for the on-disk datasets
+    (``ON_DISK``), the folder and how to read it. Picklable, so worker processes load the
+    dataset themselves instead of receiving its tensors."""
+
+    name: str
+    data_root: str | None = None
+    download: bool = False
+    verify_checksums: bool = True
+
+    def options(self) -> dict[str, Any]:
+        """The dataset factory's keyword arguments (none for the built-in datasets)."""
+        if self.name in ON_DISK:
+            return dict(data_root=self.data_root, download=self.download, verify_checksums=self.verify_checksums)
+        return {}
+
+    def check_disk_options(self) -> None:
+        """Refuse a folder or a download for a built-in dataset (a user mistake, not a no-op)."""
+        if self.name not in ON_DISK and (self.data_root is not None or self.download):
+            raise ConfigError(f"--data-root/--download are for {', '.join(ON_DISK)}; {self.name!r} is built in")
+
+    def load(self) -> ImageDataset:
+        return load_dataset(self.name, **self.options())
 
 
 @DATASETS.register("cifar10", description="CIFAR-10 from --data-root (torchvision format), 32x32 RGB, 10 classes")

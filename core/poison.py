@@ -22,49 +22,17 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from benchmark.datasets import ImageDataset
-from benchmark.errors import ConfigError
+from core.datasets import ImageDataset
+from core.errors import ConfigError
+from core.threats import ThreatModel
 
-FORMAT_VERSION = 1
-THREATS = ("targeted", "backdoor", "untargeted")
+# Format 2 names seconds ``*_s`` (format 1: ``craft_seconds`` and
+# ``extra.surrogate_train_seconds_excluded``); format-1 folders are read with those renamed.
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 TENSORS_FILE = "poison.safetensors"
 META_FILE = "poison.json"
 EPS_TOLERANCE = 1e-6
-
-
-@dataclass(frozen=True)
-class ThreatModel:
-    """What the attacker wants.
-
-    - ``targeted``: the test image ``target_index`` classified as ``adversarial_class``.
-    - ``backdoor``: test images of ``source_class`` carrying the trigger classified as
-      ``target_class``; the trigger is a patch stored with the tensors, placed by
-      ``trigger_placement`` (``random``: uniform position per image, seeded by
-      ``trigger_seed``; ``corner``: bottom-right).
-    - ``untargeted``: low clean test accuracy.
-    """
-
-    kind: str
-    target_index: int | None = None
-    adversarial_class: int | None = None
-    source_class: int | None = None
-    target_class: int | None = None
-    trigger_placement: str | None = None
-    trigger_seed: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.kind not in THREATS:
-            raise ConfigError(f"unknown threat model {self.kind!r}; choose one of {', '.join(THREATS)}")
-        need = {
-            "targeted": ("target_index", "adversarial_class"),
-            "backdoor": ("source_class", "target_class", "trigger_placement", "trigger_seed"),
-            "untargeted": (),
-        }[self.kind]
-        for name in need:
-            if not isinstance(getattr(self, name), int) and not (name == "trigger_placement" and getattr(self, name)):
-                raise ConfigError(f"{self.kind} threat model needs {name}")
-        if self.trigger_placement not in (None, "random", "corner"):
-            raise ConfigError(f"trigger_placement must be 'random' or 'corner', got {self.trigger_placement!r}")
 
 
 @dataclass(frozen=True)
@@ -80,7 +48,7 @@ class PoisonSet:
         eps: L_inf bound in [0, 1] pixel units. budget: the allowed fraction of the training set.
         threat: the :class:`ThreatModel`. trigger: (C, h, w) patch for backdoors, else None.
         config: the full attack config. seed: the crafting seed.
-        surrogate: description of the surrogate(s) used. craft_seconds: wall time of crafting.
+        surrogate: description of the surrogate(s) used. craft_s: wall time of crafting in seconds.
         extra: attack-specific diagnostics (final loss, SAPA v_hat norms, ...).
     """
 
@@ -99,7 +67,7 @@ class PoisonSet:
     config: dict[str, Any]
     seed: int
     surrogate: dict[str, Any]
-    craft_seconds: float
+    craft_s: float
     sapabench_version: str
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -184,7 +152,7 @@ class PoisonSet:
             "config": self.config,
             "seed": self.seed,
             "surrogate": self.surrogate,
-            "craft_seconds": self.craft_seconds,
+            "craft_s": self.craft_s,
             "sapabench_version": self.sapabench_version,
             "extra": self.extra,
             "tensors_sha256": tensor_sha256,
@@ -222,14 +190,30 @@ class PoisonSet:
             raise ConfigError(f"poison check failed: {meta_path} is not valid JSON ({err})") from None
         if not isinstance(meta, dict):
             raise ConfigError(f"poison check failed: {meta_path} must hold a JSON object")
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ConfigError(f"poison check failed: format_version {meta.get('format_version')!r}, expected {FORMAT_VERSION}")
+        if meta.get("format_version") not in READABLE_FORMATS:
+            raise ConfigError(
+                f"poison check failed: format_version {meta.get('format_version')!r}, expected one of "
+                f"{', '.join(map(str, READABLE_FORMATS))} (written by a newer sapabench? upgrade it)"
+            )
+        meta = _upgraded(meta)
         spec = {
-            "attack": str, "dataset": str, "dataset_fingerprint": str, "num_train": int, "image_shape": list,
-            "num_poisons": int, "eps": (int, float), "budget": (int, float), "threat": dict, "config": dict,
-            "seed": int, "surrogate": dict, "craft_seconds": (int, float), "sapabench_version": str,
-            "extra": dict, "tensors_sha256": str,
-        }  # fmt: skip
+            "attack": str,
+            "dataset": str,
+            "dataset_fingerprint": str,
+            "num_train": int,
+            "image_shape": list,
+            "num_poisons": int,
+            "eps": (int, float),
+            "budget": (int, float),
+            "threat": dict,
+            "config": dict,
+            "seed": int,
+            "surrogate": dict,
+            "craft_s": (int, float),
+            "sapabench_version": str,
+            "extra": dict,
+            "tensors_sha256": str,
+        }
         for key, typ in spec.items():
             if key not in meta:
                 raise ConfigError(f"poison check failed: {meta_path} lacks the field {key!r}")
@@ -268,13 +252,28 @@ class PoisonSet:
             config=meta["config"],
             seed=meta["seed"],
             surrogate=meta["surrogate"],
-            craft_seconds=float(meta["craft_seconds"]),
+            craft_s=float(meta["craft_s"]),
             sapabench_version=meta["sapabench_version"],
             extra=meta["extra"],
         )
         if dataset is not None:
             poison.check_dataset(dataset)
         return poison
+
+
+def _upgraded(meta: dict[str, Any]) -> dict[str, Any]:
+    """A format-1 ``poison.json`` with its seconds fields renamed as in format 2."""
+    if meta.get("format_version") != 1:
+        return meta
+    meta = {("craft_s" if k == "craft_seconds" else k): v for k, v in meta.items()}
+    renamed = (
+        ("extra", "surrogate_train_seconds_excluded", "surrogate_train_s_excluded"),
+        ("surrogate", "train_seconds", "train_s"),
+    )
+    for key, old, new in renamed:
+        if isinstance(meta.get(key), dict) and old in meta[key]:
+            meta[key] = {(new if k == old else k): v for k, v in meta[key].items()}
+    return meta
 
 
 def recorded_sha256(folder: str | Path) -> str:

@@ -1,4 +1,4 @@
-"""The worst-case weight perturbation shared by SAM training and (later) the SAPA attacks.
+"""The worst-case weight perturbation shared by SAM training (victims) and the SAPA step (attacks).
 
 ``v_hat = rho * g / ||g||_2`` (Foret et al. 2021, eq. 2; SAPA paper eq. 11 with p = 2), applied
 to the weights only while a gradient is taken, then undone by copying the saved weights back,

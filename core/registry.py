@@ -1,4 +1,4 @@
-"""One registry per axis (datasets, architectures, recipes, later attacks and defenses).
+"""One registry per axis (datasets, architectures, recipes, attacks, defenses).
 
 Modelled on timm's ``register_model`` / ``list_models`` / ``create_model``::
 
@@ -17,10 +17,13 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import inspect
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Generic, Iterator, TypeVar
+from importlib.metadata import entry_points
+from typing import Any, Generic, TypeVar
 
-from benchmark.errors import ConfigError, UnknownNameError
+from core.errors import ConfigError, UnknownNameError
 
 T = TypeVar("T")
 
@@ -59,9 +62,6 @@ class Registry(Generic[T]):
         if self._plugins_loaded:
             return
         self._plugins_loaded = True
-        import sys
-        from importlib.metadata import entry_points
-
         for ep in sorted(entry_points(group=self.plugin_group), key=lambda e: e.name):
             try:
                 obj = ep.load()
@@ -99,7 +99,7 @@ class Registry(Generic[T]):
         try:
             return self._entries[name]
         except KeyError:
-            raise UnknownNameError(self._unknown_message(name)) from None
+            raise UnknownNameError(self.unknown_message(name)) from None
 
     def create(self, name: str, **kwargs: Any) -> T:
         """Build the entry called ``name`` with ``kwargs``; bad options fail with a ConfigError."""
@@ -129,7 +129,10 @@ class Registry(Generic[T]):
         self._load_plugins()
         return len(self._entries)
 
-    def _unknown_message(self, name: str) -> str:
+    def unknown_message(self, name: str) -> str:
+        """``unknown <kind> 'name'; did you mean ...?`` (or the known names): the text of the
+        error :meth:`entry` raises, for callers that report it with more context (a file and line)."""
+        self._load_plugins()
         known = sorted(self._entries)
         close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
         if close:

@@ -5,10 +5,18 @@ from __future__ import annotations
 import platform
 import subprocess
 from functools import lru_cache
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from core.runtime import device_name
+
+try:
+    VERSION = metadata.version("sapabench")
+except metadata.PackageNotFoundError:  # running from a source tree that is not installed
+    VERSION = "0.0.0+unknown"
 
 
 @lru_cache(maxsize=1)
@@ -20,29 +28,23 @@ def git_commit() -> str:
         commit = out.stdout.strip()
         if out.returncode != 0 or not commit:
             return "unknown"
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
         return commit + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
 
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda:{torch.cuda.get_device_name(device)}"
-    return f"cpu:{platform.machine()}x{torch.get_num_threads()}threads"
-
-
 def provenance(device: torch.device) -> dict[str, Any]:
-    import timm
-
-    from benchmark import __version__
-
     return {
-        "sapabench_version": __version__,
+        "sapabench_version": VERSION,
         "git_commit": git_commit(),
         "torch": torch.__version__,
-        "timm": timm.__version__,
+        "timm": metadata.version("timm"),
         "python": platform.python_version(),
         "device": device_name(device),
     }

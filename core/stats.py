@@ -1,12 +1,22 @@
-"""Statistics of the leaderboard: mean, standard error, one-sided Welch tests."""
+"""Summary statistics shared by evaluation, the leaderboard and the claims."""
 
 from __future__ import annotations
 
-from typing import Sequence
+import math
+from collections.abc import Sequence
 
-from benchmark.stats import mean_se
+from scipy import stats
 
-__all__ = ["mean_se", "p_greater"]
+
+def mean_se(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and standard error of the mean (sample std / sqrt(n); 0 for a single value)."""
+    n = len(values)
+    if n == 0:
+        raise ValueError("no values")
+    mean = sum(values) / n
+    if n < 2:
+        return mean, 0.0
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
 
 
 def p_greater(a: Sequence[float], b: Sequence[float]) -> float:
@@ -15,8 +25,6 @@ def p_greater(a: Sequence[float], b: Sequence[float]) -> float:
     With zero variance on both sides the test is undefined; then p is 0 when a's mean is
     larger and 1 otherwise (identical constant samples give no evidence).
     """
-    from scipy import stats
-
     if len(a) < 2 or len(b) < 2:
         return 1.0
     ma, sa = mean_se(a)

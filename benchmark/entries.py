@@ -1,0 +1,181 @@
+"""Leaderboard entries from a run's results, and the trials an entry came from.
+
+A run folder holds ``results.sqlite`` and ``leaderboard/``: ``leaderboard/entries/*.json`` (one
+sealed entry per :class:`~benchmark.suite.Setting`) and the renderings of those files. This
+module is the only one that maps results to entries (:func:`build_entries`) and entries back
+to cells (:func:`entry_cells`); ``leaderboard`` validates and renders entry files.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from benchmark.store import ResultsStore, StoredTrial
+from benchmark.suite import Cell, Setting
+from core.atomic import write_json
+from core.names import NO_POISON, base_name, is_sapa
+from core.stats import mean_se
+from core.threats import higher_is_stronger
+from leaderboard.render import render
+from leaderboard.schema import SCHEMA_VERSION, seal
+
+LEADERBOARD = "leaderboard"
+ENTRIES = "entries"
+
+
+def board_dir(results: str | Path) -> Path:
+    """Where a run folder's leaderboard lives."""
+    return Path(results) / LEADERBOARD
+
+
+def entries_dir(results: str | Path) -> Path:
+    """Where a run folder's entry files live."""
+    return board_dir(results) / ENTRIES
+
+
+def _setting_fields(s: Setting, threat: str, eps: float, budget: float) -> dict[str, Any]:
+    return {
+        "suite": s.suite,
+        "dataset": s.dataset,
+        "arch": s.arch,
+        "recipe": s.recipe,
+        "surrogate": s.surrogate_label,
+        "threat": threat,
+        "eps": float(eps),
+        "budget": float(budget),
+        "victim": dict(s.victim),
+        "preset": s.preset or NO_POISON,
+        "options": dict(s.options),
+    }
+
+
+def entry_setting(entry: dict[str, Any]) -> Setting:
+    """The setting an entry was built from (the inverse of :func:`_setting_fields`)."""
+    s = entry["setting"]
+    return Setting(
+        suite=s["suite"],
+        attack=entry["attack"],
+        defense=entry["defense"],
+        dataset=s["dataset"],
+        arch=s["arch"],
+        recipe=s["recipe"],
+        victim=tuple(sorted(s["victim"].items())),
+        preset=None if s["preset"] == NO_POISON else s["preset"],
+        surrogate=Setting.surrogate_from_label(s["surrogate"]),
+        options=tuple(sorted(s["options"].items())),
+    )
+
+
+def entry_cells(entry: dict[str, Any]) -> list[Cell]:
+    """The cells the entry's trial values came from, aligned with ``metric.values``."""
+    setting = entry_setting(entry)
+    return [setting.cell(craft_seed, trial_seed) for craft_seed, trial_seed in entry["provenance"]["cell_seeds"]]
+
+
+def _poison_hashes(trials: list[StoredTrial], where: str) -> tuple[list[int], list[str]]:
+    """Craft seeds and, aligned with them, the sha256 of the poison each was crafted into."""
+    by_seed: dict[int, set[str]] = defaultdict(set)
+    for t in trials:
+        if t.craft_seed is not None:
+            by_seed[t.craft_seed].add(t.record.poison_sha256 or "")
+    seeds = sorted(by_seed)
+    for seed in seeds:
+        if len(by_seed[seed]) != 1 or "" in by_seed[seed]:
+            raise ValueError(f"{where}: craft seed {seed} has no single poison hash ({sorted(by_seed[seed])})")
+    return seeds, [next(iter(by_seed[s])) for s in seeds]
+
+
+def _entry(setting: Setting, trials: list[StoredTrial]) -> dict[str, Any]:
+    trials = sorted(trials, key=lambda t: (t.craft_seed if t.craft_seed is not None else -1, t.trial_seed))
+    records = [t.record for t in trials]
+    first = records[0]
+    values = [float(r.metric) for r in records]  # type: ignore[arg-type]
+    mean, se = mean_se(values)
+    clean_mean, clean_se = mean_se([float(r.clean_accuracy) for r in records])  # type: ignore[arg-type]
+    craft_by_poison = {t.poison_key: t.record.craft_s for t in trials if t.poison_key}
+    craft = sum(craft_by_poison.values())  # type: ignore[arg-type]
+    train = [r.train_s for r in records]
+    evals = [r.eval_s for r in records]
+    prov = first.provenance or {}
+    craft_seeds, hashes = _poison_hashes(trials, f"{setting.attack} {setting.arch} {setting.recipe}")
+    defense_stats = {}
+    for stat, vals in (
+        ("removed_mean", [r.defense_removed for r in records if r.defense_removed is not None]),
+        ("precision_mean", [r.defense_precision for r in records if r.defense_precision is not None]),
+        ("recall_mean", [r.defense_recall for r in records if r.defense_recall is not None]),
+    ):
+        if vals:
+            defense_stats[stat] = sum(vals) / len(vals)
+    threat = first.threat or ""
+    return seal(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "entry_id": setting.entry_id,
+            "attack": setting.attack,
+            "base_attack": base_name(setting.attack),
+            "sapa": is_sapa(setting.attack),
+            "defense": setting.defense,
+            "setting": _setting_fields(setting, threat, first.eps or 0.0, first.budget or 0.0),
+            "metric": {
+                "name": first.metric_name,
+                "higher_is_stronger": higher_is_stronger(threat),
+                "mean": mean,
+                "se": se,
+                "trials": len(values),
+                "values": values,
+            },
+            "clean_accuracy": {"mean": clean_mean, "se": clean_se},
+            "defense_stats": defense_stats,
+            "timings": {
+                "craft_s": float(craft),
+                "train_s_mean": sum(train) / len(train),  # type: ignore[arg-type]
+                "eval_s_mean": sum(evals) / len(evals),  # type: ignore[arg-type]
+                "total_s": float(craft + sum(train) + sum(evals)),  # type: ignore[arg-type]
+                "images_per_s": sum(r.images_per_s for r in records) / len(records),  # type: ignore[misc]
+                "peak_memory_mb": max(r.peak_memory_mb for r in records),  # type: ignore[type-var]
+            },
+            "provenance": {
+                "sapabench_version": prov["sapabench_version"],
+                "git_commit": prov["git_commit"],
+                "torch": prov["torch"],
+                "timm": prov["timm"],
+                "device": prov["device"],
+                "craft_seeds": craft_seeds,
+                "trial_seeds": sorted({t.trial_seed for t in trials}),
+                "poison_sha256": hashes,
+                "cell_seeds": [[t.craft_seed, t.trial_seed] for t in trials],
+            },
+        }
+    )
+
+
+def build_entries(store: ResultsStore) -> list[dict[str, Any]]:
+    """One sealed entry per setting over its finished cells."""
+    groups: dict[Setting, list[StoredTrial]] = defaultdict(list)
+    for trial in store.trials():
+        groups[trial.setting].append(trial)
+    return [_entry(setting, trials) for setting, trials in groups.items()]
+
+
+def write_entries(store: ResultsStore, folder: Path) -> list[Path]:
+    """Write every entry of ``store`` into ``folder`` (removing entries no longer produced)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    wanted = set()
+    for e in build_entries(store):
+        s = e["setting"]
+        path = folder / f"{e['attack']}--{s['arch']}--{s['recipe']}--{e['defense']}--{e['entry_id']}.json"
+        write_json(path, e)
+        wanted.add(path)
+    for stale in folder.glob("*.json"):
+        if stale not in wanted:
+            stale.unlink()
+    return sorted(wanted)
+
+
+def write_leaderboard(results: str | Path) -> Path:
+    """Write entries from ``results/results.sqlite`` and render them into ``results/leaderboard``."""
+    write_entries(ResultsStore(results), entries_dir(results))
+    render(entries_dir(results), board_dir(results))
+    return board_dir(results)

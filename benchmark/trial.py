@@ -1,0 +1,241 @@
+"""The trial pipeline: one victim from poison to number, the same way for every command.
+
+    craft (once per poison)        run_trial (once per victim)
+    PoisonSpec --craft--> folder   folder --load + validate--> PoisonSet --defense--> training data,
+                                   recipe, gradient transform --train_victim--> model --measure-->
+                                   TrialRecord
+
+``sapabench run`` crafts each poison of a suite once (:func:`craft`) and runs every cell's
+:class:`Trial`; ``sapabench verify`` re-crafts and re-runs sampled trials of an entry;
+``sapabench evaluate`` runs trials on a poison folder. Both functions are module-level and
+take picklable arguments, so an executor can ship them to other processes, and they never
+raise: a failure comes back as a record with its error.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+import traceback
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from attacks import create_attack, measure
+from benchmark.suite import Cell, PoisonSpec
+from core.datasets import DataSource, ImageDataset
+from core.errors import ConfigError
+from core.names import NO_DEFENSE
+from core.poison import PoisonSet, recorded_sha256
+from core.provenance import provenance
+from core.runtime import resolve_device
+from core.threats import CLEAN_ACCURACY, NO_THREAT
+from defenses import DEFENSES, apply_defense
+from victims.recipes import RECIPES
+from victims.train import train_victim
+
+DONE, FAILED = "done", "failed"
+
+
+def error_text(err: BaseException) -> str:
+    """One line for a results row: a user error as it is, anything else with where it happened."""
+    if isinstance(err, ConfigError):
+        return str(err)
+    tb = traceback.extract_tb(err.__traceback__)
+    where = f" at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else ""
+    return f"{type(err).__name__}: {err}{where}"
+
+
+@lru_cache(maxsize=4)
+def cached_dataset(source: DataSource) -> ImageDataset:
+    """Each process loads a dataset once, however many trials it runs on it."""
+    return source.load()
+
+
+# ----------------------------------------------------------------------------------- crafting
+
+
+@dataclass(frozen=True)
+class PoisonRef:
+    """A crafted poison set on disk, with what crafting recorded about it."""
+
+    folder: str
+    sha256: str
+    craft_s: float
+
+
+@dataclass(frozen=True)
+class CraftTask:
+    spec: PoisonSpec
+    folder: str
+    source: DataSource
+    device: str
+
+
+@dataclass(frozen=True)
+class CraftRecord:
+    """The outcome of crafting one poison set (a row of the results' poisons table)."""
+
+    status: str
+    path: str | None = None
+    sha256: str | None = None
+    craft_s: float | None = None
+    threat: str | None = None
+    eps: float | None = None
+    budget: float | None = None
+    error: str | None = None
+
+    @property
+    def poison(self) -> PoisonRef | None:
+        """The crafted poison, or None when crafting failed."""
+        if self.status != DONE or self.path is None or self.sha256 is None:
+            return None
+        return PoisonRef(self.path, self.sha256, self.craft_s or 0.0)
+
+
+def craft(task: CraftTask) -> CraftRecord:
+    """Craft, save (atomically) and describe one poison set; never raises."""
+    spec = task.spec
+    try:
+        attack = create_attack(spec.attack, dataset=spec.dataset, preset=spec.preset, **spec.overrides())
+        poison = attack.run(cached_dataset(task.source), seed=spec.craft_seed, device=task.device)
+        folder = poison.save(task.folder)
+        return CraftRecord(
+            DONE,
+            path=str(folder),
+            sha256=recorded_sha256(folder),
+            craft_s=poison.craft_s,
+            threat=poison.threat.kind,
+            eps=poison.eps,
+            budget=poison.budget,
+        )
+    except Exception as err:  # recorded, the run goes on
+        return CraftRecord(FAILED, error=error_text(err))
+
+
+# ------------------------------------------------------------------------------------ trials
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One victim to train and measure.
+
+    Attributes:
+        arch, recipe, recipe_options: the victim and how it is trained
+            (``RECIPES.create(recipe, **dict(recipe_options))``).
+        defense: a registered defense, or ``none``.
+        seed: the victim's seed (initialisation, batch order, augmentation).
+        source, device: where the data comes from and where to train.
+        poison: the poison set, or None for a clean victim (metric: clean accuracy).
+        train_on_poison: False trains on clean data and still measures the poison's metric
+            (the clean baseline of ``sapabench evaluate``).
+    """
+
+    arch: str
+    recipe: str
+    recipe_options: tuple[tuple[str, Any], ...]
+    defense: str
+    seed: int
+    source: DataSource
+    device: str
+    poison: PoisonRef | None = None
+    train_on_poison: bool = True
+
+    @classmethod
+    def of(cls, cell: Cell, poison: PoisonRef | None, source: DataSource, device: str) -> Trial:
+        return cls(cell.arch, cell.recipe, cell.victim, cell.defense, cell.trial_seed, source, device, poison)
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """What one trial measured (``status`` DONE) or why it failed (FAILED, with ``error``).
+
+    The results database stores one per cell, one column per field (``benchmark.store``).
+    Seconds: ``craft_s`` (of the trial's poison, without the shared surrogate), ``train_s``,
+    ``eval_s``; ``images_per_s`` is training throughput; ``peak_memory_mb`` the peak CUDA memory
+    of the trial, or the process's peak resident memory on CPU.
+    """
+
+    status: str
+    error: str | None = None
+    provenance: dict[str, Any] | None = None
+    threat: str | None = None
+    metric_name: str | None = None
+    metric: float | None = None
+    clean_accuracy: float | None = None
+    eps: float | None = None
+    budget: float | None = None
+    craft_s: float | None = None
+    train_s: float | None = None
+    eval_s: float | None = None
+    images_per_s: float | None = None
+    peak_memory_mb: float | None = None
+    poison_sha256: str | None = None
+    defense_removed: int | None = None
+    defense_precision: float | None = None
+    defense_recall: float | None = None
+    diagnostics: dict[str, float] = field(default_factory=dict)
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    # ru_maxrss is the process's peak resident set (KiB on Linux), not per trial.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_trial(trial: Trial) -> TrialRecord:
+    """Load the poison, apply the defense, train the victim and measure it; never raises."""
+    prov = None
+    try:
+        device = resolve_device(trial.device)
+        prov = provenance(device)
+        dataset = cached_dataset(trial.source)
+        # Loading re-validates the artifact (hash, bounds, dataset) before anything trains on it.
+        poison = PoisonSet.load(trial.poison.folder, dataset) if trial.poison else None
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        recipe = RECIPES.create(trial.recipe, **dict(trial.recipe_options))
+        data, train_poison = dataset, (poison if trial.train_on_poison else None)
+        grad_transform, stats = None, {}
+        if trial.defense != NO_DEFENSE:
+            defense = DEFENSES.create(trial.defense)
+            defended = apply_defense(defense, dataset, train_poison, trial.arch, recipe, trial.seed, device)
+            data, train_poison, recipe = defended.dataset, defended.poison, defended.recipe
+            grad_transform, stats = defended.grad_transform, defended.stats
+        result = train_victim(
+            trial.arch, recipe, data, poison=train_poison, seed=trial.seed, device=device, grad_transform=grad_transform
+        )
+        t0 = time.perf_counter()
+        if poison is None:  # the clean accuracy train_victim measured on the (shared) test set is the metric
+            threat, metric_name, metric, diagnostics = NO_THREAT, CLEAN_ACCURACY, result.clean_accuracy, {}
+            eps = budget = 0.0
+        else:
+            m = measure(result.model, poison, dataset, result.clean_accuracy)
+            threat, metric_name, metric, diagnostics = poison.threat.kind, m.metric, m.value, m.diagnostics
+            eps, budget = poison.eps, poison.budget
+        return TrialRecord(
+            DONE,
+            provenance=prov,
+            threat=threat,
+            metric_name=metric_name,
+            metric=metric,
+            clean_accuracy=result.clean_accuracy,
+            eps=eps,
+            budget=budget,
+            craft_s=trial.poison.craft_s if trial.poison else 0.0,
+            train_s=result.timing.total_s,
+            eval_s=time.perf_counter() - t0 + result.eval_s,
+            images_per_s=result.timing.images_per_s,
+            peak_memory_mb=_peak_memory_mb(device),
+            poison_sha256=trial.poison.sha256 if trial.poison else None,
+            defense_removed=stats.get("removed"),
+            defense_precision=stats.get("precision"),
+            defense_recall=stats.get("recall"),
+            diagnostics=diagnostics,
+        )
+    except Exception as err:  # a failing trial is recorded with its error; the run goes on
+        return TrialRecord(FAILED, error=error_text(err), provenance=prov)

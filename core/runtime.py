@@ -1,0 +1,70 @@
+"""Seeds, devices and the identity of the platform a number was measured on."""
+
+from __future__ import annotations
+
+import platform
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+from core.errors import ConfigError
+
+
+def check_seed(seed: object) -> None:
+    """Seeds are non-negative integers (they seed torch generators)."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+        raise ConfigError(f"invalid seed={seed!r}: must be a non-negative integer (set --seed)")
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` picks CUDA when available, else CPU; asking for CUDA without one is an error."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"invalid device {device!r}: use auto, cpu or cuda (set --device)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device cuda requested but no CUDA GPU is available (use --device cpu or auto)")
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"unsupported device {device!r}: use auto, cpu or cuda (set --device)")
+    return dev
+
+
+@contextmanager
+def seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """Seed torch's global RNG (and the device's) for the block, leaving the caller's state as
+    it was afterwards."""
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
+
+
+def device_name(device: torch.device) -> str:
+    """The device a result was measured on, as recorded in results and entries: the GPU's name,
+    or the CPU architecture with torch's thread count (CPU results depend on it)."""
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return f"cpu:{platform.machine()}x{torch.get_num_threads()}threads"
+
+
+_CPU_NAME = re.compile(r"cpu:(.+)x(\d+)threads")
+
+
+@contextmanager
+def threads_of(recorded: str, device: torch.device) -> Iterator[None]:
+    """Inside the block, torch uses the CPU thread count of ``recorded`` (a :func:`device_name`)
+    when it names this machine's CPU architecture and ``device`` is the CPU; otherwise nothing
+    changes. Re-running a result with its own thread count reproduces it exactly."""
+    match = _CPU_NAME.fullmatch(recorded)
+    if device.type != "cpu" or match is None or match.group(1) != platform.machine():
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(match.group(2)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

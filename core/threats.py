@@ -1,0 +1,81 @@
+"""Threat models and the metric each is measured by.
+
+- ``targeted``: one test image (``target_index``) classified as ``adversarial_class``; metric
+  ``target_success`` (1 or 0 per victim), higher = stronger attack.
+- ``backdoor``: test images of ``source_class`` carrying the trigger classified as
+  ``target_class``; metric ``attack_success_rate``, higher = stronger.
+- ``untargeted``: low clean test accuracy; metric ``clean_accuracy``, lower = stronger.
+
+Clean-data results have no threat: their threat is ``NO_THREAT`` and their metric the clean
+accuracy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.errors import ConfigError
+
+THREATS = ("targeted", "backdoor", "untargeted")
+NO_THREAT = "none"
+CLEAN_ACCURACY = "clean_accuracy"
+# threat -> (metric name, whether a larger value means a stronger attack)
+METRICS = {
+    "targeted": ("target_success", True),
+    "backdoor": ("attack_success_rate", True),
+    "untargeted": (CLEAN_ACCURACY, False),
+}
+TRIGGER_PLACEMENTS = ("random", "corner")
+
+
+def metric_name(threat: str) -> str:
+    """The metric of ``threat`` (``clean_accuracy`` for clean data)."""
+    return METRICS[threat][0] if threat in METRICS else CLEAN_ACCURACY
+
+
+def higher_is_stronger(threat: str) -> bool:
+    """Whether a larger metric means a stronger attack (False for accuracies)."""
+    return METRICS[threat][1] if threat in METRICS else False
+
+
+@dataclass(frozen=True)
+class ThreatModel:
+    """What the attacker wants.
+
+    - ``targeted``: the test image ``target_index`` classified as ``adversarial_class``.
+    - ``backdoor``: test images of ``source_class`` carrying the trigger classified as
+      ``target_class``; the trigger is a patch stored with the tensors, placed by
+      ``trigger_placement`` (``random``: uniform position per image, seeded by
+      ``trigger_seed``; ``corner``: bottom-right).
+    - ``untargeted``: low clean test accuracy.
+    """
+
+    kind: str
+    target_index: int | None = None
+    adversarial_class: int | None = None
+    source_class: int | None = None
+    target_class: int | None = None
+    trigger_placement: str | None = None
+    trigger_seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in THREATS:
+            raise ConfigError(f"unknown threat model {self.kind!r}; choose one of {', '.join(THREATS)}")
+        need = {
+            "targeted": ("target_index", "adversarial_class"),
+            "backdoor": ("source_class", "target_class", "trigger_placement", "trigger_seed"),
+            "untargeted": (),
+        }[self.kind]
+        for name in need:
+            if not isinstance(getattr(self, name), int) and not (name == "trigger_placement" and getattr(self, name)):
+                raise ConfigError(f"{self.kind} threat model needs {name}")
+        if self.trigger_placement not in (None, *TRIGGER_PLACEMENTS):
+            raise ConfigError(f"trigger_placement must be 'random' or 'corner', got {self.trigger_placement!r}")
+
+    @property
+    def metric(self) -> str:
+        return metric_name(self.kind)
+
+    @property
+    def higher_is_stronger(self) -> bool:
+        return higher_is_stronger(self.kind)
