@@ -72,7 +72,7 @@ def matching_loss(
     inputs = augment(x) if augment is not None else x
     loss = nn.functional.cross_entropy(model(inputs), y)
     grads = torch.autograd.grad(loss, params, create_graph=True)
-    dot = sum((g * t).sum() for g, t in zip(grads, target_grad))
+    dot = sum((g * t).sum() for g, t in zip(grads, target_grad, strict=True))
     return 1 - dot / (_flat_norm(list(grads)) * target_norm + 1e-12)
 
 

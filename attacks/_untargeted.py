@@ -42,9 +42,11 @@ def pgd_perturb(
 @torch.no_grad()
 def per_sample_loss(model: nn.Module, x: Tensor, y: Tensor, batch_size: int) -> Tensor:
     return torch.cat(
-        [nn.functional.cross_entropy(model(x[i : i + batch_size]), y[i : i + batch_size], reduction="none")
-         for i in range(0, len(x), batch_size)]
-    )  # fmt: skip
+        [
+            nn.functional.cross_entropy(model(x[i : i + batch_size]), y[i : i + batch_size], reduction="none")
+            for i in range(0, len(x), batch_size)
+        ]
+    )
 
 
 def perturbed_subset(ctx: CraftContext, cfg: AttackConfig) -> tuple[Tensor, Tensor, Tensor]:

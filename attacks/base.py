@@ -220,7 +220,9 @@ def build_config(cls: type[Attack], preset: str, overrides: dict[str, Any]) -> A
     known = {f.name for f in fields(cls.Config)}
     unknown = sorted(set(overrides) - known)
     if unknown:
-        raise ConfigError(f"unknown attack option {', '.join(map(repr, unknown))}; options are: {', '.join(sorted(known))}")
+        raise ConfigError(
+            f"unknown attack option {', '.join(map(repr, unknown))}; options are: {', '.join(sorted(known))}"
+        )
     values.update({k: v for k, v in overrides.items() if v is not None})
     if isinstance(values.get("surrogate"), dict):
         values["surrogate"] = SurrogateSpec(**values["surrogate"])

@@ -7,7 +7,15 @@ from dataclasses import dataclass
 import torch
 
 from attacks._untargeted import batches, per_sample_loss, perturbed_subset, pgd_perturb, training_loss_chunks
-from attacks.base import Attack, CraftContext, Crafted, SurrogateConfig, check_positive_ints, random_delta, register_attack
+from attacks.base import (
+    Attack,
+    CraftContext,
+    Crafted,
+    SurrogateConfig,
+    check_positive_ints,
+    random_delta,
+    register_attack,
+)
 from attacks.sapa import worst_case_weights
 from attacks.surrogate import SurrogateSpec
 from core.errors import ConfigError
@@ -66,10 +74,13 @@ class ErrorMax(Attack):
     Config = ErrorMaxConfig
     presets = {
         "paper": dict(eps=8 / 255, budget=1.0, steps=250, restarts=1, surrogate=SurrogateSpec("resnet18", "sgd")),
-        "embedded": dict(eps=32 / 255, budget=1.0, steps=100, restarts=1, class_shift=True,
-                         surrogate=SurrogateSpec("convnet", "sgd")),
-        "smoke": dict(eps=8 / 255, budget=0.5, steps=3, restarts=1, surrogate=SurrogateSpec("convnet", "sgd", epochs=1)),
-    }  # fmt: skip
+        "embedded": dict(
+            eps=32 / 255, budget=1.0, steps=100, restarts=1, class_shift=True, surrogate=SurrogateSpec("convnet", "sgd")
+        ),
+        "smoke": dict(
+            eps=8 / 255, budget=0.5, steps=3, restarts=1, surrogate=SurrogateSpec("convnet", "sgd", epochs=1)
+        ),
+    }
 
     def craft(self, ctx: CraftContext) -> Crafted:
         cfg: ErrorMaxConfig = self.config  # type: ignore[assignment]
@@ -96,4 +107,3 @@ class ErrorMax(Attack):
                 best_score = torch.maximum(score, best_score)
         assert best is not None
         return Crafted(indices=indices, delta=best, threat=ThreatModel("untargeted"), extra={"sapa_v_norms": v_norms})
-

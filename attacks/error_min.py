@@ -8,7 +8,15 @@ import torch
 from torch import nn
 
 from attacks._untargeted import batches, perturbed_subset, pgd_perturb, training_loss_chunks
-from attacks.base import Attack, CraftContext, Crafted, SurrogateConfig, check_positive_ints, random_delta, register_attack
+from attacks.base import (
+    Attack,
+    CraftContext,
+    Crafted,
+    SurrogateConfig,
+    check_positive_ints,
+    random_delta,
+    register_attack,
+)
 from attacks.sapa import worst_case_weights
 from attacks.surrogate import SurrogateSpec
 from core.errors import ConfigError
@@ -77,13 +85,37 @@ class ErrorMin(Attack):
     threat = "untargeted"
     Config = ErrorMinConfig
     presets = {
-        "paper": dict(eps=8 / 255, budget=1.0, model_steps=10, pgd_steps=20, step_fraction=0.1, max_rounds=100,
-                      batch_size=128, surrogate=SurrogateSpec("resnet18", "sgd")),
-        "embedded": dict(eps=32 / 255, budget=1.0, model_steps=10, pgd_steps=10, step_fraction=0.2, max_rounds=20,
-                         batch_size=128, surrogate=SurrogateSpec("convnet", "sgd")),
-        "smoke": dict(eps=8 / 255, budget=0.5, model_steps=2, pgd_steps=2, step_fraction=0.2, max_rounds=1,
-                      batch_size=128, surrogate=SurrogateSpec("convnet", "sgd", epochs=1)),
-    }  # fmt: skip
+        "paper": dict(
+            eps=8 / 255,
+            budget=1.0,
+            model_steps=10,
+            pgd_steps=20,
+            step_fraction=0.1,
+            max_rounds=100,
+            batch_size=128,
+            surrogate=SurrogateSpec("resnet18", "sgd"),
+        ),
+        "embedded": dict(
+            eps=32 / 255,
+            budget=1.0,
+            model_steps=10,
+            pgd_steps=10,
+            step_fraction=0.2,
+            max_rounds=20,
+            batch_size=128,
+            surrogate=SurrogateSpec("convnet", "sgd"),
+        ),
+        "smoke": dict(
+            eps=8 / 255,
+            budget=0.5,
+            model_steps=2,
+            pgd_steps=2,
+            step_fraction=0.2,
+            max_rounds=1,
+            batch_size=128,
+            surrogate=SurrogateSpec("convnet", "sgd", epochs=1),
+        ),
+    }
 
     def craft(self, ctx: CraftContext) -> Crafted:
         cfg: ErrorMinConfig = self.config  # type: ignore[assignment]
@@ -122,7 +154,8 @@ class ErrorMin(Attack):
             if train_acc > cfg.stop_accuracy:
                 break
         return Crafted(
-            indices=indices, delta=delta, threat=ThreatModel("untargeted"),
+            indices=indices,
+            delta=delta,
+            threat=ThreatModel("untargeted"),
             extra={"rounds": rounds, "final_train_accuracy": train_acc, "sapa_v_norms": v_norms},
-        )  # fmt: skip
-
+        )

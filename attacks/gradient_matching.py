@@ -12,7 +12,9 @@ from attacks.surrogate import SurrogateSpec
 from core.threats import ThreatModel
 
 
-@register_attack("gradient-matching", description="Witches' Brew gradient matching (Geiping et al. 2021)", sapa_twin=True)
+@register_attack(
+    "gradient-matching", description="Witches' Brew gradient matching (Geiping et al. 2021)", sapa_twin=True
+)
 class GradientMatching(Attack):
     """Witches' Brew (Geiping et al., ICLR 2021), with SAPA (He et al., 2023) as ``sapa-gradient-matching``.
 
@@ -39,13 +41,34 @@ class GradientMatching(Attack):
     threat = "targeted"
     Config = MatchingConfig
     presets = {
-        "paper": dict(eps=16 / 255, budget=0.01, steps=250, restarts=8, lr=0.1, augment_shift=0.25,
-                      surrogate=SurrogateSpec("resnet18", "sgd")),
-        "embedded": dict(eps=64 / 255, budget=0.10, steps=120, restarts=1, lr=0.1, augment_shift=0.125,
-                         surrogate=SurrogateSpec("convnet", "sgd")),
-        "smoke": dict(eps=16 / 255, budget=0.05, steps=3, restarts=1, lr=0.1, augment_shift=0.125,
-                      surrogate=SurrogateSpec("convnet", "sgd", epochs=1)),
-    }  # fmt: skip
+        "paper": dict(
+            eps=16 / 255,
+            budget=0.01,
+            steps=250,
+            restarts=8,
+            lr=0.1,
+            augment_shift=0.25,
+            surrogate=SurrogateSpec("resnet18", "sgd"),
+        ),
+        "embedded": dict(
+            eps=64 / 255,
+            budget=0.10,
+            steps=120,
+            restarts=1,
+            lr=0.1,
+            augment_shift=0.125,
+            surrogate=SurrogateSpec("convnet", "sgd"),
+        ),
+        "smoke": dict(
+            eps=16 / 255,
+            budget=0.05,
+            steps=3,
+            restarts=1,
+            lr=0.1,
+            augment_shift=0.125,
+            surrogate=SurrogateSpec("convnet", "sgd", epochs=1),
+        ),
+    }
 
     def craft(self, ctx: CraftContext) -> Crafted:
         cfg: MatchingConfig = self.config  # type: ignore[assignment]
@@ -72,4 +95,3 @@ class GradientMatching(Attack):
             threat=ThreatModel("targeted", target_index=target_index, adversarial_class=adversarial_class),
             extra={"matching_loss": loss, "target_true_class": true_class, "sapa_v_norm": sapa.v_norm},
         )
-

@@ -33,7 +33,9 @@ class Measurement:
     diagnostics: dict[str, float] = field(default_factory=dict)
 
 
-def measure(model: nn.Module, poison: PoisonSet, dataset: ImageDataset, clean_accuracy: float | None = None) -> Measurement:
+def measure(
+    model: nn.Module, poison: PoisonSet, dataset: ImageDataset, clean_accuracy: float | None = None
+) -> Measurement:
     """The poison's threat-model metric and the clean test accuracy of ``model`` (pass
     ``clean_accuracy`` when it is already known, e.g. from :func:`victims.train_victim`)."""
     device = next(model.parameters()).device

@@ -15,9 +15,9 @@ the step records v_hat's norm so tests (and logs) can check it is rho.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -40,9 +40,7 @@ def trainable(model: nn.Module) -> list[nn.Parameter]:
 
 
 @contextmanager
-def worst_case_weights(
-    model: nn.Module, objective: Callable[[], Tensor], rho: float | None
-) -> Iterator[SapaRecord]:
+def worst_case_weights(model: nn.Module, objective: Callable[[], Tensor], rho: float | None) -> Iterator[SapaRecord]:
     """Inside the block the model's weights are ``theta + v_hat`` (SAPA) or ``theta`` (``rho=None``).
 
     Args:
@@ -65,10 +63,12 @@ def worst_case_weights(
         yield record
 
 
-def objective_gradient(model: nn.Module, objective: Callable[[], Tensor], rho: float | None) -> tuple[list[Tensor], SapaRecord]:
+def objective_gradient(
+    model: nn.Module, objective: Callable[[], Tensor], rho: float | None
+) -> tuple[list[Tensor], SapaRecord]:
     """``grad_theta Q`` at theta (``rho=None``) or at theta + v_hat (SAPA, eq. 12), detached."""
     with worst_case_weights(model, objective, rho) as record:
         params = trainable(model)
         grads = torch.autograd.grad(objective(), params, allow_unused=True)
-        out = [torch.zeros_like(p) if g is None else g.detach() for p, g in zip(params, grads)]
+        out = [torch.zeros_like(p) if g is None else g.detach() for p, g in zip(params, grads, strict=True)]
     return out, record

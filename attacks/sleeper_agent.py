@@ -49,7 +49,9 @@ class _Poison:
     labels: None = None
 
 
-@register_attack("sleeper-agent", description="Sleeper Agent hidden-trigger backdoor (Souri et al. 2022)", sapa_twin=True)
+@register_attack(
+    "sleeper-agent", description="Sleeper Agent hidden-trigger backdoor (Souri et al. 2022)", sapa_twin=True
+)
 class SleeperAgent(Attack):
     """Sleeper Agent (Souri et al., NeurIPS 2022), with SAPA as ``sapa-sleeper-agent``.
 
@@ -76,13 +78,40 @@ class SleeperAgent(Attack):
     threat = "backdoor"
     Config = SleeperConfig
     presets = {
-        "paper": dict(eps=16 / 255, budget=0.01, steps=250, restarts=1, lr=0.1, augment_shift=0.25, retrainings=4,
-                      patch_fraction=0.25, surrogate=SurrogateSpec("resnet18", "sgd")),
-        "embedded": dict(eps=64 / 255, budget=0.10, steps=120, restarts=1, lr=0.1, augment_shift=0.125, retrainings=2,
-                         patch_fraction=0.25, surrogate=SurrogateSpec("convnet", "sgd")),
-        "smoke": dict(eps=16 / 255, budget=0.05, steps=4, restarts=1, lr=0.1, augment_shift=0.125, retrainings=1,
-                      patch_fraction=0.25, surrogate=SurrogateSpec("convnet", "sgd", epochs=1)),
-    }  # fmt: skip
+        "paper": dict(
+            eps=16 / 255,
+            budget=0.01,
+            steps=250,
+            restarts=1,
+            lr=0.1,
+            augment_shift=0.25,
+            retrainings=4,
+            patch_fraction=0.25,
+            surrogate=SurrogateSpec("resnet18", "sgd"),
+        ),
+        "embedded": dict(
+            eps=64 / 255,
+            budget=0.10,
+            steps=120,
+            restarts=1,
+            lr=0.1,
+            augment_shift=0.125,
+            retrainings=2,
+            patch_fraction=0.25,
+            surrogate=SurrogateSpec("convnet", "sgd"),
+        ),
+        "smoke": dict(
+            eps=16 / 255,
+            budget=0.05,
+            steps=4,
+            restarts=1,
+            lr=0.1,
+            augment_shift=0.125,
+            retrainings=1,
+            patch_fraction=0.25,
+            surrogate=SurrogateSpec("convnet", "sgd", epochs=1),
+        ),
+    }
 
     def craft(self, ctx: CraftContext) -> Crafted:
         cfg: SleeperConfig = self.config  # type: ignore[assignment]
@@ -107,9 +136,13 @@ class SleeperAgent(Attack):
         for i, steps in enumerate(stages):
             if i > 0:  # re-train the surrogate from scratch on the current poisoned data
                 retrained = train_victim(
-                    cfg.surrogate.arch, cfg.surrogate.train_recipe(), ds, poison=_Poison(indices, delta.cpu()),  # type: ignore[union-attr]
-                    seed=ctx.seed + 1000 * i, device=ctx.device,
-                )  # fmt: skip
+                    cfg.surrogate.arch,
+                    cfg.surrogate.train_recipe(),
+                    ds,
+                    poison=_Poison(indices, delta.cpu()),  # type: ignore[union-attr]
+                    seed=ctx.seed + 1000 * i,
+                    device=ctx.device,
+                )
                 model = retrained.model
             model.eval()
 
@@ -119,16 +152,20 @@ class SleeperAgent(Attack):
             target_grad, sapa = objective_gradient(model, objective, self.rho)
             v_norms.append(sapa.v_norm)
             if steps > 0:
-                delta, loss = brew(model, x_p, y_p, target_grad, cfg, ds.flip_invariant, ctx.generator, steps=steps, init=delta)
+                delta, loss = brew(
+                    model, x_p, y_p, target_grad, cfg, ds.flip_invariant, ctx.generator, steps=steps, init=delta
+                )
         assert delta is not None
         return Crafted(
             indices=indices,
             delta=delta,
             trigger=trigger,
             threat=ThreatModel(
-                "backdoor", source_class=source_class, target_class=target_class,
-                trigger_placement=cfg.placement, trigger_seed=trigger_seed,
-            ),  # fmt: skip
+                "backdoor",
+                source_class=source_class,
+                target_class=target_class,
+                trigger_placement=cfg.placement,
+                trigger_seed=trigger_seed,
+            ),
             extra={"matching_loss": loss, "sapa_v_norms": v_norms, "retrainings": cfg.retrainings},
         )
-

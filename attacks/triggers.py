@@ -25,6 +25,6 @@ def apply_trigger(x: Tensor, trigger: Tensor, placement: str, generator: torch.G
         raise ValueError(f"unknown trigger placement {placement!r}")
     rows = torch.randint(0, h - ph + 1, (n,), generator=generator).tolist()
     cols = torch.randint(0, w - pw + 1, (n,), generator=generator).tolist()
-    for i, (r, c) in enumerate(zip(rows, cols)):
+    for i, (r, c) in enumerate(zip(rows, cols, strict=True)):
         out[i, :, r : r + ph, c : c + pw] = patch
     return out

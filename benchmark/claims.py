@@ -63,7 +63,16 @@ def load_claims(path: str | Path | None = None) -> tuple[float, list[Claim]]:
         try:
             paper = (float(raw["paper"][0]), float(raw["paper"][1]))
             claims.append(
-                Claim(raw["id"], str(raw["table"]), raw["attack"], raw["recipe"], raw["arch"], paper, raw["metric"], raw["expect"])
+                Claim(
+                    raw["id"],
+                    str(raw["table"]),
+                    raw["attack"],
+                    raw["recipe"],
+                    raw["arch"],
+                    paper,
+                    raw["metric"],
+                    raw["expect"],
+                )
             )
         except (KeyError, IndexError, TypeError, ValueError) as err:
             raise ConfigError(f"claims file: malformed claim {raw.get('id', raw)!r} ({err})") from None
@@ -72,7 +81,9 @@ def load_claims(path: str | Path | None = None) -> tuple[float, list[Claim]]:
     return alpha, claims
 
 
-def test_claims(results: str | Path, alpha: float | None = None, claims_file: str | Path | None = None) -> tuple[float, list[Verdict]]:
+def test_claims(
+    results: str | Path, alpha: float | None = None, claims_file: str | Path | None = None
+) -> tuple[float, list[Verdict]]:
     """Every claim's verdict on the leaderboard entries under ``results``."""
     file_alpha, claims = load_claims(claims_file)
     alpha = file_alpha if alpha is None else alpha

@@ -180,14 +180,23 @@ def _cmd_attack(args: argparse.Namespace) -> int:
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
     if args.surrogate_arch or args.surrogate_epochs:
-        overrides["surrogate"] = {"arch": args.surrogate_arch or "convnet", "recipe": "sgd", "epochs": args.surrogate_epochs}
+        overrides["surrogate"] = {
+            "arch": args.surrogate_arch or "convnet",
+            "recipe": "sgd",
+            "epochs": args.surrogate_epochs,
+        }
     attack = create_attack(args.name, dataset=args.dataset, preset=args.preset, **overrides)
     device = resolve_device(args.device)
     dataset = _build_dataset(args)
-    print(f"crafting {attack.name} on {dataset.name} (seed {args.seed}, {device}): {attack.config.to_json()}", file=sys.stderr)
+    print(
+        f"crafting {attack.name} on {dataset.name} (seed {args.seed}, {device}): {attack.config.to_json()}",
+        file=sys.stderr,
+    )
     poison = attack.run(dataset, seed=args.seed, device=device, log=lambda m: print(m, file=sys.stderr))
     out = poison.save(args.out)
-    print(f"wrote {poison.num_poisons} poisons ({poison.threat.kind}, eps {poison.eps:.4f}, budget {poison.budget:g}) to {out}")
+    print(
+        f"wrote {poison.num_poisons} poisons ({poison.threat.kind}, eps {poison.eps:.4f}, budget {poison.budget:g}) to {out}"
+    )
     print(f"crafting time: {poison.craft_s:.1f} s on {device}")
     return 0
 
@@ -225,7 +234,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             trial = Trial(args.arch, args.recipe, options, args.defense, args.seed + i, source, device, ref, on_poison)
             record = run_trial(trial)
             if record.status != DONE:
-                print(f"sapabench: error: {label} trial {i + 1} (seed {trial.seed}) failed: {record.error}", file=sys.stderr)
+                print(
+                    f"sapabench: error: {label} trial {i + 1} (seed {trial.seed}) failed: {record.error}",
+                    file=sys.stderr,
+                )
                 return 1
             records.append(record)
             if not args.quiet:
@@ -317,7 +329,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
         }
         print(json.dumps(report, indent=2))
     else:
-        print(f"clean test accuracy: {100 * result.clean_accuracy:.2f}%  ({args.arch}, {recipe.name}, {dataset.name}, seed {args.seed})")
+        print(
+            f"clean test accuracy: {100 * result.clean_accuracy:.2f}%  ({args.arch}, {recipe.name}, {dataset.name}, seed {args.seed})"
+        )
         print(
             f"time: {t.total_s:.1f} s training ({t.mean_epoch_s:.2f} s/epoch over {len(t.epoch_s)} epochs, "
             f"{t.images_per_s:.0f} images/s) + {result.eval_s:.2f} s evaluation on {t.device}"
@@ -339,7 +353,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite)
     out = Path(args.out or f"runs/{suite.name}")
     report = _run_and_show(suite, out, args)
-    print(f"results: {out / 'results.sqlite'}; leaderboard: {board_dir(out)} (leaderboard.md, .csv, .html, table4.md, *.png)")
+    print(
+        f"results: {out / 'results.sqlite'}; leaderboard: {board_dir(out)} (leaderboard.md, .csv, .html, table4.md, *.png)"
+    )
     return 1 if report.failed else 0
 
 
@@ -348,7 +364,10 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     out = Path(args.out or f"submissions/{kind}-{name}")
     suite_path = prepare(kind, name, out, args.profile, args.dataset)
     suite = submission_suite(out)
-    print(f"submitting {kind} {name!r} ({args.profile} profile, {len(suite.cells())} cells): suite {suite_path}", file=sys.stderr)
+    print(
+        f"submitting {kind} {name!r} ({args.profile} profile, {len(suite.cells())} cells): suite {suite_path}",
+        file=sys.stderr,
+    )
     report = _run_and_show(suite, out, args)
     manifest = write_manifest(kind, name, args.profile, out)
     submitted = sum(e["role"] == "submitted" for e in manifest["entries"])
@@ -428,7 +447,9 @@ def _cmd_claims(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="sapabench", description="Benchmark harness for data poisoning attacks and defenses around SAPA.")
+    parser = _Parser(
+        prog="sapabench", description="Benchmark harness for data poisoning attacks and defenses around SAPA."
+    )
     parser.add_argument("--version", action="version", version=f"sapabench {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -452,7 +473,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("attack", help="craft a poison set and save it (safetensors + JSON)")
     p.add_argument("name", help="attack (see: sapabench list attacks)")
     p.add_argument("--dataset", default=EMBEDDED_DATASET)
-    p.add_argument("--seed", type=int, default=0, help="draws target/classes/poisons and seeds crafting and the surrogate")
+    p.add_argument(
+        "--seed", type=int, default=0, help="draws target/classes/poisons and seeds crafting and the surrogate"
+    )
     p.add_argument("--out", required=True, help="output folder (written atomically)")
     p.add_argument("--preset", help="paper, embedded or smoke (default: embedded on digits, paper otherwise)")
     p.add_argument("--eps", type=_number, help="L_inf bound in [0, 1], e.g. 16/255")
@@ -482,7 +505,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("run", help="run a benchmark suite (resumable) and print its leaderboard")
-    p.add_argument("--suite", default="default", help="built-in suite name or a .toml file (see: sapabench list suites)")
+    p.add_argument(
+        "--suite", default="default", help="built-in suite name or a .toml file (see: sapabench list suites)"
+    )
     p.add_argument("--out", help="output folder (default runs/SUITE); re-running skips finished cells")
     _add_run_options(p)
     p.set_defaults(func=_cmd_run)
@@ -498,7 +523,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_submit)
 
     p = sub.add_parser("verify", help="re-run a sample of entries' trials from their seeds; accept or refuse each")
-    p.add_argument("target", metavar="ENTRY_OR_DIR", help="an entry .json, an entries folder, or a run/submission folder")
+    p.add_argument(
+        "target", metavar="ENTRY_OR_DIR", help="an entry .json, an entries folder, or a run/submission folder"
+    )
     p.add_argument("--cells", type=int, default=1, help="trials re-run per entry (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seeds which trials are drawn")
     p.add_argument("--device", default="auto")

@@ -44,7 +44,7 @@ def run_cell(task: CellTask) -> TrialRecord:
 
 
 def _fmt_seconds(s: float) -> str:
-    s = int(round(s))
+    s = round(s)
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 

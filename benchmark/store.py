@@ -109,7 +109,9 @@ def _stored_trial(row: dict[str, Any]) -> StoredTrial:
         surrogate=Setting.surrogate_from_label(row["surrogate"]),
         options=tuple(sorted((row["options"] or {}).items())),
     )
-    record = TrialRecord(**{k: row[k] for k in _RECORD_FIELDS if k != "diagnostics"}, diagnostics=row["diagnostics"] or {})
+    record = TrialRecord(
+        **{k: row[k] for k in _RECORD_FIELDS if k != "diagnostics"}, diagnostics=row["diagnostics"] or {}
+    )
     return StoredTrial(setting, row["craft_seed"], row["trial_seed"], row["poison_key"], record)
 
 
@@ -125,7 +127,9 @@ class ResultsStore:
                 con.executescript(SCHEMA)
                 self._migrate(con)
         except sqlite3.DatabaseError as err:
-            raise ConfigError(f"{self.path} is not a sapabench results database ({err}); choose another --out") from None
+            raise ConfigError(
+                f"{self.path} is not a sapabench results database ({err}); choose another --out"
+            ) from None
 
     @staticmethod
     def _migrate(con: sqlite3.Connection) -> None:
@@ -170,7 +174,9 @@ class ResultsStore:
         return None if row is None else CraftRecord(**{f.name: row[f.name] for f in fields(CraftRecord)})
 
     def put_poison(self, spec: PoisonSpec, record: CraftRecord) -> None:
-        self._insert("poisons", {"key": spec.key, "attack": spec.attack, "craft_seed": spec.craft_seed, **asdict(record)})
+        self._insert(
+            "poisons", {"key": spec.key, "attack": spec.attack, "craft_seed": spec.craft_seed, **asdict(record)}
+        )
 
     # cells --------------------------------------------------------------------------------
     def done_keys(self) -> set[str]:

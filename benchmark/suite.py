@@ -46,7 +46,18 @@ from defenses import DEFENSES
 from victims.archs import ARCHS
 from victims.recipes import RECIPES
 
-SUITE_KEYS = {"name", "description", "dataset", "trials", "trial_seed", "craft_seeds", "preset", "clean_baseline", "victim", "grid"}
+SUITE_KEYS = {
+    "name",
+    "description",
+    "dataset",
+    "trials",
+    "trial_seed",
+    "craft_seeds",
+    "preset",
+    "clean_baseline",
+    "victim",
+    "grid",
+}
 GRID_KEYS = {"attacks", "recipes", "archs", "surrogate", "defenses", "options"}
 VICTIM_KEYS = {"epochs", "batch_size", "lr"}
 
@@ -182,7 +193,9 @@ class Setting:
         poison = None
         if craft_seed is not None:
             poison = PoisonSpec(self.attack, self.dataset, self.preset, self.surrogate, self.options, craft_seed)
-        return Cell(self.suite, self.attack, self.dataset, self.arch, self.recipe, self.defense, trial_seed, self.victim, poison)
+        return Cell(
+            self.suite, self.attack, self.dataset, self.arch, self.recipe, self.defense, trial_seed, self.victim, poison
+        )
 
 
 @dataclass(frozen=True)

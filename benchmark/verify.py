@@ -21,6 +21,7 @@ entry itself reports; a value is accepted within two of those: 2 x sqrt(2 n) x S
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
@@ -104,7 +105,9 @@ def entry_files(target: str | Path) -> tuple[Path | None, list[Path]]:
     if target.is_file():
         return None, [target]
     if not target.is_dir():
-        raise ConfigError(f"{target} does not exist; pass an entry .json file or a folder written by sapabench run/submit")
+        raise ConfigError(
+            f"{target} does not exist; pass an entry .json file or a folder written by sapabench run/submit"
+        )
     for folder in (entries_dir(target), target / "entries", target):
         files = sorted(folder.glob("*.json")) if folder.is_dir() else []
         files = [f for f in files if f.name not in (REPORT_FILE, MANIFEST_FILE)]
@@ -200,7 +203,9 @@ class Verifier:
                 )
             checks.append(TrialCheck(cell.craft_seed, cell.trial_seed, recorded, measured, tol, not problem, problem))
         problems = tuple(c.problem for c in checks if not c.ok)
-        return Verdict(str(path), entry["entry_id"], _label(entry), not problems, mode, tuple(checks), problems, tuple(notes))
+        return Verdict(
+            str(path), entry["entry_id"], _label(entry), not problems, mode, tuple(checks), problems, tuple(notes)
+        )
 
     def _rerun(self, cell: Cell, entry: dict[str, Any], source: DataSource) -> tuple[float | None, str]:
         """The trial's metric re-measured, or None and why it could not be."""
@@ -250,8 +255,13 @@ def check_manifest(folder: Path, files: list[Path]) -> list[str]:
         except (OSError, json.JSONDecodeError, AttributeError):
             actual = None
         if actual != digest:
-            problems.append(f"{name} is not the entry {MANIFEST_FILE} lists (content hash differs): replaced after submission")
-    problems += [f"{name} is not listed in {MANIFEST_FILE}: added after submission" for name in sorted(set(present) - set(listed))]
+            problems.append(
+                f"{name} is not the entry {MANIFEST_FILE} lists (content hash differs): replaced after submission"
+            )
+    problems += [
+        f"{name} is not listed in {MANIFEST_FILE}: added after submission"
+        for name in sorted(set(present) - set(listed))
+    ]
     return problems
 
 
@@ -280,8 +290,6 @@ def verify(
         verifier.close()
     report = VerifyReport(str(target), tuple(verdicts), tuple(problems))
     if write_report and folder is not None:
-        try:
+        with contextlib.suppress(OSError):  # a read-only folder: the printed report is the result
             write_json(folder / REPORT_FILE, report.to_json())
-        except OSError:
-            pass  # a read-only folder: the printed report is the result
     return report

@@ -109,7 +109,7 @@ class ImageDataset:
     def device(self) -> torch.device:
         return self.train_x.device
 
-    def to(self, device: torch.device | str) -> "ImageDataset":
+    def to(self, device: torch.device | str) -> ImageDataset:
         """The same dataset with all tensors on ``device`` (no copy if already there)."""
         device = torch.device(device)
         if self.train_x.device == device:
@@ -261,7 +261,9 @@ ON_DISK = {
 }
 
 
-def _torchvision_split(name: str, root: Path, train: bool, download: bool, verify: bool) -> tuple[np.ndarray, np.ndarray]:
+def _torchvision_split(
+    name: str, root: Path, train: bool, download: bool, verify: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """Read one split through torchvision's dataset class; returns (uint8 NHWC images, labels)."""
     base = {"cifar10": tvd.CIFAR10, "cifar100": tvd.CIFAR100, "svhn": tvd.SVHN}[name]
 
@@ -298,9 +300,7 @@ def _load_torchvision(name: str, data_root: str | None, download: bool, verify_c
     folder = root / layout.folder
     missing = [f for f in layout.files if not (folder / f).is_file()]
     if missing and not download:
-        what = (
-            f"folder {folder}" if not folder.is_dir() else ", ".join(str(folder / f) for f in missing)
-        )
+        what = f"folder {folder}" if not folder.is_dir() else ", ".join(str(folder / f) for f in missing)
         raise ConfigError(
             f"{name}: missing {what}; "
             f"--data-root must hold {where}{{{expected}}} in torchvision's format "

@@ -178,12 +178,14 @@ class PoisonSet:
         return out
 
     @classmethod
-    def load(cls, folder: str | Path, dataset: ImageDataset | None = None) -> "PoisonSet":
+    def load(cls, folder: str | Path, dataset: ImageDataset | None = None) -> PoisonSet:
         """Read and validate a poison folder; any failed check raises a :class:`ConfigError`."""
         folder = Path(folder)
         meta_path, tensor_path = folder / META_FILE, folder / TENSORS_FILE
         if not meta_path.is_file() or not tensor_path.is_file():
-            raise ConfigError(f"{folder} is not a poison folder: it needs {META_FILE} and {TENSORS_FILE} (made by sapabench attack)")
+            raise ConfigError(
+                f"{folder} is not a poison folder: it needs {META_FILE} and {TENSORS_FILE} (made by sapabench attack)"
+            )
         try:
             meta = json.loads(meta_path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as err:

@@ -67,14 +67,15 @@ class Registry(Generic[T]):
                 obj = ep.load()
             except Exception as err:  # a broken plugin must not break the harness
                 self.plugin_errors[ep.name] = f"{type(err).__name__}: {err}"
-                print(f"sapabench: warning: {self.kind} plugin {ep.name!r} ({ep.value}) failed to load: {err}", file=sys.stderr)
+                print(
+                    f"sapabench: warning: {self.kind} plugin {ep.name!r} ({ep.value}) failed to load: {err}",
+                    file=sys.stderr,
+                )
                 continue
             if callable(obj) and not isinstance(obj, type(sys)) and ep.name not in self._entries:
                 self.register(ep.name)(obj)
 
-    def register(
-        self, name: str, *, description: str | None = None
-    ) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    def register(self, name: str, *, description: str | None = None) -> Callable[[Callable[..., T]], Callable[..., T]]:
         """Decorator registering ``factory`` under an explicit ``name``."""
         if not name or name != name.strip() or any(c.isspace() for c in name):
             raise ValueError(f"{self.kind} name {name!r} must be non-empty without spaces")
@@ -112,9 +113,7 @@ class Registry(Generic[T]):
                 for p in inspect.signature(factory).parameters.values()
                 if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
             ]
-            raise ConfigError(
-                f"{self.kind} {name!r}: {err}; its options are: {', '.join(params) or 'none'}"
-            ) from None
+            raise ConfigError(f"{self.kind} {name!r}: {err}; its options are: {', '.join(params) or 'none'}") from None
         return factory(**kwargs)
 
     def __contains__(self, name: object) -> bool:

@@ -7,8 +7,8 @@ so the model comes back bit-identical (subtracting v_hat again would not, in flo
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -35,11 +35,11 @@ def perturbed_weights(params: Sequence[nn.Parameter], vs: Sequence[Tensor | None
     saved = [p.detach().clone() for p in params]
     try:
         with torch.no_grad():
-            for p, v in zip(params, vs):
+            for p, v in zip(params, vs, strict=True):
                 if v is not None:
                     p.add_(v)
         yield
     finally:
         with torch.no_grad():
-            for p, s in zip(params, saved):
+            for p, s in zip(params, saved, strict=True):
                 p.copy_(s)

@@ -65,16 +65,26 @@ def apply_defense(
     with seeded(seed, device):
         out = defense.filter(ctx)
     kept = torch.as_tensor(out.kept, dtype=torch.int64).cpu()
-    if kept.ndim != 1 or (len(kept) and (int(kept.min()) < 0 or int(kept.max()) >= len(x))) or len(torch.unique(kept)) != len(kept):
-        raise ConfigError(f"defense {defense.name!r} returned invalid kept indices (need distinct indices in [0, {len(x)}))")
+    if (
+        kept.ndim != 1
+        or (len(kept) and (int(kept.min()) < 0 or int(kept.max()) >= len(x)))
+        or len(torch.unique(kept)) != len(kept)
+    ):
+        raise ConfigError(
+            f"defense {defense.name!r} returned invalid kept indices (need distinct indices in [0, {len(x)}))"
+        )
     if len(kept) < 2:
         raise ConfigError(f"defense {defense.name!r} removed (almost) every training image")
     images = x[kept.to(device)] if out.images is None else out.images[kept.to(out.images.device)].to(device)
     if images.shape != (len(kept), *x.shape[1:]) or not torch.isfinite(images).all():
-        raise ConfigError(f"defense {defense.name!r} returned images of shape {tuple(images.shape)}, expected {(len(kept), *x.shape[1:])}")
+        raise ConfigError(
+            f"defense {defense.name!r} returned images of shape {tuple(images.shape)}, expected {(len(kept), *x.shape[1:])}"
+        )
     if float(images.min()) < 0 or float(images.max()) > 1:
         raise ConfigError(f"defense {defense.name!r} returned pixels outside [0, 1]")
-    defended = replace(ds, name=f"{ds.name}+{defense.name}", train_x=images.contiguous(), train_y=y[kept.to(device)], fingerprint="")
+    defended = replace(
+        ds, name=f"{ds.name}+{defense.name}", train_x=images.contiguous(), train_y=y[kept.to(device)], fingerprint=""
+    )
     stats = filter_stats(kept, len(x), None if poison is None else torch.as_tensor(poison.indices))
     if out.images is not None and stats["removed"] == 0:  # pure purification: nothing was filtered
         stats = {"removed": 0}

@@ -107,7 +107,9 @@ def register_defense(name: str, *, description: str | None = None) -> Callable[[
 
     def decorator(cls: D) -> D:
         if not (isinstance(cls, type) and issubclass(cls, (DataDefense, TrainingDefense))):
-            raise TypeError(f"register_defense({name!r}) decorates a DataDefense or TrainingDefense subclass, not {cls!r}")
+            raise TypeError(
+                f"register_defense({name!r}) decorates a DataDefense or TrainingDefense subclass, not {cls!r}"
+            )
         if cls.__dict__.get("name"):
             raise TypeError(f"defense class {cls.__name__} is already registered as {cls.name!r}")
         cls.name = name

@@ -114,7 +114,9 @@ class ActivationClustering(DataDefense):
             idx = np.flatnonzero(y == c)
             if len(idx) < max(4, self.components):
                 continue
-            reduced = PCA(n_components=min(self.components, len(idx) - 1), random_state=ctx.seed).fit_transform(feats[idx])
+            reduced = PCA(n_components=min(self.components, len(idx) - 1), random_state=ctx.seed).fit_transform(
+                feats[idx]
+            )
             labels = KMeans(n_clusters=2, n_init=10, random_state=ctx.seed).fit_predict(reduced)
             small = int(np.argmin(np.bincount(labels, minlength=2)))
             if (labels == small).mean() < self.size_threshold:

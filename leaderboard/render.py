@@ -20,29 +20,88 @@ from leaderboard.schema import load_entries
 
 ALPHA = 0.05
 COLUMNS = (
-    "attack", "defense", "dataset", "arch", "recipe", "threat", "eps", "budget", "metric", "mean", "se", "trials",
-    "clean_acc", "clean_acc_se", "craft_s", "train_s_per_victim", "eval_s_per_victim", "total_s", "images_per_s",
+    "attack",
+    "defense",
+    "dataset",
+    "arch",
+    "recipe",
+    "threat",
+    "eps",
+    "budget",
+    "metric",
+    "mean",
+    "se",
+    "trials",
+    "clean_acc",
+    "clean_acc_se",
+    "craft_s",
+    "train_s_per_victim",
+    "eval_s_per_victim",
+    "total_s",
+    "images_per_s",
     "peak_mem_mb",
-)  # fmt: skip
+)
 DEFENSE_COLUMNS = (
-    "defense", "threat", "rank", "attack", "arch", "recipe", "metric", "with_defense", "without_defense",
-    "clean_acc", "clean_acc_cost", "removed", "precision", "recall",
-)  # fmt: skip
-PAIR_COLUMNS = ("dataset", "arch", "recipe", "defense", "attack", "metric", "baseline", "sapa", "gap", "p_value", "significant", "trials")
+    "defense",
+    "threat",
+    "rank",
+    "attack",
+    "arch",
+    "recipe",
+    "metric",
+    "with_defense",
+    "without_defense",
+    "clean_acc",
+    "clean_acc_cost",
+    "removed",
+    "precision",
+    "recall",
+)
+PAIR_COLUMNS = (
+    "dataset",
+    "arch",
+    "recipe",
+    "defense",
+    "attack",
+    "metric",
+    "baseline",
+    "sapa",
+    "gap",
+    "p_value",
+    "significant",
+    "trials",
+)
 
 
 def _row(e: dict[str, Any]) -> dict[str, Any]:
     s, m, t = e["setting"], e["metric"], e["timings"]
     return {
-        "attack": e["attack"], "defense": e["defense"], "dataset": s["dataset"], "arch": s["arch"],
-        "recipe": s["recipe"], "threat": s["threat"], "eps": f"{s['eps'] * 255:.0f}/255", "budget": f"{s['budget']:g}",
-        "metric": m["name"] + (" (higher = stronger)" if m["higher_is_stronger"] else (" (lower = stronger)" if s["threat"] != NO_THREAT else "")),
-        "mean": f"{100 * m['mean']:.1f}", "se": f"{100 * m['se']:.1f}", "trials": str(m["trials"]),
-        "clean_acc": f"{100 * e['clean_accuracy']['mean']:.1f}", "clean_acc_se": f"{100 * e['clean_accuracy']['se']:.1f}",
-        "craft_s": f"{t['craft_s']:.1f}", "train_s_per_victim": f"{t['train_s_mean']:.1f}",
-        "eval_s_per_victim": f"{t['eval_s_mean']:.2f}", "total_s": f"{t['total_s']:.1f}",
-        "images_per_s": f"{t['images_per_s']:.0f}", "peak_mem_mb": f"{t['peak_memory_mb']:.0f}",
-    }  # fmt: skip
+        "attack": e["attack"],
+        "defense": e["defense"],
+        "dataset": s["dataset"],
+        "arch": s["arch"],
+        "recipe": s["recipe"],
+        "threat": s["threat"],
+        "eps": f"{s['eps'] * 255:.0f}/255",
+        "budget": f"{s['budget']:g}",
+        "metric": m["name"]
+        + (
+            " (higher = stronger)"
+            if m["higher_is_stronger"]
+            else (" (lower = stronger)" if s["threat"] != NO_THREAT else "")
+        ),
+        "mean": f"{100 * m['mean']:.1f}",
+        "se": f"{100 * m['se']:.1f}",
+        "trials": str(m["trials"]),
+        "clean_acc": f"{100 * e['clean_accuracy']['mean']:.1f}",
+        "clean_acc_se": f"{100 * e['clean_accuracy']['se']:.1f}",
+        "craft_s": f"{t['craft_s']:.1f}",
+        "train_s_per_victim": f"{t['train_s_mean']:.1f}",
+        "eval_s_per_victim": f"{t['eval_s_mean']:.2f}",
+        "total_s": f"{t['total_s']:.1f}",
+        "images_per_s": f"{t['images_per_s']:.0f}",
+        "peak_mem_mb": f"{t['peak_memory_mb']:.0f}",
+    }
 
 
 def _variant(e: dict[str, Any]) -> str:
@@ -61,7 +120,9 @@ def sapa_pairs(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     index = {}
     for e in entries:
         s = e["setting"]
-        index[(s["suite"], s["dataset"], s["arch"], s["recipe"], e["defense"], s["surrogate"], e["attack"], _variant(e))] = e
+        index[
+            (s["suite"], s["dataset"], s["arch"], s["recipe"], e["defense"], s["surrogate"], e["attack"], _variant(e))
+        ] = e
     pairs = []
     for (suite, ds, arch, recipe, defense, surrogate, attack, variant), sapa in sorted(index.items()):
         if not is_sapa(attack):
@@ -73,13 +134,25 @@ def sapa_pairs(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
         sv, bv = sapa["metric"]["values"], base["metric"]["values"]
         gap = (sapa["metric"]["mean"] - base["metric"]["mean"]) * (1 if higher else -1)
         p = p_greater(sv, bv) if higher else p_greater(bv, sv)
-        pairs.append({
-            "dataset": ds, "arch": arch, "recipe": recipe, "defense": defense, "attack": base["attack"],
-            "metric": sapa["metric"]["name"], "higher_is_stronger": higher,
-            "baseline": (base["metric"]["mean"], base["metric"]["se"]), "sapa": (sapa["metric"]["mean"], sapa["metric"]["se"]),
-            "gap": gap, "p_value": p, "significant": p < ALPHA, "trials": (len(bv), len(sv)),
-            "baseline_values": bv, "sapa_values": sv,
-        })  # fmt: skip
+        pairs.append(
+            {
+                "dataset": ds,
+                "arch": arch,
+                "recipe": recipe,
+                "defense": defense,
+                "attack": base["attack"],
+                "metric": sapa["metric"]["name"],
+                "higher_is_stronger": higher,
+                "baseline": (base["metric"]["mean"], base["metric"]["se"]),
+                "sapa": (sapa["metric"]["mean"], sapa["metric"]["se"]),
+                "gap": gap,
+                "p_value": p,
+                "significant": p < ALPHA,
+                "trials": (len(bv), len(sv)),
+                "baseline_values": bv,
+                "sapa_values": sv,
+            }
+        )
     return pairs
 
 
@@ -97,33 +170,56 @@ def defense_view(entries: list[dict[str, Any]]) -> list[dict[str, str]]:
             groups[(e["defense"], e["setting"]["threat"], e["setting"]["dataset"])].append(e)
     rows = []
     for (defense, threat, _), group in sorted(groups.items()):
-        group.sort(key=lambda e: (-e["metric"]["mean"] if e["metric"]["higher_is_stronger"] else e["metric"]["mean"], e["attack"]))
+        group.sort(
+            key=lambda e: (
+                -e["metric"]["mean"] if e["metric"]["higher_is_stronger"] else e["metric"]["mean"],
+                e["attack"],
+            )
+        )
         for rank, e in enumerate(group, 1):
             s, ds = e["setting"], e["defense_stats"]
-            base = plain.get((s["suite"], s["dataset"], s["arch"], s["recipe"], s["surrogate"], e["attack"], _variant(e)))
+            base = plain.get(
+                (s["suite"], s["dataset"], s["arch"], s["recipe"], s["surrogate"], e["attack"], _variant(e))
+            )
             fmt = lambda m: f"{100 * m['mean']:.1f} +/- {100 * m['se']:.1f}"  # noqa: E731
-            rows.append({
-                "defense": defense, "threat": threat, "rank": str(rank), "attack": e["attack"], "arch": s["arch"],
-                "recipe": s["recipe"], "metric": e["metric"]["name"], "with_defense": fmt(e["metric"]),
-                "without_defense": fmt(base["metric"]) if base else "-",
-                "clean_acc": f"{100 * e['clean_accuracy']['mean']:.1f}",
-                "clean_acc_cost": f"{100 * (base['clean_accuracy']['mean'] - e['clean_accuracy']['mean']):+.1f}" if base else "-",
-                "removed": f"{ds['removed_mean']:.0f}" if "removed_mean" in ds else "-",
-                "precision": f"{100 * ds['precision_mean']:.1f}" if "precision_mean" in ds else "-",
-                "recall": f"{100 * ds['recall_mean']:.1f}" if "recall_mean" in ds else "-",
-            })  # fmt: skip
+            rows.append(
+                {
+                    "defense": defense,
+                    "threat": threat,
+                    "rank": str(rank),
+                    "attack": e["attack"],
+                    "arch": s["arch"],
+                    "recipe": s["recipe"],
+                    "metric": e["metric"]["name"],
+                    "with_defense": fmt(e["metric"]),
+                    "without_defense": fmt(base["metric"]) if base else "-",
+                    "clean_acc": f"{100 * e['clean_accuracy']['mean']:.1f}",
+                    "clean_acc_cost": f"{100 * (base['clean_accuracy']['mean'] - e['clean_accuracy']['mean']):+.1f}"
+                    if base
+                    else "-",
+                    "removed": f"{ds['removed_mean']:.0f}" if "removed_mean" in ds else "-",
+                    "precision": f"{100 * ds['precision_mean']:.1f}" if "precision_mean" in ds else "-",
+                    "recall": f"{100 * ds['recall_mean']:.1f}" if "recall_mean" in ds else "-",
+                }
+            )
     return rows
 
 
 def _pair_row(p: dict[str, Any]) -> dict[str, str]:
     return {
-        "dataset": p["dataset"], "arch": p["arch"], "recipe": p["recipe"], "defense": p["defense"],
-        "attack": p["attack"], "metric": p["metric"],
+        "dataset": p["dataset"],
+        "arch": p["arch"],
+        "recipe": p["recipe"],
+        "defense": p["defense"],
+        "attack": p["attack"],
+        "metric": p["metric"],
         "baseline": f"{100 * p['baseline'][0]:.1f} +/- {100 * p['baseline'][1]:.1f}",
         "sapa": f"{100 * p['sapa'][0]:.1f} +/- {100 * p['sapa'][1]:.1f}",
-        "gap": f"{100 * p['gap']:+.1f}", "p_value": f"{p['p_value']:.3f}",
-        "significant": "yes" if p["significant"] else "no", "trials": f"{p['trials'][0]}/{p['trials'][1]}",
-    }  # fmt: skip
+        "gap": f"{100 * p['gap']:+.1f}",
+        "p_value": f"{p['p_value']:.3f}",
+        "significant": "yes" if p["significant"] else "no",
+        "trials": f"{p['trials'][0]}/{p['trials'][1]}",
+    }
 
 
 def _markdown_table(columns: tuple[str, ...], rows: list[dict[str, str]]) -> str:
@@ -209,10 +305,24 @@ def _plots(entries: list[dict[str, Any]], pairs: list[dict[str, Any]], out: Path
         labels = [p["recipe"] + ("" if p["defense"] == NO_DEFENSE else f"\n+{p['defense']}") for p in rows]
         x = range(len(rows))
         fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(rows) + 1.5), 3.6), dpi=100)
-        ax.bar([i - 0.2 for i in x], [100 * p["baseline"][0] for p in rows], 0.4,
-               yerr=[100 * p["baseline"][1] for p in rows], capsize=3, label=attack, color="#8da0cb")
-        ax.bar([i + 0.2 for i in x], [100 * p["sapa"][0] for p in rows], 0.4,
-               yerr=[100 * p["sapa"][1] for p in rows], capsize=3, label=sapa_name(attack), color="#fc8d62")  # fmt: skip
+        ax.bar(
+            [i - 0.2 for i in x],
+            [100 * p["baseline"][0] for p in rows],
+            0.4,
+            yerr=[100 * p["baseline"][1] for p in rows],
+            capsize=3,
+            label=attack,
+            color="#8da0cb",
+        )
+        ax.bar(
+            [i + 0.2 for i in x],
+            [100 * p["sapa"][0] for p in rows],
+            0.4,
+            yerr=[100 * p["sapa"][1] for p in rows],
+            capsize=3,
+            label=sapa_name(attack),
+            color="#fc8d62",
+        )
         ax.set_xticks(list(x), labels)
         metric = rows[0]["metric"].replace("_", " ")
         ax.set_ylabel(f"{metric} (%)" + ("" if rows[0]["higher_is_stronger"] else ", lower = stronger"))
@@ -230,14 +340,26 @@ def _plots(entries: list[dict[str, Any]], pairs: list[dict[str, Any]], out: Path
         fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=100)
         for e in attacked:
             marker = "o" if e["sapa"] else "s"
-            ax.errorbar(e["timings"]["craft_s"], 100 * e["metric"]["mean"], yerr=100 * e["metric"]["se"],
-                        fmt=marker, color="#fc8d62" if e["sapa"] else "#8da0cb", alpha=0.8, capsize=2)  # fmt: skip
+            ax.errorbar(
+                e["timings"]["craft_s"],
+                100 * e["metric"]["mean"],
+                yerr=100 * e["metric"]["se"],
+                fmt=marker,
+                color="#fc8d62" if e["sapa"] else "#8da0cb",
+                alpha=0.8,
+                capsize=2,
+            )
         seen = set()
         for e in attacked:
             if e["attack"] not in seen and e["setting"]["recipe"] == "sgd":
                 seen.add(e["attack"])
-                ax.annotate(e["attack"], (e["timings"]["craft_s"], 100 * e["metric"]["mean"]), fontsize=7,
-                            xytext=(3, 3), textcoords="offset points")  # fmt: skip
+                ax.annotate(
+                    e["attack"],
+                    (e["timings"]["craft_s"], 100 * e["metric"]["mean"]),
+                    fontsize=7,
+                    xytext=(3, 3),
+                    textcoords="offset points",
+                )
         ax.set_xlabel("crafting time (s)")
         ax.set_ylabel("metric (%): success rate, or accuracy for untargeted")
         ax.set_title("attack metric vs crafting time (squares: baseline, circles: SAPA)")
@@ -259,10 +381,14 @@ def render(entries_dir: str | Path, out: str | Path) -> list[Path]:
     prow = [_pair_row(p) for p in pairs]
     drows = defense_view(entries)
     defense_md = (
-        "\n## Defenses\n\nPer defense, every attack strongest first; `without_defense` is the same attack and "
-        "setting without it, `clean_acc_cost` the accuracy the defense costs, precision/recall of the removed "
-        "images against the true poisons (data-level filters).\n\n" + _markdown_table(DEFENSE_COLUMNS, drows)
-    ) if drows else ""
+        (
+            "\n## Defenses\n\nPer defense, every attack strongest first; `without_defense` is the same attack and "
+            "setting without it, `clean_acc_cost` the accuracy the defense costs, precision/recall of the removed "
+            "images against the true poisons (data-level filters).\n\n" + _markdown_table(DEFENSE_COLUMNS, drows)
+        )
+        if drows
+        else ""
+    )
     files = {
         "leaderboard.md": "# sapabench leaderboard\n\nMetric and accuracies in %, mean and SE over trials.\n\n"
         + _markdown_table(COLUMNS, rows)
@@ -273,7 +399,11 @@ def render(entries_dir: str | Path, out: str | Path) -> list[Path]:
         "leaderboard.csv": _csv(COLUMNS, rows),
         "table4.csv": _csv(PAIR_COLUMNS, prow),
         "table4.md": _markdown_table(PAIR_COLUMNS, prow),
-        **({"defenses.md": _markdown_table(DEFENSE_COLUMNS, drows), "defenses.csv": _csv(DEFENSE_COLUMNS, drows)} if drows else {}),
+        **(
+            {"defenses.md": _markdown_table(DEFENSE_COLUMNS, drows), "defenses.csv": _csv(DEFENSE_COLUMNS, drows)}
+            if drows
+            else {}
+        ),
         "leaderboard.html": _HTML.format(
             main=_html_table(COLUMNS, rows, ["sapa" if e["sapa"] else "" for e in entries]),
             pairs=_html_table(PAIR_COLUMNS, prow),

@@ -44,22 +44,42 @@ SPEC: dict[str, Any] = {
     "sapa": bool,
     "defense": str,
     "setting": {
-        "suite": str, "dataset": str, "arch": str, "recipe": str, "surrogate": str, "threat": str,
-        "eps": float, "budget": float, "victim": dict, "preset": str, "options": dict,
+        "suite": str,
+        "dataset": str,
+        "arch": str,
+        "recipe": str,
+        "surrogate": str,
+        "threat": str,
+        "eps": float,
+        "budget": float,
+        "victim": dict,
+        "preset": str,
+        "options": dict,
     },
     "metric": {"name": str, "higher_is_stronger": bool, "mean": float, "se": float, "trials": int, "values": list},
     "clean_accuracy": {"mean": float, "se": float},
     "defense_stats": dict,
     "timings": {
-        "craft_s": float, "train_s_mean": float, "eval_s_mean": float, "total_s": float,
-        "images_per_s": float, "peak_memory_mb": float,
+        "craft_s": float,
+        "train_s_mean": float,
+        "eval_s_mean": float,
+        "total_s": float,
+        "images_per_s": float,
+        "peak_memory_mb": float,
     },
     "provenance": {
-        "sapabench_version": str, "git_commit": str, "torch": str, "timm": str, "device": str,
-        "craft_seeds": list, "trial_seeds": list, "poison_sha256": list, "cell_seeds": list,
+        "sapabench_version": str,
+        "git_commit": str,
+        "torch": str,
+        "timm": str,
+        "device": str,
+        "craft_seeds": list,
+        "trial_seeds": list,
+        "poison_sha256": list,
+        "cell_seeds": list,
     },
     "content_sha256": str,
-}  # fmt: skip
+}
 ENTRY_THREATS = (*THREATS, NO_THREAT)
 
 
@@ -78,7 +98,11 @@ def json_schema() -> dict[str, Any]:
     out = convert(SPEC)
     out["properties"]["schema_version"] = {"const": SCHEMA_VERSION}
     out["properties"]["setting"]["properties"]["threat"] = {"enum": list(ENTRY_THREATS)}
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": f"sapabench leaderboard entry v{SCHEMA_VERSION}", **out}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": f"sapabench leaderboard entry v{SCHEMA_VERSION}",
+        **out,
+    }
 
 
 class EntryError(ConfigError):
@@ -112,8 +136,11 @@ def _check_types(obj: Any, spec: dict[str, Any], path: str, where: str) -> None:
         if isinstance(typ, dict):
             _check_types(value, typ, f"{path}{key}.", where)
             continue
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) if typ is float else (
-            isinstance(value, typ) and (typ is bool or not isinstance(value, bool)))  # fmt: skip
+        ok = (
+            isinstance(value, (int, float)) and not isinstance(value, bool)
+            if typ is float
+            else (isinstance(value, typ) and (typ is bool or not isinstance(value, bool)))
+        )
         if not ok:
             raise EntryError(f"{where}: field {path + key!r} must be {typ.__name__}, got {type(value).__name__}")
         if typ is float and not math.isfinite(value):
@@ -163,8 +190,14 @@ def validate(entry: Any, where: str = "entry") -> dict[str, Any]:
     if any(v < 0 for v in entry["timings"].values()):
         raise EntryError(f"{where}: timings must be non-negative")
     for key, value in entry["defense_stats"].items():
-        if key not in ("removed_mean", "precision_mean", "recall_mean") or not isinstance(value, (int, float)) or value < 0:
-            raise EntryError(f"{where}: defense_stats.{key} must be one of removed_mean/precision_mean/recall_mean, >= 0")
+        if (
+            key not in ("removed_mean", "precision_mean", "recall_mean")
+            or not isinstance(value, (int, float))
+            or value < 0
+        ):
+            raise EntryError(
+                f"{where}: defense_stats.{key} must be one of removed_mean/precision_mean/recall_mean, >= 0"
+            )
     _check_seeds(entry, where)
     if entry["sapa"] != is_sapa(entry["attack"]):
         raise EntryError(f"{where}: sapa flag does not match the attack name {entry['attack']!r}")
@@ -192,12 +225,20 @@ def _check_seeds(entry: dict[str, Any], where: str) -> None:
     if len(hashes) != len(crafts) or not all(isinstance(h, str) and len(h) == 64 for h in hashes):
         raise EntryError(f"{where}: provenance.poison_sha256 needs one sha256 (64 hex digits) per craft seed")
     if len(cells) != entry["metric"]["trials"]:
-        raise EntryError(f"{where}: provenance.cell_seeds has {len(cells)} items for {entry['metric']['trials']} trials")
+        raise EntryError(
+            f"{where}: provenance.cell_seeds has {len(cells)} items for {entry['metric']['trials']} trials"
+        )
     for item in cells:
-        ok = isinstance(item, list) and len(item) == 2 and item[1] in trials and (
-            item[0] in crafts if not clean else item[0] is None)  # fmt: skip
+        ok = (
+            isinstance(item, list)
+            and len(item) == 2
+            and item[1] in trials
+            and (item[0] in crafts if not clean else item[0] is None)
+        )
         if not ok:
-            raise EntryError(f"{where}: provenance.cell_seeds item {item!r} is not [craft seed, trial seed] of this entry")
+            raise EntryError(
+                f"{where}: provenance.cell_seeds item {item!r} is not [craft seed, trial seed] of this entry"
+            )
     if len({tuple(c) for c in cells}) != len(cells):
         raise EntryError(f"{where}: provenance.cell_seeds lists a trial twice")
 

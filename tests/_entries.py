@@ -1,25 +1,68 @@
 """A valid leaderboard entry to tamper with in tests."""
 
-from leaderboard.schema import SCHEMA_VERSION, seal
 from core.stats import mean_se
+from leaderboard.schema import SCHEMA_VERSION, seal
 
 
-def make_entry(attack="sapa-error-min", values=(0.5, 0.6, 0.7), recipe="sgd", arch="convnet", threat="untargeted",
-               metric="clean_accuracy", higher=False):  # fmt: skip
+def make_entry(
+    attack="sapa-error-min",
+    values=(0.5, 0.6, 0.7),
+    recipe="sgd",
+    arch="convnet",
+    threat="untargeted",
+    metric="clean_accuracy",
+    higher=False,
+):
     mean, se = mean_se(list(values))
-    return seal({
-        "schema_version": SCHEMA_VERSION, "entry_id": f"{attack}-{recipe}-{arch}", "attack": attack,
-        "base_attack": attack.removeprefix("sapa-"), "sapa": attack.startswith("sapa-"), "defense": "none",
-        "setting": {"suite": "t", "dataset": "digits", "arch": arch, "recipe": recipe, "surrogate": "preset",
-                    "threat": threat, "eps": 32 / 255, "budget": 1.0, "victim": {"epochs": 8}, "preset": "embedded",
-                    "options": {}},
-        "metric": {"name": metric, "higher_is_stronger": higher, "mean": mean, "se": se, "trials": len(values),
-                   "values": list(values)},
-        "clean_accuracy": {"mean": mean, "se": se},
-        "defense_stats": {},
-        "timings": {"craft_s": 6.0, "train_s_mean": 2.0, "eval_s_mean": 0.1, "total_s": 12.3,
-                    "images_per_s": 5000.0, "peak_memory_mb": 900.0},
-        "provenance": {"sapabench_version": "0.1.0", "git_commit": "abc", "torch": "2.15.0", "timm": "1.0.31",
-                       "device": "cpu", "craft_seeds": [0], "trial_seeds": list(range(100, 100 + len(values))),
-                       "poison_sha256": ["0" * 64], "cell_seeds": [[0, 100 + i] for i in range(len(values))]},
-    })  # fmt: skip
+    return seal(
+        {
+            "schema_version": SCHEMA_VERSION,
+            "entry_id": f"{attack}-{recipe}-{arch}",
+            "attack": attack,
+            "base_attack": attack.removeprefix("sapa-"),
+            "sapa": attack.startswith("sapa-"),
+            "defense": "none",
+            "setting": {
+                "suite": "t",
+                "dataset": "digits",
+                "arch": arch,
+                "recipe": recipe,
+                "surrogate": "preset",
+                "threat": threat,
+                "eps": 32 / 255,
+                "budget": 1.0,
+                "victim": {"epochs": 8},
+                "preset": "embedded",
+                "options": {},
+            },
+            "metric": {
+                "name": metric,
+                "higher_is_stronger": higher,
+                "mean": mean,
+                "se": se,
+                "trials": len(values),
+                "values": list(values),
+            },
+            "clean_accuracy": {"mean": mean, "se": se},
+            "defense_stats": {},
+            "timings": {
+                "craft_s": 6.0,
+                "train_s_mean": 2.0,
+                "eval_s_mean": 0.1,
+                "total_s": 12.3,
+                "images_per_s": 5000.0,
+                "peak_memory_mb": 900.0,
+            },
+            "provenance": {
+                "sapabench_version": "0.1.0",
+                "git_commit": "abc",
+                "torch": "2.15.0",
+                "timm": "1.0.31",
+                "device": "cpu",
+                "craft_seeds": [0],
+                "trial_seeds": list(range(100, 100 + len(values))),
+                "poison_sha256": ["0" * 64],
+                "cell_seeds": [[0, 100 + i] for i in range(len(values))],
+            },
+        }
+    )

@@ -13,7 +13,9 @@ BENCH_DIR = Path(__file__).parent / "benchmarks"
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--run-slow", action="store_true", help="also run tests marked slow")
-    parser.addoption("--run-benchmarks", action="store_true", help="run the pytest-benchmark timings in tests/benchmarks")
+    parser.addoption(
+        "--run-benchmarks", action="store_true", help="run the pytest-benchmark timings in tests/benchmarks"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -61,5 +63,11 @@ def tiny_digits(digits):
     """200 training and 100 test images of digits, for fast training tests."""
     from dataclasses import replace
 
-    return replace(digits, train_x=digits.train_x[:200], train_y=digits.train_y[:200],
-                   test_x=digits.test_x[:100], test_y=digits.test_y[:100], fingerprint="")  # fmt: skip
+    return replace(
+        digits,
+        train_x=digits.train_x[:200],
+        train_y=digits.train_y[:200],
+        test_x=digits.test_x[:100],
+        test_y=digits.test_y[:100],
+        fingerprint="",
+    )

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from attacks import ATTACKS, PoisonSet, create_attack
-from core.poison import META_FILE, TENSORS_FILE
 from attacks.base import Attack
 from core.errors import ConfigError
+from core.poison import META_FILE, TENSORS_FILE
 
 NAMES = ATTACKS.list()
 
@@ -24,7 +24,11 @@ def crafted(tiny_digits, tmp_path_factory):
         for name in NAMES:
             os.environ["SAPABENCH_CACHE"] = str(tmp_path_factory.mktemp(f"cache-{name}"))
             attack = create_attack(name, dataset="digits", preset="smoke")
-            out[name] = (attack.run(tiny_digits, seed=0), attack.run(tiny_digits, seed=0), attack.run(tiny_digits, seed=1))
+            out[name] = (
+                attack.run(tiny_digits, seed=0),
+                attack.run(tiny_digits, seed=0),
+                attack.run(tiny_digits, seed=1),
+            )
     finally:
         if old is None:
             os.environ.pop("SAPABENCH_CACHE", None)
@@ -124,7 +128,7 @@ def test_tampered_tensors_are_refused(crafted, tiny_digits, tmp_path):
     data = bytearray((folder / TENSORS_FILE).read_bytes())
     data[-5] ^= 0xFF
     (folder / TENSORS_FILE).write_bytes(bytes(data))
-    with pytest.raises(ConfigError, match="sha256.*tampered"):
+    with pytest.raises(ConfigError, match=r"sha256.*tampered"):
         PoisonSet.load(folder, tiny_digits)
 
 
@@ -161,7 +165,7 @@ def test_missing_or_broken_files(tmp_path, crafted):
 
 def test_poison_from_another_dataset_is_refused(crafted, digits, tmp_path):
     folder = _saved(crafted, tmp_path)
-    with pytest.raises(ConfigError, match="crafted on dataset 'digits' .*not on 'digits'|fingerprint"):
+    with pytest.raises(ConfigError, match=r"crafted on dataset 'digits' .*not on 'digits'|fingerprint"):
         PoisonSet.load(folder, digits)  # full digits: a different fingerprint than the tiny subset
 
 

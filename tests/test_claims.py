@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from benchmark.claims import load_claims, test_claims as check_claims
+from benchmark.claims import load_claims
+from benchmark.claims import test_claims as check_claims
 from core.errors import ConfigError
 from tests._entries import make_entry
 
@@ -53,8 +54,10 @@ def test_verdicts_follow_the_measured_trials(tmp_path):
 
 
 def test_alpha_changes_the_verdict_not_the_numbers(tmp_path):
-    entries = [make_entry("error-min", (0.60, 0.66, 0.62), recipe="sgd"),
-               make_entry("sapa-error-min", (0.55, 0.62, 0.58), recipe="sgd")]  # fmt: skip
+    entries = [
+        make_entry("error-min", (0.60, 0.66, 0.62), recipe="sgd"),
+        make_entry("sapa-error-min", (0.55, 0.62, 0.58), recipe="sgd"),
+    ]
     strict = _verdicts(tmp_path / "a", entries, alpha=0.001)["T4-sgd-error-min"]
     loose = _verdicts(tmp_path / "b", entries, alpha=0.5)["T4-sgd-error-min"]
     assert strict.p_sapa_stronger == loose.p_sapa_stronger

@@ -22,15 +22,42 @@ def run_catching_exit(capsys, *argv):
     return code, out, err
 
 
-@pytest.mark.parametrize(("axis", "expected"), [
-    ("datasets", ["cifar10", "cifar100", "digits", "svhn"]),
-    ("archs", ["convnet", "mobilenetv2", "resnet18", "resnet50", "vgg11", "vit"]),
-    ("recipes", ["adam", "adversarial", "cutout", "mixup", "sam", "sgd"]),
-    ("attacks", ["error-max", "error-min", "gradient-matching", "sapa-error-max", "sapa-error-min",
-                 "sapa-gradient-matching", "sapa-sleeper-agent", "sleeper-agent"]),
-    ("defenses", ["activation-clustering", "adversarial", "cutout", "deep-knn", "dp-sgd", "grayscale", "jpeg",
-                  "mixup", "sam", "spectral-signatures"]),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("axis", "expected"),
+    [
+        ("datasets", ["cifar10", "cifar100", "digits", "svhn"]),
+        ("archs", ["convnet", "mobilenetv2", "resnet18", "resnet50", "vgg11", "vit"]),
+        ("recipes", ["adam", "adversarial", "cutout", "mixup", "sam", "sgd"]),
+        (
+            "attacks",
+            [
+                "error-max",
+                "error-min",
+                "gradient-matching",
+                "sapa-error-max",
+                "sapa-error-min",
+                "sapa-gradient-matching",
+                "sapa-sleeper-agent",
+                "sleeper-agent",
+            ],
+        ),
+        (
+            "defenses",
+            [
+                "activation-clustering",
+                "adversarial",
+                "cutout",
+                "deep-knn",
+                "dp-sgd",
+                "grayscale",
+                "jpeg",
+                "mixup",
+                "sam",
+                "spectral-signatures",
+            ],
+        ),
+    ],
+)
 def test_list_prints_each_entry_with_a_description(capsys, axis, expected):
     code, out, _ = run(capsys, "list", axis)
     assert code == 0
@@ -44,26 +71,29 @@ def test_list_with_pattern(capsys):
     assert code == 0 and [r.split()[0] for r in out.strip().splitlines()] == ["resnet18", "resnet50"]
 
 
-@pytest.mark.parametrize(("argv", "needle"), [
-    (["list", "recipes", "mixpu"], "unknown recipe 'mixpu'; did you mean 'mixup'?"),
-    (["train", "--recipe", "mixpu"], "did you mean 'mixup'?"),
-    (["train", "--arch", "resnet19"], "unknown architecture 'resnet19'"),
-    (["train", "--dataset", "digitz"], "did you mean 'digits'?"),
-    (["train", "--lr", "0"], "invalid lr=0.0: must be a positive number (set --lr)"),
-    (["train", "--lr", "-0.5"], "invalid lr=-0.5"),
-    (["train", "--epochs", "0"], "invalid epochs=0: must be a positive integer (set --epochs)"),
-    (["train", "--epochs", "-1"], "invalid epochs=-1"),
-    (["train", "--batch-size", "0"], "invalid batch_size=0: must be a positive integer (set --batch-size)"),
-    (["train", "--recipe", "adversarial", "--adv-eps", "1.2"], "adversarial eps=1.2: must be in [0, 1]"),
-    (["train", "--recipe", "adversarial", "--adv-eps=-8/255"], "adversarial eps=-0.031"),
-    (["train", "--sam-rho", "0.1"], "--sam-rho applies only to --recipe sam"),
-    (["train", "--dataset", "cifar10"], "cifar10 needs --data-root DIR"),
-    (["train", "--dataset", "svhn", "--data-root", "/definitely/missing"], "svhn: missing"),
-    (["train", "--dataset", "digits", "--data-root", "/tmp"], "--data-root/--download are for"),
-    (["train", "--seed", "-4"], "invalid seed=-4"),
-    (["train", "--epochs", "ten"], "argument --epochs: invalid int value"),
-    (["train", "--lr", "fast"], "invalid number 'fast'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["list", "recipes", "mixpu"], "unknown recipe 'mixpu'; did you mean 'mixup'?"),
+        (["train", "--recipe", "mixpu"], "did you mean 'mixup'?"),
+        (["train", "--arch", "resnet19"], "unknown architecture 'resnet19'"),
+        (["train", "--dataset", "digitz"], "did you mean 'digits'?"),
+        (["train", "--lr", "0"], "invalid lr=0.0: must be a positive number (set --lr)"),
+        (["train", "--lr", "-0.5"], "invalid lr=-0.5"),
+        (["train", "--epochs", "0"], "invalid epochs=0: must be a positive integer (set --epochs)"),
+        (["train", "--epochs", "-1"], "invalid epochs=-1"),
+        (["train", "--batch-size", "0"], "invalid batch_size=0: must be a positive integer (set --batch-size)"),
+        (["train", "--recipe", "adversarial", "--adv-eps", "1.2"], "adversarial eps=1.2: must be in [0, 1]"),
+        (["train", "--recipe", "adversarial", "--adv-eps=-8/255"], "adversarial eps=-0.031"),
+        (["train", "--sam-rho", "0.1"], "--sam-rho applies only to --recipe sam"),
+        (["train", "--dataset", "cifar10"], "cifar10 needs --data-root DIR"),
+        (["train", "--dataset", "svhn", "--data-root", "/definitely/missing"], "svhn: missing"),
+        (["train", "--dataset", "digits", "--data-root", "/tmp"], "--data-root/--download are for"),
+        (["train", "--seed", "-4"], "invalid seed=-4"),
+        (["train", "--epochs", "ten"], "argument --epochs: invalid int value"),
+        (["train", "--lr", "fast"], "invalid number 'fast'"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2(capsys, argv, needle):
     code, out, err = run_catching_exit(capsys, *argv)
     assert code == 2
@@ -103,49 +133,90 @@ def test_console_script_error_has_no_traceback():
 @pytest.fixture(scope="module")
 def smoke_poison(tmp_path_factory):
     out = tmp_path_factory.mktemp("poison") / "gm"
-    code = main(["attack", "sapa-gradient-matching", "--preset", "smoke", "--seed", "2", "--out", str(out), "--device", "cpu"])
+    code = main(
+        ["attack", "sapa-gradient-matching", "--preset", "smoke", "--seed", "2", "--out", str(out), "--device", "cpu"]
+    )
     assert code == 0
     return out
 
 
 def test_attack_writes_an_artifact_and_reports_time(capsys, tmp_path):
-    code, out, _ = run(capsys, "attack", "error-max", "--preset", "smoke", "--set", "steps=2", "--eps", "4/255",
-                       "--out", str(tmp_path / "em"), "--device", "cpu")  # fmt: skip
+    code, out, _ = run(
+        capsys,
+        "attack",
+        "error-max",
+        "--preset",
+        "smoke",
+        "--set",
+        "steps=2",
+        "--eps",
+        "4/255",
+        "--out",
+        str(tmp_path / "em"),
+        "--device",
+        "cpu",
+    )
     assert code == 0 and "crafting time:" in out and "wrote" in out
     meta = json.loads((tmp_path / "em" / "poison.json").read_text())
     assert meta["attack"] == "error-max" and meta["config"]["steps"] == 2 and meta["eps"] == pytest.approx(4 / 255)
 
 
 def test_evaluate_prints_mean_and_standard_error(capsys, smoke_poison):
-    code, out, err = run(capsys, "evaluate", "--poison", str(smoke_poison), "--trials", "2", "--epochs", "1",
-                         "--baseline", "--device", "cpu")  # fmt: skip
+    code, out, err = run(
+        capsys,
+        "evaluate",
+        "--poison",
+        str(smoke_poison),
+        "--trials",
+        "2",
+        "--epochs",
+        "1",
+        "--baseline",
+        "--device",
+        "cpu",
+    )
     assert code == 0
     assert "poisoned: target_success" in out and "+/-" in out and "clean baseline" in out and "crafting" in out
     assert err.count("trial") == 4
 
 
 def test_evaluate_json(capsys, smoke_poison):
-    code, out, _ = run(capsys, "evaluate", "--poison", str(smoke_poison), "--trials", "2", "--epochs", "1",
-                       "--json", "--quiet", "--device", "cpu")  # fmt: skip
+    code, out, _ = run(
+        capsys,
+        "evaluate",
+        "--poison",
+        str(smoke_poison),
+        "--trials",
+        "2",
+        "--epochs",
+        "1",
+        "--json",
+        "--quiet",
+        "--device",
+        "cpu",
+    )
     report = json.loads(out)
     assert code == 0 and report["attack"] == "sapa-gradient-matching" and len(report["poisoned"]["values"]) == 2
     assert set(report["poisoned"]["values"]) <= {0.0, 1.0}
 
 
-@pytest.mark.parametrize(("argv", "needle"), [
-    (["attack", "gradient-matchin", "--out", "X"], "did you mean 'gradient-matching'"),
-    (["attack", "error-min", "--eps", "2", "--out", "X"], "invalid eps=2.0"),
-    (["attack", "error-min", "--eps=-1/255", "--out", "X"], "invalid eps=-0.0039"),
-    (["attack", "error-min", "--budget", "1.5", "--out", "X"], "invalid budget=1.5"),
-    (["attack", "error-min", "--budget", "0", "--out", "X"], "invalid budget=0.0"),
-    (["attack", "error-min", "--set", "steps", "--out", "X"], "--set expects KEY=VALUE"),
-    (["attack", "error-min", "--set", "nope=1", "--out", "X"], "unknown attack option 'nope'"),
-    (["attack", "error-min", "--preset", "tiny", "--out", "X"], "unknown preset 'tiny'"),
-    (["evaluate", "--poison", "/no/such/folder"], "not a poison folder"),
-    (["evaluate", "--poison", "/tmp", "--trials", "0"], "invalid trials=0"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["attack", "gradient-matchin", "--out", "X"], "did you mean 'gradient-matching'"),
+        (["attack", "error-min", "--eps", "2", "--out", "X"], "invalid eps=2.0"),
+        (["attack", "error-min", "--eps=-1/255", "--out", "X"], "invalid eps=-0.0039"),
+        (["attack", "error-min", "--budget", "1.5", "--out", "X"], "invalid budget=1.5"),
+        (["attack", "error-min", "--budget", "0", "--out", "X"], "invalid budget=0.0"),
+        (["attack", "error-min", "--set", "steps", "--out", "X"], "--set expects KEY=VALUE"),
+        (["attack", "error-min", "--set", "nope=1", "--out", "X"], "unknown attack option 'nope'"),
+        (["attack", "error-min", "--preset", "tiny", "--out", "X"], "unknown preset 'tiny'"),
+        (["evaluate", "--poison", "/no/such/folder"], "not a poison folder"),
+        (["evaluate", "--poison", "/tmp", "--trials", "0"], "invalid trials=0"),
+    ],
+)
 def test_attack_and_evaluate_bad_input(capsys, argv, needle):
-    code, out, err = run_catching_exit(capsys, *argv)
+    code, _, err = run_catching_exit(capsys, *argv)
     assert code == 2 and needle in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
@@ -166,8 +237,19 @@ def test_evaluate_refuses_a_poison_from_another_dataset(capsys, smoke_poison, tm
     from tests._fakedata import write_cifar10
 
     write_cifar10(tmp_path / "c10")
-    code, _, err = run_catching_exit(capsys, "evaluate", "--poison", str(smoke_poison), "--dataset", "cifar10",
-                                     "--data-root", str(tmp_path / "c10"), "--no-verify-checksums", "--trials", "1")  # fmt: skip
+    code, _, err = run_catching_exit(
+        capsys,
+        "evaluate",
+        "--poison",
+        str(smoke_poison),
+        "--dataset",
+        "cifar10",
+        "--data-root",
+        str(tmp_path / "c10"),
+        "--no-verify-checksums",
+        "--trials",
+        "1",
+    )
     assert code == 2 and "crafted on dataset 'digits'" in err
 
 
@@ -190,17 +272,33 @@ def test_run_render_and_claims_from_the_cli(capsys, tmp_path):
 def test_list_suites(capsys):
     code, out, _ = run(capsys, "list", "suites")
     assert code == 0 and [r.split()[0] for r in out.strip().splitlines()] == [
-        "backdoor", "default", "defenses", "smoke", "table4", "targeted", "untargeted"]  # fmt: skip
+        "backdoor",
+        "default",
+        "defenses",
+        "smoke",
+        "table4",
+        "targeted",
+        "untargeted",
+    ]
 
 
-@pytest.mark.parametrize(("content", "needle"), [
-    ('name = "x"\ndataset = "digits"\n[[grid]]\nattacks = ["error-mn"]\nrecipes = ["sgd"]\narchs = ["convnet"]\n',
-     "line 4: unknown attack 'error-mn'"),
-    ('name = "x"\ndataset = "digits"\n[[grid]]\nattacks = ["error-min"]\nrecipes = ["sdg"]\narchs = ["convnet"]\n',
-     "line 5: unknown recipe 'sdg'"),
-    ('name = "x"\ndataset = "digits"\n[[grid]]\nattacks = ["error-min"]\nrecipes = ["sgd"]\narchs = ["vitt"]\n',
-     "line 6: unknown architecture 'vitt'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (
+            'name = "x"\ndataset = "digits"\n[[grid]]\nattacks = ["error-mn"]\nrecipes = ["sgd"]\narchs = ["convnet"]\n',
+            "line 4: unknown attack 'error-mn'",
+        ),
+        (
+            'name = "x"\ndataset = "digits"\n[[grid]]\nattacks = ["error-min"]\nrecipes = ["sdg"]\narchs = ["convnet"]\n',
+            "line 5: unknown recipe 'sdg'",
+        ),
+        (
+            'name = "x"\ndataset = "digits"\n[[grid]]\nattacks = ["error-min"]\nrecipes = ["sgd"]\narchs = ["vitt"]\n',
+            "line 6: unknown architecture 'vitt'",
+        ),
+    ],
+)
 def test_bad_suite_file_is_refused_before_anything_runs(capsys, tmp_path, content, needle):
     path = tmp_path / "bad.toml"
     path.write_text(content)

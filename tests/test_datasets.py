@@ -11,7 +11,7 @@ from tests._fakedata import write_cifar10, write_cifar100, write_svhn
 def test_digits_is_real_stratified_and_fixed(digits):
     assert digits.train_x.shape == (1437, 1, 16, 16) and digits.test_x.shape == (360, 1, 16, 16)
     assert digits.train_x.dtype == torch.float32 and digits.train_y.dtype == torch.int64
-    assert 0.0 <= float(digits.train_x.min()) and float(digits.train_x.max()) <= 1.0
+    assert float(digits.train_x.min()) >= 0.0 and float(digits.train_x.max()) <= 1.0
     counts = torch.bincount(digits.test_y, minlength=10)
     assert int(counts.min()) >= 35 and int(counts.max()) <= 37  # stratified: 36 +/- 1 per class
     again = load_dataset("digits")
@@ -38,7 +38,7 @@ def test_torchvision_loaders_read_the_on_disk_format(tmp_path, name, writer, n_t
     ds = load_dataset(name, data_root=str(tmp_path), verify_checksums=False)
     assert ds.train_x.shape == (n_train, 3, 32, 32) and ds.test_x.shape == (n_test, 3, 32, 32)
     assert ds.num_classes == classes and ds.default_epochs == 160 and ds.default_batch_size == 128
-    assert 0 <= int(ds.train_y.min()) and int(ds.train_y.max()) < classes
+    assert int(ds.train_y.min()) >= 0 and int(ds.train_y.max()) < classes
     assert ds.flip_invariant == (name != "svhn")
 
 
@@ -50,7 +50,9 @@ def test_svhn_label_ten_means_zero(tmp_path):
     ds = load_dataset("svhn", data_root=str(tmp_path), verify_checksums=False)
     assert ds.train_y.tolist() == [0 if v == 10 else v for v in raw]
     # pixel layout: X[h, w, c, n] on disk
-    assert torch.allclose(ds.train_x[0, 1, 2, 3], torch.tensor(float(loadmat(tmp_path / "train_32x32.mat")["X"][2, 3, 1, 0]) / 255))
+    assert torch.allclose(
+        ds.train_x[0, 1, 2, 3], torch.tensor(float(loadmat(tmp_path / "train_32x32.mat")["X"][2, 3, 1, 0]) / 255)
+    )
 
 
 def test_tiny_files_fail_the_official_checksums(tmp_path):

@@ -52,7 +52,9 @@ def planted(digits):
 )
 def test_filters_remove_planted_separable_poisons(digits, name, options, stamp):
     ds, poison = _plant(digits, stamp)
-    out = apply_defense(DEFENSES.create(name, **options), ds, poison, "convnet", RECIPES.create("sgd", epochs=8), 0, CPU)
+    out = apply_defense(
+        DEFENSES.create(name, **options), ds, poison, "convnet", RECIPES.create("sgd", epochs=8), 0, CPU
+    )
     assert out.stats["recall"] >= 0.8, out.stats
     assert out.stats["removed"] < 0.5 * ds.num_train  # it does not throw the data away
     assert out.poison is None and out.dataset.num_train == ds.num_train - out.stats["removed"]
@@ -85,7 +87,9 @@ def test_grayscale_removes_colour_and_keeps_grey():
 
 
 def _one_step_change(ds, dp):
-    recipe = RECIPES.create("sgd", epochs=1, batch_size=ds.num_train, lr=1.0, momentum=0.0, weight_decay=0.0, augment=False)
+    recipe = RECIPES.create(
+        "sgd", epochs=1, batch_size=ds.num_train, lr=1.0, momentum=0.0, weight_decay=0.0, augment=False
+    )
     torch.manual_seed(0)
     trainer = Trainer("convnet", recipe, ds, None, 0, CPU, grad_transform=dp.gradient_transform())
     before = torch.cat([p.detach().flatten().clone() for p in trainer.model.parameters()])
@@ -124,5 +128,15 @@ def test_dp_sgd_keeps_the_poison_and_recipe_and_hooks_into_the_gradients(planted
 
 
 def test_registry_lists_every_builtin():
-    assert set(DEFENSES.list()) == {"spectral-signatures", "activation-clustering", "deep-knn", "dp-sgd", "jpeg",
-                                    "grayscale", "adversarial", "mixup", "cutout", "sam"}  # fmt: skip
+    assert set(DEFENSES.list()) == {
+        "spectral-signatures",
+        "activation-clustering",
+        "deep-knn",
+        "dp-sgd",
+        "jpeg",
+        "grayscale",
+        "adversarial",
+        "mixup",
+        "cutout",
+        "sam",
+    }

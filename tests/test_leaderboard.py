@@ -2,9 +2,9 @@ import json
 
 import pytest
 
+from core.stats import mean_se, p_greater
 from leaderboard.render import render, sapa_pairs
 from leaderboard.schema import SCHEMA_VERSION, EntryError, content_hash, load_entries, load_entry, validate
-from core.stats import mean_se, p_greater
 from tests._entries import make_entry
 
 
@@ -97,10 +97,11 @@ def test_entries_that_differ_in_attack_options_are_paired_separately():
         return seal({k: v for k, v in e.items() if k != "content_sha256"})
 
     entries = [
-        make_entry("error-min", (0.70, 0.72, 0.74)), make_entry("sapa-error-min", (0.50, 0.52, 0.54)),
+        make_entry("error-min", (0.70, 0.72, 0.74)),
+        make_entry("sapa-error-min", (0.50, 0.52, 0.54)),
         with_options(make_entry("error-min", (0.60, 0.62, 0.64)), {"eps": 0.1}),
         with_options(make_entry("sapa-error-min", (0.65, 0.66, 0.67)), {"eps": 0.1}),
-    ]  # fmt: skip
+    ]
     gaps = sorted(round(p["gap"], 6) for p in sapa_pairs(entries))
     assert gaps == [-0.04, 0.2]  # each SAPA entry against the baseline with the same options
 
@@ -122,8 +123,15 @@ def test_render_is_deterministic_and_complete(tmp_path):
     first = {p.name: p.read_bytes() for p in render(entries_dir, tmp_path / "a")}
     second = {p.name: p.read_bytes() for p in render(entries_dir, tmp_path / "b")}
     assert first == second
-    assert {"leaderboard.md", "leaderboard.csv", "leaderboard.html", "table4.md", "table4.csv",
-            "success-vs-crafting-time.png", "pair--digits--convnet--error-min.png"} <= set(first)  # fmt: skip
+    assert {
+        "leaderboard.md",
+        "leaderboard.csv",
+        "leaderboard.html",
+        "table4.md",
+        "table4.csv",
+        "success-vs-crafting-time.png",
+        "pair--digits--convnet--error-min.png",
+    } <= set(first)
     md = first["leaderboard.md"].decode()
     assert "sapa-error-min" in md and "52.0" in md and "+20.0" in md
     html = first["leaderboard.html"].decode()
@@ -141,8 +149,12 @@ def test_json_schema_describes_the_entry():
     assert set(schema["properties"]["metric"]["required"]) == set(e["metric"])
 
 
-_V2_TIMINGS = {"craft_s": "craft_seconds", "train_s_mean": "train_seconds_mean", "eval_s_mean": "eval_seconds_mean",
-               "total_s": "total_seconds"}  # fmt: skip
+_V2_TIMINGS = {
+    "craft_s": "craft_seconds",
+    "train_s_mean": "train_seconds_mean",
+    "eval_s_mean": "eval_seconds_mean",
+    "total_s": "total_seconds",
+}
 
 
 def _as_version_2(entry):

@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from attacks import ATTACKS, Attack, AttackConfig, Crafted, ThreatModel, create_attack, register_attack
-from core.registry import Registry
 from benchmark.runner import run_suite
 from benchmark.store import ResultsStore
 from benchmark.suite import parse_suite
-from leaderboard.schema import content_hash
+from core.registry import Registry
 from core.stats import mean_se
+from leaderboard.schema import content_hash
 
 PLUGIN = Path(__file__).resolve().parent.parent / "examples" / "sapabench-example-plugin"
 
@@ -25,15 +25,30 @@ PLUGIN = Path(__file__).resolve().parent.parent / "examples" / "sapabench-exampl
 def installed_plugin(tmp_path_factory):
     target = tmp_path_factory.mktemp("site")
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(target), str(PLUGIN)],
-        check=True, capture_output=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(PLUGIN),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     return target
 
 
 def _sapabench(site, *args, cwd):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(PLUGIN.parent.parent)])}
-    return subprocess.run([sys.executable, "-m", "benchmark", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "benchmark", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600
+    )
 
 
 def test_example_plugin_installs_registers_and_runs_through_a_suite(installed_plugin, tmp_path):
@@ -41,11 +56,24 @@ def test_example_plugin_installs_registers_and_runs_through_a_suite(installed_pl
     assert listed.returncode == 0 and listed.stdout.startswith("random-noise")
     listed = _sapabench(installed_plugin, "list", "defenses", "median*", cwd=tmp_path)
     assert listed.returncode == 0 and listed.stdout.startswith("median-filter")
-    run = _sapabench(installed_plugin, "run", "--suite", str(PLUGIN / "suite.toml"), "--out", str(tmp_path / "out"),
-                     "--device", "cpu", "--quiet", cwd=tmp_path)  # fmt: skip
+    run = _sapabench(
+        installed_plugin,
+        "run",
+        "--suite",
+        str(PLUGIN / "suite.toml"),
+        "--out",
+        str(tmp_path / "out"),
+        "--device",
+        "cpu",
+        "--quiet",
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     entries = [json.loads(p.read_text()) for p in (tmp_path / "out" / "leaderboard" / "entries").glob("*.json")]
-    assert {(e["attack"], e["defense"]) for e in entries} >= {("random-noise", "none"), ("random-noise", "median-filter")}
+    assert {(e["attack"], e["defense"]) for e in entries} >= {
+        ("random-noise", "none"),
+        ("random-noise", "median-filter"),
+    }
 
 
 def _walkthrough():
@@ -57,8 +85,18 @@ def _walkthrough():
 
 def test_readme_walkthrough_install_submit_verify_render(installed_plugin, tmp_path):
     commands = _walkthrough()
-    assert commands[0] == "python -m pip install ./examples/sapabench-example-plugin"  # done by the fixture, into a target
-    assert [c.split()[1] for c in commands[1:]] == ["list", "list", "submit", "submit", "verify", "verify", "leaderboard"]
+    assert (
+        commands[0] == "python -m pip install ./examples/sapabench-example-plugin"
+    )  # done by the fixture, into a target
+    assert [c.split()[1] for c in commands[1:]] == [
+        "list",
+        "list",
+        "submit",
+        "submit",
+        "verify",
+        "verify",
+        "leaderboard",
+    ]
     outputs = []
     for command in commands[1:]:
         proc = _sapabench(installed_plugin, *shlex.split(command)[1:], cwd=tmp_path)
@@ -85,8 +123,13 @@ def test_readme_walkthrough_install_submit_verify_render(installed_plugin, tmp_p
 
 
 def test_without_the_plugin_its_names_are_unknown(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "benchmark", "list", "attacks", "random-noise"], capture_output=True,
-                          text=True, cwd=tmp_path, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmark", "list", "attacks", "random-noise"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "unknown attack 'random-noise'" in proc.stderr
 
 
@@ -106,7 +149,9 @@ class _Misbehaving(Attack):
             raise RuntimeError("plugin exploded")
         if self.mode == "shape":
             return Crafted(indices=idx, delta=torch.zeros(n, 3, 5, 5), threat=ThreatModel("untargeted"))
-        return Crafted(indices=idx, delta=torch.full((n, *ctx.dataset.train_x.shape[1:]), 0.5), threat=ThreatModel("untargeted"))
+        return Crafted(
+            indices=idx, delta=torch.full((n, *ctx.dataset.train_x.shape[1:]), 0.5), threat=ThreatModel("untargeted")
+        )
 
 
 @pytest.fixture()
@@ -129,7 +174,7 @@ trials = 1
 [victim]
 epochs = 1
 [[grid]]
-attacks = {json.dumps(misbehaving + ["error-max"])}
+attacks = {json.dumps([*misbehaving, "error-max"])}
 recipes = ["sgd"]
 archs = ["convnet"]
 """)
@@ -185,7 +230,7 @@ def test_registration_names_a_class_once_and_refuses_misuse(monkeypatch):
     twin = type("Twin", (_Misbehaving,), {"Config": SurrogateConfig})
     register_attack("test-twin", sapa_twin=True)(twin)
     assert create_attack("sapa-test-twin", preset="smoke").rho == 0.05
-    with pytest.raises(TypeError, match="subclass of attacks.Attack"):
+    with pytest.raises(TypeError, match=r"subclass of attacks\.Attack"):
         register_attack("test-bad")(object)
 
     class Keep(DataDefense):

@@ -1,13 +1,16 @@
+import dataclasses
+import itertools
+
 import pytest
 import torch
 from torch import nn
 
 from core.errors import ConfigError
+from core.sharpness import perturbed_weights, worst_case_direction
 from victims.augment import MixUp, cutout, pgd_linf
 from victims.recipes import RECIPES, AdversarialConfig, TrainConfig
 from victims.sam import SAM
 from victims.schedules import lr_multiplier
-from core.sharpness import perturbed_weights, worst_case_direction
 
 
 def test_all_design_card_recipes_are_registered():
@@ -49,7 +52,7 @@ def test_bad_options_are_refused_naming_the_field(recipe, options, message):
 
 def test_configs_are_frozen():
     cfg = RECIPES.create("sgd")
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.train.lr = 1.0  # type: ignore[misc]
 
 
@@ -66,7 +69,7 @@ def test_cosine_and_cyclic_schedules():
     values = [cyc(i) for i in range(100)]
     peak = max(range(100), key=values.__getitem__)
     assert values[peak] == pytest.approx(1.0) and 35 <= peak <= 45 and values[-1] == pytest.approx(0.0)
-    assert all(a <= b for a, b in zip(values[:peak], values[1 : peak + 1]))
+    assert all(a <= b for a, b in itertools.pairwise(values[: peak + 1]))
 
 
 def test_worst_case_direction_has_norm_rho_along_the_gradient():
@@ -87,7 +90,7 @@ def test_perturbed_weights_restores_bit_exactly():
     vs = [torch.randn_like(p) * 0.37 for p in lin.parameters()]
     with perturbed_weights(list(lin.parameters()), vs):
         assert not torch.equal(lin.weight, before[0])
-    assert all(torch.equal(p, b) for p, b in zip(lin.parameters(), before))
+    assert all(torch.equal(p, b) for p, b in zip(lin.parameters(), before, strict=True))
 
 
 def test_sam_takes_the_gradient_at_the_perturbed_point_and_restores():
@@ -102,7 +105,7 @@ def test_sam_takes_the_gradient_at_the_perturbed_point_and_restores():
     vs = worst_case_direction(grads, 0.05)
     with perturbed_weights(params, vs):
         expected_grads = torch.autograd.grad(nn.functional.cross_entropy(base(x), y), params)
-    expected = [p.detach() - 0.1 * g for p, g in zip(params, expected_grads)]
+    expected = [p.detach() - 0.1 * g for p, g in zip(params, expected_grads, strict=True)]
 
     opt = SAM(sam_model.parameters(), torch.optim.SGD, rho=0.05, lr=0.1)
 
@@ -113,10 +116,10 @@ def test_sam_takes_the_gradient_at_the_perturbed_point_and_restores():
         return out
 
     opt.step(closure)
-    for p, e in zip(sam_model.parameters(), expected):
+    for p, e in zip(sam_model.parameters(), expected, strict=True):
         assert torch.allclose(p, e, atol=1e-6)
-    plain = [p.detach() - 0.1 * g for p, g in zip(params, grads)]
-    assert any(not torch.allclose(p, q, atol=1e-6) for p, q in zip(sam_model.parameters(), plain))
+    plain = [p.detach() - 0.1 * g for p, g in zip(params, grads, strict=True)]
+    assert any(not torch.allclose(p, q, atol=1e-6) for p, q in zip(sam_model.parameters(), plain, strict=True))
 
 
 def test_mixup_mixes_images_and_labels_consistently():

@@ -10,10 +10,10 @@ import time
 
 import pytest
 
-from core.errors import ConfigError
 from benchmark.runner import run_suite
 from benchmark.store import ResultsStore
 from benchmark.suite import load_suite, parse_suite
+from core.errors import ConfigError
 from leaderboard.render import render
 from leaderboard.schema import load_entries
 
@@ -38,14 +38,22 @@ def test_smoke_run_records_every_cell_and_writes_the_leaderboard(smoke_run):
     for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.html", "table4.md", "success-vs-crafting-time.png"):
         assert (board / name).is_file()
     entries = load_entries(board / "entries")
-    assert {e["attack"] for e in entries} == {"clean", "error-max", "sapa-error-max", "gradient-matching", "sapa-gradient-matching"}
+    assert {e["attack"] for e in entries} == {
+        "clean",
+        "error-max",
+        "sapa-error-max",
+        "gradient-matching",
+        "sapa-gradient-matching",
+    }
     assert all(e["metric"]["trials"] == 2 for e in entries)
     assert len({e["entry_id"] for e in entries}) == len(entries)
     by_attack = {e["attack"]: e for e in entries}
     hashes = {r["attack"]: r["poison_sha256"] for r in rows if r["poison_sha256"]}
     e = by_attack["error-max"]
     assert e["setting"]["preset"] == "smoke" and e["setting"]["options"] == {}
-    assert e["provenance"]["cell_seeds"] == [[0, 100], [0, 101]] and e["provenance"]["poison_sha256"] == [hashes["error-max"]]
+    assert e["provenance"]["cell_seeds"] == [[0, 100], [0, 101]] and e["provenance"]["poison_sha256"] == [
+        hashes["error-max"]
+    ]
     assert by_attack["clean"]["provenance"]["cell_seeds"] == [[None, 100], [None, 101]]
     # each poison was crafted once and shared by its trials
     assert len({r["poison_key"] for r in rows if r["poison_key"]}) == 4
@@ -83,8 +91,12 @@ def test_a_database_of_an_older_version_is_migrated_and_resumed(smoke_run, tmp_p
     out = tmp_path / "old"
     shutil.copytree(smoke_run[0], out)
     with sqlite3.connect(out / "results.sqlite") as con:
-        for table, new, old in (("poisons", "craft_s", "craft_seconds"), ("cells", "craft_s", "craft_seconds"),
-                                ("cells", "train_s", "train_seconds"), ("cells", "eval_s", "eval_seconds")):  # fmt: skip
+        for table, new, old in (
+            ("poisons", "craft_s", "craft_seconds"),
+            ("cells", "craft_s", "craft_seconds"),
+            ("cells", "train_s", "train_seconds"),
+            ("cells", "eval_s", "eval_seconds"),
+        ):
             con.execute(f"ALTER TABLE {table} RENAME COLUMN {new} TO {old}")
         con.execute("ALTER TABLE cells DROP COLUMN diagnostics")
     report = run_suite(load_suite("smoke"), out, device="cpu", progress=False, log=lambda m: None)
@@ -111,8 +123,12 @@ def test_render_is_deterministic_from_entries(smoke_run, tmp_path):
 def test_kill_mid_run_loses_at_most_the_cell_in_flight(tmp_path):
     out = tmp_path / "killed"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "benchmark", "run", "--suite", "smoke", "--out", str(out),
-                             "--device", "cpu", "--quiet"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "benchmark", "run", "--suite", "smoke", "--out", str(out), "--device", "cpu", "--quiet"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     db = out / "results.sqlite"
     deadline = time.time() + 120
     done = 0
@@ -178,18 +194,23 @@ def test_process_executor_gives_the_same_cells(smoke_run, tmp_path):
     from benchmark.executor import ProcessExecutor
 
     out, _ = smoke_run
-    report = run_suite(load_suite("smoke"), tmp_path, device="cpu", executor=ProcessExecutor(2), progress=False,
-                       log=lambda m: None)  # fmt: skip
+    report = run_suite(
+        load_suite("smoke"), tmp_path, device="cpu", executor=ProcessExecutor(2), progress=False, log=lambda m: None
+    )
     assert report.ran == 10 and report.failed == 0
     local = {r["key"] for r in ResultsStore(out).rows(status="done")}
     assert {r["key"] for r in ResultsStore(tmp_path).rows(status="done")} == local
 
 
 def test_defense_cells_and_the_defense_view(tmp_path):
-    text = open_suite_text().replace(
-        'archs = ["convnet"]', 'archs = ["convnet"]\ndefenses = ["none", "deep-knn", "dp-sgd"]'
-    ).replace('attacks = ["error-max", "sapa-error-max", "gradient-matching", "sapa-gradient-matching"]',
-              'attacks = ["error-max", "sapa-error-max"]')  # fmt: skip
+    text = (
+        open_suite_text()
+        .replace('archs = ["convnet"]', 'archs = ["convnet"]\ndefenses = ["none", "deep-knn", "dp-sgd"]')
+        .replace(
+            'attacks = ["error-max", "sapa-error-max", "gradient-matching", "sapa-gradient-matching"]',
+            'attacks = ["error-max", "sapa-error-max"]',
+        )
+    )
     suite = parse_suite(text)
     report = run_suite(suite, tmp_path, device="cpu", progress=False, log=lambda m: None)
     assert report.failed == 0 and report.ran == 3 * 3 * 2
@@ -199,7 +220,9 @@ def test_defense_cells_and_the_defense_view(tmp_path):
     assert "deep-knn" in view and "dp-sgd" in view and "sapa-error-max" in view
     entries = load_entries(tmp_path / "leaderboard" / "entries")
     assert {e["defense"] for e in entries} == {"none", "deep-knn", "dp-sgd"}
-    assert all("recall_mean" in e["defense_stats"] for e in entries if e["defense"] == "deep-knn" and e["attack"] != "clean")
+    assert all(
+        "recall_mean" in e["defense_stats"] for e in entries if e["defense"] == "deep-knn" and e["attack"] != "clean"
+    )
 
 
 def test_evaluate_reproduces_the_runs_trials_through_the_same_pipeline(smoke_run, capsys):
@@ -212,12 +235,50 @@ def test_evaluate_reproduces_the_runs_trials_through_the_same_pipeline(smoke_run
     out, _ = smoke_run
     rows = [r for r in ResultsStore(out).rows() if r["attack"] == "sapa-error-max"]
     folder = next((out / "poisons").glob("sapa-error-max-*"))
-    assert main(["evaluate", "--poison", str(folder), "--epochs", "1", "--trials", "2", "--seed", "100",
-                 "--device", "cpu", "--json", "--quiet"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "evaluate",
+                "--poison",
+                str(folder),
+                "--epochs",
+                "1",
+                "--trials",
+                "2",
+                "--seed",
+                "100",
+                "--device",
+                "cpu",
+                "--json",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     report = _json.loads(capsys.readouterr().out)
     assert report["poisoned"]["values"] == [r["metric"] for r in sorted(rows, key=lambda r: r["trial_seed"])]
-    assert main(["evaluate", "--poison", str(folder), "--epochs", "1", "--trials", "1", "--seed", "100",
-                 "--defense", "grayscale", "--device", "cpu", "--json", "--quiet"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "evaluate",
+                "--poison",
+                str(folder),
+                "--epochs",
+                "1",
+                "--trials",
+                "1",
+                "--seed",
+                "100",
+                "--defense",
+                "grayscale",
+                "--device",
+                "cpu",
+                "--json",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert _json.loads(capsys.readouterr().out)["defense"] == "grayscale"
     assert main(["evaluate", "--poison", str(folder), "--defense", "grayscal"]) == 2
     assert "did you mean 'grayscale'" in capsys.readouterr().err

@@ -52,10 +52,9 @@ def test_weights_are_moved_inside_and_bit_identical_after(setup):
 def test_weights_are_restored_even_when_the_block_raises(setup):
     model, objective = setup
     before = [p.detach().clone() for p in model.parameters()]
-    with pytest.raises(RuntimeError):
-        with worst_case_weights(model, objective, 0.05):
-            raise RuntimeError("boom")
-    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    with pytest.raises(RuntimeError), worst_case_weights(model, objective, 0.05):
+        raise RuntimeError("boom")
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
 
 def test_sapa_gradient_is_the_gradient_at_the_perturbed_point_and_differs(setup):
@@ -76,7 +75,7 @@ def test_sapa_gradient_is_the_gradient_at_the_perturbed_point_and_differs(setup)
             offset += n
     expected = torch.autograd.grad(objective(), params)
     with torch.no_grad():
-        for p, s in zip(params, saved):
+        for p, s in zip(params, saved, strict=True):
             p.copy_(s)
     assert torch.allclose(_flat(sapa), _flat(expected), atol=1e-5)
 
@@ -85,5 +84,5 @@ def test_baseline_path_leaves_weights_untouched(setup):
     model, objective = setup
     before = [p.detach().clone() for p in model.parameters()]
     with worst_case_weights(model, objective, None) as rec:
-        assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+        assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     assert rec.v_hat == [] and rec.v_norm == 0.0

@@ -7,12 +7,12 @@ import shutil
 import pytest
 
 from benchmark.cli import main
-from core.errors import ConfigError
 from benchmark.submit import standard_suite
 from benchmark.suite import parse_suite
 from benchmark.verify import tolerance, verify
-from leaderboard.schema import content_hash, load_entry
+from core.errors import ConfigError
 from core.stats import mean_se
+from leaderboard.schema import content_hash, load_entry
 
 
 def test_attack_suite_pairs_the_attack_with_its_sapa_twin_and_every_recipe():
@@ -54,7 +54,10 @@ def test_bad_submissions_are_refused(args, needle):
 @pytest.fixture(scope="module")
 def submission(tmp_path_factory):
     out = tmp_path_factory.mktemp("sub") / "attack-error-max"
-    assert main(["submit", "--attack", "error-max", "--profile", "smoke", "--out", str(out), "--device", "cpu", "--quiet"]) == 0
+    assert (
+        main(["submit", "--attack", "error-max", "--profile", "smoke", "--out", str(out), "--device", "cpu", "--quiet"])
+        == 0
+    )
     return out
 
 
@@ -65,7 +68,7 @@ def _copy(submission, tmp_path):
 
 
 def _entry_file(folder, attack):
-    (path,) = [p for p in (folder / "leaderboard" / "entries").glob(f"{attack}--*.json")]
+    (path,) = list((folder / "leaderboard" / "entries").glob(f"{attack}--*.json"))
     return path
 
 
@@ -104,14 +107,26 @@ def test_a_genuine_submission_is_accepted(submission, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("attack", "forge", "needles"),
     [
-        pytest.param("sapa-error-max", lambda e: e["metric"]["values"].__setitem__(0, e["metric"]["values"][0] - 0.05),
-                     ("MISMATCH", "the entry records"), id="forged-trial-value-caught-by-the-re-run"),
-        pytest.param("error-max", lambda e: e["provenance"].__setitem__("poison_sha256", ["ab" * 32]),
-                     ("re-crafted with sha256", "NOT RE-RUN"), id="poison-hash-that-does-not-match"),
-        pytest.param("error-max", lambda e: e.update(attack="someones-attack", base_attack="someones-attack"),
-                     ("attack 'someones-attack' is not registered here",), id="attack-not-installed-here-names-the-fix"),
+        pytest.param(
+            "sapa-error-max",
+            lambda e: e["metric"]["values"].__setitem__(0, e["metric"]["values"][0] - 0.05),
+            ("MISMATCH", "the entry records"),
+            id="forged-trial-value-caught-by-the-re-run",
+        ),
+        pytest.param(
+            "error-max",
+            lambda e: e["provenance"].__setitem__("poison_sha256", ["ab" * 32]),
+            ("re-crafted with sha256", "NOT RE-RUN"),
+            id="poison-hash-that-does-not-match",
+        ),
+        pytest.param(
+            "error-max",
+            lambda e: e.update(attack="someones-attack", base_attack="someones-attack"),
+            ("attack 'someones-attack' is not registered here",),
+            id="attack-not-installed-here-names-the-fix",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_forged_entry_is_refused_with_the_reason(submission, tmp_path, capsys, attack, forge, needles):
     path = _entry_file(_copy(submission, tmp_path), attack)
     _reseal(path, forge)
@@ -160,13 +175,19 @@ def test_resubmitting_into_a_folder_of_another_suite_is_refused(submission, tmp_
 
 def test_resubmitting_resumes_without_rerunning(submission, tmp_path, capsys):
     out = _copy(submission, tmp_path)
-    assert main(["submit", "--attack", "error-max", "--profile", "smoke", "--out", str(out), "--device", "cpu", "--quiet"]) == 0
+    assert (
+        main(["submit", "--attack", "error-max", "--profile", "smoke", "--out", str(out), "--device", "cpu", "--quiet"])
+        == 0
+    )
     assert "0 cells run (0 failed), 6 already done" in capsys.readouterr().out
 
 
 def test_a_defense_submission_verifies(tmp_path, capsys):
     out = tmp_path / "defense"
-    assert main(["submit", "--defense", "jpeg", "--profile", "smoke", "--out", str(out), "--device", "cpu", "--quiet"]) == 0
+    assert (
+        main(["submit", "--defense", "jpeg", "--profile", "smoke", "--out", str(out), "--device", "cpu", "--quiet"])
+        == 0
+    )
     manifest = json.loads((out / "submission.json").read_text())
     submitted = {(e["attack"], e["defense"]) for e in manifest["entries"] if e["role"] == "submitted"}
     assert submitted == {("clean", "jpeg"), ("error-max", "jpeg"), ("sapa-error-max", "jpeg")}
@@ -192,8 +213,14 @@ def test_entries_from_single_thread_workers_are_re_run_with_one_thread(submissio
     from benchmark.submit import submission_suite
 
     out = tmp_path / "workers"
-    report = run_suite(submission_suite(submission), out, device="cpu", executor=make_executor("processes", 2),
-                       progress=False, log=lambda m: None)  # fmt: skip
+    report = run_suite(
+        submission_suite(submission),
+        out,
+        device="cpu",
+        executor=make_executor("processes", 2),
+        progress=False,
+        log=lambda m: None,
+    )
     assert report.failed == 0
     path = _entry_file(out, "sapa-error-max")
     assert load_entry(path)["provenance"]["device"] == f"cpu:{platform.machine()}x1threads"

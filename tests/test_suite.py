@@ -1,7 +1,7 @@
 import pytest
 
-from core.errors import ConfigError
 from benchmark.suite import builtin_suites, load_suite, parse_suite
+from core.errors import ConfigError
 
 GOOD = """
 name = "mine"
@@ -53,7 +53,11 @@ def test_cells_expand_and_poisons_are_shared(tmp_path):
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
-        ('"sapa-error-min"]', '"sapa-eror-min"]', r"mine.toml, line 12: unknown attack 'sapa-eror-min'; did you mean 'sapa-error-min'"),
+        (
+            '"sapa-error-min"]',
+            '"sapa-eror-min"]',
+            r"mine.toml, line 12: unknown attack 'sapa-eror-min'; did you mean 'sapa-error-min'",
+        ),
         ('"adam"]', '"adma"]', r"line 13: unknown recipe 'adma'; did you mean 'adam'"),
         ('archs = ["convnet"]', 'archs = ["resnet19"]', r"line 14: unknown architecture 'resnet19'"),
         ('dataset = "digits"', 'dataset = "digitz"', r"line 3: unknown dataset 'digitz'"),

@@ -30,7 +30,7 @@ def test_same_seed_same_result_on_cpu(tiny_digits, recipe):
     a = train_victim("convnet", rec, tiny_digits, seed=3, device="cpu")
     b = train_victim("convnet", rec, tiny_digits, seed=3, device="cpu")
     assert a.clean_accuracy == b.clean_accuracy and a.losses == b.losses
-    assert all(torch.equal(x, y) for x, y in zip(_weights(a.model), _weights(b.model)))
+    assert all(torch.equal(x, y) for x, y in zip(_weights(a.model), _weights(b.model), strict=True))
     c = train_victim("convnet", rec, tiny_digits, seed=4, device="cpu")
     assert c.losses != a.losses
 

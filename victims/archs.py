@@ -68,17 +68,25 @@ def _conv_bn(cin: int, cout: int) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
-@ARCHS.register("convnet", description="small 5-layer convnet with BatchNorm (0.14M params at width 32), the fast CPU default")
+@ARCHS.register(
+    "convnet", description="small 5-layer convnet with BatchNorm (0.14M params at width 32), the fast CPU default"
+)
 def convnet(in_chans: int, num_classes: int, img_size: int, width: int = 32) -> nn.Module:
     """A small VGG-style convnet: two pooled conv stages, one conv, global pool, linear head."""
     _check_shape("convnet", in_chans, num_classes, img_size, 4)
     w = width
     return nn.Sequential(
-        *_conv_bn(in_chans, w), *_conv_bn(w, w), nn.MaxPool2d(2),
-        *_conv_bn(w, 2 * w), *_conv_bn(2 * w, 2 * w), nn.MaxPool2d(2),
+        *_conv_bn(in_chans, w),
+        *_conv_bn(w, w),
+        nn.MaxPool2d(2),
+        *_conv_bn(w, 2 * w),
+        *_conv_bn(2 * w, 2 * w),
+        nn.MaxPool2d(2),
         *_conv_bn(2 * w, 4 * w),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * w, num_classes),
-    )  # fmt: skip
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4 * w, num_classes),
+    )
 
 
 def _cifar_resnet(name: str, in_chans: int, num_classes: int, img_size: int) -> nn.Module:
@@ -119,9 +127,7 @@ def vgg11(in_chans: int, num_classes: int, img_size: int) -> nn.Module:
     pool_positions = [i for i, m in enumerate(layers) if isinstance(m, nn.MaxPool2d)]
     for i in pool_positions[keep_pools:]:
         layers[i] = nn.Identity()
-    return nn.Sequential(
-        nn.Sequential(*layers), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, num_classes)
-    )
+    return nn.Sequential(nn.Sequential(*layers), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, num_classes))
 
 
 @ARCHS.register("mobilenetv2", description="timm MobileNetV2-1.0, CIFAR stem (stride 1) and stride-1 second stage")

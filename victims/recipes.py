@@ -53,12 +53,14 @@ class TrainConfig:
         in_range("momentum", self.momentum, 0.0, 0.999, flag="--momentum")
         in_range("weight_decay", self.weight_decay, 0.0, 1.0, flag="--weight-decay")
         if self.schedule not in SCHEDULES:
-            raise ConfigError(f"invalid schedule={self.schedule!r}: choose one of {', '.join(SCHEDULES)} (set --schedule)")
+            raise ConfigError(
+                f"invalid schedule={self.schedule!r}: choose one of {', '.join(SCHEDULES)} (set --schedule)"
+            )
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"invalid optimizer={self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
 
     @classmethod
-    def make(cls, recipe: str, defaults: dict[str, Any], overrides: dict[str, Any]) -> "TrainConfig":
+    def make(cls, recipe: str, defaults: dict[str, Any], overrides: dict[str, Any]) -> TrainConfig:
         """Recipe defaults updated by user ``overrides``; unknown option names are refused."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(overrides) - known)
@@ -85,7 +87,9 @@ class AdversarialConfig:
     steps: int = 7
 
     def __post_init__(self) -> None:
-        in_range("adversarial eps", self.eps, 0.0, 1.0, flag="--adv-eps", hint=" (pixels are in [0, 1]; 8/255 = 0.0314)")
+        in_range(
+            "adversarial eps", self.eps, 0.0, 1.0, flag="--adv-eps", hint=" (pixels are in [0, 1]; 8/255 = 0.0314)"
+        )
         in_range("adversarial step", self.step, 0.0, 1.0, flag="--adv-step", hint=" (e.g. 2/255)")
         positive("adversarial steps", self.steps, integer=True, flag="--adv-steps")
 
@@ -110,7 +114,7 @@ class Recipe:
         if self.sam_rho is not None:
             positive("sam_rho", self.sam_rho, flag="--sam-rho")
 
-    def with_train(self, **overrides: Any) -> "Recipe":
+    def with_train(self, **overrides: Any) -> Recipe:
         """The same recipe with some :class:`TrainConfig` fields replaced (None = keep)."""
         return replace(self, train=TrainConfig.make(self.name, vars(self.train), overrides))
 
@@ -166,4 +170,6 @@ def sam(rho: float = 0.05, **train: Any) -> Recipe:
 @RECIPES.register("adversarial", description="PGD adversarial training (Madry): L_inf eps 8/255, step 2/255, 7 steps")
 def adversarial(eps: float = 8 / 255, step: float = 2 / 255, steps: int = 7, **train: Any) -> Recipe:
     """SGD on PGD adversarial examples; ``eps``/``step`` in [0, 1] pixel units."""
-    return Recipe("adversarial", TrainConfig.make("adversarial", _SGD, train), adversarial=AdversarialConfig(eps, step, steps))
+    return Recipe(
+        "adversarial", TrainConfig.make("adversarial", _SGD, train), adversarial=AdversarialConfig(eps, step, steps)
+    )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -22,7 +23,9 @@ class SAM(torch.optim.Optimizer):
     or ``opt.step(closure)`` with a closure that zeroes grads, computes the loss and calls backward.
     """
 
-    def __init__(self, params: Any, base_optimizer: type[torch.optim.Optimizer], rho: float = 0.05, **kwargs: Any) -> None:
+    def __init__(
+        self, params: Any, base_optimizer: type[torch.optim.Optimizer], rho: float = 0.05, **kwargs: Any
+    ) -> None:
         if not rho > 0:
             raise ValueError(f"SAM rho must be > 0, got {rho}")
         super().__init__(params, dict(rho=rho, **kwargs))
@@ -35,7 +38,7 @@ class SAM(torch.optim.Optimizer):
         # One global norm over every parameter, as in Foret et al.'s reference implementation.
         params = [p for group in self.param_groups for p in group["params"] if p.grad is not None]
         rho = self.param_groups[0]["rho"]
-        for p, e in zip(params, worst_case_direction([p.grad for p in params], rho)):
+        for p, e in zip(params, worst_case_direction([p.grad for p in params], rho), strict=True):
             self.state[p]["w"] = p.detach().clone()
             p.add_(e)
         self.zero_grad(set_to_none=True)

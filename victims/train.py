@@ -24,7 +24,6 @@ from victims.recipes import RECIPES, Recipe
 from victims.sam import SAM
 from victims.schedules import lr_multiplier
 
-
 GradientTransform = Callable[[Sequence[nn.Parameter]], None]
 """Called with the model's parameters after every backward pass and before the optimiser uses
 the gradients (on both passes of a SAM step); it may rewrite ``p.grad`` in place. Random draws

@@ -12,9 +12,9 @@ from dataclasses import replace
 import pytest
 import torch
 
+from core.runtime import resolve_device
 from victims.archs import ARCHS
 from victims.recipes import RECIPES
-from core.runtime import resolve_device
 from victims.train import Trainer
 
 N_IMAGES = 512
@@ -33,7 +33,10 @@ def test_one_epoch(benchmark, small_digits, arch):
     trainer.run_epoch()  # warm-up: allocator, kernels, lazy init
     stats, count = benchmark.pedantic(trainer.run_epoch, rounds=3, iterations=1)
     benchmark.extra_info.update(
-        arch=arch, device=str(device), images=count, images_per_s=round(count / benchmark.stats.stats.mean, 1),
+        arch=arch,
+        device=str(device),
+        images=count,
+        images_per_s=round(count / benchmark.stats.stats.mean, 1),
         threads=torch.get_num_threads(),
-    )  # fmt: skip
+    )
     assert count == N_IMAGES and stats.loss == stats.loss  # a real epoch ran (loss is not NaN)

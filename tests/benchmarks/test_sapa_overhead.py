@@ -9,6 +9,7 @@ gradient). ``test_sapa_overhead_ratio`` reports SAPA / baseline in ``extra_info`
 from __future__ import annotations
 
 import timeit
+
 import pytest
 import torch
 from torch import nn

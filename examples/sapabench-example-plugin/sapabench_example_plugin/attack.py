@@ -7,7 +7,17 @@ from dataclasses import dataclass
 
 import torch
 
-from attacks import Attack, AttackConfig, CraftContext, Crafted, ThreatModel, budget_count, pick_indices, project, register_attack
+from attacks import (
+    Attack,
+    AttackConfig,
+    CraftContext,
+    Crafted,
+    ThreatModel,
+    budget_count,
+    pick_indices,
+    project,
+    register_attack,
+)
 
 
 @dataclass(frozen=True)
