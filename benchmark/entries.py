@@ -53,19 +53,7 @@ def _setting_fields(s: Setting, threat: str, eps: float, budget: float) -> dict[
 
 def entry_setting(entry: dict[str, Any]) -> Setting:
     """The setting an entry was built from (the inverse of :func:`_setting_fields`)."""
-    s = entry["setting"]
-    return Setting(
-        suite=s["suite"],
-        attack=entry["attack"],
-        defense=entry["defense"],
-        dataset=s["dataset"],
-        arch=s["arch"],
-        recipe=s["recipe"],
-        victim=tuple(sorted(s["victim"].items())),
-        preset=None if s["preset"] == NO_POISON else s["preset"],
-        surrogate=Setting.surrogate_from_label(s["surrogate"]),
-        options=tuple(sorted(s["options"].items())),
-    )
+    return Setting.read(entry["attack"], entry["defense"], entry["setting"])
 
 
 def entry_cells(entry: dict[str, Any]) -> list[Cell]:
@@ -153,10 +141,11 @@ def _entry(setting: Setting, trials: list[StoredTrial]) -> dict[str, Any]:
 
 def build_entries(store: ResultsStore) -> list[dict[str, Any]]:
     """One sealed entry per setting over its finished cells."""
-    groups: dict[Setting, list[StoredTrial]] = defaultdict(list)
+    # Keyed by the entry id, not the Setting: option values may be tables (unhashable).
+    groups: dict[str, list[StoredTrial]] = defaultdict(list)
     for trial in store.trials():
-        groups[trial.setting].append(trial)
-    return [_entry(setting, trials) for setting, trials in groups.items()]
+        groups[trial.setting.entry_id].append(trial)
+    return [_entry(trials[0].setting, trials) for trials in groups.values()]
 
 
 def write_entries(store: ResultsStore, folder: Path) -> list[Path]:

@@ -97,18 +97,7 @@ def _stored_trial(row: dict[str, Any]) -> StoredTrial:
             f"{row['attack']} {row['arch']} {row['recipe']}: results written by an older sapabench lack the attack "
             "preset; re-run the same sapabench run command once (it fills them in) or use a new --out"
         )
-    setting = Setting(
-        suite=row["suite"],
-        attack=row["attack"],
-        defense=row["defense"],
-        dataset=row["dataset"],
-        arch=row["arch"],
-        recipe=row["recipe"],
-        victim=tuple(sorted(row["victim"].items())),
-        preset=row["preset"],
-        surrogate=Setting.surrogate_from_label(row["surrogate"]),
-        options=tuple(sorted((row["options"] or {}).items())),
-    )
+    setting = Setting.read(row["attack"], row["defense"], row)
     record = TrialRecord(
         **{k: row[k] for k in _RECORD_FIELDS if k != "diagnostics"}, diagnostics=row["diagnostics"] or {}
     )

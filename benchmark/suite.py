@@ -33,6 +33,7 @@ import difflib
 import hashlib
 import json
 import tomllib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -148,8 +149,7 @@ class Setting:
 
     ``preset`` is None for clean data; ``surrogate`` is the suite's surrogate architecture, or
     None for the one of the attack's preset. Results rows and entries write these two as
-    :attr:`surrogate_label` and ``preset or NO_POISON``; :meth:`surrogate_from_label` reads
-    the label back.
+    :attr:`surrogate_label` and ``preset or NO_POISON``; :meth:`read` reads them back.
     """
 
     suite: str
@@ -167,9 +167,24 @@ class Setting:
     def surrogate_label(self) -> str:
         return NO_POISON if self.preset is None else (self.surrogate or PRESET_SURROGATE)
 
-    @staticmethod
-    def surrogate_from_label(label: str) -> str | None:
-        return None if label in (NO_POISON, PRESET_SURROGATE) else label
+    @classmethod
+    def read(cls, attack: str, defense: str, fields: Mapping[str, Any]) -> Setting:
+        """The setting written as ``fields`` (a results row, or an entry's ``setting``: the same
+        names) for ``attack`` and ``defense``. Rows write clean data's preset and options as
+        None, entries as ``NO_POISON`` and ``{}``; both read back the same."""
+        label = fields["surrogate"]
+        return cls(
+            suite=fields["suite"],
+            attack=attack,
+            defense=defense,
+            dataset=fields["dataset"],
+            arch=fields["arch"],
+            recipe=fields["recipe"],
+            victim=tuple(sorted(fields["victim"].items())),
+            preset=None if fields["preset"] in (None, NO_POISON) else fields["preset"],
+            surrogate=None if label in (NO_POISON, PRESET_SURROGATE) else label,
+            options=tuple(sorted((fields["options"] or {}).items())),
+        )
 
     @property
     def entry_id(self) -> str:

@@ -133,68 +133,30 @@ def test_console_script_error_has_no_traceback():
 @pytest.fixture(scope="module")
 def smoke_poison(tmp_path_factory):
     out = tmp_path_factory.mktemp("poison") / "gm"
-    code = main(
-        ["attack", "sapa-gradient-matching", "--preset", "smoke", "--seed", "2", "--out", str(out), "--device", "cpu"]
-    )
+    code = main(f"attack sapa-gradient-matching --preset smoke --seed 2 --out {out} --device cpu".split())
     assert code == 0
     return out
 
 
 def test_attack_writes_an_artifact_and_reports_time(capsys, tmp_path):
-    code, out, _ = run(
-        capsys,
-        "attack",
-        "error-max",
-        "--preset",
-        "smoke",
-        "--set",
-        "steps=2",
-        "--eps",
-        "4/255",
-        "--out",
-        str(tmp_path / "em"),
-        "--device",
-        "cpu",
-    )
+    argv = f"attack error-max --preset smoke --set steps=2 --eps 4/255 --out {tmp_path / 'em'} --device cpu"
+    code, out, _ = run(capsys, *argv.split())
     assert code == 0 and "crafting time:" in out and "wrote" in out
     meta = json.loads((tmp_path / "em" / "poison.json").read_text())
     assert meta["attack"] == "error-max" and meta["config"]["steps"] == 2 and meta["eps"] == pytest.approx(4 / 255)
 
 
 def test_evaluate_prints_mean_and_standard_error(capsys, smoke_poison):
-    code, out, err = run(
-        capsys,
-        "evaluate",
-        "--poison",
-        str(smoke_poison),
-        "--trials",
-        "2",
-        "--epochs",
-        "1",
-        "--baseline",
-        "--device",
-        "cpu",
-    )
+    argv = f"evaluate --poison {smoke_poison} --trials 2 --epochs 1 --baseline --device cpu"
+    code, out, err = run(capsys, *argv.split())
     assert code == 0
     assert "poisoned: target_success" in out and "+/-" in out and "clean baseline" in out and "crafting" in out
     assert err.count("trial") == 4
 
 
 def test_evaluate_json(capsys, smoke_poison):
-    code, out, _ = run(
-        capsys,
-        "evaluate",
-        "--poison",
-        str(smoke_poison),
-        "--trials",
-        "2",
-        "--epochs",
-        "1",
-        "--json",
-        "--quiet",
-        "--device",
-        "cpu",
-    )
+    argv = f"evaluate --poison {smoke_poison} --trials 2 --epochs 1 --json --quiet --device cpu"
+    code, out, _ = run(capsys, *argv.split())
     report = json.loads(out)
     assert code == 0 and report["attack"] == "sapa-gradient-matching" and len(report["poisoned"]["values"]) == 2
     assert set(report["poisoned"]["values"]) <= {0.0, 1.0}
@@ -237,19 +199,8 @@ def test_evaluate_refuses_a_poison_from_another_dataset(capsys, smoke_poison, tm
     from tests._fakedata import write_cifar10
 
     write_cifar10(tmp_path / "c10")
-    code, _, err = run_catching_exit(
-        capsys,
-        "evaluate",
-        "--poison",
-        str(smoke_poison),
-        "--dataset",
-        "cifar10",
-        "--data-root",
-        str(tmp_path / "c10"),
-        "--no-verify-checksums",
-        "--trials",
-        "1",
-    )
+    argv = f"evaluate --poison {smoke_poison} --dataset cifar10 --data-root {tmp_path / 'c10'} --no-verify-checksums --trials 1"
+    code, _, err = run_catching_exit(capsys, *argv.split())
     assert code == 2 and "crafted on dataset 'digits'" in err
 
 

@@ -1,6 +1,7 @@
 """End to end on the smoke suite: run, kill, resume, render."""
 
 import hashlib
+import json
 import os
 import signal
 import sqlite3
@@ -177,6 +178,19 @@ options = { budget = 0.0001 }
     assert "allows no poison" in err
 
 
+def test_attack_options_given_as_tables_group_into_entries(tmp_path):
+    """A suite may give an option as a table (the surrogate); its cells still form entries."""
+    text = open_suite_text().replace(
+        'attacks = ["error-max", "sapa-error-max", "gradient-matching", "sapa-gradient-matching"]',
+        'attacks = ["error-max"]\noptions = { surrogate = { arch = "convnet", epochs = 1 } }',
+    )
+    report = run_suite(parse_suite(text), tmp_path, device="cpu", progress=False, log=lambda m: None)
+    assert report.failed == 0
+    (entry,) = [e for e in load_entries(tmp_path / "leaderboard" / "entries") if e["attack"] == "error-max"]
+    assert entry["setting"]["options"] == {"surrogate": {"arch": "convnet", "epochs": 1}}
+    assert entry["metric"]["trials"] == 2
+
+
 def test_output_folder_of_another_suite_is_refused(smoke_run):
     out, _ = smoke_run
     other = parse_suite(open_suite_text().replace('name = "smoke"', 'name = "other"'))
@@ -202,7 +216,7 @@ def test_process_executor_gives_the_same_cells(smoke_run, tmp_path):
     assert {r["key"] for r in ResultsStore(tmp_path).rows(status="done")} == local
 
 
-def test_defense_cells_and_the_defense_view(tmp_path):
+def test_defense_cells_and_the_defense_view(tmp_path, capsys):
     text = (
         open_suite_text()
         .replace('archs = ["convnet"]', 'archs = ["convnet"]\ndefenses = ["none", "deep-knn", "dp-sgd"]')
@@ -223,62 +237,31 @@ def test_defense_cells_and_the_defense_view(tmp_path):
     assert all(
         "recall_mean" in e["defense_stats"] for e in entries if e["defense"] == "deep-knn" and e["attack"] != "clean"
     )
+    # evaluate applies a defense exactly as run does (the same pipeline)
+    from benchmark.cli import main
+
+    (row,) = [
+        r
+        for r in ResultsStore(tmp_path).rows()
+        if (r["attack"], r["defense"], r["trial_seed"]) == ("error-max", "dp-sgd", 100)
+    ]
+    folder = next((tmp_path / "poisons").glob("error-max-*"))
+    argv = f"evaluate --poison {folder} --defense dp-sgd --epochs 1 --seed 100 --trials 1 --device cpu --json --quiet"
+    assert main(argv.split()) == 0
+    assert json.loads(capsys.readouterr().out)["poisoned"]["values"] == [row["metric"]]
 
 
 def test_evaluate_reproduces_the_runs_trials_through_the_same_pipeline(smoke_run, capsys):
     """``sapabench evaluate`` on a run's poison folder gives the run's numbers for the same
-    victim protocol and seeds, with and without a defense: one trial pipeline serves both."""
-    import json as _json
-
+    victim protocol and seeds: one trial pipeline serves both."""
     from benchmark.cli import main
 
     out, _ = smoke_run
     rows = [r for r in ResultsStore(out).rows() if r["attack"] == "sapa-error-max"]
     folder = next((out / "poisons").glob("sapa-error-max-*"))
-    assert (
-        main(
-            [
-                "evaluate",
-                "--poison",
-                str(folder),
-                "--epochs",
-                "1",
-                "--trials",
-                "2",
-                "--seed",
-                "100",
-                "--device",
-                "cpu",
-                "--json",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
-    report = _json.loads(capsys.readouterr().out)
+    common = f"evaluate --poison {folder} --epochs 1 --seed 100 --device cpu --json --quiet"
+    assert main([*common.split(), "--trials", "2"]) == 0
+    report = json.loads(capsys.readouterr().out)
     assert report["poisoned"]["values"] == [r["metric"] for r in sorted(rows, key=lambda r: r["trial_seed"])]
-    assert (
-        main(
-            [
-                "evaluate",
-                "--poison",
-                str(folder),
-                "--epochs",
-                "1",
-                "--trials",
-                "1",
-                "--seed",
-                "100",
-                "--defense",
-                "grayscale",
-                "--device",
-                "cpu",
-                "--json",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
-    assert _json.loads(capsys.readouterr().out)["defense"] == "grayscale"
     assert main(["evaluate", "--poison", str(folder), "--defense", "grayscal"]) == 2
     assert "did you mean 'grayscale'" in capsys.readouterr().err
