@@ -9,9 +9,12 @@ import json
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, NoReturn
+
+import torch
 
 from attacks import ATTACKS, create_attack
 from benchmark.claims import test_claims
@@ -25,6 +28,7 @@ from benchmark.verify import REPORT_FILE, verify
 from core.datasets import DATASETS, DataSource, ImageDataset
 from core.errors import ConfigError
 from core.names import EMBEDDED_DATASET, NO_DEFENSE
+from core.numerics import AUTO, MEMORY_FORMATS, PRECISIONS, Numerics, resolve_numerics
 from core.poison import META_FILE, PoisonSet, recorded_sha256
 from core.provenance import VERSION
 from core.runtime import check_seed, resolve_device
@@ -147,8 +151,31 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-verify-checksums", action="store_true", help="accept files whose md5 differs from the release")
 
 
+def _add_numerics_options(p: argparse.ArgumentParser, default: str | None) -> None:
+    g = p.add_argument_group("victim numerics (see README: Precision and speed)")
+    where = "the suite's, else auto" if default is None else default
+    g.add_argument(
+        "--precision",
+        choices=(AUTO, *PRECISIONS),
+        default=default,
+        help=f"victims' arithmetic: fp32, bf16 (autocast) or auto = bf16 where the device has it in hardware "
+        f"(default: {where})",
+    )
+    g.add_argument(
+        "--memory-format",
+        choices=(AUTO, *MEMORY_FORMATS),
+        default=default,
+        help=f"victims' weights and batches: contiguous (NCHW), channels_last (NHWC) or auto (default: {where})",
+    )
+
+
+def _numerics(args: argparse.Namespace, device: torch.device) -> Numerics:
+    return resolve_numerics(args.precision, args.memory_format, device)
+
+
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto")
+    _add_numerics_options(p, None)
     p.add_argument("--executor", default="local", help="local (sequential) or processes (one per core)")
     p.add_argument("--workers", type=int, help="processes for --executor processes (default: cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -210,6 +237,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         DEFENSES.entry(args.defense)
     options = tuple(sorted(_recipe_options(args).items()))
     device = str(resolve_device(args.device))
+    numerics = _numerics(args, torch.device(device))
     try:
         dataset_name = json.loads((Path(args.poison) / META_FILE).read_text()).get("dataset")
     except (OSError, json.JSONDecodeError, AttributeError):
@@ -226,12 +254,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         "defense": args.defense,
         "dataset": source.name,
         "device": device,
+        "precision": numerics.precision,
+        "memory_format": numerics.memory_format,
     }
     runs = [("poisoned", True)] + ([("clean baseline", False)] if args.baseline else [])
     for label, on_poison in runs:
         records: list[TrialRecord] = []
         for i in range(args.trials):
-            trial = Trial(args.arch, args.recipe, options, args.defense, args.seed + i, source, device, ref, on_poison)
+            trial = Trial(
+                args.arch, args.recipe, options, args.defense, args.seed + i, source, device, ref, on_poison, numerics
+            )
             record = run_trial(trial)
             if record.status != DONE:
                 print(
@@ -304,14 +336,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
     check_seed(args.seed)
     recipe = _build_recipe(args)
     device = resolve_device(args.device)
+    numerics = _numerics(args, device)
     dataset = _build_dataset(args)
     print(
         f"training {args.arch} with recipe {recipe.name} on {dataset.name} "
-        f"({dataset.num_train} train / {len(dataset.test_y)} test, seed {args.seed}, {device})",
+        f"({dataset.num_train} train / {len(dataset.test_y)} test, seed {args.seed}, {device}, {numerics.label})",
         file=sys.stderr,
     )
     progress = None if args.quiet else _progress_printer(sys.stderr)
-    result = train_victim(args.arch, recipe, dataset, seed=args.seed, device=device, progress=progress)
+    result = train_victim(
+        args.arch, recipe, dataset, seed=args.seed, device=device, progress=progress, numerics=numerics
+    )
     t = result.timing
     if args.json:
         report = {
@@ -326,6 +361,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             "images_per_s": t.images_per_s,
             "eval_s": result.eval_s,
             "device": t.device,
+            "precision": numerics.precision,
+            "memory_format": numerics.memory_format,
         }
         print(json.dumps(report, indent=2))
     else:
@@ -334,13 +371,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
         )
         print(
             f"time: {t.total_s:.1f} s training ({t.mean_epoch_s:.2f} s/epoch over {len(t.epoch_s)} epochs, "
-            f"{t.images_per_s:.0f} images/s) + {result.eval_s:.2f} s evaluation on {t.device}"
+            f"{t.images_per_s:.0f} images/s) + {result.eval_s:.2f} s evaluation on {t.device}, {numerics.label}"
         )
     return 0
 
 
 def _run_and_show(suite: Suite, out: Path, args: argparse.Namespace) -> RunReport:
     """Run ``suite`` into ``out`` with the run options of ``args``; print its leaderboard."""
+    if args.precision is not None:
+        suite = replace(suite, precision=args.precision)
+    if args.memory_format is not None:
+        suite = replace(suite, memory_format=args.memory_format)
     source = _source(args, suite.dataset)
     executor = make_executor(args.executor, args.workers)
     report = run_suite(suite, out, source=source, device=args.device, executor=executor, progress=not args.quiet)
@@ -465,6 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
     _add_training_options(p)
+    _add_numerics_options(p, AUTO)
     _add_data_options(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -499,6 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--defense", default=NO_DEFENSE, help="a registered defense applied to every victim (default none)")
     p.add_argument("--device", default="auto")
     _add_training_options(p)
+    _add_numerics_options(p, AUTO)
     _add_data_options(p)
     p.add_argument("--json", action="store_true")
     p.add_argument("--quiet", action="store_true")

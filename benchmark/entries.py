@@ -16,6 +16,7 @@ from benchmark.store import ResultsStore, StoredTrial
 from benchmark.suite import Cell, Setting
 from core.atomic import write_json
 from core.names import NO_POISON, base_name, is_sapa
+from core.runtime import UNKNOWN_ISA
 from core.stats import mean_se
 from core.threats import higher_is_stronger
 from leaderboard.render import render
@@ -48,6 +49,8 @@ def _setting_fields(s: Setting, threat: str, eps: float, budget: float) -> dict[
         "victim": dict(s.victim),
         "preset": s.preset or NO_POISON,
         "options": dict(s.options),
+        "precision": s.numerics.precision,
+        "memory_format": s.numerics.memory_format,
     }
 
 
@@ -130,6 +133,7 @@ def _entry(setting: Setting, trials: list[StoredTrial]) -> dict[str, Any]:
                 "torch": prov["torch"],
                 "timm": prov["timm"],
                 "device": prov["device"],
+                "isa": prov.get("isa", UNKNOWN_ISA),
                 "craft_seeds": craft_seeds,
                 "trial_seeds": sorted({t.trial_seed for t in trials}),
                 "poison_sha256": hashes,

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+import torch
+
 from benchmark.entries import write_leaderboard
 from benchmark.executor import Executor, LocalExecutor
 from benchmark.store import ResultsStore
@@ -23,6 +25,7 @@ from benchmark.suite import Cell, Suite
 from benchmark.trial import DONE, FAILED, CraftRecord, CraftTask, Trial, TrialRecord, cached_dataset, craft, run_trial
 from core.datasets import DataSource
 from core.errors import ConfigError
+from core.numerics import resolve_numerics
 from core.runtime import resolve_device
 
 NO_POISON_CRAFTED = "its poison set could not be crafted (see the poisons table)"
@@ -115,13 +118,14 @@ def run_suite(
     executor = executor or LocalExecutor()
     t0 = time.perf_counter()
 
-    cells = suite.cells()
+    numerics = resolve_numerics(suite.precision, suite.memory_format, torch.device(device))
+    cells = suite.cells(numerics)
     store.fill_settings({c.key: (c.poison.resolved_preset, dict(c.poison.options)) for c in cells if c.poison})
     done = store.done_keys()
     pending = [c for c in cells if c.key not in done]
     say(
         f"suite {suite.name}: {len(cells)} cells, {len(cells) - len(pending)} already done, {len(pending)} to run "
-        f"({executor.name} executor, device {device}) -> {out}"
+        f"({executor.name} executor, device {device}, victims in {numerics.label}) -> {out}"
     )
 
     specs = {c.poison.key: c.poison for c in pending if c.poison is not None}

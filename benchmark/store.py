@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS cells (
     craft_s REAL, train_s REAL, eval_s REAL, images_per_s REAL, peak_memory_mb REAL,
     poison_key TEXT, poison_sha256 TEXT, victim TEXT, provenance TEXT, error TEXT,
     defense_removed INTEGER, defense_precision REAL, defense_recall REAL, preset TEXT, options TEXT,
-    diagnostics TEXT, finished_at TEXT NOT NULL
+    diagnostics TEXT, precision TEXT, memory_format TEXT, finished_at TEXT NOT NULL
 );
 """
 # Older databases: (table, old column, new column) renamed, then (table, column, type) added.
@@ -51,7 +51,13 @@ _RENAMED = (
     ("cells", "train_seconds", "train_s"),
     ("cells", "eval_seconds", "eval_s"),
 )
-_ADDED = (("cells", "preset", "TEXT"), ("cells", "options", "TEXT"), ("cells", "diagnostics", "TEXT"))
+_ADDED = (
+    ("cells", "preset", "TEXT"),
+    ("cells", "options", "TEXT"),
+    ("cells", "diagnostics", "TEXT"),
+    ("cells", "precision", "TEXT"),  # NULL (rows from before numerics existed) reads as fp32
+    ("cells", "memory_format", "TEXT"),
+)
 _JSON_COLUMNS = ("victim", "options", "provenance", "diagnostics")
 _RECORD_FIELDS = tuple(f.name for f in fields(TrialRecord))
 
@@ -88,6 +94,8 @@ def _cell_columns(cell: Cell) -> dict[str, Any]:
         "poison_key": None if poison is None else poison.key,
         "preset": None if poison is None else poison.resolved_preset,
         "options": None if poison is None else dict(poison.options),
+        "precision": cell.numerics.precision,
+        "memory_format": cell.numerics.memory_format,
     }
 
 

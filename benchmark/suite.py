@@ -17,6 +17,8 @@ Suite file format (see ``benchmark/suites/*.toml``)::
 
     [victim]                    # victim training overrides for every cell (e.g. epochs = 8)
     epochs = 8
+    precision = "auto"          # fp32, bf16 or auto (bf16 where the device does it in hardware)
+    memory_format = "auto"      # contiguous, channels_last or auto (see core.numerics)
 
     [[grid]]                    # cartesian product of its lists
     attacks = ["error-min", "sapa-error-min"]
@@ -43,6 +45,7 @@ from attacks import ATTACKS, create_attack
 from core.datasets import DATASETS
 from core.errors import ConfigError
 from core.names import CLEAN, NO_DEFENSE, NO_POISON, PRESET_SURROGATE, PRESETS, default_preset
+from core.numerics import AUTO, FP32, MEMORY_FORMATS, PRECISIONS, Numerics
 from defenses import DEFENSES
 from victims.archs import ARCHS
 from victims.recipes import RECIPES
@@ -60,7 +63,9 @@ SUITE_KEYS = {
     "grid",
 }
 GRID_KEYS = {"attacks", "recipes", "archs", "surrogate", "defenses", "options"}
-VICTIM_KEYS = {"epochs", "batch_size", "lr"}
+RECIPE_KEYS = {"epochs", "batch_size", "lr"}
+NUMERICS_KEYS = {"precision": PRECISIONS, "memory_format": MEMORY_FORMATS}
+VICTIM_KEYS = RECIPE_KEYS | set(NUMERICS_KEYS)
 
 
 def _canonical(obj: Any) -> str:
@@ -113,11 +118,14 @@ class Cell:
     trial_seed: int
     victim: tuple[tuple[str, Any], ...]
     poison: PoisonSpec | None
+    numerics: Numerics = FP32
 
     @property
     def key(self) -> str:
         d = asdict(self)
         d.pop("suite")
+        if self.numerics == FP32:  # cells from before numerics existed keep their keys
+            d.pop("numerics")
         return _digest(d)
 
     @property
@@ -139,6 +147,7 @@ class Cell:
             None if p is None else p.resolved_preset,
             None if p is None else p.surrogate,
             () if p is None else p.options,
+            self.numerics,
         )
 
 
@@ -150,6 +159,8 @@ class Setting:
     ``preset`` is None for clean data; ``surrogate`` is the suite's surrogate architecture, or
     None for the one of the attack's preset. Results rows and entries write these two as
     :attr:`surrogate_label` and ``preset or NO_POISON``; :meth:`read` reads them back.
+    ``numerics`` is the victims' precision and memory format (rows and entries: ``precision``
+    and ``memory_format``; those written before numerics existed read back as plain fp32).
     """
 
     suite: str
@@ -162,6 +173,7 @@ class Setting:
     preset: str | None
     surrogate: str | None
     options: tuple[tuple[str, Any], ...]
+    numerics: Numerics = FP32
 
     @property
     def surrogate_label(self) -> str:
@@ -184,6 +196,9 @@ class Setting:
             preset=None if fields["preset"] in (None, NO_POISON) else fields["preset"],
             surrogate=None if label in (NO_POISON, PRESET_SURROGATE) else label,
             options=tuple(sorted((fields["options"] or {}).items())),
+            numerics=Numerics(
+                fields.get("precision") or FP32.precision, fields.get("memory_format") or FP32.memory_format
+            ),
         )
 
     @property
@@ -201,6 +216,8 @@ class Setting:
             self.preset or NO_POISON,
             json.dumps(dict(self.options), sort_keys=True),
         ]
+        if self.numerics != FP32:  # entries from before numerics existed keep their ids
+            key += [self.numerics.precision, self.numerics.memory_format]
         return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
 
     def cell(self, craft_seed: int | None, trial_seed: int) -> Cell:
@@ -209,7 +226,16 @@ class Setting:
         if craft_seed is not None:
             poison = PoisonSpec(self.attack, self.dataset, self.preset, self.surrogate, self.options, craft_seed)
         return Cell(
-            self.suite, self.attack, self.dataset, self.arch, self.recipe, self.defense, trial_seed, self.victim, poison
+            self.suite,
+            self.attack,
+            self.dataset,
+            self.arch,
+            self.recipe,
+            self.defense,
+            trial_seed,
+            self.victim,
+            poison,
+            self.numerics,
         )
 
 
@@ -236,9 +262,13 @@ class Suite:
     victim: tuple[tuple[str, Any], ...]
     grids: tuple[Grid, ...]
     source: str = ""
+    precision: str = AUTO
+    memory_format: str = AUTO
 
-    def cells(self) -> list[Cell]:
-        """Every cell of the suite, in a stable order, without duplicates."""
+    def cells(self, numerics: Numerics = FP32) -> list[Cell]:
+        """Every cell of the suite, in a stable order, without duplicates, its victims trained
+        with ``numerics`` (the suite's ``precision`` and ``memory_format`` resolved on the device
+        that runs it: :func:`core.numerics.resolve_numerics`)."""
         seen: dict[str, Cell] = {}
         for grid in self.grids:
             for defense in grid.defenses:
@@ -264,6 +294,7 @@ class Suite:
                                         self.trial_seed + t,
                                         self.victim,
                                         poison,
+                                        numerics,
                                     )
                                     seen.setdefault(cell.key, cell)
         return list(seen.values())
@@ -351,6 +382,11 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
     if not isinstance(victim, dict) or set(victim) - VICTIM_KEYS:
         bad = sorted(set(victim) - VICTIM_KEYS) if isinstance(victim, dict) else ["victim"]
         raise fail(f"unknown victim option {bad[0]!r}; known: {', '.join(sorted(VICTIM_KEYS))}", bad[0])
+    victim = dict(victim)
+    numerics = {key: victim.pop(key, AUTO) for key in NUMERICS_KEYS}
+    for key, choices in NUMERICS_KEYS.items():
+        if numerics[key] not in (AUTO, *choices):
+            raise fail(f"victim {key} must be one of {', '.join((AUTO, *choices))}, got {numerics[key]!r}", key)
     preset = data.get("preset")
     if preset is not None and preset not in PRESETS:
         raise fail(f"unknown preset {preset!r}; choose {', '.join(PRESETS[:-1])} or {PRESETS[-1]}", "preset")
@@ -407,6 +443,7 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
         victim=tuple(sorted(victim.items())),
         grids=tuple(grids),
         source=source,
+        **numerics,
     )
     # Build every attack config and recipe now, so bad options fail before anything runs.
     for spec in suite.poisons():

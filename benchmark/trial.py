@@ -29,6 +29,7 @@ from benchmark.suite import Cell, PoisonSpec
 from core.datasets import DataSource, ImageDataset
 from core.errors import ConfigError
 from core.names import NO_DEFENSE
+from core.numerics import FP32, Numerics
 from core.poison import PoisonSet, recorded_sha256
 from core.provenance import provenance
 from core.runtime import resolve_device
@@ -132,6 +133,7 @@ class Trial:
         poison: the poison set, or None for a clean victim (metric: clean accuracy).
         train_on_poison: False trains on clean data and still measures the poison's metric
             (the clean baseline of ``sapabench evaluate``).
+        numerics: the victim's precision and memory format (:mod:`core.numerics`).
     """
 
     arch: str
@@ -143,10 +145,21 @@ class Trial:
     device: str
     poison: PoisonRef | None = None
     train_on_poison: bool = True
+    numerics: Numerics = FP32
 
     @classmethod
     def of(cls, cell: Cell, poison: PoisonRef | None, source: DataSource, device: str) -> Trial:
-        return cls(cell.arch, cell.recipe, cell.victim, cell.defense, cell.trial_seed, source, device, poison)
+        return cls(
+            cell.arch,
+            cell.recipe,
+            cell.victim,
+            cell.defense,
+            cell.trial_seed,
+            source,
+            device,
+            poison,
+            numerics=cell.numerics,
+        )
 
 
 @dataclass(frozen=True)
@@ -207,7 +220,14 @@ def run_trial(trial: Trial) -> TrialRecord:
             data, train_poison, recipe = defended.dataset, defended.poison, defended.recipe
             grad_transform, stats = defended.grad_transform, defended.stats
         result = train_victim(
-            trial.arch, recipe, data, poison=train_poison, seed=trial.seed, device=device, grad_transform=grad_transform
+            trial.arch,
+            recipe,
+            data,
+            poison=train_poison,
+            seed=trial.seed,
+            device=device,
+            grad_transform=grad_transform,
+            numerics=trial.numerics,
         )
         t0 = time.perf_counter()
         if poison is None:  # the clean accuracy train_victim measured on the (shared) test set is the metric

@@ -12,9 +12,13 @@ of the poison crafted with each craft seed. Verification, per entry:
 4. re-trains and measures each drawn trial exactly as ``sapabench run`` did (same code path),
    and compares the value with the recorded one.
 
+Every trial is re-run in the entry's own numerics (``setting.precision`` and
+``setting.memory_format``), whatever the default on this machine.
+
 Tolerance. On the platform the entry was measured on (same device string, including the CPU
-thread count, and the same torch version) training is deterministic, so the values must agree
-to 1e-9. Elsewhere, two runs of one seed are at worst two independent trials, whose difference
+thread count, the same instruction set of the kernels, ``provenance.isa``, and the same torch
+version) training is deterministic, so the values must agree to 1e-9. (Entries written before
+the instruction set was recorded compare the device string alone.) Elsewhere, two runs of one seed are at worst two independent trials, whose difference
 has standard deviation sqrt(2) x sd, with sd = SE x sqrt(n) the spread of single trials the
 entry itself reports; a value is accepted within two of those: 2 x sqrt(2 n) x SE.
 """
@@ -43,7 +47,7 @@ from core.datasets import DataSource
 from core.errors import ConfigError
 from core.names import CLEAN, NO_DEFENSE
 from core.provenance import git_commit
-from core.runtime import device_name, resolve_device, threads_of
+from core.runtime import UNKNOWN_ISA, device_name, isa, resolve_device, threads_of
 from defenses import DEFENSES
 from leaderboard.schema import load_entry
 
@@ -168,17 +172,18 @@ class Verifier:
             return Verdict(str(path), "?", path.name, False, "-", problems=(str(err),))
         device = resolve_device(self.device)
         with threads_of(entry["provenance"]["device"], device):
-            return self._verify_entry(path, entry, device_name(device))
+            return self._verify_entry(path, entry, device_name(device), isa(device))
 
-    def _verify_entry(self, path: Path, entry: dict[str, Any], here: str) -> Verdict:
+    def _verify_entry(self, path: Path, entry: dict[str, Any], here: str, here_isa: str) -> Verdict:
         prov = entry["provenance"]
-        exact = prov["device"] == here and prov["torch"] == torch.__version__
+        same_isa = prov["isa"] in (here_isa, UNKNOWN_ISA)
+        exact = prov["device"] == here and same_isa and prov["torch"] == torch.__version__
         mode = "exact" if exact else "statistical"
         notes = []
         if not exact:
             notes.append(
-                f"measured on {prov['device']} with torch {prov['torch']}, re-run on {here} with torch "
-                f"{torch.__version__}: values compared within {tolerance(entry, False):.4f}"
+                f"measured on {prov['device']} ({prov['isa']}) with torch {prov['torch']}, re-run on {here} "
+                f"({here_isa}) with torch {torch.__version__}: values compared within {tolerance(entry, False):.4f}"
             )
         if prov["git_commit"] != git_commit():
             notes.append(f"entry written by sapabench at commit {prov['git_commit']}, re-run at {git_commit()}")

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from core.runtime import device_name
+from core.runtime import device_name, isa
 
 try:
     VERSION = metadata.version("sapabench")
@@ -47,4 +47,5 @@ def provenance(device: torch.device) -> dict[str, Any]:
         "timm": metadata.version("timm"),
         "python": platform.python_version(),
         "device": device_name(device),
+        "isa": isa(device),
     }

@@ -50,6 +50,17 @@ def device_name(device: torch.device) -> str:
     return f"cpu:{platform.machine()}x{torch.get_num_threads()}threads"
 
 
+UNKNOWN_ISA = "unknown"
+"""The instruction set of results recorded before it was (they verify by device name alone)."""
+
+
+def isa(device: torch.device) -> str:
+    """The instruction set of the kernels a result was computed with: torch's CPU capability
+    (``AVX2``, ``AVX512``, ...) on the CPU, ``cuda`` on a GPU (whose name :func:`device_name`
+    gives). CPU results are bit-identical only between machines with the same one."""
+    return "cuda" if device.type == "cuda" else torch.backends.cpu.get_cpu_capability()
+
+
 _CPU_NAME = re.compile(r"cpu:(.+)x(\d+)threads")
 
 

@@ -8,9 +8,11 @@ value, the sha256 of the poison crafted with each craft seed), plus a sha256 of 
 an entry whose fields are missing or mistyped, whose numbers are out of range or inconsistent
 with its trial values, or whose hash does not match.
 
-Versions: 3 names seconds ``*_s`` (``timings.craft_s``, ``train_s_mean``, ``eval_s_mean``,
-``total_s``). Entries of version 2 (``craft_seconds``, ``train_seconds_mean``, ...) are still
-read: their own content hash is checked, then they are upgraded in memory (:func:`upgrade`).
+Versions: 4 records the victims' numerics (``setting.precision``, ``setting.memory_format``)
+and the instruction set of the kernels (``provenance.isa``); 3 named seconds ``*_s``
+(``timings.craft_s``, ``train_s_mean``, ``eval_s_mean``, ``total_s``). Entries of versions 2
+and 3 are still read: their own content hash is checked, then they are upgraded in memory
+(:func:`upgrade`; their victims were trained in plain fp32, their instruction set unrecorded).
 """
 
 from __future__ import annotations
@@ -23,10 +25,13 @@ from typing import Any
 
 from core.errors import ConfigError
 from core.names import NO_POISON, PRESETS, is_sapa
+from core.numerics import FP32, MEMORY_FORMATS, PRECISIONS, Numerics
+from core.runtime import UNKNOWN_ISA
 from core.stats import mean_se
 from core.threats import NO_THREAT, THREATS
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+READABLE_VERSIONS = (2, 3, SCHEMA_VERSION)
 # version 2 -> 3: the timings' seconds fields renamed
 _V2_TIMINGS = {
     "craft_seconds": "craft_s",
@@ -55,6 +60,8 @@ SPEC: dict[str, Any] = {
         "victim": dict,
         "preset": str,
         "options": dict,
+        "precision": str,
+        "memory_format": str,
     },
     "metric": {"name": str, "higher_is_stronger": bool, "mean": float, "se": float, "trials": int, "values": list},
     "clean_accuracy": {"mean": float, "se": float},
@@ -73,6 +80,7 @@ SPEC: dict[str, Any] = {
         "torch": str,
         "timm": str,
         "device": str,
+        "isa": str,
         "craft_seeds": list,
         "trial_seeds": list,
         "poison_sha256": list,
@@ -98,6 +106,8 @@ def json_schema() -> dict[str, Any]:
     out = convert(SPEC)
     out["properties"]["schema_version"] = {"const": SCHEMA_VERSION}
     out["properties"]["setting"]["properties"]["threat"] = {"enum": list(ENTRY_THREATS)}
+    out["properties"]["setting"]["properties"]["precision"] = {"enum": list(PRECISIONS)}
+    out["properties"]["setting"]["properties"]["memory_format"] = {"enum": list(MEMORY_FORMATS)}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": f"sapabench leaderboard entry v{SCHEMA_VERSION}",
@@ -148,16 +158,23 @@ def _check_types(obj: Any, spec: dict[str, Any], path: str, where: str) -> None:
 
 
 def upgrade(entry: Any, where: str = "entry") -> Any:
-    """A version-2 entry as version 3 (resealed), after checking its own content hash; any other
-    document unchanged (:func:`validate` judges it)."""
-    if not isinstance(entry, dict) or entry.get("schema_version") != 2:
+    """An entry of an older readable version as the current version (resealed), after checking
+    its own content hash; any other document unchanged (:func:`validate` judges it)."""
+    version = entry.get("schema_version") if isinstance(entry, dict) else None
+    if version not in READABLE_VERSIONS or version == SCHEMA_VERSION:
         return entry
     if entry.get("content_sha256") != content_hash(entry):
         raise EntryError(f"{where}: content_sha256 does not match the entry (edited after it was written?)")
-    timings = entry.get("timings")
-    if not isinstance(timings, dict):
-        raise EntryError(f"{where}: field 'timings' must be dict")
-    out = {**entry, "schema_version": SCHEMA_VERSION, "timings": {_V2_TIMINGS.get(k, k): v for k, v in timings.items()}}
+    out = dict(entry)
+    for field in ("timings", "setting", "provenance"):
+        if not isinstance(out.get(field), dict):
+            raise EntryError(f"{where}: field {field!r} must be dict")
+    if version == 2:
+        out["timings"] = {_V2_TIMINGS.get(k, k): v for k, v in out["timings"].items()}
+    # versions 2 and 3: every victim was trained in plain fp32; the instruction set was not recorded
+    out["setting"] = {**out["setting"], "precision": FP32.precision, "memory_format": FP32.memory_format}
+    out["provenance"] = {**out["provenance"], "isa": UNKNOWN_ISA}
+    out["schema_version"] = SCHEMA_VERSION
     out["content_sha256"] = content_hash(out)
     return out
 
@@ -167,7 +184,7 @@ def validate(entry: Any, where: str = "entry") -> dict[str, Any]:
     if isinstance(entry, dict) and entry.get("schema_version") != SCHEMA_VERSION:
         raise EntryError(
             f"{where}: schema_version {entry.get('schema_version')!r} is not {SCHEMA_VERSION} "
-            "(load version-2 entries with load_entry, which upgrades them)"
+            "(load older entries with load_entry, which upgrades them)"
         )
     _check_types(entry, SPEC, "", where)
     m, setting = entry["metric"], entry["setting"]
@@ -185,6 +202,10 @@ def validate(entry: Any, where: str = "entry") -> dict[str, Any]:
         raise EntryError(f"{where}: setting.threat {setting['threat']!r} is not one of {', '.join(ENTRY_THREATS)}")
     if not 0 <= setting["eps"] <= 1 or not 0 <= setting["budget"] <= 1:
         raise EntryError(f"{where}: setting.eps and setting.budget must lie in [0, 1]")
+    try:
+        Numerics(setting["precision"], setting["memory_format"])
+    except ConfigError as err:
+        raise EntryError(f"{where}: setting: {err}") from None
     if not 0 <= entry["clean_accuracy"]["mean"] <= 1:
         raise EntryError(f"{where}: clean_accuracy.mean must lie in [0, 1]")
     if any(v < 0 for v in entry["timings"].values()):
@@ -244,7 +265,7 @@ def _check_seeds(entry: dict[str, Any], where: str) -> None:
 
 
 def load_entry(path: str | Path) -> dict[str, Any]:
-    """The validated entry in ``path`` (a version-2 entry upgraded to the current version)."""
+    """The validated entry in ``path`` (an older version's upgraded to the current version)."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())

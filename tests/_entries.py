@@ -12,6 +12,7 @@ def make_entry(
     threat="untargeted",
     metric="clean_accuracy",
     higher=False,
+    isa="AVX2",
 ):
     mean, se = mean_se(list(values))
     return seal(
@@ -34,6 +35,8 @@ def make_entry(
                 "victim": {"epochs": 8},
                 "preset": "embedded",
                 "options": {},
+                "precision": "fp32",
+                "memory_format": "contiguous",
             },
             "metric": {
                 "name": metric,
@@ -59,6 +62,7 @@ def make_entry(
                 "torch": "2.15.0",
                 "timm": "1.0.31",
                 "device": "cpu",
+                "isa": isa,
                 "craft_seeds": [0],
                 "trial_seeds": list(range(100, 100 + len(values))),
                 "poison_sha256": ["0" * 64],

@@ -34,7 +34,7 @@ def _tamper(entry, path, value):
         (("metric", "values"), [0.5, 1.7, 0.7], r"fractions in \[0, 1\]"),
         (("setting", "threat"), "sneaky", r"not one of"),
         (("timings", "craft_s"), -1.0, r"non-negative"),
-        (("schema_version",), 1, r"schema_version 1 is not 3"),
+        (("schema_version",), 1, r"schema_version 1 is not 4"),
         (("provenance", "cell_seeds"), [[0, 100], [0, 100], [0, 101]], r"lists a trial twice"),
         (("provenance", "cell_seeds"), [[0, 100], [0, 101], [1, 102]], r"not \[craft seed, trial seed\]"),
         (("provenance", "cell_seeds"), [[0, 100], [0, 101]], r"2 items for 3 trials"),
@@ -157,20 +157,35 @@ _V2_TIMINGS = {
 }
 
 
-def _as_version_2(entry):
-    """The entry as schema version 2 wrote it (seconds named *_seconds), sealed."""
+def _as_version(entry, version):
+    """The entry as schema version 3 (no numerics, no instruction set) or 2 (also seconds named
+    *_seconds) wrote it, sealed."""
     old = json.loads(json.dumps(entry))
-    old["schema_version"] = 2
-    old["timings"] = {_V2_TIMINGS.get(k, k): v for k, v in old["timings"].items()}
+    old["schema_version"] = version
+    del old["setting"]["precision"], old["setting"]["memory_format"], old["provenance"]["isa"]
+    if version == 2:
+        old["timings"] = {_V2_TIMINGS.get(k, k): v for k, v in old["timings"].items()}
     old["content_sha256"] = content_hash(old)
     return old
 
 
-def test_version_2_entries_are_read_as_the_current_version(tmp_path):
-    entry = make_entry()
-    (tmp_path / "old.json").write_text(json.dumps(_as_version_2(entry)))
+def _as_version_2(entry):
+    return _as_version(entry, 2)
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_older_entries_are_read_as_the_current_version(tmp_path, version):
+    entry = make_entry(isa="unknown")  # older entries: fp32 victims, instruction set not recorded
+    (tmp_path / "old.json").write_text(json.dumps(_as_version(entry, version)))
     assert load_entry(tmp_path / "old.json") == entry  # same content, same hash, once upgraded
     assert load_entries(tmp_path) == [entry]
+
+
+def test_an_entry_with_unknown_numerics_is_refused(tmp_path):
+    entry = make_entry()
+    entry["setting"]["precision"] = "fp16"
+    with pytest.raises(EntryError, match=r"setting: invalid precision='fp16'"):
+        validate({**entry, "content_sha256": content_hash(entry)})
 
 
 def test_a_version_2_entry_edited_after_it_was_written_is_refused(tmp_path):

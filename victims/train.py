@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from core.datasets import ImageDataset, PoisonLike, load_dataset
+from core.numerics import FP32, Numerics
 from core.runtime import check_seed, resolve_device, seeded
 from victims.archs import Victim, build_model
 from victims.augment import MixUp, cutout, flip_crop, mixup_loss, pgd_linf
@@ -103,7 +104,10 @@ class Trainer:
     Randomness (augmentation, PGD starts) comes from torch's global generator, which the
     caller seeds; batch order comes from a private generator seeded with ``seed``.
     ``grad_transform`` (see :data:`GradientTransform`) is how a training-level defense changes
-    the gradients without the recipe knowing about it.
+    the gradients without the recipe knowing about it. ``numerics`` is the precision and memory
+    format of the arithmetic (:class:`core.numerics.Numerics`; plain fp32 by default): the model's
+    weights and every batch take its memory format, and every forward pass (PGD's included) runs
+    under its autocast.
     """
 
     def __init__(
@@ -115,6 +119,7 @@ class Trainer:
         seed: int,
         device: torch.device,
         grad_transform: GradientTransform | None = None,
+        numerics: Numerics = FP32,
     ) -> None:
         ds = dataset.to(device)
         epochs = recipe.train.epochs or ds.default_epochs
@@ -122,7 +127,8 @@ class Trainer:
         self.recipe = recipe.with_train(epochs=epochs, batch_size=batch_size)
         self.dataset, self.device = ds, device
         self.train_x, self.train_y = ds.poisoned_train(poison)
-        self.model = build_model(arch, ds).to(device)
+        self.numerics = numerics
+        self.model = numerics.model(build_model(arch, ds).to(device))
         self.model.train()
         self._shuffle = torch.Generator().manual_seed(seed)
         self._augment = flip_crop(ds.img_size, ds.flip_invariant) if self.recipe.train.augment else None
@@ -148,9 +154,11 @@ class Trainer:
             x = self._augment(x)
         if self._erase is not None:
             x = self._erase(x)
+        x = self.numerics.inputs(x)
         adversarial = self.recipe.adversarial
         if adversarial is not None:
-            x = pgd_linf(self.model, x, y, adversarial.eps, adversarial.step, adversarial.steps)
+            with self.numerics.autocast(self.device):
+                x = pgd_linf(self.model, x, y, adversarial.eps, adversarial.step, adversarial.steps)
         return x
 
     def _loss(self, x: Tensor, y: Tensor) -> Callable[[], Tensor]:
@@ -158,8 +166,19 @@ class Trainer:
         model = self.model
         if self._mix is not None:
             mixed, y_a, y_b, lam = self._mix(x, y)
-            return lambda: mixup_loss(model(mixed), y_a, y_b, lam)
-        return lambda: nn.functional.cross_entropy(model(x), y)
+            mixed = self.numerics.inputs(mixed)
+
+            def mixed_loss() -> Tensor:
+                with self.numerics.autocast(self.device):
+                    return mixup_loss(model(mixed), y_a, y_b, lam)
+
+            return mixed_loss
+
+        def loss() -> Tensor:
+            with self.numerics.autocast(self.device):
+                return nn.functional.cross_entropy(model(x), y)
+
+        return loss
 
     def _optimise(self, loss_fn: Callable[[], Tensor]) -> Tensor:
         """One optimiser step on ``loss_fn`` (two passes for SAM); returns the loss."""
@@ -211,6 +230,7 @@ def train_victim(
     device: str | torch.device = "auto",
     progress: Callable[[EpochStats], None] | None = None,
     grad_transform: GradientTransform | None = None,
+    numerics: Numerics = FP32,
 ) -> TrainResult:
     """Train a fresh ``arch`` victim with ``recipe`` on ``dataset`` (+ ``poison``) and test it.
 
@@ -225,6 +245,8 @@ def train_victim(
         progress: called after every epoch with its :class:`EpochStats`.
         grad_transform: rewrites the gradients before every optimiser step (a training-level
             defense such as DP-SGD; see :data:`GradientTransform`).
+        numerics: precision and memory format of training (plain fp32 by default; the commands
+            resolve ``auto`` with :func:`core.numerics.resolve_numerics`). Testing is in fp32.
 
     Returns:
         The trained model (eval mode) with its clean test accuracy and timing.
@@ -239,7 +261,7 @@ def train_victim(
     rec = RECIPES.create(recipe) if isinstance(recipe, str) else recipe
 
     with seeded(seed, dev):
-        trainer = Trainer(arch, rec, ds, poison, seed, dev, grad_transform)
+        trainer = Trainer(arch, rec, ds, poison, seed, dev, grad_transform, numerics)
         losses: list[float] = []
         epoch_s: list[float] = []
         seen = 0
