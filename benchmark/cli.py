@@ -176,7 +176,12 @@ def _numerics(args: argparse.Namespace, device: torch.device) -> Numerics:
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto")
     _add_numerics_options(p, None)
-    p.add_argument("--executor", default="local", help="local (sequential) or processes (one per core)")
+    p.add_argument(
+        "--executor",
+        default="auto",
+        help="local (one process), processes (one single-threaded worker per core) or auto (default: processes "
+        "on a 2-core CPU, local otherwise; measured, see README)",
+    )
     p.add_argument("--workers", type=int, help="processes for --executor processes (default: cores)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_data_options(p)
@@ -383,7 +388,7 @@ def _run_and_show(suite: Suite, out: Path, args: argparse.Namespace) -> RunRepor
     if args.memory_format is not None:
         suite = replace(suite, memory_format=args.memory_format)
     source = _source(args, suite.dataset)
-    executor = make_executor(args.executor, args.workers)
+    executor = make_executor(args.executor, args.workers, resolve_device(args.device))
     report = run_suite(suite, out, source=source, device=args.device, executor=executor, progress=not args.quiet)
     print((board_dir(out) / "leaderboard.md").read_text())
     print(f"{report.ran} cells run ({report.failed} failed), {report.skipped} already done, in {report.wall_s:.0f} s")

@@ -1,5 +1,11 @@
 """The executor seam: how cells are run. A local executor now (sequential, or one process per
-core); a distributed engine plugs in behind the same interface later."""
+core); a distributed engine plugs in behind the same interface later.
+
+``auto`` (the default) picks by measurement (README, "Precision and speed"): on a 2-core CPU
+two single-threaded worker processes ran the default suite faster than one process with two
+threads; on a GPU one process keeps the device to itself, and CPUs with more cores keep the
+local executor until measured.
+"""
 
 from __future__ import annotations
 
@@ -48,7 +54,7 @@ class ProcessExecutor:
     name = "processes"
 
     def __init__(self, workers: int | None = None) -> None:
-        self.workers = workers or max(1, os.cpu_count() or 1)
+        self.workers = workers or cpu_cores()
 
     def map(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[tuple[T, R]]:
         items = list(items)
@@ -58,9 +64,28 @@ class ProcessExecutor:
                 yield futures[future], future.result()
 
 
-def make_executor(name: str, workers: int | None = None) -> Executor:
+def cpu_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def default_executor(device: torch.device) -> str:
+    """The executor ``auto`` stands for on ``device`` (see the module docstring)."""
+    return "processes" if device.type == "cpu" and cpu_cores() == 2 else "local"
+
+
+EXECUTORS = ("auto", "local", "processes")
+
+
+def make_executor(name: str, workers: int | None = None, device: torch.device | None = None) -> Executor:
+    """The executor called ``name``; ``auto`` resolves with :func:`default_executor`."""
+    if name == "auto":
+        name = default_executor(device or torch.device("cpu"))
     if name == "local":
         return LocalExecutor()
     if name == "processes":
         return ProcessExecutor(workers)
-    raise ConfigError(f"unknown executor {name!r}; choose local or processes (set --executor)")
+    raise ConfigError(f"unknown executor {name!r}; choose {', '.join(EXECUTORS)} (set --executor)")

@@ -14,6 +14,7 @@ from typing import Any
 
 from core.atomic import write_text
 from core.names import NO_DEFENSE, base_name, is_sapa, sapa_name
+from core.numerics import Numerics
 from core.stats import p_greater
 from core.threats import NO_THREAT
 from leaderboard.schema import load_entries
@@ -25,6 +26,7 @@ COLUMNS = (
     "dataset",
     "arch",
     "recipe",
+    "numerics",
     "threat",
     "eps",
     "budget",
@@ -61,6 +63,7 @@ PAIR_COLUMNS = (
     "dataset",
     "arch",
     "recipe",
+    "numerics",
     "defense",
     "attack",
     "metric",
@@ -81,6 +84,7 @@ def _row(e: dict[str, Any]) -> dict[str, Any]:
         "dataset": s["dataset"],
         "arch": s["arch"],
         "recipe": s["recipe"],
+        "numerics": numerics_label(s),
         "threat": s["threat"],
         "eps": f"{s['eps'] * 255:.0f}/255",
         "budget": f"{s['budget']:g}",
@@ -104,11 +108,17 @@ def _row(e: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def numerics_label(setting: dict[str, Any]) -> str:
+    """The victims' numerics of an entry's setting, as tables show them (``fp32``, ``bf16+cl``, ...)."""
+    return Numerics(setting["precision"], setting["memory_format"]).label
+
+
 def _variant(e: dict[str, Any]) -> str:
-    """What else tells settings apart: the attack preset and options and the victim protocol
-    (entries that differ only by these are different results and must not be paired across)."""
+    """What else tells settings apart: the attack preset and options, the victim protocol and
+    numerics (entries that differ only by these are different results and must not be paired
+    across)."""
     s = e["setting"]
-    return json.dumps([s["preset"], s["options"], s["victim"]], sort_keys=True)
+    return json.dumps([s["preset"], s["options"], s["victim"], s["precision"], s["memory_format"]], sort_keys=True)
 
 
 def sapa_pairs(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -139,6 +149,7 @@ def sapa_pairs(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "dataset": ds,
                 "arch": arch,
                 "recipe": recipe,
+                "numerics": numerics_label(sapa["setting"]),
                 "defense": defense,
                 "attack": base["attack"],
                 "metric": sapa["metric"]["name"],
@@ -210,6 +221,7 @@ def _pair_row(p: dict[str, Any]) -> dict[str, str]:
         "dataset": p["dataset"],
         "arch": p["arch"],
         "recipe": p["recipe"],
+        "numerics": p["numerics"],
         "defense": p["defense"],
         "attack": p["attack"],
         "metric": p["metric"],

@@ -216,6 +216,20 @@ def test_process_executor_gives_the_same_cells(smoke_run, tmp_path):
     assert {r["key"] for r in ResultsStore(tmp_path).rows(status="done")} == local
 
 
+@pytest.mark.parametrize(
+    ("cores", "device", "expected"), [(2, "cpu", "processes"), (4, "cpu", "local"), (2, "cuda", "local")]
+)
+def test_auto_executor_is_the_one_measured_faster(monkeypatch, cores, device, expected):
+    import torch
+
+    import benchmark.executor as executor
+
+    monkeypatch.setattr(executor, "cpu_cores", lambda: cores)
+    assert executor.make_executor("auto", device=torch.device(device)).name == expected
+    with pytest.raises(ConfigError, match=r"unknown executor 'threads'; choose auto, local, processes"):
+        executor.make_executor("threads")
+
+
 def test_defense_cells_and_the_defense_view(tmp_path, capsys):
     text = (
         open_suite_text()
