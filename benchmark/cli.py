@@ -241,8 +241,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.defense != NO_DEFENSE:
         DEFENSES.entry(args.defense)
     options = tuple(sorted(_recipe_options(args).items()))
-    device = str(resolve_device(args.device))
-    numerics = _numerics(args, torch.device(device))
+    dev = resolve_device(args.device)
+    device, numerics = str(dev), _numerics(args, dev)
     try:
         dataset_name = json.loads((Path(args.poison) / META_FILE).read_text()).get("dataset")
     except (OSError, json.JSONDecodeError, AttributeError):

@@ -18,9 +18,10 @@ Every trial is re-run in the entry's own numerics (``setting.precision`` and
 Tolerance. On the platform the entry was measured on (same device string, including the CPU
 thread count, the same instruction set of the kernels, ``provenance.isa``, and the same torch
 version) training is deterministic, so the values must agree to 1e-9. (Entries written before
-the instruction set was recorded compare the device string alone.) Elsewhere, two runs of one seed are at worst two independent trials, whose difference
-has standard deviation sqrt(2) x sd, with sd = SE x sqrt(n) the spread of single trials the
-entry itself reports; a value is accepted within two of those: 2 x sqrt(2 n) x SE.
+the instruction set was recorded compare the device string alone.) Elsewhere, two runs of one
+seed are at worst two independent trials, whose difference has standard deviation
+sqrt(2) x sd, with sd = SE x sqrt(n) the spread of single trials the entry itself reports; a
+value is accepted within two of those: 2 x sqrt(2 n) x SE.
 """
 
 from __future__ import annotations

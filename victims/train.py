@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import Tensor, nn
@@ -163,20 +164,17 @@ class Trainer:
 
     def _loss(self, x: Tensor, y: Tensor) -> Callable[[], Tensor]:
         """The batch's training loss as a function of the current weights (SAM evaluates it twice)."""
-        model = self.model
+        criterion: Callable[[Tensor], Tensor]
         if self._mix is not None:
-            mixed, y_a, y_b, lam = self._mix(x, y)
-            mixed = self.numerics.inputs(mixed)
-
-            def mixed_loss() -> Tensor:
-                with self.numerics.autocast(self.device):
-                    return mixup_loss(model(mixed), y_a, y_b, lam)
-
-            return mixed_loss
+            x, y_a, y_b, lam = self._mix(x, y)
+            criterion = partial(mixup_loss, y_a=y_a, y_b=y_b, lam=lam)
+        else:
+            criterion = partial(nn.functional.cross_entropy, target=y)
+        x, model = self.numerics.inputs(x), self.model
 
         def loss() -> Tensor:
             with self.numerics.autocast(self.device):
-                return nn.functional.cross_entropy(model(x), y)
+                return criterion(model(x))
 
         return loss
 
