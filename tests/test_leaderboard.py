@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from core.stats import mean_se, p_greater
+from core.stats import mean_se, paired_test, sign_flip_p
 from leaderboard.render import render, sapa_pairs
 from leaderboard.schema import SCHEMA_VERSION, EntryError, content_hash, load_entries, load_entry, validate
 from tests._entries import make_entry
@@ -34,7 +34,7 @@ def _tamper(entry, path, value):
         (("metric", "values"), [0.5, 1.7, 0.7], r"fractions in \[0, 1\]"),
         (("setting", "threat"), "sneaky", r"not one of"),
         (("timings", "craft_s"), -1.0, r"non-negative"),
-        (("schema_version",), 1, r"schema_version 1 is not 4"),
+        (("schema_version",), 1, r"schema_version 1 is not 5"),
         (("provenance", "cell_seeds"), [[0, 100], [0, 100], [0, 101]], r"lists a trial twice"),
         (("provenance", "cell_seeds"), [[0, 100], [0, 101], [1, 102]], r"not \[craft seed, trial seed\]"),
         (("provenance", "cell_seeds"), [[0, 100], [0, 101]], r"2 items for 3 trials"),
@@ -79,12 +79,14 @@ def test_load_entries_refuses_a_bad_file(tmp_path):
 
 def test_pairs_sign_the_gap_so_positive_means_sapa_stronger():
     entries = [
-        make_entry("error-min", (0.70, 0.72, 0.74)),
-        make_entry("sapa-error-min", (0.50, 0.52, 0.54)),  # lower accuracy = stronger
+        # five victim pairs (one craft seed): the smallest p is 1/32
+        make_entry("error-min", (0.70, 0.72, 0.74, 0.71, 0.73)),
+        make_entry("sapa-error-min", (0.50, 0.52, 0.54, 0.51, 0.53)),  # lower accuracy = stronger
         make_entry("sleeper-agent", (0.4, 0.5, 0.6), threat="backdoor", metric="attack_success_rate", higher=True),
         make_entry("sapa-sleeper-agent", (0.1, 0.2, 0.3), threat="backdoor", metric="attack_success_rate", higher=True),
     ]
     pairs = {p["attack"]: p for p in sapa_pairs(entries)}
+    assert pairs["error-min"]["p_value"] == 1 / 32 and pairs["error-min"]["test"].unit == "victim seed"
     assert pairs["error-min"]["gap"] == pytest.approx(0.20) and pairs["error-min"]["significant"]
     assert pairs["sleeper-agent"]["gap"] == pytest.approx(-0.30) and not pairs["sleeper-agent"]["significant"]
 
@@ -110,9 +112,26 @@ def test_stats():
     assert mean_se([1.0]) == (1.0, 0.0)
     m, se = mean_se([0.0, 1.0])
     assert m == 0.5 and se == pytest.approx(0.5)
-    assert p_greater([0.9, 0.8, 0.85], [0.1, 0.2, 0.15]) < 0.01
-    assert p_greater([0.1, 0.2, 0.15], [0.9, 0.8, 0.85]) > 0.99
-    assert p_greater([0.0, 0.0], [0.0, 0.0]) == 1.0
+    # exact sign-flip test: the smallest p of n pairs is 2^-n, ties and zeros never help
+    assert sign_flip_p([0.1, 0.2, 0.3]) == 1 / 8
+    assert sign_flip_p([0.01, 0.01]) == 1 / 4  # [0.5, 0.5] vs [0.49, 0.49] paired: not significant
+    assert sign_flip_p([0.0, 0.0]) == 1.0 and sign_flip_p([]) == 1.0
+    # flips reaching the observed sum: none, either 0.1 (one is the observed -0.1), or 0.05
+    assert sign_flip_p([0.3, -0.1, 0.2, 0.25, 0.1, 0.2, 0.15, 0.05]) == 4 / 256
+    assert sign_flip_p([-0.1, -0.2, -0.3]) == 1.0
+    assert sign_flip_p([0.1] * 20) < 1e-4  # Monte Carlo above 16 pairs, floored at 1 / (2^16 + 1)
+
+
+def test_paired_test_pairs_over_craft_seeds_and_averages_victims():
+    # 8 craft seeds x 2 victims; SAPA better for every craft seed on average, not every victim
+    a = {(c, t): 0.5 + (0.2 if t == 100 else -0.1) for c in range(8) for t in (100, 101)}
+    b = {(c, t): 0.45 for c in range(8) for t in (100, 101)}
+    test = paired_test(a, b)
+    assert test.unit == "craft seed" and test.n == 8 and test.p_greater == 2**-8 and test.p_floor == 2**-8
+    assert test.mean_difference == pytest.approx(0.1)
+    # one craft seed: victims are the pairs; a trial without a partner is left out and counted
+    one = paired_test({(0, 100): 0.5, (0, 101): 0.6, (0, 102): 0.7}, {(0, 100): 0.4, (0, 101): 0.5})
+    assert one.unit == "victim seed" and one.n == 2 and one.unpaired == 1 and one.p_greater == 0.25
 
 
 def test_render_is_deterministic_and_complete(tmp_path):
@@ -194,3 +213,25 @@ def test_a_version_2_entry_edited_after_it_was_written_is_refused(tmp_path):
     (tmp_path / "old.json").write_text(json.dumps(old))
     with pytest.raises(EntryError, match="content_sha256 does not match"):
         load_entry(tmp_path / "old.json")
+
+
+def test_rho_ablation_groups_sapa_radii_beside_the_baseline():
+    from leaderboard.render import rho_ablation
+
+    def with_rho(e, rho):
+        from leaderboard.schema import seal
+
+        e = dict(e, setting={**e["setting"], "options": {"rho": rho}})
+        e.pop("content_sha256")
+        return seal(e)
+
+    kw = dict(threat="backdoor", metric="attack_success_rate", higher=True)
+    entries = [
+        make_entry("sleeper-agent", (0.3, 0.4), **kw),
+        make_entry("sapa-sleeper-agent", (0.5, 0.6), **kw),  # the preset's rho 0.05
+        with_rho(make_entry("sapa-sleeper-agent", (0.2, 0.3), **kw), 0.5),
+    ]
+    view = rho_ablation(entries)
+    assert len(view) == 1
+    (group,) = view.values()
+    assert sorted(group["sapa"]) == [0.05, 0.5] and group["baseline"]["attack"] == "sleeper-agent"
