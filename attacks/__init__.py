@@ -35,7 +35,7 @@ from attacks.base import (
     random_delta,
     register_attack,
 )
-from attacks.metrics import Measurement, measure
+from attacks.metrics import Measurement, clean_reference, measure, test_logits
 from attacks.sapa import objective_gradient, worst_case_weights
 from attacks.surrogate import SurrogateSpec
 from core.errors import ConfigError
@@ -43,7 +43,9 @@ from core.poison import PoisonSet
 from core.threats import ThreatModel
 
 __all__ = [
+    "ADVERSARIAL_MARGIN",
     "ATTACKS",
+    "CLEAN_PREFIX",
     "Attack",
     "AttackConfig",
     "ConfigError",
@@ -56,6 +58,7 @@ __all__ = [
     "ThreatModel",
     "budget_count",
     "check_positive_ints",
+    "clean_reference",
     "create_attack",
     "measure",
     "objective_gradient",
@@ -63,5 +66,6 @@ __all__ = [
     "project",
     "random_delta",
     "register_attack",
+    "test_logits",
     "worst_case_weights",
 ]

@@ -22,8 +22,8 @@ from benchmark.entries import board_dir, entries_dir
 from benchmark.executor import make_executor
 from benchmark.runner import RunReport, run_suite
 from benchmark.submit import prepare, submission_suite, write_manifest
-from benchmark.suite import Suite, builtin_suites, load_suite
-from benchmark.trial import DONE, PoisonRef, Trial, TrialRecord, run_trial
+from benchmark.suite import Suite, builtin_suites, load_suite, pretrained_label
+from benchmark.trial import DONE, PoisonRef, Trial, TrialRecord, run_trial, start_of
 from benchmark.verify import REPORT_FILE, verify
 from core.datasets import DATASETS, DataSource, ImageDataset
 from core.errors import ConfigError
@@ -33,10 +33,12 @@ from core.poison import META_FILE, PoisonSet, recorded_sha256
 from core.provenance import VERSION
 from core.runtime import check_seed, resolve_device
 from core.stats import mean_se
+from core.threats import ADVERSARIAL_MARGIN
 from defenses import DEFENSES
 from leaderboard.render import render
 from leaderboard.schema import json_schema
 from victims.archs import ARCHS
+from victims.protocols import NO_PRETRAINED, PRETRAINED_SOURCES, PROTOCOLS, SCRATCH, get_protocol
 from victims.recipes import RECIPES, Recipe
 from victims.train import EpochStats, train_victim
 
@@ -58,7 +60,14 @@ def _number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"invalid number {text!r} (write e.g. 0.1 or 8/255)") from None
 
 
-REGISTRIES = {"datasets": DATASETS, "archs": ARCHS, "recipes": RECIPES, "attacks": ATTACKS, "defenses": DEFENSES}
+REGISTRIES = {
+    "datasets": DATASETS,
+    "archs": ARCHS,
+    "recipes": RECIPES,
+    "attacks": ATTACKS,
+    "defenses": DEFENSES,
+    "protocols": PROTOCOLS,
+}
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -173,8 +182,37 @@ def _numerics(args: argparse.Namespace, device: torch.device) -> Numerics:
     return resolve_numerics(args.precision, args.memory_format, device)
 
 
+def _add_protocol_options(p: argparse.ArgumentParser, sources: bool) -> None:
+    g = p.add_argument_group("victim protocol (see README: Victim protocols)")
+    g.add_argument(
+        "--protocol",
+        default=SCRATCH,
+        help="scratch (default), finetune, linear or known-init (sapabench list protocols)",
+    )
+    g.add_argument(
+        "--pretrained",
+        help="finetune/linear start: a .safetensors checkpoint of the victim architecture"
+        + (" or surrogate (default: the clean run the attacker crafted against) or independent" if sources else ""),
+    )
+
+
+def _pretrained(args: argparse.Namespace) -> str:
+    """The checked ``--protocol`` and the label of its pretrained source (``none`` if it has none)."""
+    protocol = get_protocol(args.protocol)
+    if not protocol.needs_pretrained:
+        if args.pretrained is not None:
+            raise ConfigError(f"--pretrained applies to finetune and linear, not to protocol {protocol.name!r}")
+        return NO_PRETRAINED
+    return pretrained_label(args.pretrained or PRETRAINED_SOURCES[0])
+
+
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--pretrained",
+        metavar="PATH",
+        help="a .safetensors checkpoint every finetune/linear victim of the suite starts from (replaces the grids' source)",
+    )
     _add_numerics_options(p, None)
     p.add_argument(
         "--executor",
@@ -250,6 +288,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     source = _source(args, args.dataset or dataset_name or EMBEDDED_DATASET)
     poison = PoisonSet.load(args.poison, source.load())  # refuses a bad artifact before anything trains
     ref = PoisonRef(str(args.poison), recorded_sha256(args.poison), poison.craft_s)
+    pretrained = _pretrained(args)
     report: dict[str, Any] = {
         "poison": str(args.poison),
         "attack": poison.attack,
@@ -261,13 +300,26 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         "device": device,
         "precision": numerics.precision,
         "memory_format": numerics.memory_format,
+        "protocol": args.protocol,
+        "pretrained": pretrained,
     }
     runs = [("poisoned", True)] + ([("clean baseline", False)] if args.baseline else [])
     for label, on_poison in runs:
         records: list[TrialRecord] = []
         for i in range(args.trials):
             trial = Trial(
-                args.arch, args.recipe, options, args.defense, args.seed + i, source, device, ref, on_poison, numerics
+                args.arch,
+                args.recipe,
+                options,
+                args.defense,
+                args.seed + i,
+                source,
+                device,
+                ref,
+                on_poison,
+                numerics,
+                args.protocol,
+                pretrained,
             )
             record = run_trial(trial)
             if record.status != DONE:
@@ -343,14 +395,25 @@ def _cmd_train(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     numerics = _numerics(args, device)
     dataset = _build_dataset(args)
+    pretrained = _pretrained(args)  # no attacker here: the default source is a clean run with the victim's seed
+    probe = Trial(args.arch, recipe.name, (), NO_DEFENSE, args.seed, DataSource(dataset.name), str(device))
+    start = start_of(replace(probe, protocol=args.protocol, pretrained=pretrained), None, dataset, device)
     print(
-        f"training {args.arch} with recipe {recipe.name} on {dataset.name} "
+        f"training {args.arch} ({args.protocol}) with recipe {recipe.name} on {dataset.name} "
         f"({dataset.num_train} train / {len(dataset.test_y)} test, seed {args.seed}, {device}, {numerics.label})",
         file=sys.stderr,
     )
     progress = None if args.quiet else _progress_printer(sys.stderr)
     result = train_victim(
-        args.arch, recipe, dataset, seed=args.seed, device=device, progress=progress, numerics=numerics
+        args.arch,
+        recipe,
+        dataset,
+        seed=args.seed,
+        device=device,
+        progress=progress,
+        numerics=numerics,
+        protocol=args.protocol,
+        start=start,
     )
     t = result.timing
     if args.json:
@@ -368,6 +431,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             "device": t.device,
             "precision": numerics.precision,
             "memory_format": numerics.memory_format,
+            "protocol": args.protocol,
+            "pretrained": pretrained,
         }
         print(json.dumps(report, indent=2))
     else:
@@ -387,6 +452,9 @@ def _run_and_show(suite: Suite, out: Path, args: argparse.Namespace) -> RunRepor
         suite = replace(suite, precision=args.precision)
     if args.memory_format is not None:
         suite = replace(suite, memory_format=args.memory_format)
+    if args.pretrained is not None:
+        label = pretrained_label(args.pretrained)
+        suite = replace(suite, grids=tuple(replace(g, pretrained=label) for g in suite.grids))
     source = _source(args, suite.dataset)
     executor = make_executor(args.executor, args.workers, resolve_device(args.device))
     report = run_suite(suite, out, source=source, device=args.device, executor=executor, progress=not args.quiet)
@@ -473,19 +541,33 @@ def _cmd_schema(args: argparse.Namespace) -> int:
 
 def _cmd_claims(args: argparse.Namespace) -> int:
     alpha, verdicts = test_claims(args.results, args.alpha, args.claims)
-    print(f"paper claims vs measured trials (one-sided Welch t-test, alpha = {alpha}; gap > 0 = SAPA stronger)")
+    print(
+        f"paper claims vs measured trials (alpha = {alpha}; gap > 0 = SAPA stronger). Test: exact one-sided "
+        "sign-flip permutation test, SAPA and baseline paired by craft seed (per craft seed the mean over its "
+        "victims; by victim seed when there is one craft seed); with n pairs p cannot go below 2^-n."
+    )
     for v in verdicts:
         c = v.claim
         paper = f"paper {c.paper[0]:.1f} -> {c.paper[1]:.1f}"
-        if v.measured is None:
-            print(f"  {v.verdict.upper():<12} {c.id:<34} {paper}; no matching results")
+        if v.measured is None or v.test is None:
+            print(f"  {v.verdict.upper():<12} {c.id:<34} {paper}; no matching {c.protocol} results")
             continue
-        m = v.measured
-        print(
-            f"  {v.verdict.upper():<12} {c.id:<34} {paper}; measured {m['dataset']}/{m['arch']}/{m['recipe']}: "
-            f"{100 * m['baseline'][0]:.1f} +/- {100 * m['baseline'][1]:.1f} -> "
+        m, t = v.measured, v.test
+        where = f"{m['dataset']}/{m['arch']}/{m['recipe']}/{m['protocol']}"
+        metric = (
+            f"{m['metric']} {100 * m['baseline'][0]:.1f} +/- {100 * m['baseline'][1]:.1f} -> "
             f"{100 * m['sapa'][0]:.1f} +/- {100 * m['sapa'][1]:.1f}"
-            f" (gap {100 * m['gap']:+.1f}, p {v.p_sapa_stronger:.3f}, n {m['trials'][0]}/{m['trials'][1]})"
+        )
+        if c.measure == ADVERSARIAL_MARGIN:
+            g = m["margin"]
+            tested = (
+                f"adversarial margin {g['baseline'][0]:+.2f} -> {g['sapa'][0]:+.2f} (clean {g['clean']:+.2f}), {metric}"
+            )
+        else:
+            tested = metric
+        print(
+            f"  {v.verdict.upper():<12} {c.id:<34} {paper}; {where}: {tested}; "
+            f"paired diff {t.mean_difference:+.3g} over {t.n} {t.unit}s, p {t.p_greater:.4f} (floor {t.p_floor:.4f})"
         )
     counts = {k: sum(v.verdict == k for v in verdicts) for k in ("held", "failed", "inconclusive", "untested")}
     print("summary: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
@@ -500,7 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("list", help="list registered datasets, architectures, recipes or attacks")
-    p.add_argument("axis", choices=("datasets", "archs", "recipes", "attacks", "defenses", "suites"))
+    p.add_argument("axis", choices=("datasets", "archs", "recipes", "attacks", "defenses", "protocols", "suites"))
     p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'res*'")
     p.set_defaults(func=_cmd_list)
 
@@ -512,6 +594,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
     _add_training_options(p)
     _add_numerics_options(p, AUTO)
+    _add_protocol_options(p, sources=False)
     _add_data_options(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -544,6 +627,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", help="default: the poison's dataset")
     p.add_argument("--baseline", action="store_true", help="also train clean victims with the same seeds")
     p.add_argument("--defense", default=NO_DEFENSE, help="a registered defense applied to every victim (default none)")
+    _add_protocol_options(p, sources=True)
     p.add_argument("--device", default="auto")
     _add_training_options(p)
     _add_numerics_options(p, AUTO)

@@ -14,13 +14,14 @@ from typing import Any
 
 from benchmark.store import ResultsStore, StoredTrial
 from benchmark.suite import Cell, Setting
+from benchmark.trial import TrialRecord
 from core.atomic import write_json
 from core.names import NO_POISON, base_name, is_sapa
 from core.runtime import UNKNOWN_ISA
 from core.stats import mean_se
-from core.threats import higher_is_stronger
+from core.threats import ADVERSARIAL_MARGIN, CLEAN_PREFIX, higher_is_stronger
 from leaderboard.render import render
-from leaderboard.schema import SCHEMA_VERSION, seal
+from leaderboard.schema import SCHEMA_VERSION, measure_summary, seal
 
 LEADERBOARD = "leaderboard"
 ENTRIES = "entries"
@@ -51,6 +52,8 @@ def _setting_fields(s: Setting, threat: str, eps: float, budget: float) -> dict[
         "options": dict(s.options),
         "precision": s.numerics.precision,
         "memory_format": s.numerics.memory_format,
+        "protocol": s.protocol,
+        "pretrained": s.pretrained,
     }
 
 
@@ -76,6 +79,18 @@ def _poison_hashes(trials: list[StoredTrial], where: str) -> tuple[list[int], li
         if len(by_seed[seed]) != 1 or "" in by_seed[seed]:
             raise ValueError(f"{where}: craft seed {seed} has no single poison hash ({sorted(by_seed[seed])})")
     return seeds, [next(iter(by_seed[s])) for s in seeds]
+
+
+def _measures(records: list[TrialRecord]) -> dict[str, Any]:
+    """Continuous measures beside the metric (targeted: the adversarial margin), with the paired
+    clean reference of every trial, when every trial recorded them."""
+    out = {}
+    name = ADVERSARIAL_MARGIN
+    if all(name in r.diagnostics and CLEAN_PREFIX + name in r.diagnostics for r in records):
+        values = [float(r.diagnostics[name]) for r in records]
+        clean = [float(r.diagnostics[CLEAN_PREFIX + name]) for r in records]
+        out[name] = measure_summary(values, clean)
+    return out
 
 
 def _entry(setting: Setting, trials: list[StoredTrial]) -> dict[str, Any]:
@@ -117,6 +132,7 @@ def _entry(setting: Setting, trials: list[StoredTrial]) -> dict[str, Any]:
                 "trials": len(values),
                 "values": values,
             },
+            "measures": _measures(records),
             "clean_accuracy": {"mean": clean_mean, "se": clean_se},
             "defense_stats": defense_stats,
             "timings": {

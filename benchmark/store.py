@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS cells (
     craft_s REAL, train_s REAL, eval_s REAL, images_per_s REAL, peak_memory_mb REAL,
     poison_key TEXT, poison_sha256 TEXT, victim TEXT, provenance TEXT, error TEXT,
     defense_removed INTEGER, defense_precision REAL, defense_recall REAL, preset TEXT, options TEXT,
-    diagnostics TEXT, precision TEXT, memory_format TEXT, finished_at TEXT NOT NULL
+    diagnostics TEXT, precision TEXT, memory_format TEXT, protocol TEXT, pretrained TEXT,
+    finished_at TEXT NOT NULL
 );
 """
 # Older databases: (table, old column, new column) renamed, then (table, column, type) added.
@@ -57,6 +58,8 @@ _ADDED = (
     ("cells", "diagnostics", "TEXT"),
     ("cells", "precision", "TEXT"),  # NULL (rows from before numerics existed) reads as fp32
     ("cells", "memory_format", "TEXT"),
+    ("cells", "protocol", "TEXT"),  # NULL (rows from before protocols existed) reads as scratch
+    ("cells", "pretrained", "TEXT"),
 )
 _JSON_COLUMNS = ("victim", "options", "provenance", "diagnostics")
 _RECORD_FIELDS = tuple(f.name for f in fields(TrialRecord))
@@ -96,6 +99,8 @@ def _cell_columns(cell: Cell) -> dict[str, Any]:
         "options": None if poison is None else dict(poison.options),
         "precision": cell.numerics.precision,
         "memory_format": cell.numerics.memory_format,
+        "protocol": cell.protocol,
+        "pretrained": cell.pretrained,
     }
 
 

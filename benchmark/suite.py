@@ -27,12 +27,15 @@ Suite file format (see ``benchmark/suites/*.toml``)::
     surrogate = "convnet"       # optional: the surrogate architecture
     defenses = ["none"]         # optional
     options = { eps = 0.1 }     # optional attack overrides
+    protocols = ["scratch"]     # optional victim protocols (``sapabench list protocols``)
+    pretrained = "surrogate"    # finetune/linear start: surrogate, independent, or a .safetensors path
 """
 
 from __future__ import annotations
 
 import difflib
 import hashlib
+import itertools
 import json
 import tomllib
 from collections.abc import Mapping
@@ -48,7 +51,11 @@ from core.names import CLEAN, NO_DEFENSE, NO_POISON, PRESET_SURROGATE, PRESETS, 
 from core.numerics import AUTO, FP32, MEMORY_FORMATS, PRECISIONS, Numerics
 from defenses import DEFENSES
 from victims.archs import ARCHS
+from victims.pretrained import Checkpoint
+from victims.protocols import NO_PRETRAINED, PRETRAINED_SOURCES, PROTOCOLS, SCRATCH, get_protocol
 from victims.recipes import RECIPES
+
+FILE_PREFIX = "file:"
 
 SUITE_KEYS = {
     "name",
@@ -62,7 +69,7 @@ SUITE_KEYS = {
     "victim",
     "grid",
 }
-GRID_KEYS = {"attacks", "recipes", "archs", "surrogate", "defenses", "options"}
+GRID_KEYS = {"attacks", "recipes", "archs", "surrogate", "defenses", "options", "protocols", "pretrained"}
 RECIPE_KEYS = {"epochs", "batch_size", "lr"}
 NUMERICS_KEYS = {"precision": PRECISIONS, "memory_format": MEMORY_FORMATS}
 VICTIM_KEYS = RECIPE_KEYS | set(NUMERICS_KEYS)
@@ -119,6 +126,8 @@ class Cell:
     victim: tuple[tuple[str, Any], ...]
     poison: PoisonSpec | None
     numerics: Numerics = FP32
+    protocol: str = SCRATCH
+    pretrained: str = NO_PRETRAINED
 
     @property
     def key(self) -> str:
@@ -126,6 +135,9 @@ class Cell:
         d.pop("suite")
         if self.numerics == FP32:  # cells from before numerics existed keep their keys
             d.pop("numerics")
+        if self.protocol == SCRATCH:  # ... and so do cells from before protocols existed
+            d.pop("protocol")
+            d.pop("pretrained")
         return _digest(d)
 
     @property
@@ -148,6 +160,8 @@ class Cell:
             None if p is None else p.surrogate,
             () if p is None else p.options,
             self.numerics,
+            self.protocol,
+            self.pretrained,
         )
 
 
@@ -161,6 +175,8 @@ class Setting:
     :attr:`surrogate_label` and ``preset or NO_POISON``; :meth:`read` reads them back.
     ``numerics`` is the victims' precision and memory format (rows and entries: ``precision``
     and ``memory_format``; those written before numerics existed read back as plain fp32).
+    ``protocol`` and ``pretrained`` are the victim protocol and where its pretrained model comes
+    from (read back as ``scratch`` / ``none`` from rows and entries older than protocols).
     """
 
     suite: str
@@ -174,6 +190,8 @@ class Setting:
     surrogate: str | None
     options: tuple[tuple[str, Any], ...]
     numerics: Numerics = FP32
+    protocol: str = SCRATCH
+    pretrained: str = NO_PRETRAINED
 
     @property
     def surrogate_label(self) -> str:
@@ -199,6 +217,8 @@ class Setting:
             numerics=Numerics(
                 fields.get("precision") or FP32.precision, fields.get("memory_format") or FP32.memory_format
             ),
+            protocol=fields.get("protocol") or SCRATCH,
+            pretrained=fields.get("pretrained") or NO_PRETRAINED,
         )
 
     @property
@@ -218,6 +238,8 @@ class Setting:
         ]
         if self.numerics != FP32:  # entries from before numerics existed keep their ids
             key += [self.numerics.precision, self.numerics.memory_format]
+        if self.protocol != SCRATCH:  # ... and so do entries from before protocols existed
+            key += [self.protocol, self.pretrained]
         return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
 
     def cell(self, craft_seed: int | None, trial_seed: int) -> Cell:
@@ -236,6 +258,8 @@ class Setting:
             self.victim,
             poison,
             self.numerics,
+            self.protocol,
+            self.pretrained,
         )
 
 
@@ -247,6 +271,12 @@ class Grid:
     surrogate: str | None = None
     defenses: tuple[str, ...] = (NO_DEFENSE,)
     options: tuple[tuple[str, Any], ...] = ()
+    protocols: tuple[str, ...] = (SCRATCH,)
+    pretrained: str = PRETRAINED_SOURCES[0]
+
+    def pretrained_of(self, protocol: str) -> str:
+        """What a victim of ``protocol`` in this grid starts from (``none`` unless pretrained)."""
+        return self.pretrained if get_protocol(protocol).needs_pretrained else NO_PRETRAINED
 
 
 @dataclass(frozen=True)
@@ -271,7 +301,7 @@ class Suite:
         that runs it: :func:`core.numerics.resolve_numerics`)."""
         seen: dict[str, Cell] = {}
         for grid in self.grids:
-            for defense in grid.defenses:
+            for defense, protocol in itertools.product(grid.defenses, grid.protocols):
                 for arch in grid.archs:
                     for recipe in grid.recipes:
                         names = ([CLEAN] if self.clean_baseline else []) + list(grid.attacks)
@@ -295,6 +325,8 @@ class Suite:
                                         self.victim,
                                         poison,
                                         numerics,
+                                        protocol,
+                                        grid.pretrained_of(protocol),
                                     )
                                     seen.setdefault(cell.key, cell)
         return list(seen.values())
@@ -305,6 +337,28 @@ class Suite:
             if cell.poison is not None:
                 out.setdefault(cell.poison.key, cell.poison)
         return list(out.values())
+
+
+def pretrained_label(source: Any) -> str:
+    """A grid's or the command line's pretrained source as cells record it: ``surrogate``,
+    ``independent``, or ``file:<absolute path>@<sha256>`` for a checkpoint (pinned now, so a
+    file changed before its trials run is refused)."""
+    if not isinstance(source, str) or not source:
+        raise ConfigError(
+            f"pretrained must be {' or '.join(PRETRAINED_SOURCES)} or a .safetensors path, got {source!r}"
+        )
+    if source in PRETRAINED_SOURCES:
+        return source
+    ckpt = Checkpoint.pin(source)
+    return f"{FILE_PREFIX}{ckpt.path}@{ckpt.sha256}"
+
+
+def checkpoint_of(label: str) -> Checkpoint | None:
+    """The checkpoint a ``file:`` pretrained label pins (None for the other sources)."""
+    if not label.startswith(FILE_PREFIX):
+        return None
+    path, _, sha = label[len(FILE_PREFIX) :].rpartition("@")
+    return Checkpoint(path, sha)
 
 
 # ------------------------------------------------------------------------------- loading
@@ -420,6 +474,16 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
         options = g.get("options", {})
         if not isinstance(options, dict):
             raise fail("grid options must be a table of attack options", "options")
+        protocols = g.get("protocols", [SCRATCH])
+        if not isinstance(protocols, list) or not protocols or not all(isinstance(p, str) for p in protocols):
+            raise fail("grid protocols must be a non-empty list of names", "protocols")
+        for p in protocols:
+            if p not in PROTOCOLS:
+                raise fail(PROTOCOLS.unknown_message(p), f'"{p}"')
+        try:
+            pretrained = pretrained_label(g.get("pretrained", PRETRAINED_SOURCES[0]))
+        except ConfigError as err:
+            raise fail(str(err), "pretrained") from None
         grids.append(
             Grid(
                 lists["attacks"],
@@ -428,6 +492,8 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
                 surrogate,
                 tuple(defenses),
                 tuple(sorted(options.items())),
+                tuple(protocols),
+                pretrained,
             )
         )
 

@@ -14,6 +14,8 @@ raise: a failure comes back as a record with its error.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import resource
 import time
 import traceback
@@ -23,20 +25,25 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
 
-from attacks import create_attack, measure
-from benchmark.suite import Cell, PoisonSpec
+from attacks import clean_reference, create_attack, measure, test_logits
+from benchmark.suite import Cell, PoisonSpec, checkpoint_of
+from core.atomic import replacing
 from core.datasets import DataSource, ImageDataset
 from core.errors import ConfigError
 from core.names import NO_DEFENSE
 from core.numerics import FP32, Numerics
 from core.poison import PoisonSet, recorded_sha256
 from core.provenance import provenance
-from core.runtime import resolve_device
+from core.runtime import device_name, isa, resolve_device
 from core.threats import CLEAN_ACCURACY, NO_THREAT
 from defenses import DEFENSES, apply_defense
+from victims.pretrained import CleanRun, Weights, cache_dir, checkpoint_weights, clean_model, initial_weights, state_of
+from victims.protocols import INDEPENDENT_SEED, NO_PRETRAINED, SCRATCH, get_protocol
 from victims.recipes import RECIPES
-from victims.train import train_victim
+from victims.train import TrainResult, train_victim
 
 DONE, FAILED = "done", "failed"
 
@@ -134,6 +141,8 @@ class Trial:
         train_on_poison: False trains on clean data and still measures the poison's metric
             (the clean baseline of ``sapabench evaluate``).
         numerics: the victim's precision and memory format (:mod:`core.numerics`).
+        protocol, pretrained: the victim protocol and the source of its pretrained model
+            (:mod:`victims.protocols`; :func:`start_of` turns them into starting weights).
     """
 
     arch: str
@@ -146,6 +155,8 @@ class Trial:
     poison: PoisonRef | None = None
     train_on_poison: bool = True
     numerics: Numerics = FP32
+    protocol: str = SCRATCH
+    pretrained: str = NO_PRETRAINED
 
     @classmethod
     def of(cls, cell: Cell, poison: PoisonRef | None, source: DataSource, device: str) -> Trial:
@@ -159,6 +170,8 @@ class Trial:
             device,
             poison,
             numerics=cell.numerics,
+            protocol=cell.protocol,
+            pretrained=cell.pretrained,
         )
 
 
@@ -193,6 +206,121 @@ class TrialRecord:
     diagnostics: dict[str, float] = field(default_factory=dict)
 
 
+def start_of(trial: Trial, poison: PoisonSet | None, dataset: ImageDataset, device: torch.device) -> Weights | None:
+    """The weights the trial's victim starts from under its protocol (None: a fresh init).
+
+    ``known-init`` starts from the initial weights of the surrogate the poison was crafted
+    against (its architecture must be the victim's); a clean victim has no attacker, so its
+    known-init is its own seed's initialisation, the scratch victim's. A pretrained source
+    ``surrogate`` is the clean run the attacker crafted against (seeded with the craft seed;
+    of the victim's architecture), or for a clean victim the same run seeded with the victim's
+    seed; ``independent`` a clean run seeded apart from every attacker; ``file:`` the checkpoint.
+    """
+    protocol = get_protocol(trial.protocol)
+    surrogate = poison.surrogate if poison is not None else None
+    if protocol.start == "random":
+        return None
+    if protocol.start == "attacker-init":
+        if surrogate is None:
+            return initial_weights(trial.arch, dataset, trial.seed)
+        if surrogate.get("arch") != trial.arch:
+            raise ConfigError(
+                f"protocol known-init re-runs the surrogate's initialisation: the victim must be the surrogate's "
+                f"architecture ({surrogate.get('arch')}), not {trial.arch}; use scratch for other victims"
+            )
+        return initial_weights(trial.arch, dataset, int(surrogate["seed"]))
+    ckpt = checkpoint_of(trial.pretrained)
+    if ckpt is not None:
+        return checkpoint_weights(ckpt, trial.arch, dataset)
+    if trial.pretrained == "independent":
+        run = CleanRun(trial.arch, seed=INDEPENDENT_SEED + trial.seed)
+    elif surrogate is not None:
+        run = CleanRun(trial.arch, surrogate.get("recipe", "sgd"), surrogate.get("epochs"), int(surrogate["seed"]))
+    else:
+        run = CleanRun(trial.arch, seed=trial.seed)
+    model, _ = clean_model(run, dataset, torch.device("cpu"))
+    return state_of(model)
+
+
+def _reference_key(trial: Trial, start: Weights | None, dataset: ImageDataset, device: torch.device) -> str:
+    """What a clean victim's test logits depend on: everything of the trial but the poison."""
+    digest = hashlib.sha256()
+    if start is not None:
+        for name in sorted(start):
+            digest.update(name.encode())
+            digest.update(start[name].contiguous().numpy().tobytes())
+    fields = [
+        dataset.name,
+        dataset.fingerprint,
+        trial.arch,
+        trial.recipe,
+        json.dumps(dict(trial.recipe_options), sort_keys=True),
+        trial.defense,
+        trial.seed,
+        trial.numerics.label,
+        trial.protocol,
+        digest.hexdigest(),
+        device_name(device),
+        isa(device),
+        torch.__version__,
+    ]
+    return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:24]
+
+
+def _train(
+    trial: Trial,
+    dataset: ImageDataset,
+    poison: PoisonSet | None,
+    start: Weights | None,
+    device: torch.device,
+) -> tuple[TrainResult, dict[str, float]]:
+    """Apply the trial's defense and train its victim on ``dataset`` + ``poison``."""
+    recipe = RECIPES.create(trial.recipe, **dict(trial.recipe_options))
+    data, grad_transform, stats = dataset, None, {}
+    if trial.defense != NO_DEFENSE:
+        defense = DEFENSES.create(trial.defense)
+        defended = apply_defense(defense, dataset, poison, trial.arch, recipe, trial.seed, device)
+        data, poison, recipe = defended.dataset, defended.poison, defended.recipe
+        grad_transform, stats = defended.grad_transform, defended.stats
+    result = train_victim(
+        trial.arch,
+        recipe,
+        data,
+        poison=poison,
+        seed=trial.seed,
+        device=device,
+        grad_transform=grad_transform,
+        numerics=trial.numerics,
+        protocol=trial.protocol,
+        start=start,
+    )
+    return result, stats
+
+
+def clean_logits(
+    trial: Trial, dataset: ImageDataset, start: Weights | None, device: torch.device, model: nn.Module | None = None
+) -> Tensor:
+    """The test-set logits of the trial's victim trained on *clean* data (same seed, protocol,
+    starting weights, defense and numerics): the paired reference of a targeted trial.
+
+    Cached on disk (safetensors) by :func:`_reference_key`, so the clean victim of one seed is
+    trained once for every poison that needs it; pass the clean ``model`` when it was just
+    trained (a clean cell), which fills the cache.
+    """
+    path = cache_dir() / "clean-logits" / f"{_reference_key(trial, start, dataset, device)}.safetensors"
+    if model is None and path.is_file():
+        try:
+            return load_file(str(path))["logits"]
+        except Exception:  # a damaged cache entry is recomputed, never trusted
+            pass
+    if model is None:
+        model = _train(trial, dataset, None, start, device)[0].model
+    logits = test_logits(model, dataset.to(device).test_x).cpu().contiguous()
+    with replacing(path) as tmp:
+        save_file({"logits": logits}, str(tmp))
+    return logits
+
+
 def _peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -211,32 +339,20 @@ def run_trial(trial: Trial) -> TrialRecord:
         poison = PoisonSet.load(trial.poison.folder, dataset) if trial.poison else None
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        recipe = RECIPES.create(trial.recipe, **dict(trial.recipe_options))
-        data, train_poison = dataset, (poison if trial.train_on_poison else None)
-        grad_transform, stats = None, {}
-        if trial.defense != NO_DEFENSE:
-            defense = DEFENSES.create(trial.defense)
-            defended = apply_defense(defense, dataset, train_poison, trial.arch, recipe, trial.seed, device)
-            data, train_poison, recipe = defended.dataset, defended.poison, defended.recipe
-            grad_transform, stats = defended.grad_transform, defended.stats
-        result = train_victim(
-            trial.arch,
-            recipe,
-            data,
-            poison=train_poison,
-            seed=trial.seed,
-            device=device,
-            grad_transform=grad_transform,
-            numerics=trial.numerics,
-        )
+        start = start_of(trial, poison, dataset, device)
+        result, stats = _train(trial, dataset, poison if trial.train_on_poison else None, start, device)
         t0 = time.perf_counter()
         if poison is None:  # the clean accuracy train_victim measured on the (shared) test set is the metric
             threat, metric_name, metric, diagnostics = NO_THREAT, CLEAN_ACCURACY, result.clean_accuracy, {}
             eps = budget = 0.0
+            clean_logits(trial, dataset, start, device, result.model)  # the reference of targeted trials
         else:
             m = measure(result.model, poison, dataset, result.clean_accuracy)
             threat, metric_name, metric, diagnostics = poison.threat.kind, m.metric, m.value, m.diagnostics
             eps, budget = poison.eps, poison.budget
+            if poison.threat.kind == "targeted":
+                reference = clean_logits(trial, dataset, start, device)
+                diagnostics = {**diagnostics, **clean_reference(reference, poison)}
         return TrialRecord(
             DONE,
             provenance=prov,

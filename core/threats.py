@@ -26,6 +26,11 @@ METRICS = {
     "untargeted": (CLEAN_ACCURACY, False),
 }
 TRIGGER_PLACEMENTS = ("random", "corner")
+ADVERSARIAL_MARGIN = "adversarial_margin"
+"""The continuous targeted measure: the victim's logit of the adversarial class on the target
+minus its largest other logit (> 0 exactly when the attack succeeds)."""
+CLEAN_PREFIX = "clean_"
+"""Prefix of a measure's paired reference: the same-seed clean victim's value."""
 
 
 def metric_name(threat: str) -> str:

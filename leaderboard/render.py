@@ -15,9 +15,10 @@ from typing import Any
 from core.atomic import write_text
 from core.names import NO_DEFENSE, base_name, is_sapa, sapa_name
 from core.numerics import Numerics
-from core.stats import p_greater
-from core.threats import NO_THREAT
+from core.stats import PairedTest, paired_test
+from core.threats import ADVERSARIAL_MARGIN, NO_THREAT
 from leaderboard.schema import load_entries
+from victims.protocols import NO_PRETRAINED, SCRATCH, get_protocol
 
 ALPHA = 0.05
 COLUMNS = (
@@ -26,6 +27,7 @@ COLUMNS = (
     "dataset",
     "arch",
     "recipe",
+    "protocol",
     "numerics",
     "threat",
     "eps",
@@ -34,6 +36,8 @@ COLUMNS = (
     "mean",
     "se",
     "trials",
+    "margin",
+    "clean_margin",
     "clean_acc",
     "clean_acc_se",
     "craft_s",
@@ -63,6 +67,7 @@ PAIR_COLUMNS = (
     "dataset",
     "arch",
     "recipe",
+    "protocol",
     "numerics",
     "defense",
     "attack",
@@ -72,7 +77,11 @@ PAIR_COLUMNS = (
     "gap",
     "p_value",
     "significant",
-    "trials",
+    "pairs",
+    "margin_baseline",
+    "margin_sapa",
+    "margin_gap",
+    "margin_p",
 )
 
 
@@ -84,6 +93,7 @@ def _row(e: dict[str, Any]) -> dict[str, Any]:
         "dataset": s["dataset"],
         "arch": s["arch"],
         "recipe": s["recipe"],
+        "protocol": protocol_label(s),
         "numerics": numerics_label(s),
         "threat": s["threat"],
         "eps": f"{s['eps'] * 255:.0f}/255",
@@ -97,6 +107,8 @@ def _row(e: dict[str, Any]) -> dict[str, Any]:
         "mean": f"{100 * m['mean']:.1f}",
         "se": f"{100 * m['se']:.1f}",
         "trials": str(m["trials"]),
+        "margin": _margin(e, "mean", "se"),
+        "clean_margin": _margin(e, "clean_mean", "clean_se"),
         "clean_acc": f"{100 * e['clean_accuracy']['mean']:.1f}",
         "clean_acc_se": f"{100 * e['clean_accuracy']['se']:.1f}",
         "craft_s": f"{t['craft_s']:.1f}",
@@ -106,6 +118,24 @@ def _row(e: dict[str, Any]) -> dict[str, Any]:
         "images_per_s": f"{t['images_per_s']:.0f}",
         "peak_mem_mb": f"{t['peak_memory_mb']:.0f}",
     }
+
+
+def _margin(e: dict[str, Any], mean: str, se: str) -> str:
+    m = e["measures"].get(ADVERSARIAL_MARGIN)
+    return "-" if m is None else f"{m[mean]:+.2f} +/- {m[se]:.2f}"
+
+
+def protocol_label(setting: dict[str, Any]) -> str:
+    """The victim protocol of an entry's setting as tables show it: ``scratch``,
+    ``linear/surrogate``, ``known-init (white-box bound)``..."""
+    protocol, pretrained = setting["protocol"], setting["pretrained"]
+    if get_protocol(protocol).white_box:
+        return f"{protocol} (white-box bound)"
+    if pretrained == NO_PRETRAINED:
+        return protocol
+    if pretrained.startswith("file:"):
+        pretrained = "file " + pretrained.rpartition("@")[2][:8]
+    return f"{protocol}/{pretrained}"
 
 
 def numerics_label(setting: dict[str, Any]) -> str:
@@ -118,14 +148,40 @@ def _variant(e: dict[str, Any]) -> str:
     numerics (entries that differ only by these are different results and must not be paired
     across)."""
     s = e["setting"]
-    return json.dumps([s["preset"], s["options"], s["victim"], s["precision"], s["memory_format"]], sort_keys=True)
+    return json.dumps(
+        [s["preset"], s["options"], s["victim"], s["precision"], s["memory_format"], s["protocol"], s["pretrained"]],
+        sort_keys=True,
+    )
+
+
+def _trials(e: dict[str, Any], values: list[float], stronger_is_higher: bool) -> dict[tuple[Any, Any], float]:
+    """An entry's trial values keyed by (craft seed, victim seed), signed so larger = stronger."""
+    sign = 1.0 if stronger_is_higher else -1.0
+    return {(craft, trial): sign * v for (craft, trial), v in zip(e["provenance"]["cell_seeds"], values, strict=True)}
+
+
+def compare(sapa: dict[str, Any], base: dict[str, Any], measure: str | None = None) -> PairedTest:
+    """SAPA against its baseline, paired by seeds (:func:`core.stats.paired_test`), on the
+    metric or on the continuous ``measure``; positive differences mean SAPA is stronger."""
+    if measure is None:
+        higher = sapa["metric"]["higher_is_stronger"]
+        return paired_test(
+            _trials(sapa, sapa["metric"]["values"], higher), _trials(base, base["metric"]["values"], higher)
+        )
+    return paired_test(
+        _trials(sapa, sapa["measures"][measure]["values"], True),
+        _trials(base, base["measures"][measure]["values"], True),
+    )
 
 
 def sapa_pairs(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The Table-4 view: each SAPA entry beside its baseline in the same setting.
+    """The Table-4 view: each SAPA entry beside its baseline in the same setting (same victim
+    protocol and numerics: never across them).
 
     ``gap`` is signed so that positive means SAPA is stronger (for accuracy metrics, where lower
-    is stronger, it is baseline minus SAPA); ``p_value`` is the one-sided Welch test of that.
+    is stronger, it is baseline minus SAPA); ``test`` is the paired sign-flip test of that over
+    craft seeds (or victim seeds when there is one craft seed), ``p_value`` its one-sided p.
+    Targeted pairs also compare the adversarial margin (``margin_test``).
     """
     index = {}
     for e in entries:
@@ -141,14 +197,17 @@ def sapa_pairs(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if base is None:
             continue
         higher = sapa["metric"]["higher_is_stronger"]
-        sv, bv = sapa["metric"]["values"], base["metric"]["values"]
         gap = (sapa["metric"]["mean"] - base["metric"]["mean"]) * (1 if higher else -1)
-        p = p_greater(sv, bv) if higher else p_greater(bv, sv)
+        test = compare(sapa, base)
+        both = ADVERSARIAL_MARGIN in sapa["measures"] and ADVERSARIAL_MARGIN in base["measures"]
+        margin_test = compare(sapa, base, ADVERSARIAL_MARGIN) if both else None
         pairs.append(
             {
                 "dataset": ds,
                 "arch": arch,
                 "recipe": recipe,
+                "protocol": protocol_label(sapa["setting"]),
+                "white_box": get_protocol(sapa["setting"]["protocol"]).white_box,
                 "numerics": numerics_label(sapa["setting"]),
                 "defense": defense,
                 "attack": base["attack"],
@@ -157,11 +216,21 @@ def sapa_pairs(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "baseline": (base["metric"]["mean"], base["metric"]["se"]),
                 "sapa": (sapa["metric"]["mean"], sapa["metric"]["se"]),
                 "gap": gap,
-                "p_value": p,
-                "significant": p < ALPHA,
-                "trials": (len(bv), len(sv)),
-                "baseline_values": bv,
-                "sapa_values": sv,
+                "test": test,
+                "p_value": test.p_greater,
+                "significant": test.p_greater < ALPHA,
+                "trials": (base["metric"]["trials"], sapa["metric"]["trials"]),
+                "margin": None
+                if margin_test is None
+                else {
+                    "baseline": (
+                        base["measures"][ADVERSARIAL_MARGIN]["mean"],
+                        base["measures"][ADVERSARIAL_MARGIN]["se"],
+                    ),
+                    "sapa": (sapa["measures"][ADVERSARIAL_MARGIN]["mean"], sapa["measures"][ADVERSARIAL_MARGIN]["se"]),
+                    "clean": base["measures"][ADVERSARIAL_MARGIN]["clean_mean"],
+                    "test": margin_test,
+                },
             }
         )
     return pairs
@@ -217,10 +286,12 @@ def defense_view(entries: list[dict[str, Any]]) -> list[dict[str, str]]:
 
 
 def _pair_row(p: dict[str, Any]) -> dict[str, str]:
+    m = p["margin"]
     return {
         "dataset": p["dataset"],
         "arch": p["arch"],
         "recipe": p["recipe"],
+        "protocol": p["protocol"],
         "numerics": p["numerics"],
         "defense": p["defense"],
         "attack": p["attack"],
@@ -230,7 +301,11 @@ def _pair_row(p: dict[str, Any]) -> dict[str, str]:
         "gap": f"{100 * p['gap']:+.1f}",
         "p_value": f"{p['p_value']:.3f}",
         "significant": "yes" if p["significant"] else "no",
-        "trials": f"{p['trials'][0]}/{p['trials'][1]}",
+        "pairs": f"{p['test'].n} {p['test'].unit}s",
+        "margin_baseline": "-" if m is None else f"{m['baseline'][0]:+.2f} +/- {m['baseline'][1]:.2f}",
+        "margin_sapa": "-" if m is None else f"{m['sapa'][0]:+.2f} +/- {m['sapa'][1]:.2f}",
+        "margin_gap": "-" if m is None else f"{m['test'].mean_difference:+.2f}",
+        "margin_p": "-" if m is None else f"{m['test'].p_greater:.3f}",
     }
 
 
@@ -265,7 +340,12 @@ test accuracy of the re-trained victim, lower = stronger. Click a column header 
 <h2>All entries</h2>
 {main}
 <h2>SAPA vs baseline (Table-4 view)</h2>
-<p>gap &gt; 0: SAPA stronger; p: one-sided Welch test of that, significant at alpha = {alpha}.</p>
+<p>gap &gt; 0: SAPA stronger; p: one-sided exact sign-flip permutation test of that, paired over
+craft seeds (per craft seed the mean over its victims; over victim seeds when there is one craft
+seed), significant at alpha = {alpha}; its smallest possible value is 2^-pairs. margin: the
+adversarial margin on the target (logit of the adversarial class minus the largest other; &gt; 0
+= success), tested the same way. Protocols are never pooled; known-init rows are a white-box
+upper bound.</p>
 {pairs}
 {defenses}
 <script>
@@ -314,7 +394,13 @@ def _plots(entries: list[dict[str, Any]], pairs: list[dict[str, Any]], out: Path
         by_attack[(p["dataset"], p["arch"], p["attack"])].append(p)
     for (ds, arch, attack), rows in sorted(by_attack.items()):
         rows.sort(key=lambda p: (p["defense"], p["recipe"]))
-        labels = [p["recipe"] + ("" if p["defense"] == NO_DEFENSE else f"\n+{p['defense']}") for p in rows]
+        rows.sort(key=lambda p: (p["protocol"], p["defense"], p["recipe"]))
+        labels = [
+            p["recipe"]
+            + ("" if p["protocol"] == SCRATCH else f"\n{p['protocol'].split(' ')[0]}")
+            + ("" if p["defense"] == NO_DEFENSE else f"\n+{p['defense']}")
+            for p in rows
+        ]
         x = range(len(rows))
         fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(rows) + 1.5), 3.6), dpi=100)
         ax.bar(
@@ -336,17 +422,13 @@ def _plots(entries: list[dict[str, Any]], pairs: list[dict[str, Any]], out: Path
             color="#fc8d62",
         )
         ax.set_xticks(list(x), labels)
-        metric = rows[0]["metric"].replace("_", " ")
-        ax.set_ylabel(f"{metric} (%)" + ("" if rows[0]["higher_is_stronger"] else ", lower = stronger"))
         ax.set_title(f"{attack} vs SAPA: {ds}, victim {arch}")
         ax.set_ylim(0, 105)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        path = out / f"pair--{ds}--{arch}--{attack}.png"
-        fig.savefig(path, metadata=meta)
-        plt.close(fig)
-        written.append(path)
+        written.append(
+            _save(fig, ax, rows[0]["metric"], rows[0]["higher_is_stronger"], out / f"pair--{ds}--{arch}--{attack}.png")
+        )
 
+    written += _rho_plots(entries, out, plt)
     attacked = [e for e in entries if e["setting"]["threat"] != NO_THREAT]
     if attacked:
         fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=100)
@@ -383,6 +465,66 @@ def _plots(entries: list[dict[str, Any]], pairs: list[dict[str, Any]], out: Path
     return written
 
 
+PAPER_RHO = 0.05  # the SAPA radius of every preset; a SAPA entry without a rho option used it
+
+
+def rho_ablation(entries: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
+    """The Table-10 view: per setting (dataset, arch, recipe, protocol, base attack), the SAPA
+    entries by their radius rho and the baseline (rho = none), where two or more radii were run."""
+    groups: dict[tuple, dict[str, Any]] = defaultdict(lambda: {"sapa": {}, "baseline": None})
+    for e in entries:
+        s = e["setting"]
+        if e["defense"] != NO_DEFENSE or s["threat"] == NO_THREAT:
+            continue
+        options = {k: v for k, v in s["options"].items() if k != "rho"}
+        key = (s["dataset"], s["arch"], s["recipe"], protocol_label(s), e["base_attack"], json.dumps(options))
+        if e["sapa"]:
+            groups[key]["sapa"][float(s["options"].get("rho", PAPER_RHO))] = e
+        elif "rho" not in s["options"]:
+            groups[key]["baseline"] = e
+    return {k: g for k, g in sorted(groups.items()) if len(g["sapa"]) >= 2}
+
+
+def _rho_plots(entries: list[dict[str, Any]], out: Path, plt: Any) -> list[Path]:
+    written = []
+    for (ds, arch, recipe, protocol, attack, _), g in rho_ablation(entries).items():
+        rhos = sorted(g["sapa"])
+        fig, ax = plt.subplots(figsize=(5.0, 3.6), dpi=100)
+        ax.errorbar(
+            rhos,
+            [100 * g["sapa"][r]["metric"]["mean"] for r in rhos],
+            yerr=[100 * g["sapa"][r]["metric"]["se"] for r in rhos],
+            fmt="o-",
+            capsize=3,
+            color="#fc8d62",
+            label=sapa_name(attack),
+        )
+        base = g["baseline"]
+        if base is not None:
+            m, se = 100 * base["metric"]["mean"], 100 * base["metric"]["se"]
+            ax.axhline(m, color="#8da0cb", label=f"{attack} (rho = none)")
+            ax.axhspan(m - se, m + se, color="#8da0cb", alpha=0.25)
+        metric = g["sapa"][rhos[0]]["metric"]
+        ax.set_xscale("log")
+        ax.set_xlabel("SAPA radius rho")
+        ax.set_title(f"rho ablation: {attack}, {ds}/{arch}/{recipe}/{protocol}", fontsize=9)
+        name = f"rho--{ds}--{arch}--{recipe}--{protocol.replace('/', '-').split(' ')[0]}--{attack}.png"
+        written.append(_save(fig, ax, metric["name"], metric["higher_is_stronger"], out / name))
+    return written
+
+
+def _save(fig: Any, ax: Any, metric: str, higher_is_stronger: bool, path: Path) -> Path:
+    """Label the metric axis, add the legend, write ``path`` (no software tag: deterministic)."""
+    import matplotlib.pyplot as plt
+
+    ax.set_ylabel(f"{metric.replace('_', ' ')} (%)" + ("" if higher_is_stronger else ", lower = stronger"))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+    return path
+
+
 def render(entries_dir: str | Path, out: str | Path) -> list[Path]:
     """Render every format from the entry files in ``entries_dir`` into ``out``."""
     entries = load_entries(entries_dir)
@@ -404,8 +546,10 @@ def render(entries_dir: str | Path, out: str | Path) -> list[Path]:
     files = {
         "leaderboard.md": "# sapabench leaderboard\n\nMetric and accuracies in %, mean and SE over trials.\n\n"
         + _markdown_table(COLUMNS, rows)
-        + "\n## SAPA vs baseline (Table-4 view)\n\ngap > 0: SAPA stronger; p: one-sided Welch test, "
-        + f"significant at alpha = {ALPHA}.\n\n"
+        + "\n## SAPA vs baseline (Table-4 view)\n\ngap > 0: SAPA stronger; p: one-sided exact sign-flip "
+        + "permutation test paired over craft seeds (one craft seed: over victim seeds), smallest possible "
+        + f"p = 2^-pairs, significant at alpha = {ALPHA}; margin: the adversarial margin on the target "
+        + "(> 0 = success), tested the same way. Protocols are never pooled; known-init = white-box upper bound.\n\n"
         + _markdown_table(PAIR_COLUMNS, prow)
         + defense_md,
         "leaderboard.csv": _csv(COLUMNS, rows),

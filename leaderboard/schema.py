@@ -8,11 +8,14 @@ value, the sha256 of the poison crafted with each craft seed), plus a sha256 of 
 an entry whose fields are missing or mistyped, whose numbers are out of range or inconsistent
 with its trial values, or whose hash does not match.
 
-Versions: 4 records the victims' numerics (``setting.precision``, ``setting.memory_format``)
+Versions: 5 records the victim protocol (``setting.protocol``, ``setting.pretrained``) and
+continuous measures beside the metric with their paired clean references (``measures``: the
+adversarial margin of targeted attacks); 4 records the victims' numerics (``setting.precision``, ``setting.memory_format``)
 and the instruction set of the kernels (``provenance.isa``); 3 named seconds ``*_s``
 (``timings.craft_s``, ``train_s_mean``, ``eval_s_mean``, ``total_s``). Entries of versions 2
-and 3 are still read: their own content hash is checked, then they are upgraded in memory
-(:func:`upgrade`; their victims were trained in plain fp32, their instruction set unrecorded).
+to 4 are still read: their own content hash is checked, then they are upgraded in memory
+(:func:`upgrade`; their victims were trained from scratch, and before version 4 in plain fp32
+with the instruction set unrecorded).
 """
 
 from __future__ import annotations
@@ -29,9 +32,12 @@ from core.numerics import FP32, MEMORY_FORMATS, PRECISIONS, Numerics
 from core.runtime import UNKNOWN_ISA
 from core.stats import mean_se
 from core.threats import NO_THREAT, THREATS
+from victims.protocols import NO_PRETRAINED, PROTOCOLS, SCRATCH
 
-SCHEMA_VERSION = 4
-READABLE_VERSIONS = (2, 3, SCHEMA_VERSION)
+SCHEMA_VERSION = 5
+READABLE_VERSIONS = (2, 3, 4, SCHEMA_VERSION)
+MEASURES = ("adversarial_margin",)
+MEASURE_FIELDS = ("values", "clean_values", "mean", "se", "clean_mean", "clean_se", "shift_mean", "shift_se")
 # version 2 -> 3: the timings' seconds fields renamed
 _V2_TIMINGS = {
     "craft_seconds": "craft_s",
@@ -62,8 +68,11 @@ SPEC: dict[str, Any] = {
         "options": dict,
         "precision": str,
         "memory_format": str,
+        "protocol": str,
+        "pretrained": str,
     },
     "metric": {"name": str, "higher_is_stronger": bool, "mean": float, "se": float, "trials": int, "values": list},
+    "measures": dict,
     "clean_accuracy": {"mean": float, "se": float},
     "defense_stats": dict,
     "timings": {
@@ -171,9 +180,12 @@ def upgrade(entry: Any, where: str = "entry") -> Any:
             raise EntryError(f"{where}: field {field!r} must be dict")
     if version == 2:
         out["timings"] = {_V2_TIMINGS.get(k, k): v for k, v in out["timings"].items()}
-    # versions 2 and 3: every victim was trained in plain fp32; the instruction set was not recorded
-    out["setting"] = {**out["setting"], "precision": FP32.precision, "memory_format": FP32.memory_format}
-    out["provenance"] = {**out["provenance"], "isa": UNKNOWN_ISA}
+    if version in (2, 3):  # every victim was trained in plain fp32; the instruction set was not recorded
+        out["setting"] = {**out["setting"], "precision": FP32.precision, "memory_format": FP32.memory_format}
+        out["provenance"] = {**out["provenance"], "isa": UNKNOWN_ISA}
+    # versions 2 to 4: every victim was trained from scratch; no continuous measures were kept
+    out["setting"] = {**out["setting"], "protocol": SCRATCH, "pretrained": NO_PRETRAINED}
+    out["measures"] = {}
     out["schema_version"] = SCHEMA_VERSION
     out["content_sha256"] = content_hash(out)
     return out
@@ -219,12 +231,51 @@ def validate(entry: Any, where: str = "entry") -> dict[str, Any]:
             raise EntryError(
                 f"{where}: defense_stats.{key} must be one of removed_mean/precision_mean/recall_mean, >= 0"
             )
+    _check_measures(entry, where)
     _check_seeds(entry, where)
     if entry["sapa"] != is_sapa(entry["attack"]):
         raise EntryError(f"{where}: sapa flag does not match the attack name {entry['attack']!r}")
     if entry["content_sha256"] != content_hash(entry):
         raise EntryError(f"{where}: content_sha256 does not match the entry (edited after it was written?)")
     return entry
+
+
+def measure_summary(values: list[float], clean_values: list[float]) -> dict[str, Any]:
+    """A continuous measure over the trials with its paired clean references: both means, and
+    the mean per-trial shift (measure minus its own clean reference)."""
+    mean, se = mean_se(values)
+    clean_mean, clean_se = mean_se(clean_values)
+    shift_mean, shift_se = mean_se([v - c for v, c in zip(values, clean_values, strict=True)])
+    return {
+        "values": values,
+        "clean_values": clean_values,
+        "mean": mean,
+        "se": se,
+        "clean_mean": clean_mean,
+        "clean_se": clean_se,
+        "shift_mean": shift_mean,
+        "shift_se": shift_se,
+    }
+
+
+def _check_measures(entry: dict[str, Any], where: str) -> None:
+    setting = entry["setting"]
+    if setting["protocol"] not in PROTOCOLS:
+        raise EntryError(f"{where}: setting.protocol: {PROTOCOLS.unknown_message(setting['protocol'])}")
+    for name, m in entry["measures"].items():
+        if name not in MEASURES:
+            raise EntryError(f"{where}: measures.{name} is not one of {', '.join(MEASURES)}")
+        if not isinstance(m, dict) or sorted(m) != sorted(MEASURE_FIELDS):
+            raise EntryError(f"{where}: measures.{name} must have exactly the fields {', '.join(MEASURE_FIELDS)}")
+        values, clean = m["values"], m["clean_values"]
+        numbers = [*values, *clean]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in numbers):
+            raise EntryError(f"{where}: measures.{name} values must be finite numbers")
+        if len(values) != entry["metric"]["trials"] or len(clean) != len(values):
+            raise EntryError(f"{where}: measures.{name} needs one value and one clean value per trial")
+        expected = measure_summary(values, clean)
+        if any(abs(expected[k] - m[k]) > 1e-9 for k in MEASURE_FIELDS[2:]):
+            raise EntryError(f"{where}: measures.{name} means/SEs do not match its values")
 
 
 def _is_seed(value: Any) -> bool:

@@ -1,7 +1,7 @@
 """A valid leaderboard entry to tamper with in tests."""
 
 from core.stats import mean_se
-from leaderboard.schema import SCHEMA_VERSION, seal
+from leaderboard.schema import SCHEMA_VERSION, measure_summary, seal
 
 
 def make_entry(
@@ -13,8 +13,16 @@ def make_entry(
     metric="clean_accuracy",
     higher=False,
     isa="AVX2",
+    cells=None,
+    protocol="scratch",
+    pretrained="none",
+    margin=None,
 ):
+    """An entry whose trial ``values`` came from ``cells`` ((craft seed, victim seed) pairs;
+    default: craft seed 0 with victims 100, 101, ...); ``margin`` = (values, clean values)."""
+    cells = [[0, 100 + i] for i in range(len(values))] if cells is None else [list(c) for c in cells]
     mean, se = mean_se(list(values))
+    measures = {} if margin is None else {"adversarial_margin": measure_summary(list(margin[0]), list(margin[1]))}
     return seal(
         {
             "schema_version": SCHEMA_VERSION,
@@ -37,6 +45,8 @@ def make_entry(
                 "options": {},
                 "precision": "fp32",
                 "memory_format": "contiguous",
+                "protocol": protocol,
+                "pretrained": pretrained,
             },
             "metric": {
                 "name": metric,
@@ -46,6 +56,7 @@ def make_entry(
                 "trials": len(values),
                 "values": list(values),
             },
+            "measures": measures,
             "clean_accuracy": {"mean": mean, "se": se},
             "defense_stats": {},
             "timings": {
@@ -63,10 +74,10 @@ def make_entry(
                 "timm": "1.0.31",
                 "device": "cpu",
                 "isa": isa,
-                "craft_seeds": [0],
-                "trial_seeds": list(range(100, 100 + len(values))),
-                "poison_sha256": ["0" * 64],
-                "cell_seeds": [[0, 100 + i] for i in range(len(values))],
+                "craft_seeds": sorted({c[0] for c in cells}),
+                "trial_seeds": sorted({c[1] for c in cells}),
+                "poison_sha256": ["0" * 64] * len({c[0] for c in cells}),
+                "cell_seeds": cells,
             },
         }
     )

@@ -18,10 +18,12 @@ import torch
 from torch import Tensor, nn
 
 from core.datasets import ImageDataset, PoisonLike, load_dataset
+from core.errors import ConfigError
 from core.numerics import FP32, Numerics
 from core.runtime import check_seed, resolve_device, seeded
 from victims.archs import Victim, build_model
 from victims.augment import MixUp, cutout, flip_crop, mixup_loss, pgd_linf
+from victims.protocols import SCRATCH, Protocol, extractor_eval, freeze_extractor, get_protocol, load_start
 from victims.recipes import RECIPES, Recipe
 from victims.sam import SAM
 from victims.schedules import lr_multiplier
@@ -87,14 +89,15 @@ def accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
 
 def _optimizer(recipe: Recipe, model: nn.Module) -> torch.optim.Optimizer:
     cfg = recipe.train
+    params = [p for p in model.parameters() if p.requires_grad]
     base: type[torch.optim.Optimizer]
     if cfg.optimizer == "adam":
         base, kw = torch.optim.Adam, dict(lr=cfg.lr, weight_decay=cfg.weight_decay)
     else:
         base, kw = torch.optim.SGD, dict(lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if recipe.sam_rho is not None:
-        return SAM(model.parameters(), base, rho=recipe.sam_rho, **kw)
-    return base(model.parameters(), **kw)
+        return SAM(params, base, rho=recipe.sam_rho, **kw)
+    return base(params, **kw)
 
 
 class Trainer:
@@ -108,7 +111,9 @@ class Trainer:
     the gradients without the recipe knowing about it. ``numerics`` is the precision and memory
     format of the arithmetic (:class:`core.numerics.Numerics`; plain fp32 by default): the model's
     weights and every batch take its memory format, and every forward pass (PGD's included) runs
-    under its autocast.
+    under its autocast. ``protocol`` (:mod:`victims.protocols`) says what the model starts from
+    (``start``: the pretrained or attacker-initial weights, required by every protocol but
+    ``scratch``) and which weights it trains.
     """
 
     def __init__(
@@ -121,16 +126,30 @@ class Trainer:
         device: torch.device,
         grad_transform: GradientTransform | None = None,
         numerics: Numerics = FP32,
+        protocol: Protocol | None = None,
+        start: dict[str, Tensor] | None = None,
     ) -> None:
         ds = dataset.to(device)
         epochs = recipe.train.epochs or ds.default_epochs
         batch_size = recipe.train.batch_size or ds.default_batch_size
-        self.recipe = recipe.with_train(epochs=epochs, batch_size=batch_size)
+        self.protocol = protocol = protocol or get_protocol(SCRATCH)
+        lr = recipe.train.lr * protocol.lr_scale
+        self.recipe = recipe.with_train(epochs=epochs, batch_size=batch_size, lr=lr)
         self.dataset, self.device = ds, device
         self.train_x, self.train_y = ds.poisoned_train(poison)
         self.numerics = numerics
-        self.model = numerics.model(build_model(arch, ds).to(device))
-        self.model.train()
+        model = build_model(arch, ds)
+        if (start is None) != (protocol.start == "random"):
+            raise ConfigError(
+                f"protocol {protocol.name!r} "
+                + ("needs starting weights" if start is None else "starts from a fresh initialisation")
+            )
+        if start is not None:
+            load_start(model, start, protocol)
+        if protocol.trains == "head":
+            freeze_extractor(model)
+        self.model = numerics.model(model.to(device))
+        self._mode()
         self._shuffle = torch.Generator().manual_seed(seed)
         self._augment = flip_crop(ds.img_size, ds.flip_invariant) if self.recipe.train.augment else None
         self._erase = cutout(ds.img_size, self.recipe.cutout_size) if self.recipe.cutout else None
@@ -141,6 +160,12 @@ class Trainer:
         factor = lr_multiplier(self.recipe.train.schedule, epochs, steps_per_epoch)
         self._scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
         self.epoch = 0
+
+    def _mode(self) -> None:
+        """Training mode; a frozen extractor stays in eval mode (its BatchNorm statistics fixed)."""
+        self.model.train()
+        if self.protocol.trains == "head":
+            extractor_eval(self.model)
 
     def _batches(self, generator: torch.Generator, device: torch.device) -> list[Tensor]:
         order = torch.randperm(len(self.train_x), generator=generator).to(device)
@@ -197,6 +222,7 @@ class Trainer:
         return loss
 
     def _step(self, x: Tensor, y: Tensor) -> Tensor:
+        self._mode()  # adversarial examples restore plain train mode after their eval-mode PGD
         loss = self._optimise(self._loss(self._inputs(x, y), y))
         self._scheduler.step()
         return loss.detach()
@@ -229,6 +255,8 @@ def train_victim(
     progress: Callable[[EpochStats], None] | None = None,
     grad_transform: GradientTransform | None = None,
     numerics: Numerics = FP32,
+    protocol: str | Protocol = SCRATCH,
+    start: dict[str, Tensor] | None = None,
 ) -> TrainResult:
     """Train a fresh ``arch`` victim with ``recipe`` on ``dataset`` (+ ``poison``) and test it.
 
@@ -245,6 +273,9 @@ def train_victim(
             defense such as DP-SGD; see :data:`GradientTransform`).
         numerics: precision and memory format of training (plain fp32 by default; the commands
             resolve ``auto`` with :func:`core.numerics.resolve_numerics`). Testing is in fp32.
+        protocol: the victim protocol (``sapabench list protocols``; default ``scratch``).
+        start: the weights the protocol starts from (:mod:`victims.pretrained`), for every
+            protocol but ``scratch``.
 
     Returns:
         The trained model (eval mode) with its clean test accuracy and timing.
@@ -259,7 +290,8 @@ def train_victim(
     rec = RECIPES.create(recipe) if isinstance(recipe, str) else recipe
 
     with seeded(seed, dev):
-        trainer = Trainer(arch, rec, ds, poison, seed, dev, grad_transform, numerics)
+        proto = get_protocol(protocol) if isinstance(protocol, str) else protocol
+        trainer = Trainer(arch, rec, ds, poison, seed, dev, grad_transform, numerics, proto, start)
         losses: list[float] = []
         epoch_s: list[float] = []
         seen = 0
