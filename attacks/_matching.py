@@ -76,6 +76,67 @@ def matching_loss(
     return 1 - dot / (_flat_norm(list(grads)) * target_norm + 1e-12)
 
 
+class Brew:
+    """One perturbation of poisons ``x`` being optimised by gradient matching: signed Adam with
+    the step-down schedule at 3/8, 5/8, 7/8 of ``total_steps``, projected onto the eps ball.
+
+    :meth:`run` may be called several times with different models and target gradients (Sleeper
+    Agent re-trains its surrogate between calls); the optimiser state and the schedule carry on
+    across calls, as in the authors' code, instead of restarting with every model.
+    """
+
+    def __init__(
+        self, x: Tensor, cfg: MatchingConfig, generator: torch.Generator, total_steps: int, init: Tensor | None = None
+    ) -> None:
+        self.x, self.cfg = x, cfg
+        start = project(init, x, cfg.eps) if init is not None else random_delta(x, cfg.eps, generator)
+        self.delta = start.clone().requires_grad_(True)
+        self.optimizer = torch.optim.Adam([self.delta], lr=cfg.lr * cfg.eps)
+        milestones = sorted({int(total_steps * f) for f in (3 / 8, 5 / 8, 7 / 8)} - {0})
+        self.schedule = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=milestones, gamma=0.1)
+
+    def run(
+        self, model: nn.Module, y: Tensor, target_grad: list[Tensor], augment: nn.Module | None, steps: int
+    ) -> float:
+        """``steps`` more steps against ``model`` and ``target_grad``; returns the matching loss
+        afterwards (measured without augmentation)."""
+        model.eval()
+        target_norm = _flat_norm(target_grad)
+        delta = self.delta
+        for _ in range(steps):
+            loss = matching_loss(model, self.x + delta, y, target_grad, target_norm, augment)
+            (grad,) = torch.autograd.grad(loss, delta)
+            delta.grad = grad.sign()
+            self.optimizer.step()
+            self.schedule.step()
+            with torch.no_grad():
+                delta.copy_(project(delta, self.x, self.cfg.eps))
+        return float(matching_loss(model, self.x + delta.detach(), y, target_grad, target_norm, None).detach())
+
+
+def brew_restarts(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    target_grad: list[Tensor],
+    cfg: MatchingConfig,
+    augment: nn.Module | None,
+    generator: torch.Generator,
+    steps: int,
+    total_steps: int,
+) -> tuple[Brew, float]:
+    """``cfg.restarts`` brews of ``steps`` steps (each scheduled over ``total_steps``); the one
+    with the lowest final matching loss and that loss."""
+    best, best_loss = None, float("inf")
+    for _ in range(cfg.restarts):
+        candidate = Brew(x, cfg, generator, total_steps)
+        loss = candidate.run(model, y, target_grad, augment, steps)
+        if loss < best_loss:
+            best, best_loss = candidate, loss
+    assert best is not None
+    return best, best_loss
+
+
 def brew(
     model: nn.Module,
     x: Tensor,
@@ -84,36 +145,28 @@ def brew(
     cfg: MatchingConfig,
     flip: bool,
     generator: torch.Generator,
-    steps: int | None = None,
-    init: Tensor | None = None,
 ) -> tuple[Tensor, float]:
-    """Optimise perturbations of poisons ``x`` (labels ``y``) to match ``target_grad``.
-
-    Runs ``cfg.restarts`` restarts of ``steps`` (default ``cfg.steps``) signed-Adam steps and
-    returns the perturbation with the lowest final matching loss (measured without
-    augmentation) and that loss. ``init`` continues from a given perturbation (one restart).
-    """
-    model.eval()
-    steps = steps or cfg.steps
+    """Optimise perturbations of poisons ``x`` (labels ``y``) to match ``target_grad``: the
+    perturbation of the best of ``cfg.restarts`` restarts of ``cfg.steps`` steps, and its loss."""
     augment = differentiable_augment(cfg.augment_shift, flip)
-    target_norm = _flat_norm(target_grad)
-    best, best_loss = None, float("inf")
-    for _ in range(1 if init is not None else cfg.restarts):
-        delta = project(init, x, cfg.eps) if init is not None else random_delta(x, cfg.eps, generator)
-        delta = delta.clone().requires_grad_(True)
-        opt = torch.optim.Adam([delta], lr=cfg.lr * cfg.eps)
-        milestones = sorted({int(steps * f) for f in (3 / 8, 5 / 8, 7 / 8)} - {0})
-        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=0.1)
-        for _ in range(steps):
-            loss = matching_loss(model, x + delta, y, target_grad, target_norm, augment)
-            (grad,) = torch.autograd.grad(loss, delta)
-            delta.grad = grad.sign()
-            opt.step()
-            sched.step()
-            with torch.no_grad():
-                delta.copy_(project(delta, x, cfg.eps))
-        final = float(matching_loss(model, x + delta.detach(), y, target_grad, target_norm, None).detach())
-        if final < best_loss:
-            best, best_loss = delta.detach().clone(), final
-    assert best is not None
-    return best, best_loss
+    best, loss = brew_restarts(model, x, y, target_grad, cfg, augment, generator, cfg.steps, cfg.steps)
+    return best.delta.detach().clone(), loss
+
+
+def gradient_norms(model: nn.Module, x: Tensor, y: Tensor, chunk: int = 64) -> Tensor:
+    """The norm of each example's training gradient ``||grad_theta CE(f(x_i), y_i)||`` (model in
+    eval mode), computed per example with ``torch.func``."""
+    model.eval()
+    params = {k: v.detach() for k, v in model.named_parameters() if v.requires_grad}
+    buffers = dict(model.named_buffers())
+
+    def loss(p: dict[str, Tensor], xi: Tensor, yi: Tensor) -> Tensor:
+        out = torch.func.functional_call(model, (p, buffers), (xi.unsqueeze(0),))
+        return nn.functional.cross_entropy(out, yi.unsqueeze(0))
+
+    per_example = torch.func.vmap(torch.func.grad(loss), in_dims=(None, 0, 0))
+    norms = []
+    for i in range(0, len(x), chunk):
+        grads = per_example(params, x[i : i + chunk], y[i : i + chunk])
+        norms.append(torch.sqrt(sum(g.flatten(1).pow(2).sum(1) for g in grads.values())))  # type: ignore[arg-type]
+    return torch.cat(norms)

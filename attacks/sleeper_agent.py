@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from attacks._matching import MatchingConfig, brew
+from attacks._matching import Brew, MatchingConfig, brew_restarts, differentiable_augment, gradient_norms
 from attacks.base import Attack, CraftContext, Crafted, budget_count, pick_indices, register_attack
 from attacks.sapa import objective_gradient
 from attacks.surrogate import SurrogateSpec
@@ -15,6 +15,8 @@ from attacks.triggers import apply_trigger, make_trigger
 from core.errors import ConfigError
 from core.threats import TRIGGER_PLACEMENTS, ThreatModel
 from victims.train import train_victim
+
+SELECTIONS = ("gradient-norm", "random")
 
 
 @dataclass(frozen=True)
@@ -26,11 +28,14 @@ class SleeperConfig(MatchingConfig):
             set during crafting (paper: every 50 of 250 steps, i.e. 4 times).
         patch_fraction: trigger side as a fraction of the image side (8 px of 32 = 0.25).
         placement: where the trigger goes at crafting and test time (``random`` or ``corner``).
+        selection: which target-class images become poisons: ``gradient-norm`` (those with the
+            largest training-gradient norm on the surrogate, as Souri et al. do) or ``random``.
     """
 
     retrainings: int = 4
     patch_fraction: float = 0.25
     placement: str = "random"
+    selection: str = "gradient-norm"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -40,6 +45,8 @@ class SleeperConfig(MatchingConfig):
             raise ConfigError(f"invalid patch_fraction={self.patch_fraction!r}: in (0, 0.5]")
         if self.placement not in TRIGGER_PLACEMENTS:
             raise ConfigError(f"invalid placement={self.placement!r}: random or corner")
+        if self.selection not in SELECTIONS:
+            raise ConfigError(f"invalid selection={self.selection!r}: {' or '.join(SELECTIONS)}")
 
 
 @dataclass
@@ -63,12 +70,17 @@ class SleeperAgent(Attack):
 
     Objective: ``Q = mean CE(f(x_source + trigger), target_class)`` over the source-class training
     images; gradient matching as in Witches' Brew, with the surrogate re-trained from scratch
-    on the poisoned data ``retrainings`` times during crafting. SAPA recomputes
-    ``v_hat = rho grad Q / ||grad Q||`` after every retraining and matches ``grad Q`` at
-    ``theta + v_hat`` (Algorithm 3 of the SAPA paper).
+    on the poisoned data ``retrainings`` times during crafting. As in the authors' code, one
+    signed-Adam optimiser and one step-down schedule (x0.1 at 3/8, 5/8, 7/8 of all ``steps``)
+    run across every retraining stage: a retraining changes the model, not the optimisation of
+    the perturbations. The poisons are the target-class training images with the largest
+    training-gradient norm on the clean surrogate (``selection = "gradient-norm"``, Souri et
+    al. section 4), not a random draw. SAPA recomputes ``v_hat = rho grad Q / ||grad Q||`` after
+    every retraining and matches ``grad Q`` at ``theta + v_hat`` (Algorithm 3 of the SAPA paper).
 
     Options (paper preset): eps 16/255, budget 0.01, steps 250, restarts 1 (8 at the start in
-    some runs), retrainings 4, patch 8x8 at random positions, rho 0.05.
+    some runs; restarts compete in the first stage only), retrainings 4, patch 8x8 at random
+    positions, gradient-norm selection, rho 0.05.
 
     Example::
 
@@ -121,25 +133,34 @@ class SleeperAgent(Attack):
         side = max(1, round(cfg.patch_fraction * ds.img_size))
         trigger = make_trigger(ds.in_chans, side, ctx.generator)
         trigger_seed = ctx.randint(2**31 - 1)
-        indices = pick_indices(ds.train_y, target_class, budget_count(cfg, ds.num_train), ctx.generator)
+        count = budget_count(cfg, ds.num_train)
+        model = ctx.surrogate(cfg.surrogate)
+        if cfg.selection == "gradient-norm":
+            pool = torch.nonzero(ds.train_y.cpu() == target_class).flatten()
+            norms = gradient_norms(model, ds.train_x[pool.to(ctx.device)], ds.train_y[pool.to(ctx.device)]).cpu()
+            indices = pool[norms.argsort(descending=True, stable=True)[:count]].sort().values
+        else:
+            indices = pick_indices(ds.train_y, target_class, count, ctx.generator)
         idx = indices.to(ctx.device)
         x_p, y_p = ds.train_x[idx], ds.train_y[idx]
         source = ds.train_x[ds.train_y == source_class]
         patched = apply_trigger(source, trigger, cfg.placement, ctx.generator)
         y_target = torch.full((len(patched),), target_class, device=ctx.device)
+        augment = differentiable_augment(cfg.augment_shift, ds.flip_invariant)
 
-        model = ctx.surrogate(cfg.surrogate)
         # Step counts between retrainings: floor(steps / (R + 1)), the last stage takes the rest.
         stage = cfg.steps // (cfg.retrainings + 1)
         stages = [stage] * cfg.retrainings + [cfg.steps - stage * cfg.retrainings]
-        delta, loss, v_norms = None, float("nan"), []
+        state: Brew | None = None
+        loss, v_norms = float("nan"), []
         for i, steps in enumerate(stages):
             if i > 0:  # re-train the surrogate from scratch on the current poisoned data
+                assert state is not None
                 retrained = train_victim(
                     cfg.surrogate.arch,
                     cfg.surrogate.train_recipe(),
                     ds,
-                    poison=_Poison(indices, delta.cpu()),  # type: ignore[union-attr]
+                    poison=_Poison(indices, state.delta.detach().cpu()),
                     seed=ctx.seed + 1000 * i,
                     device=ctx.device,
                 )
@@ -151,11 +172,12 @@ class SleeperAgent(Attack):
 
             target_grad, sapa = objective_gradient(model, objective, self.rho)
             v_norms.append(sapa.v_norm)
-            if steps > 0:
-                delta, loss = brew(
-                    model, x_p, y_p, target_grad, cfg, ds.flip_invariant, ctx.generator, steps=steps, init=delta
-                )
-        assert delta is not None
+            if state is None:  # restarts compete over the first stage; the winner carries on
+                state, loss = brew_restarts(model, x_p, y_p, target_grad, cfg, augment, ctx.generator, steps, cfg.steps)
+            elif steps > 0:
+                loss = state.run(model, y_p, target_grad, augment, steps)
+        assert state is not None
+        delta = state.delta.detach().clone()
         return Crafted(
             indices=indices,
             delta=delta,
@@ -167,5 +189,10 @@ class SleeperAgent(Attack):
                 trigger_placement=cfg.placement,
                 trigger_seed=trigger_seed,
             ),
-            extra={"matching_loss": loss, "sapa_v_norms": v_norms, "retrainings": cfg.retrainings},
+            extra={
+                "matching_loss": loss,
+                "sapa_v_norms": v_norms,
+                "retrainings": cfg.retrainings,
+                "selection": cfg.selection,
+            },
         )
