@@ -43,9 +43,7 @@ from core.poison import PoisonSet
 from core.threats import ThreatModel
 
 __all__ = [
-    "ADVERSARIAL_MARGIN",
     "ATTACKS",
-    "CLEAN_PREFIX",
     "Attack",
     "AttackConfig",
     "ConfigError",

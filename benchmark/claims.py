@@ -128,8 +128,7 @@ def test_claims(
         match = [
             p
             for p in pairs
-            if (p["attack"], p["recipe"], p["arch"], p["protocol"].split("/")[0])
-            == (c.attack, c.recipe, arch, c.protocol)
+            if (p["attack"], p["recipe"], p["arch"], p["protocol_name"]) == (c.attack, c.recipe, arch, c.protocol)
         ]
         if c.measure == ADVERSARIAL_MARGIN:
             match = [p for p in match if p["margin"] is not None]

@@ -396,8 +396,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
     numerics = _numerics(args, device)
     dataset = _build_dataset(args)
     pretrained = _pretrained(args)  # no attacker here: the default source is a clean run with the victim's seed
-    probe = Trial(args.arch, recipe.name, (), NO_DEFENSE, args.seed, DataSource(dataset.name), str(device))
-    start = start_of(replace(probe, protocol=args.protocol, pretrained=pretrained), None, dataset, device)
+    trial = Trial(
+        args.arch,
+        recipe.name,
+        (),
+        NO_DEFENSE,
+        args.seed,
+        DataSource(dataset.name),
+        str(device),
+        protocol=args.protocol,
+        pretrained=pretrained,
+    )
+    start = start_of(trial, None, dataset, device)
     print(
         f"training {args.arch} ({args.protocol}) with recipe {recipe.name} on {dataset.name} "
         f"({dataset.num_train} train / {len(dataset.test_y)} test, seed {args.seed}, {device}, {numerics.label})",

@@ -52,10 +52,8 @@ from core.numerics import AUTO, FP32, MEMORY_FORMATS, PRECISIONS, Numerics
 from defenses import DEFENSES
 from victims.archs import ARCHS
 from victims.pretrained import Checkpoint
-from victims.protocols import NO_PRETRAINED, PRETRAINED_SOURCES, PROTOCOLS, SCRATCH, get_protocol
+from victims.protocols import FILE_PREFIX, NO_PRETRAINED, PRETRAINED_SOURCES, PROTOCOLS, SCRATCH, get_protocol
 from victims.recipes import RECIPES
-
-FILE_PREFIX = "file:"
 
 SUITE_KEYS = {
     "name",

@@ -350,8 +350,8 @@ def run_trial(trial: Trial) -> TrialRecord:
             m = measure(result.model, poison, dataset, result.clean_accuracy)
             threat, metric_name, metric, diagnostics = poison.threat.kind, m.metric, m.value, m.diagnostics
             eps, budget = poison.eps, poison.budget
-            if poison.threat.kind == "targeted":
-                reference = clean_logits(trial, dataset, start, device)
+            if poison.threat.kind == "targeted":  # a clean-baseline trial's own victim is its reference
+                reference = clean_logits(trial, dataset, start, device, None if trial.train_on_poison else result.model)
                 diagnostics = {**diagnostics, **clean_reference(reference, poison)}
         return TrialRecord(
             DONE,

@@ -8,7 +8,6 @@ the pixel range, and (given the dataset) that it was crafted on that very datase
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -22,6 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from core.atomic import file_sha256
 from core.datasets import ImageDataset
 from core.errors import ConfigError
 from core.threats import ThreatModel
@@ -165,7 +165,7 @@ class PoisonSet:
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
         try:
             save_file(self._tensors(), str(tmp / TENSORS_FILE), metadata={"format": "sapabench-poison"})
-            digest = _sha256(tmp / TENSORS_FILE)
+            digest = file_sha256(tmp / TENSORS_FILE)
             (tmp / META_FILE).write_text(json.dumps(self._meta(digest), indent=2, sort_keys=True) + "\n")
             if out.exists():
                 if not (out / META_FILE).exists() and any(out.iterdir()):
@@ -221,7 +221,7 @@ class PoisonSet:
                 raise ConfigError(f"poison check failed: {meta_path} lacks the field {key!r}")
             if not isinstance(meta[key], typ) or isinstance(meta[key], bool):
                 raise ConfigError(f"poison check failed: field {key!r} has the wrong type in {meta_path}")
-        if _sha256(tensor_path) != meta["tensors_sha256"]:
+        if file_sha256(tensor_path) != meta["tensors_sha256"]:
             raise ConfigError(
                 f"poison check failed: {tensor_path} does not match the sha256 recorded in {META_FILE} (tampered or corrupt)"
             )
@@ -281,11 +281,3 @@ def _upgraded(meta: dict[str, Any]) -> dict[str, Any]:
 def recorded_sha256(folder: str | Path) -> str:
     """The sha256 of a saved poison's tensors, as :meth:`PoisonSet.save` recorded it (no re-hashing)."""
     return json.loads((Path(folder) / META_FILE).read_text())["tensors_sha256"]
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

@@ -18,7 +18,7 @@ from core.numerics import Numerics
 from core.stats import PairedTest, paired_test
 from core.threats import ADVERSARIAL_MARGIN, NO_THREAT
 from leaderboard.schema import load_entries
-from victims.protocols import NO_PRETRAINED, SCRATCH, get_protocol
+from victims.protocols import FILE_PREFIX, NO_PRETRAINED, SCRATCH, get_protocol
 
 ALPHA = 0.05
 COLUMNS = (
@@ -133,7 +133,7 @@ def protocol_label(setting: dict[str, Any]) -> str:
         return f"{protocol} (white-box bound)"
     if pretrained == NO_PRETRAINED:
         return protocol
-    if pretrained.startswith("file:"):
+    if pretrained.startswith(FILE_PREFIX):
         pretrained = "file " + pretrained.rpartition("@")[2][:8]
     return f"{protocol}/{pretrained}"
 
@@ -207,6 +207,7 @@ def sapa_pairs(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "arch": arch,
                 "recipe": recipe,
                 "protocol": protocol_label(sapa["setting"]),
+                "protocol_name": sapa["setting"]["protocol"],
                 "white_box": get_protocol(sapa["setting"]["protocol"]).white_box,
                 "numerics": numerics_label(sapa["setting"]),
                 "defense": defense,

@@ -31,12 +31,12 @@ from core.names import NO_POISON, PRESETS, is_sapa
 from core.numerics import FP32, MEMORY_FORMATS, PRECISIONS, Numerics
 from core.runtime import UNKNOWN_ISA
 from core.stats import mean_se
-from core.threats import NO_THREAT, THREATS
+from core.threats import ADVERSARIAL_MARGIN, NO_THREAT, THREATS
 from victims.protocols import NO_PRETRAINED, PROTOCOLS, SCRATCH
 
 SCHEMA_VERSION = 5
 READABLE_VERSIONS = (2, 3, 4, SCHEMA_VERSION)
-MEASURES = ("adversarial_margin",)
+MEASURES = (ADVERSARIAL_MARGIN,)
 MEASURE_FIELDS = ("values", "clean_values", "mean", "se", "clean_mean", "clean_se", "shift_mean", "shift_se")
 # version 2 -> 3: the timings' seconds fields renamed
 _V2_TIMINGS = {

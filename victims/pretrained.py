@@ -10,7 +10,6 @@ A user's own checkpoint (e.g. a timm ViT converted to this harness's module layo
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from core.atomic import replacing, write_text
+from core.atomic import file_sha256, replacing, write_text
 from core.datasets import ImageDataset
 from core.errors import ConfigError
 from core.runtime import seeded
@@ -115,14 +114,6 @@ def initial_weights(arch: str, dataset: ImageDataset, seed: int) -> Weights:
     the first draw :func:`victims.train_victim` makes from its seeded RNG."""
     with seeded(seed, torch.device("cpu")):
         return state_of(build_model(arch, dataset))
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

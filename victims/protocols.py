@@ -84,6 +84,8 @@ def get_protocol(name: str) -> Protocol:
 
 PRETRAINED_SOURCES = ("surrogate", "independent")
 NO_PRETRAINED = "none"
+FILE_PREFIX = "file:"
+"""A checkpoint source is recorded as ``file:<absolute path>@<sha256>``."""
 """The pretrained source recorded for protocols that start from no pretrained model."""
 INDEPENDENT_SEED = 10_000
 """A pretrained model of source ``independent`` is seeded ``INDEPENDENT_SEED + victim seed``:
