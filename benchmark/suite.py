@@ -27,6 +27,9 @@ Suite file format (see ``benchmark/suites/*.toml``)::
     surrogate = "convnet"       # optional: the surrogate architecture
     defenses = ["none"]         # optional
     options = { eps = 0.1 }     # optional attack overrides
+    craft_seeds = [0, 1, 2]     # optional: this grid's craft seeds (default: the suite's)
+    trials = 1                  # optional: this grid's victims per setting (default: the suite's)
+    victim = { epochs = 2 }     # optional: this grid's victim overrides, over the suite's [victim]
     protocols = ["scratch"]     # optional victim protocols (``sapabench list protocols``)
     pretrained = "surrogate"    # finetune/linear start: surrogate, independent, or a .safetensors path
 """
@@ -67,7 +70,19 @@ SUITE_KEYS = {
     "victim",
     "grid",
 }
-GRID_KEYS = {"attacks", "recipes", "archs", "surrogate", "defenses", "options", "protocols", "pretrained"}
+GRID_KEYS = {
+    "attacks",
+    "recipes",
+    "archs",
+    "surrogate",
+    "defenses",
+    "options",
+    "protocols",
+    "pretrained",
+    "craft_seeds",
+    "trials",
+    "victim",
+}
 RECIPE_KEYS = {"epochs", "batch_size", "lr"}
 NUMERICS_KEYS = {"precision": PRECISIONS, "memory_format": MEMORY_FORMATS}
 VICTIM_KEYS = RECIPE_KEYS | set(NUMERICS_KEYS)
@@ -271,6 +286,9 @@ class Grid:
     options: tuple[tuple[str, Any], ...] = ()
     protocols: tuple[str, ...] = (SCRATCH,)
     pretrained: str = PRETRAINED_SOURCES[0]
+    craft_seeds: tuple[int, ...] | None = None  # None: the suite's
+    trials: int | None = None  # None: the suite's
+    victim: tuple[tuple[str, Any], ...] = ()  # over the suite's [victim]
 
     def pretrained_of(self, protocol: str) -> str:
         """What a victim of ``protocol`` in this grid starts from (``none`` unless pretrained)."""
@@ -303,15 +321,17 @@ class Suite:
                 for arch in grid.archs:
                     for recipe in grid.recipes:
                         names = ([CLEAN] if self.clean_baseline else []) + list(grid.attacks)
+                        trials = grid.trials or self.trials
+                        victim = tuple(sorted({**dict(self.victim), **dict(grid.victim)}.items()))
                         for attack in names:
-                            seeds = [None] if attack == CLEAN else list(self.craft_seeds)
+                            seeds = [None] if attack == CLEAN else list(grid.craft_seeds or self.craft_seeds)
                             for craft_seed in seeds:
                                 poison = None
                                 if craft_seed is not None:
                                     poison = PoisonSpec(
                                         attack, self.dataset, self.preset, grid.surrogate, grid.options, craft_seed
                                     )
-                                for t in range(self.trials):
+                                for t in range(trials):
                                     cell = Cell(
                                         self.name,
                                         attack,
@@ -320,7 +340,7 @@ class Suite:
                                         recipe,
                                         defense,
                                         self.trial_seed + t,
-                                        self.victim,
+                                        victim,
                                         poison,
                                         numerics,
                                         protocol,
@@ -402,8 +422,8 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
     """The suite in TOML ``text`` (from ``source``), with every name and option checked, so that
     a bad suite is refused (naming the line) before anything runs."""
 
-    def fail(message: str, needle: str | None = None) -> ConfigError:
-        line = _line_of(text, needle) if needle else 0
+    def fail(message: str, needle: str | None = None, after: int = 0) -> ConfigError:
+        line = _line_of(text, needle, after) if needle else 0
         where = f"{source}, line {line}" if line else source
         return ConfigError(f"{where}: {message}")
 
@@ -418,18 +438,31 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
         if key not in data:
             raise fail(f"missing required key {key!r}")
 
-    def integer(key: str, default: int, minimum: int) -> int:
-        value = data.get(key, default)
+    # A grid's own keys are looked for after its [[grid]] header, so errors name its line.
+    grid_lines = [i for i, line in enumerate(text.splitlines()) if line.strip() == "[[grid]]"]
+
+    def integer(key: str, default: int | None, minimum: int, table: dict[str, Any] = data, after: int = 0) -> Any:
+        value = table.get(key, default)
+        if value is None and default is None:
+            return None
         if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            raise fail(f"{key} must be an integer >= {minimum}, got {value!r}", f"{key}")
+            raise fail(f"{key} must be an integer >= {minimum}, got {value!r}", key, after)
         return value
+
+    def craft_seeds(table: dict[str, Any], default: list[int] | None, after: int = 0) -> tuple[int, ...] | None:
+        seeds = table.get("craft_seeds", default)
+        if seeds is None:
+            return None
+        if not isinstance(seeds, list) or not seeds or not all(type(s) is int and s >= 0 for s in seeds):
+            raise fail("craft_seeds must be a non-empty list of non-negative integers", "craft_seeds", after)
+        if len(set(seeds)) != len(seeds):
+            raise fail(f"craft_seeds lists a seed twice: {seeds}", "craft_seeds", after)
+        return tuple(seeds)
 
     dataset = data["dataset"]
     if dataset not in DATASETS:
         raise fail(DATASETS.unknown_message(str(dataset)), f'"{dataset}"')
-    seeds = data.get("craft_seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
-        raise fail("craft_seeds must be a non-empty list of non-negative integers", "craft_seeds")
+    seeds = craft_seeds(data, [0])
     victim = data.get("victim", {})
     if not isinstance(victim, dict) or set(victim) - VICTIM_KEYS:
         bad = sorted(set(victim) - VICTIM_KEYS) if isinstance(victim, dict) else ["victim"]
@@ -447,7 +480,8 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
     raw_grids = data["grid"]
     if not isinstance(raw_grids, list) or not raw_grids:
         raise fail("grid must be one or more [[grid]] tables", "grid")
-    for g in raw_grids:
+    for n, g in enumerate(raw_grids):
+        header = grid_lines[n] if n < len(grid_lines) else 0
         unknown = sorted(set(g) - GRID_KEYS)
         if unknown:
             raise fail(f"unknown grid key {unknown[0]!r}; known: {', '.join(sorted(GRID_KEYS))}", unknown[0])
@@ -482,6 +516,12 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
             pretrained = pretrained_label(g.get("pretrained", PRETRAINED_SOURCES[0]))
         except ConfigError as err:
             raise fail(str(err), "pretrained") from None
+        grid_victim = g.get("victim", {})
+        if not isinstance(grid_victim, dict) or set(grid_victim) - RECIPE_KEYS:
+            bad = sorted(set(grid_victim) - RECIPE_KEYS) if isinstance(grid_victim, dict) else ["victim"]
+            raise fail(
+                f"unknown grid victim option {bad[0]!r}; known: {', '.join(sorted(RECIPE_KEYS))}", bad[0], header
+            )
         grids.append(
             Grid(
                 lists["attacks"],
@@ -492,6 +532,9 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
                 tuple(sorted(options.items())),
                 tuple(protocols),
                 pretrained,
+                craft_seeds(g, None, header),
+                integer("trials", None, 1, g, header),
+                tuple(sorted(grid_victim.items())),
             )
         )
 
@@ -501,7 +544,7 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
         dataset=dataset,
         trials=integer("trials", 3, 1),
         trial_seed=integer("trial_seed", 100, 0),
-        craft_seeds=tuple(seeds),
+        craft_seeds=seeds,  # type: ignore[arg-type]
         preset=preset,
         clean_baseline=bool(data.get("clean_baseline", True)),
         victim=tuple(sorted(victim.items())),
@@ -518,7 +561,7 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
     for grid in suite.grids:
         for recipe in grid.recipes:
             try:
-                RECIPES.create(recipe, **dict(suite.victim))
+                RECIPES.create(recipe, **{**dict(suite.victim), **dict(grid.victim)})
             except ConfigError as err:
-                raise fail(f"recipe {recipe!r}: {err}", "[victim]") from None
+                raise fail(f"recipe {recipe!r}: {err}", "victim") from None
     return suite

@@ -34,8 +34,11 @@ def test_default_suite_covers_the_design_card():
     attacks = {c.attack for c in cells}
     assert len(attacks - {"clean"}) == 8 and "clean" in attacks
     assert {c.recipe for c in cells} == {"sgd", "adam", "cutout", "mixup", "sam", "adversarial"}
-    assert {c.arch for c in cells} == {"convnet", "vgg11"}  # an architecture-transfer row
     assert suite.trials >= 3 and suite.dataset == "digits"
+    # targeted and backdoor rows rest on >= 8 craft seeds (targets / class pairs), paired by seed
+    for attack in ("gradient-matching", "sapa-gradient-matching", "sleeper-agent", "sapa-sleeper-agent"):
+        assert len({c.poison.craft_seed for c in cells if c.attack == attack}) >= 8
+    assert {c.protocol for c in cells if c.attack == "gradient-matching"} == {"linear", "scratch"}
 
 
 def test_cells_expand_and_poisons_are_shared(tmp_path):
@@ -48,6 +51,33 @@ def test_cells_expand_and_poisons_are_shared(tmp_path):
     assert len(suite.poisons()) == 4
     keys = {c.poison.key for c in cells if c.poison}
     assert len(keys) == 4
+
+
+def test_a_grid_sets_its_own_craft_seeds_and_trials():
+    text = (
+        GOOD
+        + """
+[[grid]]
+attacks = ["gradient-matching"]
+recipes = ["sgd"]
+archs = ["convnet"]
+protocols = ["linear"]
+craft_seeds = [0, 1, 2, 3]
+trials = 1
+victim = { epochs = 3 }
+"""
+    )
+    suite = parse_suite(text)
+    grid = [c for c in suite.cells() if c.protocol == "linear"]
+    gm = [c for c in grid if c.attack == "gradient-matching"]
+    assert sorted(c.poison.craft_seed for c in gm) == [0, 1, 2, 3]  # its own seeds ...
+    assert {c.trial_seed for c in grid} == {suite.trial_seed}  # ... one victim each
+    assert len([c for c in grid if c.attack == "clean"]) == 1  # one clean reference victim
+    assert {dict(c.victim)["epochs"] for c in grid} == {3}  # its own victim epochs
+    # the first grid keeps the suite's seeds and trials
+    first = [c for c in suite.cells() if c.attack == "error-min"]
+    assert {c.poison.craft_seed for c in first} == {0, 1} and {c.trial_seed for c in first} == {100, 101}
+    assert {dict(c.victim)["epochs"] for c in first} == {1}
 
 
 @pytest.mark.parametrize(
@@ -67,6 +97,11 @@ def test_cells_expand_and_poisons_are_shared(tmp_path):
         ('preset = "smoke"', 'preset = "smoke"\ncolour = "red"', r"line 5: unknown key 'colour'"),
         ("[[grid]]", "[[grid]]\noptions = { eps = 2.0 }", r"attack 'error-min': invalid eps=2.0"),
         ('name = "mine"', 'name = "mine', r"not valid TOML"),
+        ("[[grid]]", "[[grid]]\ntrials = 0", r"line 12: trials must be an integer >= 1"),
+        ("[[grid]]", "[[grid]]\ncraft_seeds = [1, 1]", r"line 12: craft_seeds lists a seed twice"),
+        ("[[grid]]", "[[grid]]\ncraft_seeds = []", r"line 12: craft_seeds must be a non-empty list"),
+        ("[[grid]]", "[[grid]]\nvictim = { epoch = 2 }", r"line 12: unknown grid victim option 'epoch'"),
+        ("[[grid]]", "[[grid]]\nvictim = { epochs = 0 }", r"recipe 'sgd': invalid epochs=0"),
     ],
 )
 def test_bad_suites_are_refused_naming_the_line(old, new, message):
