@@ -15,16 +15,6 @@ def batches(n: int, batch_size: int, generator: torch.Generator | None = None) -
     yield from order.split(batch_size)
 
 
-def training_loss_chunks(model: nn.Module, x: Tensor, y: Tensor, batch_size: int) -> Tensor:
-    """Mean CE over the whole set, in chunks (the objective of the untargeted SAPA step)."""
-    n = len(x)
-    total = sum(
-        nn.functional.cross_entropy(model(x[i : i + batch_size]), y[i : i + batch_size], reduction="sum")
-        for i in range(0, n, batch_size)
-    )
-    return total / n  # type: ignore[operator]
-
-
 def pgd_perturb(
     model: nn.Module, x: Tensor, y: Tensor, delta: Tensor, eps: float, step: float, steps: int, sign: float
 ) -> Tensor:

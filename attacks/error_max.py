@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from attacks._untargeted import batches, per_sample_loss, perturbed_subset, pgd_perturb, training_loss_chunks
+from attacks._untargeted import batches, per_sample_loss, perturbed_subset, pgd_perturb
 from attacks.base import (
     Attack,
     CraftContext,
@@ -16,7 +16,7 @@ from attacks.base import (
     random_delta,
     register_attack,
 )
-from attacks.sapa import worst_case_weights
+from attacks.sapa import mean_loss_terms, worst_case_weights
 from attacks.surrogate import SurrogateSpec
 from core.errors import ConfigError
 from core.threats import ThreatModel
@@ -92,7 +92,7 @@ class ErrorMax(Attack):
         best, best_score, v_norms = None, None, []
         for _ in range(cfg.restarts):
             delta = random_delta(x, cfg.eps, ctx.generator)
-            objective = lambda d=delta: training_loss_chunks(model, x + d, y, 512)  # noqa: E731
+            objective = lambda d=delta: mean_loss_terms(model, x, y, delta=d)  # noqa: E731
             with worst_case_weights(model, objective, self.rho) as sapa:
                 v_norms.append(sapa.v_norm)
                 for b in batches(len(x), cfg.batch_size):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from attacks._untargeted import batches, perturbed_subset, pgd_perturb, training_loss_chunks
+from attacks._untargeted import batches, perturbed_subset, pgd_perturb
 from attacks.base import (
     Attack,
     CraftContext,
@@ -17,7 +17,7 @@ from attacks.base import (
     random_delta,
     register_attack,
 )
-from attacks.sapa import worst_case_weights
+from attacks.sapa import mean_loss_terms, worst_case_weights
 from attacks.surrogate import SurrogateSpec
 from core.errors import ConfigError
 from core.threats import ThreatModel
@@ -142,7 +142,7 @@ class ErrorMin(Attack):
                 opt.step()
             model.eval()
             # 2. SAPA: theta + v_hat maximising the training loss on x + delta (base: theta).
-            objective = lambda: training_loss_chunks(model, x + delta, y, 512)  # noqa: E731
+            objective = lambda: mean_loss_terms(model, x, y, delta=delta)  # noqa: E731
             with worst_case_weights(model, objective, self.rho) as sapa:
                 v_norms.append(sapa.v_norm)
                 # 3. T error-minimising steps on every batch, against the (perturbed) model.

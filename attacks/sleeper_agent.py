@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -9,7 +10,7 @@ from torch import nn
 
 from attacks._matching import Brew, MatchingConfig, brew_restarts, differentiable_augment, gradient_norms
 from attacks.base import Attack, CraftContext, Crafted, budget_count, pick_indices, register_attack
-from attacks.sapa import objective_gradient
+from attacks.sapa import mean_loss_terms, objective_gradient
 from attacks.surrogate import SurrogateSpec
 from attacks.triggers import apply_trigger, make_trigger
 from core.errors import ConfigError
@@ -167,8 +168,8 @@ class SleeperAgent(Attack):
                 model = retrained.model
             model.eval()
 
-            def objective(m: nn.Module = model) -> torch.Tensor:
-                return nn.functional.cross_entropy(m(patched), y_target)
+            def objective(m: nn.Module = model) -> Iterator[torch.Tensor]:
+                return mean_loss_terms(m, patched, y_target)  # every source image, one chunk at a time
 
             target_grad, sapa = objective_gradient(model, objective, self.rho)
             v_norms.append(sapa.v_norm)

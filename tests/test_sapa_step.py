@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from attacks.sapa import objective_gradient, trainable, worst_case_weights
+from attacks.sapa import mean_loss_terms, objective_grad, objective_gradient, trainable, worst_case_weights
+from core.memory import peak_saved_bytes
 from victims.archs import build_model
 
 
@@ -86,3 +87,37 @@ def test_baseline_path_leaves_weights_untouched(setup):
     with worst_case_weights(model, objective, None) as rec:
         assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     assert rec.v_hat == [] and rec.v_norm == 0.0
+
+
+def test_set_objectives_hold_one_chunk_in_the_graph_and_match_the_whole_set_gradient(tiny_digits):
+    """The untargeted / Sleeper Agent objective over a whole set is back-propagated one chunk
+    at a time, so the memory it holds does not grow with the set; its gradient is the whole
+    set's. Summing the chunk losses into one scalar first (what the code did before) holds
+    every chunk's graph until the end."""
+    torch.manual_seed(0)
+    model = build_model("convnet", tiny_digits).eval()
+    params = trainable(model)
+    with torch.no_grad():
+        before = [p.clone() for p in params]
+
+    def sapa_step(n, summed=False):
+        x, y = tiny_digits.train_x[:n], tiny_digits.train_y[:n]
+        delta = torch.full_like(x, 0.01)
+        terms = lambda: mean_loss_terms(model, x, y, chunk=16, delta=delta)  # noqa: E731
+        objective = (lambda: sum(terms())) if summed else terms
+
+        def step():
+            with worst_case_weights(model, objective, 0.05) as rec:
+                assert rec.v_norm == pytest.approx(0.05, rel=1e-5)
+
+        return peak_saved_bytes(step)
+
+    small, large = sapa_step(48), sapa_step(96)
+    assert small == large > 0  # flat in the set size: one chunk's graph at a time
+    assert sapa_step(96, summed=True) > 1.8 * sapa_step(48, summed=True)  # the old way grows
+    x, y = tiny_digits.train_x[:100], tiny_digits.train_y[:100]
+    delta = torch.rand_like(x) * 0.01
+    chunked = objective_grad(lambda: mean_loss_terms(model, x, y, chunk=16, delta=delta), params)
+    whole = torch.autograd.grad(nn.functional.cross_entropy(model(x + delta), y), params)
+    assert torch.allclose(_flat(chunked), _flat(whole), rtol=1e-4, atol=1e-6)
+    assert all(torch.equal(a, b) for a, b in zip(before, params, strict=True))
