@@ -8,6 +8,7 @@ import fnmatch
 import json
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from fractions import Fraction
@@ -29,7 +30,7 @@ from core.datasets import DATASETS, DataSource, ImageDataset
 from core.errors import ConfigError
 from core.names import EMBEDDED_DATASET, NO_DEFENSE
 from core.numerics import AUTO, MEMORY_FORMATS, PRECISIONS, Numerics, resolve_numerics
-from core.poison import META_FILE, PoisonSet, recorded_sha256
+from core.poison import META_FILE, PoisonSet, migrate, recorded_sha256
 from core.provenance import VERSION
 from core.runtime import check_seed, resolve_device
 from core.stats import mean_se
@@ -221,6 +222,12 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         "on a 2-core CPU, local otherwise; measured, see README)",
     )
     p.add_argument("--workers", type=int, help="processes for --executor processes (default: cores)")
+    p.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="deterministic algorithms only (cuDNN/cuBLAS on CUDA; recorded in every entry): GPU results "
+        "that verify exactly on the same GPU",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_data_options(p)
 
@@ -467,7 +474,15 @@ def _run_and_show(suite: Suite, out: Path, args: argparse.Namespace) -> RunRepor
         suite = replace(suite, grids=tuple(replace(g, pretrained=label) for g in suite.grids))
     source = _source(args, suite.dataset)
     executor = make_executor(args.executor, args.workers, resolve_device(args.device))
-    report = run_suite(suite, out, source=source, device=args.device, executor=executor, progress=not args.quiet)
+    report = run_suite(
+        suite,
+        out,
+        source=source,
+        device=args.device,
+        executor=executor,
+        progress=not args.quiet,
+        deterministic=args.deterministic,
+    )
     print((board_dir(out) / "leaderboard.md").read_text())
     print(f"{report.ran} cells run ({report.failed} failed), {report.skipped} already done, in {report.wall_s:.0f} s")
     return report
@@ -495,6 +510,13 @@ def _cmd_submit(args: argparse.Namespace) -> int:
     report = _run_and_show(suite, out, args)
     manifest = write_manifest(kind, name, args.profile, out)
     submitted = sum(e["role"] == "submitted" for e in manifest["entries"])
+    if not submitted:
+        print(
+            f"submission: {out} holds no entry of the submitted {kind} {name!r} (every cell of it failed: see the "
+            f"log above and {out / 'results.sqlite'}); there is nothing to verify",
+            file=sys.stderr,
+        )
+        return 1
     print(
         f"submission: {out} ({submitted} submitted + {len(manifest['entries']) - submitted} reference entries, "
         f"manifest {out / 'submission.json'}); check it with: sapabench verify {out}"
@@ -511,7 +533,15 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         return DataSource(dataset, args.data_root, args.download, not args.no_verify_checksums)
 
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr))
-    report = verify(args.target, cells=args.cells, seed=args.seed, device=args.device, source_for=source_for, log=log)
+    report = verify(
+        args.target,
+        cells=args.cells,
+        seed=args.seed,
+        device=args.device,
+        source_for=source_for,
+        log=log,
+        deterministic=args.deterministic,
+    )
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:
@@ -522,9 +552,10 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             for c in v.checks:
                 got = "-" if c.measured is None else f"{c.measured:.4f}"
                 craft_seed = "-" if c.craft_seed is None else c.craft_seed
+                within = "compared statistically" if c.tolerance is None else f"tolerance {c.tolerance:.2g}"
                 print(
                     f"          craft seed {craft_seed}, trial seed {c.trial_seed}: recorded {c.recorded:.4f}, "
-                    f"re-run {got} (tolerance {c.tolerance:.2g}){_check_flag(c)}"
+                    f"re-run {got} ({within}){_check_flag(c)}"
                 )
             for problem in v.problems:
                 print(f"          problem: {problem}")
@@ -546,6 +577,17 @@ def _cmd_leaderboard(args: argparse.Namespace) -> int:
 
 def _cmd_schema(args: argparse.Namespace) -> int:
     print(json.dumps(json_schema(), indent=2))
+    return 0
+
+
+def _cmd_migrate_poison(args: argparse.Namespace) -> int:
+    for folder in args.folders:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            migrate(folder)
+        for w in caught:
+            print(f"warning: {w.message}", file=sys.stderr)
+        print(f"sealed {folder} (format 3)")
     return 0
 
 
@@ -668,9 +710,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "target", metavar="ENTRY_OR_DIR", help="an entry .json, an entries folder, or a run/submission folder"
     )
-    p.add_argument("--cells", type=int, default=1, help="trials re-run per entry (default 1)")
+    p.add_argument(
+        "--cells",
+        type=int,
+        default=None,
+        help="trials re-run per entry (default: all of an entry with <= 8 trials, else enough to catch one "
+        "forged value with probability 0.9)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seeds which trials are drawn")
     p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--no-deterministic",
+        dest="deterministic",
+        action="store_false",
+        help="re-run without deterministic algorithms (default: deterministic, so GPU entries measured with "
+        "--deterministic verify exactly)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     _add_data_options(p)
@@ -683,6 +738,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=_cmd_leaderboard)
     r = lsub.add_parser("schema", help="print the leaderboard entry's JSON Schema")
     r.set_defaults(func=_cmd_schema)
+
+    p = sub.add_parser(
+        "migrate-poison", help="seal a poison folder written before metadata was sealed (trusting it as found)"
+    )
+    p.add_argument("folders", nargs="+", type=Path, help="poison folders (with poison.json) of format 1 or 2")
+    p.set_defaults(func=_cmd_migrate_poison)
 
     p = sub.add_parser("claims", help="test the paper's claims against measured results")
     p.add_argument("--results", required=True, help="an output folder of sapabench run")

@@ -8,15 +8,17 @@ to cells (:func:`entry_cells`); ``leaderboard`` validates and renders entry file
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from attacks import create_attack
 from benchmark.store import ResultsStore, StoredTrial
 from benchmark.suite import Cell, Setting
 from benchmark.trial import TrialRecord
 from core.atomic import write_json
-from core.names import NO_POISON, base_name, is_sapa
+from core.names import CLEAN, NO_POISON, base_name, is_sapa
 from core.runtime import UNKNOWN_ISA
 from core.stats import mean_se
 from core.threats import ADVERSARIAL_MARGIN, CLEAN_PREFIX, higher_is_stronger
@@ -37,6 +39,15 @@ def entries_dir(results: str | Path) -> Path:
     return board_dir(results) / ENTRIES
 
 
+def attack_config(s: Setting) -> dict[str, Any]:
+    """The attack's resolved config (preset, options and every default), as its poisons record
+    it; empty for clean data."""
+    if s.attack == CLEAN:
+        return {}
+    attack = create_attack(s.attack, dataset=s.dataset, preset=s.preset, **dict(s.options))
+    return json.loads(json.dumps({**attack.config.to_json(), "sapa": attack.sapa}))
+
+
 def _setting_fields(s: Setting, threat: str, eps: float, budget: float) -> dict[str, Any]:
     return {
         "suite": s.suite,
@@ -54,6 +65,7 @@ def _setting_fields(s: Setting, threat: str, eps: float, budget: float) -> dict[
         "memory_format": s.numerics.memory_format,
         "protocol": s.protocol,
         "pretrained": s.pretrained,
+        "attack_config": attack_config(s),
     }
 
 
@@ -150,6 +162,7 @@ def _entry(setting: Setting, trials: list[StoredTrial]) -> dict[str, Any]:
                 "timm": prov["timm"],
                 "device": prov["device"],
                 "isa": prov.get("isa", UNKNOWN_ISA),
+                "deterministic": all((r.provenance or {}).get("deterministic", False) for r in records),
                 "craft_seeds": craft_seeds,
                 "trial_seeds": sorted({t.trial_seed for t in trials}),
                 "poison_sha256": hashes,

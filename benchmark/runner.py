@@ -26,6 +26,7 @@ from benchmark.trial import DONE, FAILED, CraftRecord, CraftTask, Trial, TrialRe
 from core.datasets import DataSource
 from core.errors import ConfigError
 from core.numerics import resolve_numerics
+from core.poison import PoisonSet
 from core.runtime import resolve_device
 
 NO_POISON_CRAFTED = "its poison set could not be crafted (see the poisons table)"
@@ -100,8 +101,10 @@ def run_suite(
     executor: Executor | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    deterministic: bool = False,
 ) -> RunReport:
-    """Run every unfinished cell of ``suite`` into ``out`` (resumable) and write its leaderboard."""
+    """Run every unfinished cell of ``suite`` into ``out`` (resumable) and write its leaderboard;
+    ``deterministic``: craft and train under :func:`core.runtime.deterministic_algorithms`."""
     say = log or (lambda message: print(message, file=sys.stderr))
     out = Path(out)
     store = ResultsStore(out)
@@ -134,9 +137,13 @@ def run_suite(
     for key, spec in specs.items():
         previous = store.poison(key)
         if previous is not None and previous.poison is not None and Path(previous.poison.folder).is_dir():
+            try:  # a poison crafted by an earlier run is re-checked (seal, bounds) before any victim uses it
+                PoisonSet.load(previous.poison.folder)
+            except ConfigError as err:
+                raise ConfigError(f"{err}; delete {previous.poison.folder} to craft it again") from None
             crafted[key] = previous
         else:
-            to_craft.append(CraftTask(spec, str(out / "poisons" / key), source, device))
+            to_craft.append(CraftTask(spec, str(out / "poisons" / key), source, device, deterministic))
     if to_craft:
         say(f"crafting {len(to_craft)} poison set(s)")
     for task, record in executor.map(craft, to_craft):
@@ -164,7 +171,7 @@ def run_suite(
         if cell.poison is not None and poison is None:
             finish(cell, TrialRecord(FAILED, error=NO_POISON_CRAFTED))
         else:
-            tasks.append(CellTask(cell, Trial.of(cell, poison, source, device)))
+            tasks.append(CellTask(cell, Trial.of(cell, poison, source, device, deterministic)))
     for task, record in executor.map(run_cell, tasks):
         finish(task.cell, record)
 

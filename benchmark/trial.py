@@ -37,7 +37,7 @@ from core.names import NO_DEFENSE
 from core.numerics import FP32, Numerics
 from core.poison import PoisonSet, recorded_sha256
 from core.provenance import provenance
-from core.runtime import device_name, isa, resolve_device
+from core.runtime import deterministic_algorithms, device_name, isa, resolve_device
 from core.threats import CLEAN_ACCURACY, NO_THREAT
 from defenses import DEFENSES, apply_defense
 from victims.pretrained import CleanRun, Weights, cache_dir, checkpoint_weights, clean_model, initial_weights, state_of
@@ -81,6 +81,7 @@ class CraftTask:
     folder: str
     source: DataSource
     device: str
+    deterministic: bool = False  # core.runtime.deterministic_algorithms around the crafting
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,8 @@ def craft(task: CraftTask) -> CraftRecord:
     spec = task.spec
     try:
         attack = create_attack(spec.attack, dataset=spec.dataset, preset=spec.preset, **spec.overrides())
-        poison = attack.run(cached_dataset(task.source), seed=spec.craft_seed, device=task.device)
+        with deterministic_algorithms(task.deterministic):
+            poison = attack.run(cached_dataset(task.source), seed=spec.craft_seed, device=task.device)
         folder = poison.save(task.folder)
         return CraftRecord(
             DONE,
@@ -143,6 +145,8 @@ class Trial:
         numerics: the victim's precision and memory format (:mod:`core.numerics`).
         protocol, pretrained: the victim protocol and the source of its pretrained model
             (:mod:`victims.protocols`; :func:`start_of` turns them into starting weights).
+        deterministic: train under :func:`core.runtime.deterministic_algorithms` (recorded in
+            the trial's provenance).
     """
 
     arch: str
@@ -157,9 +161,12 @@ class Trial:
     numerics: Numerics = FP32
     protocol: str = SCRATCH
     pretrained: str = NO_PRETRAINED
+    deterministic: bool = False
 
     @classmethod
-    def of(cls, cell: Cell, poison: PoisonRef | None, source: DataSource, device: str) -> Trial:
+    def of(
+        cls, cell: Cell, poison: PoisonRef | None, source: DataSource, device: str, deterministic: bool = False
+    ) -> Trial:
         return cls(
             cell.arch,
             cell.recipe,
@@ -172,6 +179,7 @@ class Trial:
             numerics=cell.numerics,
             protocol=cell.protocol,
             pretrained=cell.pretrained,
+            deterministic=deterministic,
         )
 
 
@@ -330,6 +338,11 @@ def _peak_memory_mb(device: torch.device) -> float:
 
 def run_trial(trial: Trial) -> TrialRecord:
     """Load the poison, apply the defense, train the victim and measure it; never raises."""
+    with deterministic_algorithms(trial.deterministic):
+        return _run_trial(trial)
+
+
+def _run_trial(trial: Trial) -> TrialRecord:
     prov = None
     try:
         device = resolve_device(trial.device)

@@ -4,15 +4,24 @@
 Loading validates everything a tampered or mismatched file could break: the JSON fields and
 their types, the tensor file's sha256, shapes, the index range, the eps bound, the budget and
 the pixel range, and (given the dataset) that it was crafted on that very dataset.
+
+The metadata is sealed (format 3): ``poison.json`` records a digest of every field it holds
+(the threat model, eps, budget, dataset and its fingerprint, the attack and its config, the
+seed, the timings and diagnostics, the tensors' sha256), so an edit of any field is refused
+naming it, instead of being measured against (an edited target index would otherwise be
+evaluated as if the attack had aimed there). Folders written before sealing (formats 1 and 2)
+load only through :func:`migrate`, which says that it trusts their metadata as found.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,10 +35,12 @@ from core.datasets import ImageDataset
 from core.errors import ConfigError
 from core.threats import ThreatModel
 
-# Format 2 names seconds ``*_s`` (format 1: ``craft_seconds`` and
-# ``extra.surrogate_train_seconds_excluded``); format-1 folders are read with those renamed.
-FORMAT_VERSION = 2
-READABLE_FORMATS = (1, 2)
+# Format 3 seals the metadata; format 2 named seconds ``*_s`` (format 1: ``craft_seconds`` and
+# ``extra.surrogate_train_seconds_excluded``). Formats 1 and 2 load only through :func:`migrate`.
+FORMAT_VERSION = 3
+UNSEALED_FORMATS = (1, 2)
+SEAL = "seal"
+UNSEALED = ("format_version", SEAL)
 TENSORS_FILE = "poison.safetensors"
 META_FILE = "poison.json"
 EPS_TOLERANCE = 1e-6
@@ -166,7 +177,7 @@ class PoisonSet:
         try:
             save_file(self._tensors(), str(tmp / TENSORS_FILE), metadata={"format": "sapabench-poison"})
             digest = file_sha256(tmp / TENSORS_FILE)
-            (tmp / META_FILE).write_text(json.dumps(self._meta(digest), indent=2, sort_keys=True) + "\n")
+            (tmp / META_FILE).write_text(json.dumps(sealed(self._meta(digest)), indent=2, sort_keys=True) + "\n")
             if out.exists():
                 if not (out / META_FILE).exists() and any(out.iterdir()):
                     raise ConfigError(f"{out} exists and is not a poison folder; choose another --out")
@@ -178,8 +189,9 @@ class PoisonSet:
         return out
 
     @classmethod
-    def load(cls, folder: str | Path, dataset: ImageDataset | None = None) -> PoisonSet:
-        """Read and validate a poison folder; any failed check raises a :class:`ConfigError`."""
+    def load(cls, folder: str | Path, dataset: ImageDataset | None = None, *, unsealed: bool = False) -> PoisonSet:
+        """Read and validate a poison folder; any failed check raises a :class:`ConfigError`.
+        ``unsealed=True`` (only :func:`migrate` passes it) also reads formats 1 and 2."""
         folder = Path(folder)
         meta_path, tensor_path = folder / META_FILE, folder / TENSORS_FILE
         if not meta_path.is_file() or not tensor_path.is_file():
@@ -192,11 +204,20 @@ class PoisonSet:
             raise ConfigError(f"poison check failed: {meta_path} is not valid JSON ({err})") from None
         if not isinstance(meta, dict):
             raise ConfigError(f"poison check failed: {meta_path} must hold a JSON object")
-        if meta.get("format_version") not in READABLE_FORMATS:
+        version = meta.get("format_version")
+        if version in UNSEALED_FORMATS and not unsealed:
             raise ConfigError(
-                f"poison check failed: format_version {meta.get('format_version')!r}, expected one of "
-                f"{', '.join(map(str, READABLE_FORMATS))} (written by a newer sapabench? upgrade it)"
+                f"poison check failed: {meta_path} is format {version}, written before poison metadata was "
+                f"sealed, so an edit of its threat model or eps could not be detected; if you trust this folder, "
+                f"run: sapabench migrate-poison {folder}"
             )
+        if version not in (*UNSEALED_FORMATS, FORMAT_VERSION):
+            raise ConfigError(
+                f"poison check failed: format_version {version!r}, expected {FORMAT_VERSION} "
+                "(written by a newer sapabench? upgrade it)"
+            )
+        if version == FORMAT_VERSION:
+            check_seal(meta, meta_path)
         meta = _upgraded(meta)
         spec = {
             "attack": str,
@@ -263,6 +284,44 @@ class PoisonSet:
         return poison
 
 
+def _field_digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:16]
+
+
+def sealed(meta: dict[str, Any]) -> dict[str, Any]:
+    """``meta`` with its seal: a digest per field and one over them all."""
+    fields_ = {k: _field_digest(v) for k, v in sorted(meta.items()) if k not in UNSEALED}
+    return {**meta, SEAL: {"fields": fields_, "sha256": _field_digest(fields_)}}
+
+
+def check_seal(meta: dict[str, Any], where: Path) -> None:
+    """Refuse ``meta`` unless every field is the one its seal recorded (naming the edited ones)."""
+    seal = meta.get(SEAL)
+    if not (isinstance(seal, dict) and isinstance(seal.get("fields"), dict) and isinstance(seal.get("sha256"), str)):
+        raise ConfigError(f"poison check failed: {where} has no valid seal (tampered or corrupt)")
+    recorded = seal["fields"]
+    if _field_digest(recorded) != seal["sha256"]:
+        raise ConfigError(f"poison check failed: the seal in {where} was edited (tampered or corrupt)")
+    now = {k: v for k, v in meta.items() if k not in UNSEALED}
+    edited = sorted(k for k in set(now) | set(recorded) if k not in now or recorded.get(k) != _field_digest(now[k]))
+    if edited:
+        raise ConfigError(
+            f"poison check failed: {', '.join(edited)} in {where} differ from what was sealed when the poison was "
+            "saved (edited metadata; re-craft it with sapabench attack)"
+        )
+
+
+def migrate(folder: str | Path) -> Path:
+    """Re-save a poison folder of format 1 or 2 (unsealed) as a sealed format-3 folder, in place,
+    trusting its metadata as found (with a warning: nothing can tell whether it was edited)."""
+    poison = PoisonSet.load(folder, unsealed=True)
+    warnings.warn(
+        f"{folder}: sealing metadata that was never sealed; its threat model and eps are trusted as found",
+        stacklevel=2,
+    )
+    return poison.save(folder)
+
+
 def _upgraded(meta: dict[str, Any]) -> dict[str, Any]:
     """A format-1 ``poison.json`` with its seconds fields renamed as in format 2."""
     if meta.get("format_version") != 1:
@@ -279,5 +338,6 @@ def _upgraded(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def recorded_sha256(folder: str | Path) -> str:
-    """The sha256 of a saved poison's tensors, as :meth:`PoisonSet.save` recorded it (no re-hashing)."""
+    """The sha256 of a saved poison's tensors, as :meth:`PoisonSet.save` recorded it (no re-hashing;
+    load the folder first for the checks)."""
     return json.loads((Path(folder) / META_FILE).read_text())["tensors_sha256"]

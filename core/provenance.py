@@ -48,4 +48,5 @@ def provenance(device: torch.device) -> dict[str, Any]:
         "python": platform.python_version(),
         "device": device_name(device),
         "isa": isa(device),
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
     }

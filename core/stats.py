@@ -119,3 +119,57 @@ def paired_test(a: Mapping[Key, float], b: Mapping[Key, float]) -> PairedTest:
         p_floor=2.0**-n if n <= EXACT_UP_TO else 1 / (2**16 + 1),
         unpaired=len(a) + len(b) - 2 * len(shared),
     )
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """Whether values re-measured on another platform agree with the recorded ones of the same
+    trials: the test used, its p-value (or the interval), and the verdict at ``alpha``."""
+
+    test: str
+    agree: bool
+    detail: str
+
+
+RESOLUTION = 0.01
+"""Smallest trial spread assumed for a rate (one point in a hundred): entries whose trials all
+gave one value would otherwise allow no platform difference at all."""
+
+
+def agreement(
+    recorded: Sequence[float], measured: Sequence[float], trial_sd: float, trials: int, alpha: float
+) -> Agreement:
+    """Compare ``measured`` (re-run elsewhere) with ``recorded`` (the same trials, from the entry).
+
+    0/1 trials (targeted success): the recorded and re-measured success counts over the same k
+    trials, Fisher's exact test (two-sided): it is exact for counts as small as these.
+    Rates (accuracy, attack success rate over many test images): the mean difference against a
+    Student t interval, ``t_{1-alpha/2, n-1} x sqrt(2) x sd / sqrt(k)``, where ``sd`` is the spread
+    of single trials the entry reports over its ``n`` trials (at least :data:`RESOLUTION`): on
+    another platform a trial of the same seed is at worst an independent trial, so a difference
+    has at most ``sqrt(2) x sd`` spread.
+    """
+    from scipy import stats as sps  # scipy comes with scikit-learn
+
+    k = len(measured)
+    if k == 0 or len(recorded) != k:
+        raise ValueError("agreement needs the same, non-empty set of trials on both sides")
+    if all(v in (0.0, 1.0) for v in (*recorded, *measured)):
+        a, b = int(sum(recorded)), int(sum(measured))
+        p = float(sps.fisher_exact([[a, k - a], [b, k - b]]).pvalue)
+        return Agreement(
+            "Fisher's exact test",
+            p >= alpha,
+            f"0/1 trials: {a}/{k} successes recorded, {b}/{k} re-measured; Fisher's exact test p = {p:.3g} "
+            f"(refused below {alpha})",
+        )
+    diff = float(np.mean(measured) - np.mean(recorded))
+    sd = max(trial_sd, RESOLUTION)
+    df = max(trials - 1, 1)
+    half = float(sps.t.ppf(1 - alpha / 2, df)) * math.sqrt(2) * sd / math.sqrt(k)
+    return Agreement(
+        "t interval",
+        abs(diff) <= half,
+        f"mean of {k} re-run trials differs by {diff:+.4f} from the recorded ones; accepted within "
+        f"+/-{half:.4f} (t_{{{1 - alpha / 2:g}, {df}}} x sqrt(2) x trial sd {sd:.4f} / sqrt({k}))",
+    )

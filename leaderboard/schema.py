@@ -34,8 +34,8 @@ from core.stats import mean_se
 from core.threats import ADVERSARIAL_MARGIN, NO_THREAT, THREATS
 from victims.protocols import NO_PRETRAINED, PROTOCOLS, SCRATCH
 
-SCHEMA_VERSION = 5
-READABLE_VERSIONS = (2, 3, 4, SCHEMA_VERSION)
+SCHEMA_VERSION = 6
+READABLE_VERSIONS = (2, 3, 4, 5, SCHEMA_VERSION)
 MEASURES = (ADVERSARIAL_MARGIN,)
 MEASURE_FIELDS = ("values", "clean_values", "mean", "se", "clean_mean", "clean_se", "shift_mean", "shift_se")
 # version 2 -> 3: the timings' seconds fields renamed
@@ -70,6 +70,7 @@ SPEC: dict[str, Any] = {
         "memory_format": str,
         "protocol": str,
         "pretrained": str,
+        "attack_config": dict,
     },
     "metric": {"name": str, "higher_is_stronger": bool, "mean": float, "se": float, "trials": int, "values": list},
     "measures": dict,
@@ -90,6 +91,7 @@ SPEC: dict[str, Any] = {
         "timm": str,
         "device": str,
         "isa": str,
+        "deterministic": bool,
         "craft_seeds": list,
         "trial_seeds": list,
         "poison_sha256": list,
@@ -183,9 +185,13 @@ def upgrade(entry: Any, where: str = "entry") -> Any:
     if version in (2, 3):  # every victim was trained in plain fp32; the instruction set was not recorded
         out["setting"] = {**out["setting"], "precision": FP32.precision, "memory_format": FP32.memory_format}
         out["provenance"] = {**out["provenance"], "isa": UNKNOWN_ISA}
-    # versions 2 to 4: every victim was trained from scratch; no continuous measures were kept
-    out["setting"] = {**out["setting"], "protocol": SCRATCH, "pretrained": NO_PRETRAINED}
-    out["measures"] = {}
+    if version in (2, 3, 4):  # every victim was trained from scratch; no continuous measures were kept
+        out["setting"] = {**out["setting"], "protocol": SCRATCH, "pretrained": NO_PRETRAINED}
+        out["measures"] = {}
+    # versions 2 to 5 recorded only the overridden attack options (the resolved config is unknown)
+    # and had no deterministic mode
+    out["setting"] = {**out["setting"], "attack_config": {}}
+    out["provenance"] = {**out["provenance"], "deterministic": False}
     out["schema_version"] = SCHEMA_VERSION
     out["content_sha256"] = content_hash(out)
     return out

@@ -47,6 +47,7 @@ def make_entry(
                 "memory_format": "contiguous",
                 "protocol": protocol,
                 "pretrained": pretrained,
+                "attack_config": {},
             },
             "metric": {
                 "name": metric,
@@ -74,6 +75,7 @@ def make_entry(
                 "timm": "1.0.31",
                 "device": "cpu",
                 "isa": isa,
+                "deterministic": False,
                 "craft_seeds": sorted({c[0] for c in cells}),
                 "trial_seeds": sorted({c[1] for c in cells}),
                 "poison_sha256": ["0" * 64] * len({c[0] for c in cells}),

@@ -8,7 +8,7 @@ import torch
 from attacks import ATTACKS, PoisonSet, create_attack
 from attacks.base import Attack
 from core.errors import ConfigError
-from core.poison import META_FILE, TENSORS_FILE
+from core.poison import META_FILE, TENSORS_FILE, migrate, sealed
 
 NAMES = ATTACKS.list()
 
@@ -109,14 +109,21 @@ def _saved(crafted, tmp_path, name="gradient-matching"):
     return folder
 
 
-def test_a_format_1_artifact_is_read(crafted, tiny_digits, tmp_path):
-    """Poison folders written before seconds were named *_s still load, with the fields renamed."""
+def test_a_format_1_artifact_loads_only_through_the_warned_migration(crafted, tiny_digits, tmp_path):
+    """Poison folders written before sealing (here format 1, seconds not yet named *_s) are
+    refused with the command that migrates them; the migration warns, seals and renames."""
     folder = _saved(crafted, tmp_path)
     meta = json.loads((folder / META_FILE).read_text())
     meta["format_version"] = 1
+    del meta["seal"]
     meta["craft_seconds"] = meta.pop("craft_s")
     meta["extra"]["surrogate_train_seconds_excluded"] = meta["extra"].pop("surrogate_train_s_excluded")
     (folder / META_FILE).write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match=r"format 1, written before poison metadata was sealed.*migrate-poison"):
+        PoisonSet.load(folder, tiny_digits)
+    with pytest.warns(UserWarning, match="trusted as found"):
+        migrate(folder)
+    assert json.loads((folder / META_FILE).read_text())["format_version"] == 3
     back = PoisonSet.load(folder, tiny_digits)
     original = crafted["gradient-matching"][0]
     assert back.craft_s == original.craft_s and torch.equal(back.delta, original.delta)
@@ -145,12 +152,45 @@ def test_tampered_tensors_are_refused(crafted, tiny_digits, tmp_path):
         ("seed", "zero", r"field 'seed' has the wrong type"),
     ],
 )
-def test_tampered_metadata_is_refused_naming_the_check(crafted, tiny_digits, tmp_path, field, value, message):
+def test_resealed_bad_metadata_is_refused_naming_the_check(crafted, tiny_digits, tmp_path, field, value, message):
+    """Metadata edited *and* re-sealed (a forger who recomputes the seal) still meets the
+    content checks."""
     folder = _saved(crafted, tmp_path)
     meta = json.loads((folder / META_FILE).read_text())
     meta[field] = value
-    (folder / META_FILE).write_text(json.dumps(meta))
+    (folder / META_FILE).write_text(json.dumps(sealed({k: v for k, v in meta.items() if k != "seal"})))
     with pytest.raises(ConfigError, match=message):
+        PoisonSet.load(folder, tiny_digits)
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("threat", "adversarial_class"), "next class"),
+        (("threat", "target_index"), "next index"),
+        (("eps",), 0.5),
+        (("budget",), 0.5),
+        (("dataset",), "cifar10"),
+        (("dataset_fingerprint",), "0" * 16),
+        (("config", "steps"), 7),
+        (("seed",), 12),
+        (("craft_s",), 0.001),
+    ],
+)
+def test_an_edited_metadata_field_is_refused_by_name(crafted, tiny_digits, tmp_path, path, value):
+    """Any field of poison.json edited after saving (the threat model, eps, budget, dataset,
+    the attack's config, even the crafting time) is refused, naming the field."""
+    folder = _saved(crafted, tmp_path)
+    meta = json.loads((folder / META_FILE).read_text())
+    node = meta
+    for key in path[:-1]:
+        node = node[key]
+    if value in ("next class", "next index"):
+        value = (node[path[-1]] + 1) % (10 if value == "next class" else 100)
+    assert path[-1] in node and node[path[-1]] != value
+    node[path[-1]] = value
+    (folder / META_FILE).write_text(json.dumps(meta))
+    with pytest.raises(ConfigError, match=rf"{path[0]} in .* differ from what was sealed"):
         PoisonSet.load(folder, tiny_digits)
 
 

@@ -188,10 +188,10 @@ def test_evaluate_refuses_a_tampered_artifact(capsys, smoke_poison, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(smoke_poison, copy)
     meta = json.loads((copy / "poison.json").read_text())
-    meta["eps"] = 1 / 255
+    meta["threat"]["adversarial_class"] = (meta["threat"]["adversarial_class"] + 1) % 10  # aim elsewhere
     (copy / "poison.json").write_text(json.dumps(meta))
     code, _, err = run_catching_exit(capsys, "evaluate", "--poison", str(copy), "--trials", "1")
-    assert code == 2 and "poison check failed" in err and "> eps" in err
+    assert code == 2 and "poison check failed: threat in" in err and "differ from what was sealed" in err
 
 
 def test_evaluate_refuses_a_poison_from_another_dataset(capsys, smoke_poison, tmp_path):

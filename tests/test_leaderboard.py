@@ -34,7 +34,7 @@ def _tamper(entry, path, value):
         (("metric", "values"), [0.5, 1.7, 0.7], r"fractions in \[0, 1\]"),
         (("setting", "threat"), "sneaky", r"not one of"),
         (("timings", "craft_s"), -1.0, r"non-negative"),
-        (("schema_version",), 1, r"schema_version 1 is not 5"),
+        (("schema_version",), 1, r"schema_version 1 is not 6"),
         (("provenance", "cell_seeds"), [[0, 100], [0, 100], [0, 101]], r"lists a trial twice"),
         (("provenance", "cell_seeds"), [[0, 100], [0, 101], [1, 102]], r"not \[craft seed, trial seed\]"),
         (("provenance", "cell_seeds"), [[0, 100], [0, 101]], r"2 items for 3 trials"),

@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from benchmark.runner import run_suite
 from benchmark.store import ResultsStore
@@ -198,6 +200,36 @@ def test_attack_options_given_as_tables_group_into_entries(tmp_path):
     (entry,) = [e for e in load_entries(tmp_path / "leaderboard" / "entries") if e["attack"] == "error-max"]
     assert entry["setting"]["options"] == {"surrogate": {"arch": "convnet", "epochs": 1}}
     assert entry["metric"]["trials"] == 2
+
+
+def test_resuming_with_an_edited_poison_is_refused(smoke_run, tmp_path):
+    """A poison crafted by an earlier run is re-checked before a resumed run trains on it: an
+    edited threat model is refused, naming the field and the fix."""
+    out = tmp_path / "copy"
+    shutil.copytree(smoke_run[0], out)
+    meta_path = next((out / "poisons").glob("*/poison.json"))
+    meta = json.loads(meta_path.read_text())
+    meta["eps"] = meta["eps"] / 2
+    meta_path.write_text(json.dumps(meta))
+    with sqlite3.connect(out / "results.sqlite") as db:
+        db.execute("DELETE FROM cells")
+        db.execute("UPDATE poisons SET path = replace(path, ?, ?)", (str(smoke_run[0]), str(out)))  # resumed here
+    with pytest.raises(ConfigError, match=r"eps in .* differ from what was sealed.*delete .* to craft it again"):
+        run_suite(load_suite("smoke"), out, device="cpu", progress=False, log=lambda m: None)
+
+
+def test_deterministic_mode_on_cpu_is_recorded_and_changes_no_value(smoke_run):
+    """CPU kernels are deterministic already: the same trial with and without deterministic
+    algorithms gives the same values; the mode is recorded in the trial's provenance."""
+    from benchmark.trial import Trial, run_trial
+    from core.datasets import DataSource
+
+    cell = next(c for c in load_suite("smoke").cells() if c.poison is None)
+    plain = run_trial(Trial.of(cell, None, DataSource("digits"), "cpu"))
+    strict = run_trial(Trial.of(cell, None, DataSource("digits"), "cpu", deterministic=True))
+    assert strict.error is None and strict.provenance["deterministic"] and not plain.provenance["deterministic"]
+    assert (strict.metric, strict.clean_accuracy) == (plain.metric, plain.clean_accuracy)
+    assert not torch.are_deterministic_algorithms_enabled()  # restored afterwards
 
 
 def test_output_folder_of_another_suite_is_refused(smoke_run):
