@@ -271,6 +271,7 @@ def test_auto_executor_is_the_one_measured_faster(monkeypatch, cores, device, ex
         executor.make_executor("threads")
 
 
+@pytest.mark.slow  # about 30 s; the defense view is also rendered by test_submit's defense submission
 def test_defense_cells_and_the_defense_view(tmp_path, capsys):
     text = (
         open_suite_text()
