@@ -42,13 +42,18 @@ def test_paper_preset_crafts_a_valid_poison_at_cifar_shape(cifar_shaped, attack,
     surrogate = SurrogateSpec("resnet18", "sgd", epochs=1)
     a = create_attack(attack, dataset="cifar10", preset="paper", surrogate=surrogate, **CUT[attack])
     out = {}
-    peak = peak_saved_bytes(lambda: out.setdefault("poison", a.run(cifar_shaped, seed=0, device=device)))
+
+    def craft():
+        out["poison"] = a.run(cifar_shaped, seed=0, device=device)
+
+    if attack == "sapa-sleeper-agent":  # its gradient-norm selection uses torch.func, which refuses
+        craft()  # saved-tensor hooks: crafted, its memory not measured
+        memory = "peak memory not measured (torch.func selection)"
+    else:
+        memory = f"peak saved for backward {peak_saved_bytes(craft) / 2**20:.0f} MB"
     poison = out["poison"]
     poison.validate(cifar_shaped)
     assert poison.eps == a.config.eps and 1 <= poison.num_poisons <= a.config.budget * cifar_shaped.num_train
-    assert poison.extra["sapa_v_norms"] and all(
-        v == pytest.approx(0.05, rel=1e-4) for v in poison.extra["sapa_v_norms"]
-    )
-    print(
-        f"\n{attack} (paper preset, cut): {poison.num_poisons} poisons, peak saved for backward {peak / 2**20:.0f} MB"
-    )
+    norms = poison.extra.get("sapa_v_norms") or [poison.extra["sapa_v_norm"]]
+    assert all(v == pytest.approx(0.05, rel=1e-4) for v in norms)
+    print(f"\n{attack} (paper preset, cut): {poison.num_poisons} poisons, {memory}")
