@@ -152,6 +152,10 @@ class Attack(ABC):
     def __init__(self, name: str, config: AttackConfig, sapa: bool) -> None:
         self.name, self.config, self.sapa = name, config, sapa
 
+    def recorded_config(self) -> dict[str, Any]:
+        """The resolved config (every default included) as poisons and entries record it."""
+        return {**self.config.to_json(), "sapa": self.sapa}
+
     @property
     def rho(self) -> float | None:
         return self.config.rho if self.sapa else None  # type: ignore[attr-defined]  (register_attack checks it)
@@ -197,7 +201,7 @@ class Attack(ABC):
             budget=float(self.config.budget),
             threat=out.threat,
             trigger=None if out.trigger is None else out.trigger.detach().cpu().float().contiguous(),
-            config={**self.config.to_json(), "sapa": self.sapa},
+            config=self.recorded_config(),
             seed=seed,
             surrogate={k: v for k, v in ctx.surrogate_info.items() if k != "cached"},
             craft_s=max(0.0, elapsed_s - surrogate_train_s),

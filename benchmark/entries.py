@@ -45,7 +45,7 @@ def attack_config(s: Setting) -> dict[str, Any]:
     if s.attack == CLEAN:
         return {}
     attack = create_attack(s.attack, dataset=s.dataset, preset=s.preset, **dict(s.options))
-    return json.loads(json.dumps({**attack.config.to_json(), "sapa": attack.sapa}))
+    return json.loads(json.dumps(attack.recorded_config()))  # as the poison's JSON holds it
 
 
 def _setting_fields(s: Setting, threat: str, eps: float, budget: float) -> dict[str, Any]:

@@ -172,6 +172,7 @@ class Verifier:
     poison_root: Path | None = None  # a run/submission folder's poisons/, used on other platforms
     deterministic: bool = True  # re-run under core.runtime.deterministic_algorithms
     _poisons: dict[str, CraftRecord] = field(default_factory=dict)
+    _shipped: dict[str, PoisonRef | None] = field(default_factory=dict)
     _tmp: Any = None
 
     def _poison(self, spec: PoisonSpec, source: DataSource) -> CraftRecord:
@@ -298,11 +299,14 @@ class Verifier:
 
     def _shipped_poison(self, spec: PoisonSpec) -> PoisonRef | None:
         """The run/submission folder's own copy of a poison (loaded and checked), if it has one."""
-        folder = None if self.poison_root is None else self.poison_root / spec.key
-        if folder is None or not (folder / META_FILE).is_file():
-            return None
-        poison = PoisonSet.load(folder)  # sealed metadata, tensors matching their hash
-        return PoisonRef(str(folder), recorded_sha256(folder), poison.craft_s)
+        if spec.key not in self._shipped:  # loaded (and checked) once per poison, not per trial
+            folder = None if self.poison_root is None else self.poison_root / spec.key
+            ref = None
+            if folder is not None and (folder / META_FILE).is_file():
+                poison = PoisonSet.load(folder)  # sealed metadata, tensors matching their hash
+                ref = PoisonRef(str(folder), recorded_sha256(folder), poison.craft_s)
+            self._shipped[spec.key] = ref
+        return self._shipped[spec.key]
 
     def close(self) -> None:
         if self._tmp is not None:
