@@ -1,5 +1,6 @@
-"""Poisoning attacks: the four baselines and their SAPA versions, and everything an attack
-author needs, importable from here (``from attacks import ...``).
+"""Poisoning attacks: the four attacks SAPA augments and their SAPA versions, the other
+baselines of the paper's Tables 1-3, and everything an attack author needs, importable from
+here (``from attacks import ...``).
 
 Registered attacks (``sapabench list attacks``)::
 
@@ -7,25 +8,44 @@ Registered attacks (``sapabench list attacks``)::
     sleeper-agent       sapa-sleeper-agent       backdoor   (hidden trigger)
     error-min           sapa-error-min           untargeted (unlearnable examples)
     error-max           sapa-error-max           untargeted (adversarial poisoning)
+    poison-frogs, bullseye-polytope, metapoison  targeted   (Table 1 baselines)
+    hidden-trigger, clean-label-backdoor         backdoor   (Table 2 baselines)
+    separable, autoregressive                    untargeted (Table 3 baselines, no surrogate)
 
-Each pair is one class; the SAPA version differs only by :func:`worst_case_weights`.
+Each SAPA pair is one class; the SAPA version differs only by :func:`worst_case_weights`.
+Attacks of one threat model draw their goal from the craft seed the same way
+(:mod:`attacks._draws`), so results of the same craft seed are paired across attacks.
 
 To write an attack: subclass :class:`Attack` (set ``threat``, ``Config`` and ``presets``,
 implement ``craft(ctx: CraftContext) -> Crafted``) and decorate it with
 :func:`register_attack`. ``Config`` derives from :class:`AttackConfig` (eps, budget), or from
 :class:`SurrogateConfig` (adds ``rho`` and the ``surrogate``) when the attack crafts against a
-model; only those can have a SAPA twin. Helpers: :func:`pick_indices`, :func:`budget_count`,
+model; only those can have a SAPA twin (:class:`ModelConfig` gives the ``surrogate`` alone, for
+model-based baselines). Helpers: :func:`pick_indices`, :func:`budget_count`,
 :func:`project`, :func:`random_delta`, :func:`check_positive_ints`; the SAPA step
 :func:`worst_case_weights` / :func:`objective_gradient`; errors :class:`ConfigError`.
 """
 
-from attacks import error_max, error_min, gradient_matching, sleeper_agent  # noqa: F401  (registration)
+from attacks import (  # noqa: F401  (registration)
+    autoregressive,
+    bullseye_polytope,
+    clean_label_backdoor,
+    error_max,
+    error_min,
+    gradient_matching,
+    hidden_trigger,
+    metapoison,
+    poison_frogs,
+    separable,
+    sleeper_agent,
+)
 from attacks.base import (
     ATTACKS,
     Attack,
     AttackConfig,
     CraftContext,
     Crafted,
+    ModelConfig,
     SurrogateConfig,
     budget_count,
     check_positive_ints,
@@ -50,6 +70,7 @@ __all__ = [
     "CraftContext",
     "Crafted",
     "Measurement",
+    "ModelConfig",
     "PoisonSet",
     "SurrogateConfig",
     "SurrogateSpec",

@@ -31,6 +31,11 @@ from core.threats import ThreatModel
 from victims.archs import Victim
 
 
+ENSEMBLE_SEED_STRIDE = 100_003
+"""Seeds of an attacker's extra ensemble members: apart from every craft seed's own surrogate
+and from independent pretrained victims (``INDEPENDENT_SEED`` + victim seed)."""
+
+
 @dataclass(frozen=True)
 class AttackConfig:
     """Settings every attack has.
@@ -56,17 +61,27 @@ class AttackConfig:
 
 
 @dataclass(frozen=True)
-class SurrogateConfig(AttackConfig):
-    """Settings of an attack crafted against a surrogate model, the kind SAPA augments.
+class ModelConfig(AttackConfig):
+    """Settings of an attack crafted against a clean-trained model (feature collision, MetaPoison,
+    hidden-trigger and clean-label backdoors: baselines with no SAPA twin).
 
     Attributes:
-        rho: SAPA's radius (0.05 in the paper); used only by the SAPA version.
         surrogate: the model crafted against (:class:`SurrogateSpec`; a suite's or the
             command line's ``surrogate`` option replaces the preset's).
     """
 
-    rho: float = 0.05
     surrogate: SurrogateSpec = field(default_factory=SurrogateSpec)
+
+
+@dataclass(frozen=True)
+class SurrogateConfig(ModelConfig):
+    """Settings of an attack crafted against a surrogate model, the kind SAPA augments.
+
+    Attributes:
+        rho: SAPA's radius (0.05 in the paper); used only by the SAPA version.
+    """
+
+    rho: float = 0.05
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -113,6 +128,18 @@ class CraftContext:
         model, info = get_surrogate(spec, self.dataset, self.seed, self.device, self.use_cache)
         self.surrogate_info.update(info)
         return model
+
+    def surrogates(self, spec: SurrogateSpec, count: int) -> list[Victim]:
+        """An ensemble of ``count`` clean surrogates of ``spec``: the craft seed's own (shared with
+        every other attack of this seed), then ones seeded ``seed + k * ENSEMBLE_SEED_STRIDE``
+        (cached the same way; their seeds are recorded in ``surrogate_info['ensemble_seeds']``)."""
+        models = [self.surrogate(spec)]
+        seeds = [self.seed + k * ENSEMBLE_SEED_STRIDE for k in range(1, count)]
+        for seed in seeds:
+            models.append(get_surrogate(spec, self.dataset, seed, self.device, self.use_cache)[0])
+        if seeds:
+            self.surrogate_info["ensemble_seeds"] = [self.seed, *seeds]
+        return models
 
     def randint(self, high: int) -> int:
         return int(torch.randint(high, (1,), generator=self.generator))

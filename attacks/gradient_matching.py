@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from attacks._draws import draw_target
 from attacks._matching import MatchingConfig, brew
 from attacks.base import Attack, CraftContext, Crafted, budget_count, pick_indices, register_attack
 from attacks.sapa import objective_gradient
@@ -73,9 +74,8 @@ class GradientMatching(Attack):
     def craft(self, ctx: CraftContext) -> Crafted:
         cfg: MatchingConfig = self.config  # type: ignore[assignment]
         ds = ctx.dataset
-        target_index = ctx.randint(len(ds.test_y))
-        true_class = int(ds.test_y[target_index])
-        adversarial_class = (true_class + 1 + ctx.randint(ds.num_classes - 1)) % ds.num_classes
+        target = draw_target(ctx)
+        target_index, true_class, adversarial_class = target.index, target.true_class, target.adversarial_class
         indices = pick_indices(ds.train_y, adversarial_class, budget_count(cfg, ds.num_train), ctx.generator)
         model = ctx.surrogate(cfg.surrogate)
 

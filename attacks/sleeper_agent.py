@@ -8,11 +8,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from attacks._draws import draw_backdoor
 from attacks._matching import Brew, MatchingConfig, brew_restarts, differentiable_augment, gradient_norms
 from attacks.base import Attack, CraftContext, Crafted, budget_count, pick_indices, register_attack
 from attacks.sapa import mean_loss_terms, objective_gradient
 from attacks.surrogate import SurrogateSpec
-from attacks.triggers import apply_trigger, make_trigger
+from attacks.triggers import apply_trigger
 from core.errors import ConfigError
 from core.threats import TRIGGER_PLACEMENTS, ThreatModel
 from victims.train import train_victim
@@ -129,11 +130,13 @@ class SleeperAgent(Attack):
     def craft(self, ctx: CraftContext) -> Crafted:
         cfg: SleeperConfig = self.config  # type: ignore[assignment]
         ds = ctx.dataset
-        source_class = ctx.randint(ds.num_classes)
-        target_class = (source_class + 1 + ctx.randint(ds.num_classes - 1)) % ds.num_classes
-        side = max(1, round(cfg.patch_fraction * ds.img_size))
-        trigger = make_trigger(ds.in_chans, side, ctx.generator)
-        trigger_seed = ctx.randint(2**31 - 1)
+        goal = draw_backdoor(ctx, cfg.patch_fraction)
+        source_class, target_class, trigger, trigger_seed = (
+            goal.source_class,
+            goal.target_class,
+            goal.trigger,
+            goal.trigger_seed,
+        )
         count = budget_count(cfg, ds.num_train)
         model = ctx.surrogate(cfg.surrogate)
         if cfg.selection == "gradient-norm":

@@ -242,7 +242,7 @@ def start_of(trial: Trial, poison: PoisonSet | None, dataset: ImageDataset, devi
         return checkpoint_weights(ckpt, trial.arch, dataset)
     if trial.pretrained == "independent":
         run = CleanRun(trial.arch, seed=INDEPENDENT_SEED + trial.seed)
-    elif surrogate is not None:
+    elif surrogate and "seed" in surrogate:  # model-free attacks (separable noise ...) record none
         run = CleanRun(trial.arch, surrogate.get("recipe", "sgd"), surrogate.get("epochs"), int(surrogate["seed"]))
     else:
         run = CleanRun(trial.arch, seed=trial.seed)
