@@ -34,15 +34,15 @@ class CleanLabelConfig(ModelConfig):
         step_size: PGD step in pixel units (2/255).
         amplitude: the stamped trigger's amplitude on the poisons, in pixel units: each trigger
             pixel moves the image by +/- amplitude (Turner's reduced-amplitude trigger). At most
-            eps, so the whole poison stays in the eps ball; at test time the full trigger is
-            pasted.
+            eps, so the whole poison stays in the eps ball; None (default): eps. At test time
+            the full trigger is pasted.
         patch_fraction: trigger side as a fraction of the image side (0.25, as Sleeper Agent's).
         batch_size: images per PGD batch.
     """
 
     steps: int = 20
     step_size: float = 2 / 255
-    amplitude: float = 16 / 255
+    amplitude: float | None = None
     patch_fraction: float = 0.25
     batch_size: int = 256
 
@@ -51,7 +51,9 @@ class CleanLabelConfig(ModelConfig):
         check_positive_ints(self, "steps", "batch_size")
         if not 0 < self.step_size <= 1:
             raise ConfigError(f"invalid step_size={self.step_size!r}: pixel units in (0, 1]")
-        if not 0 < self.amplitude <= self.eps + 1e-9:
+        if self.amplitude is not None and not (
+            isinstance(self.amplitude, (int, float)) and 0 < self.amplitude <= self.eps + 1e-9
+        ):
             raise ConfigError(
                 f"invalid amplitude={self.amplitude!r}: in (0, eps={self.eps:.4f}] so the poison stays in the eps ball"
             )
@@ -86,7 +88,7 @@ class CleanLabelBackdoor(Attack):
     stamped in the corner at reduced ``amplitude``. Turner et al. stamp four corners; one
     corner here, the placement every backdoor metric of the harness uses.
 
-    Options (paper preset): eps 16/255, budget 0.01, steps 20, step 2/255, amplitude 16/255,
+    Options (paper preset): eps 16/255, budget 0.01, steps 20, step 2/255, amplitude eps,
     surrogate ResNet-18 / adversarial (PGD training).
 
     Example::
@@ -102,7 +104,6 @@ class CleanLabelBackdoor(Attack):
             budget=0.01,
             steps=20,
             step_size=2 / 255,
-            amplitude=16 / 255,
             surrogate=SurrogateSpec("resnet18", "adversarial"),
         ),
         "embedded": dict(
@@ -110,7 +111,6 @@ class CleanLabelBackdoor(Attack):
             budget=0.10,
             steps=20,
             step_size=8 / 255,
-            amplitude=64 / 255,
             surrogate=SurrogateSpec("convnet", "adversarial", epochs=8),
         ),
         "smoke": dict(
@@ -118,7 +118,6 @@ class CleanLabelBackdoor(Attack):
             budget=0.05,
             steps=2,
             step_size=4 / 255,
-            amplitude=16 / 255,
             surrogate=SurrogateSpec("convnet", "adversarial", epochs=1),
         ),
     }
@@ -137,7 +136,7 @@ class CleanLabelBackdoor(Attack):
             delta[b] = pgd_perturb(model, x[b], y[b], delta[b], cfg.eps, cfg.step_size, cfg.steps, sign=1.0)
         with torch.no_grad():
             hard = float((model(x + delta).argmax(1) != y).float().mean())
-        delta = stamp(delta, x, goal.trigger, cfg.amplitude, cfg.eps)
+        delta = stamp(delta, x, goal.trigger, cfg.eps if cfg.amplitude is None else cfg.amplitude, cfg.eps)
         return Crafted(
             indices=indices,
             delta=delta,
