@@ -30,7 +30,6 @@ from core.runtime import check_seed, resolve_device, seeded
 from core.threats import ThreatModel
 from victims.archs import Victim
 
-
 ENSEMBLE_SEED_STRIDE = 100_003
 """Seeds of an attacker's extra ensemble members: apart from every craft seed's own surrogate
 and from independent pretrained victims (``INDEPENDENT_SEED`` + victim seed)."""

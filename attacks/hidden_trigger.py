@@ -109,9 +109,7 @@ class HiddenTrigger(Attack):
         "embedded": dict(
             eps=64 / 255, budget=0.10, steps=300, lr=0.01, decay_every=100, surrogate=SurrogateSpec("convnet", "sgd")
         ),
-        "smoke": dict(
-            eps=16 / 255, budget=0.05, steps=3, lr=0.01, surrogate=SurrogateSpec("convnet", "sgd", epochs=1)
-        ),
+        "smoke": dict(eps=16 / 255, budget=0.05, steps=3, lr=0.01, surrogate=SurrogateSpec("convnet", "sgd", epochs=1)),
     }
 
     def craft(self, ctx: CraftContext) -> Crafted:

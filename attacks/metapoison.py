@@ -192,7 +192,9 @@ class MetaPoison(Attack):
             total = 0.0
             for member in ensemble:
                 pick = torch.randperm(len(idx), generator=ctx.generator)[:n_poison].to(ctx.device)
-                clean = clean_pool[torch.randperm(len(clean_pool), generator=ctx.generator)[: cfg.batch_size - n_poison]]
+                clean = clean_pool[
+                    torch.randperm(len(clean_pool), generator=ctx.generator)[: cfg.batch_size - n_poison]
+                ]
                 clean = clean.to(ctx.device)
                 x = torch.cat([x_p[pick] + delta[pick], ds.train_x[clean]])
                 y = torch.cat([y_p[pick], ds.train_y[clean]])

@@ -31,7 +31,9 @@ class SeparableConfig(NoiseConfig):
             raise ConfigError(f"invalid patch={self.patch!r}: a positive integer (pixels)")
 
 
-def class_patterns(num_classes: int, shape: tuple[int, int, int], patch: int, generator: torch.Generator) -> torch.Tensor:
+def class_patterns(
+    num_classes: int, shape: tuple[int, int, int], patch: int, generator: torch.Generator
+) -> torch.Tensor:
     """One synthetic pattern per class, (num_classes, C, H, W): Gaussian values on a grid of
     patch x patch blocks, each repeated over its block."""
     c, h, w = shape
@@ -74,4 +76,6 @@ class Separable(Attack):
         shape = tuple(ds.train_x.shape[1:])
         patterns = scale(class_patterns(ds.num_classes, shape, cfg.patch, ctx.generator), cfg).to(ctx.device)  # type: ignore[arg-type]
         delta = project(patterns[y], x, cfg.eps)
-        return Crafted(indices=indices, delta=delta, threat=ThreatModel("untargeted"), extra={"patterns": ds.num_classes})
+        return Crafted(
+            indices=indices, delta=delta, threat=ThreatModel("untargeted"), extra={"patterns": ds.num_classes}
+        )

@@ -1,7 +1,8 @@
 """The paper's claims (``benchmark/claims.toml``) tested against measured trials.
 
 Each claim states the expected direction of the SAPA-vs-baseline gap in one row of the paper's
-Tables 4 and 5, the victim protocol it is tested in (``scratch`` unless the claim says
+Tables 1-5 (Tables 1-3: the SAPA attack against every baseline of its table, ``baseline``;
+Tables 4-5: against its own base attack), the victim protocol it is tested in (``scratch`` unless the claim says
 otherwise: the paper's ViT is a fine-tuned pretrained model, and targeted attacks are tested
 where they work at embedded scale) and the measure it tests (the threat model's ``metric``, or
 the continuous ``adversarial_margin`` of targeted attacks). The SAPA entry and its baseline are
@@ -18,6 +19,13 @@ p-value below ``2**-n`` can come out, so a claim can only hold where the design 
 Claims about the paper's main victim (ResNet-18) are matched to the results' main victim
 architecture when the results have no ResNet-18 rows (the embedded suites use the convnet);
 the output names what was actually measured. White-box (known-init) pairs never test a claim.
+
+Rows of Tables 1-3 name their setting: ``dataset`` and the attack ``options`` (eps, budget) of
+the paper-scale suites (``table1``...), matched exactly against entries crafted with the
+``paper`` preset; ``embedded`` (when present) is the options of the embedded twin
+(``table1-embedded``...) that stands for the row at embedded scale, matched against entries of
+the other presets. A row without either matches any setting (the Table 4-5 rows). Where the two
+entries share no seeds the comparison is unpaired (a two-sample permutation test), and said so.
 """
 
 from __future__ import annotations
@@ -29,16 +37,18 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from attacks import ATTACKS
 from benchmark.entries import entries_dir
 from core.errors import ConfigError
-from core.names import NO_DEFENSE
+from core.names import NO_DEFENSE, sapa_name
 from core.stats import PairedTest
 from core.threats import ADVERSARIAL_MARGIN
-from leaderboard.render import sapa_pairs
+from leaderboard.render import rival_pairs
 from leaderboard.schema import load_entries
 from victims.protocols import PROTOCOLS, SCRATCH, get_protocol
 
 PAPER_MAIN_ARCH = "resnet18"
+PAPER_PRESET = "paper"
 METRIC = "metric"
 MEASURES = (METRIC, ADVERSARIAL_MARGIN)
 
@@ -55,6 +65,33 @@ class Claim:
     expect: str
     protocol: str = SCRATCH
     measure: str = METRIC
+    baseline: str | None = None
+    dataset: str | None = None
+    options: dict[str, Any] | None = None
+    embedded: dict[str, Any] | None = None
+
+    @property
+    def compared(self) -> tuple[str, str]:
+        """(SAPA attack, baseline attack) the claim compares."""
+        return sapa_name(self.attack), self.baseline or self.attack
+
+    def matches(self, pair: dict[str, Any]) -> bool:
+        """Whether a measured pair is in this claim's setting (dataset and attack options)."""
+        if self.options is None and self.embedded is None:
+            return True
+        if pair["preset"] == PAPER_PRESET:
+            return (
+                self.options is not None
+                and (self.dataset is None or pair["dataset"] == self.dataset)
+                and _same_options(pair["options"], self.options)
+            )
+        return self.embedded is not None and _same_options(pair["options"], self.embedded)
+
+
+def _same_options(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return set(a) == set(b) and all(
+        abs(float(a[k]) - float(b[k])) < 1e-9 if isinstance(b[k], (int, float)) else a[k] == b[k] for k in b
+    )
 
 
 @dataclass(frozen=True)
@@ -95,6 +132,10 @@ def load_claims(path: str | Path | None = None) -> tuple[float, list[Claim]]:
                 raw["expect"],
                 raw.get("protocol", SCRATCH),
                 raw.get("measure", METRIC),
+                raw.get("baseline"),
+                raw.get("dataset"),
+                dict(raw["options"]) if "options" in raw else None,
+                dict(raw["embedded"]) if "embedded" in raw else None,
             )
         except (KeyError, IndexError, TypeError, ValueError) as err:
             raise ConfigError(f"claims file: malformed claim {raw.get('id', raw)!r} ({err})") from None
@@ -104,7 +145,14 @@ def load_claims(path: str | Path | None = None) -> tuple[float, list[Claim]]:
             raise ConfigError(f"claim {claim.id}: protocol must be a registered, non-white-box protocol")
         if claim.measure not in MEASURES:
             raise ConfigError(f"claim {claim.id}: measure must be one of {', '.join(MEASURES)}")
+        if claim.baseline is not None and claim.baseline not in ATTACKS:
+            raise ConfigError(f"claim {claim.id}: {ATTACKS.unknown_message(claim.baseline)}")
+        if claim.attack not in ATTACKS or sapa_name(claim.attack) not in ATTACKS:
+            raise ConfigError(f"claim {claim.id}: attack {claim.attack!r} has no registered SAPA version")
         claims.append(claim)
+    ids = Counter(c.id for c in claims)
+    if ids and ids.most_common(1)[0][1] > 1:
+        raise ConfigError(f"claims file: claim id {ids.most_common(1)[0][0]!r} is used twice")
     return alpha, claims
 
 
@@ -117,7 +165,7 @@ def test_claims(
     if not 0 < alpha < 1:
         raise ConfigError(f"invalid alpha={alpha}: must be in (0, 1) (set --alpha)")
     entries = load_entries(entries_dir(results))
-    pairs = [p for p in sapa_pairs(entries) if p["defense"] == NO_DEFENSE and not p["white_box"]]
+    pairs = [p for p in rival_pairs(entries) if p["defense"] == NO_DEFENSE and not p["white_box"]]
     archs = Counter(p["arch"] for p in pairs)
     main_arch = archs.most_common(1)[0][0] if archs else None
     verdicts = []
@@ -125,10 +173,13 @@ def test_claims(
         arch = c.arch
         if arch == PAPER_MAIN_ARCH and not any(p["arch"] == arch for p in pairs):
             arch = main_arch or arch
+        sapa, baseline = c.compared
         match = [
             p
             for p in pairs
-            if (p["attack"], p["recipe"], p["arch"], p["protocol_name"]) == (c.attack, c.recipe, arch, c.protocol)
+            if (p["sapa_attack"], p["attack"], p["recipe"], p["arch"], p["protocol_name"])
+            == (sapa, baseline, c.recipe, arch, c.protocol)
+            and c.matches(p)
         ]
         if c.measure == ADVERSARIAL_MARGIN:
             match = [p for p in match if p["margin"] is not None]

@@ -596,7 +596,9 @@ def _cmd_claims(args: argparse.Namespace) -> int:
     print(
         f"paper claims vs measured trials (alpha = {alpha}; gap > 0 = SAPA stronger). Test: exact one-sided "
         "sign-flip permutation test, SAPA and baseline paired by craft seed (per craft seed the mean over its "
-        "victims; by victim seed when there is one craft seed); with n pairs p cannot go below 2^-n."
+        "victims; by victim seed when there is one craft seed); with n pairs p cannot go below 2^-n. Attacks of "
+        "one threat model crafted with the same seed share their target / class pair, so Tables 1-3 are paired "
+        "too; entries that share no seeds are compared unpaired (two-sample permutation test), and say so."
     )
     for v in verdicts:
         c = v.claim
@@ -604,6 +606,7 @@ def _cmd_claims(args: argparse.Namespace) -> int:
         if v.measured is None or v.test is None:
             print(f"  {v.verdict.upper():<12} {c.id:<34} {paper}; no matching {c.protocol} results")
             continue
+        versus = "" if c.baseline in (None, c.attack) else f"{c.compared[0]} vs {c.compared[1]}, "
         m, t = v.measured, v.test
         where = f"{m['dataset']}/{m['arch']}/{m['recipe']}/{m['protocol']}"
         metric = (
@@ -618,8 +621,8 @@ def _cmd_claims(args: argparse.Namespace) -> int:
         else:
             tested = metric
         print(
-            f"  {v.verdict.upper():<12} {c.id:<34} {paper}; {where}: {tested}; "
-            f"paired diff {t.mean_difference:+.3g} over {t.n} {t.unit}s, p {t.p_greater:.4f} (floor {t.p_floor:.4f})"
+            f"  {v.verdict.upper():<12} {c.id:<34} {paper}; {versus}{where}: {tested}; "
+            f"{t.design} diff {t.mean_difference:+.3g} over {t.n} {t.unit}s, p {t.p_greater:.4f} (floor {t.p_floor:.4f})"
         )
     counts = {k: sum(v.verdict == k for v in verdicts) for k in ("held", "failed", "inconclusive", "untested")}
     print("summary: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
@@ -748,7 +751,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("claims", help="test the paper's claims against measured results")
     p.add_argument("--results", required=True, help="an output folder of sapabench run")
     p.add_argument("--alpha", type=_number, help="significance level of the one-sided tests (default 0.05)")
-    p.add_argument("--claims", help="a claims TOML file (default: the paper's Tables 4 and 5)")
+    p.add_argument("--claims", help="a claims TOML file (default: the paper's Tables 1-5)")
     p.set_defaults(func=_cmd_claims)
     return parser
 

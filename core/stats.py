@@ -69,6 +69,8 @@ class PairedTest:
         p_greater / p_less: sign-flip p for mean(a - b) > 0 / < 0.
         p_floor: the smallest p-value ``n`` pairs can give (2^-n).
         unpaired: trials of either arm without a partner (left out of the test).
+        design: ``paired`` (the sign-flip test above), or ``unpaired`` (:func:`unpaired_test`:
+            the arms share no seeds, so their units are compared as two independent samples).
     """
 
     unit: str
@@ -79,9 +81,15 @@ class PairedTest:
     p_less: float
     p_floor: float
     unpaired: int
+    design: str = "paired"
 
     @property
     def test(self) -> str:
+        if self.design == "unpaired":
+            return (
+                f"two-sample permutation test of the mean over {self.n} {self.unit}s, unpaired "
+                f"(the arms share no seeds; one-sided, p >= {self.p_floor:.3g})"
+            )
         return f"exact sign-flip permutation test over {self.n} {self.unit}s (one-sided, p >= {self.p_floor:.3g})"
 
 
@@ -119,6 +127,70 @@ def paired_test(a: Mapping[Key, float], b: Mapping[Key, float]) -> PairedTest:
         p_floor=2.0**-n if n <= EXACT_UP_TO else 1 / (2**16 + 1),
         unpaired=len(a) + len(b) - 2 * len(shared),
     )
+
+
+def _units(arm: Mapping[Key, float]) -> list[float]:
+    """An arm's units: per craft seed the mean of its victims (two or more craft seeds), else
+    each victim's value."""
+    crafts: dict[Hashable, list[float]] = defaultdict(list)
+    for (craft, _), v in sorted(arm.items(), key=repr):
+        crafts[craft].append(v)
+    if len(crafts) >= 2:
+        return [sum(vs) / len(vs) for _, vs in sorted(crafts.items(), key=lambda kv: repr(kv[0]))]
+    return [v for _, v in sorted(arm.items(), key=repr)]
+
+
+def permutation_p(a: Sequence[float], b: Sequence[float]) -> float:
+    """One-sided two-sample permutation p-value for ``mean(a) > mean(b)``: the fraction of the
+    C(n_a + n_b, n_a) relabellings whose difference of means reaches the observed one (exact up
+    to 2^16 relabellings, else 2^16 seeded random ones with the add-one correction)."""
+    pooled = np.asarray([*a, *b], dtype=np.float64)
+    n_a, n = len(a), len(pooled)
+    if n_a == 0 or n_a == n:
+        return 1.0
+    total = pooled.sum()
+    observed = float(np.mean(a)) - float(np.mean(b))
+    tolerance = 1e-12 * max(1.0, float(np.abs(pooled).sum()))
+
+    def diff(sum_a: np.ndarray) -> np.ndarray:
+        return sum_a / n_a - (total - sum_a) / (n - n_a)
+
+    if math.comb(n, n_a) <= 2**16:
+        sums = np.array([pooled[list(c)].sum() for c in itertools.combinations(range(n), n_a)])
+        return float(np.mean(diff(sums) >= observed - tolerance))
+    rng = np.random.default_rng(0)
+    sums = np.array([pooled[rng.permutation(n)[:n_a]].sum() for _ in range(2**16)])
+    return float((1 + np.sum(diff(sums) >= observed - tolerance)) / (2**16 + 1))
+
+
+def unpaired_test(a: Mapping[Key, float], b: Mapping[Key, float]) -> PairedTest:
+    """Compare two arms that share no (craft seed, victim seed) keys, as independent samples of
+    their units (:func:`_units`) by a two-sample permutation test. Used only where the design
+    gives no pairs (e.g. entries crafted with different seeds); ``n`` is the smaller arm's size."""
+    ua, ub = _units(a), _units(b)
+    n = min(len(ua), len(ub))
+    unit = "craft seed" if len({k[0] for k in a}) >= 2 else "victim seed"
+    splits = math.comb(len(ua) + len(ub), len(ua))
+    floor = (1 / splits if splits <= 2**16 else 1 / (2**16 + 1)) if n else 1.0
+    return PairedTest(
+        unit=unit,
+        n=n,
+        differences=(),
+        mean_difference=(float(np.mean(ua)) - float(np.mean(ub))) if n else 0.0,
+        p_greater=permutation_p(ua, ub) if n else 1.0,
+        p_less=permutation_p(ub, ua) if n else 1.0,
+        p_floor=floor,
+        unpaired=len(a) + len(b),
+        design="unpaired",
+    )
+
+
+def compare_arms(a: Mapping[Key, float], b: Mapping[Key, float]) -> PairedTest:
+    """Arm ``a`` against ``b`` (is a larger?): paired (:func:`paired_test`) where they share
+    seeds, as two independent samples (:func:`unpaired_test`) where they share none."""
+    if set(a) & set(b) or not a or not b:
+        return paired_test(a, b)
+    return unpaired_test(a, b)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any
 from core.atomic import write_text
 from core.names import NO_DEFENSE, base_name, is_sapa, sapa_name
 from core.numerics import Numerics
-from core.stats import PairedTest, paired_test
+from core.stats import PairedTest, compare_arms
 from core.threats import ADVERSARIAL_MARGIN, NO_THREAT
 from leaderboard.schema import load_entries
 from victims.protocols import FILE_PREFIX, NO_PRETRAINED, SCRATCH, get_protocol
@@ -161,14 +161,15 @@ def _trials(e: dict[str, Any], values: list[float], stronger_is_higher: bool) ->
 
 
 def compare(sapa: dict[str, Any], base: dict[str, Any], measure: str | None = None) -> PairedTest:
-    """SAPA against its baseline, paired by seeds (:func:`core.stats.paired_test`), on the
-    metric or on the continuous ``measure``; positive differences mean SAPA is stronger."""
+    """SAPA against a baseline, paired by seeds (:func:`core.stats.compare_arms`: unpaired only
+    where the two entries share no seeds), on the metric or on the continuous ``measure``;
+    positive differences mean SAPA is stronger."""
     if measure is None:
         higher = sapa["metric"]["higher_is_stronger"]
-        return paired_test(
+        return compare_arms(
             _trials(sapa, sapa["metric"]["values"], higher), _trials(base, base["metric"]["values"], higher)
         )
-    return paired_test(
+    return compare_arms(
         _trials(sapa, sapa["measures"][measure]["values"], True),
         _trials(base, base["measures"][measure]["values"], True),
     )
@@ -183,58 +184,169 @@ def sapa_pairs(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     craft seeds (or victim seeds when there is one craft seed), ``p_value`` its one-sided p.
     Targeted pairs also compare the adversarial margin (``margin_test``).
     """
-    index = {}
-    for e in entries:
-        s = e["setting"]
-        index[
-            (s["suite"], s["dataset"], s["arch"], s["recipe"], e["defense"], s["surrogate"], e["attack"], _variant(e))
-        ] = e
+    index = {(*_key(e)[:-1], e["attack"], _key(e)[-1]): e for e in entries}
     pairs = []
-    for (suite, ds, arch, recipe, defense, surrogate, attack, variant), sapa in sorted(index.items()):
+    for key, sapa in sorted(index.items()):
+        attack = key[-2]
         if not is_sapa(attack):
             continue
-        base = index.get((suite, ds, arch, recipe, defense, surrogate, base_name(attack), variant))
-        if base is None:
-            continue
-        higher = sapa["metric"]["higher_is_stronger"]
-        gap = (sapa["metric"]["mean"] - base["metric"]["mean"]) * (1 if higher else -1)
-        test = compare(sapa, base)
-        both = ADVERSARIAL_MARGIN in sapa["measures"] and ADVERSARIAL_MARGIN in base["measures"]
-        margin_test = compare(sapa, base, ADVERSARIAL_MARGIN) if both else None
-        pairs.append(
-            {
-                "dataset": ds,
-                "arch": arch,
-                "recipe": recipe,
-                "protocol": protocol_label(sapa["setting"]),
-                "protocol_name": sapa["setting"]["protocol"],
-                "white_box": get_protocol(sapa["setting"]["protocol"]).white_box,
-                "numerics": numerics_label(sapa["setting"]),
-                "defense": defense,
-                "attack": base["attack"],
-                "metric": sapa["metric"]["name"],
-                "higher_is_stronger": higher,
-                "baseline": (base["metric"]["mean"], base["metric"]["se"]),
-                "sapa": (sapa["metric"]["mean"], sapa["metric"]["se"]),
-                "gap": gap,
-                "test": test,
-                "p_value": test.p_greater,
-                "significant": test.p_greater < ALPHA,
-                "trials": (base["metric"]["trials"], sapa["metric"]["trials"]),
-                "margin": None
-                if margin_test is None
-                else {
-                    "baseline": (
-                        base["measures"][ADVERSARIAL_MARGIN]["mean"],
-                        base["measures"][ADVERSARIAL_MARGIN]["se"],
-                    ),
-                    "sapa": (sapa["measures"][ADVERSARIAL_MARGIN]["mean"], sapa["measures"][ADVERSARIAL_MARGIN]["se"]),
-                    "clean": base["measures"][ADVERSARIAL_MARGIN]["clean_mean"],
-                    "test": margin_test,
-                },
-            }
-        )
+        base = index.get((*key[:-2], base_name(attack), key[-1]))
+        if base is not None:
+            pairs.append(pair(sapa, base))
     return pairs
+
+
+def _key(e: dict[str, Any]) -> tuple:
+    """What an entry's setting is, but for its attack: entries with the same key are compared."""
+    s = e["setting"]
+    return (s["suite"], s["dataset"], s["arch"], s["recipe"], e["defense"], s["surrogate"], _variant(e))
+
+
+def pair(sapa: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    """A SAPA entry against a baseline entry of the same setting (its own base attack, or any
+    other attack of its threat model): means, signed gap, and the test of SAPA being stronger."""
+    higher = sapa["metric"]["higher_is_stronger"]
+    gap = (sapa["metric"]["mean"] - base["metric"]["mean"]) * (1 if higher else -1)
+    test = compare(sapa, base)
+    both = ADVERSARIAL_MARGIN in sapa["measures"] and ADVERSARIAL_MARGIN in base["measures"]
+    margin_test = compare(sapa, base, ADVERSARIAL_MARGIN) if both else None
+    s = sapa["setting"]
+    return {
+        "dataset": s["dataset"],
+        "arch": s["arch"],
+        "recipe": s["recipe"],
+        "protocol": protocol_label(s),
+        "protocol_name": s["protocol"],
+        "white_box": get_protocol(s["protocol"]).white_box,
+        "numerics": numerics_label(s),
+        "defense": sapa["defense"],
+        "attack": base["attack"],
+        "sapa_attack": sapa["attack"],
+        "preset": s["preset"],
+        "options": dict(s["options"]),
+        "metric": sapa["metric"]["name"],
+        "higher_is_stronger": higher,
+        "baseline": (base["metric"]["mean"], base["metric"]["se"]),
+        "sapa": (sapa["metric"]["mean"], sapa["metric"]["se"]),
+        "gap": gap,
+        "test": test,
+        "p_value": test.p_greater,
+        "significant": test.p_greater < ALPHA,
+        "trials": (base["metric"]["trials"], sapa["metric"]["trials"]),
+        "margin": None
+        if margin_test is None
+        else {
+            "baseline": (base["measures"][ADVERSARIAL_MARGIN]["mean"], base["measures"][ADVERSARIAL_MARGIN]["se"]),
+            "sapa": (sapa["measures"][ADVERSARIAL_MARGIN]["mean"], sapa["measures"][ADVERSARIAL_MARGIN]["se"]),
+            "clean": base["measures"][ADVERSARIAL_MARGIN]["clean_mean"],
+            "test": margin_test,
+        },
+    }
+
+
+def rival_pairs(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every SAPA entry against every non-SAPA attack of its threat model in the same setting
+    (its own base attack included): the comparisons of the paper's Tables 1-3."""
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for e in entries:
+        if e["setting"]["threat"] != NO_THREAT:
+            groups[(*_key(e), e["setting"]["threat"])].append(e)
+    pairs = []
+    for _, group in sorted(groups.items()):
+        for sapa in sorted((e for e in group if e["sapa"]), key=lambda e: e["attack"]):
+            for base in sorted((e for e in group if not e["sapa"]), key=lambda e: e["attack"]):
+                pairs.append(pair(sapa, base))
+    return pairs
+
+
+THREAT_COLUMNS = (
+    "dataset",
+    "threat",
+    "protocol",
+    "arch",
+    "recipe",
+    "setting",
+    "rank",
+    "attack",
+    "metric",
+    "value",
+    "clean_reference",
+    "vs_sapa",
+    "gap",
+    "p_value",
+    "pairs",
+)
+
+
+def threat_view(entries: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Per threat model and victim protocol (and dataset, arch, recipe, attack settings): every
+    attack ranked strongest first, beside the clean reference (clean accuracy for untargeted
+    attacks, the clean victim's adversarial margin for targeted ones), each baseline compared
+    with the strongest SAPA attack of the group (gap > 0: SAPA stronger; one-sided p)."""
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    clean: dict[tuple, dict[str, Any]] = {}
+    for e in entries:
+        if e["defense"] != NO_DEFENSE:
+            continue
+        s = e["setting"]
+        where = (s["suite"], s["dataset"], s["arch"], s["recipe"], protocol_label(s), numerics_label(s))
+        if s["threat"] == NO_THREAT:
+            clean[where] = e
+        else:
+            options = json.dumps([s["preset"], s["options"], s["victim"]], sort_keys=True)
+            groups[(s["threat"], *where, options)].append(e)
+    rows = []
+    for (threat, suite, ds, arch, recipe, protocol, numerics, _), group in sorted(groups.items()):
+        group.sort(key=lambda e: (-_strength(e), e["attack"]))
+        sapa = next((e for e in group if e["sapa"]), None)
+        ref = clean.get((suite, ds, arch, recipe, protocol, numerics))
+        setting = group[0]["setting"]
+        for rank, e in enumerate(group, 1):
+            versus = pair(sapa, e) if sapa is not None and not e["sapa"] else None
+            m = e["metric"]
+            rows.append(
+                {
+                    "dataset": ds,
+                    "threat": threat,
+                    "protocol": protocol,
+                    "arch": arch,
+                    "recipe": recipe,
+                    "setting": f"eps {setting['eps'] * 255:.0f}/255, budget {setting['budget']:g}, {setting['preset']}",
+                    "rank": str(rank),
+                    "attack": e["attack"],
+                    "metric": m["name"],
+                    "value": f"{100 * m['mean']:.1f} +/- {100 * m['se']:.1f}" + _margin_note(e),
+                    "clean_reference": _clean_reference(threat, e, ref),
+                    "vs_sapa": "-" if versus is None else versus["sapa_attack"],
+                    "gap": "-" if versus is None else f"{100 * versus['gap']:+.1f}",
+                    "p_value": "-" if versus is None else f"{versus['p_value']:.3f}",
+                    "pairs": "-" if versus is None else _pairs_label(versus["test"]),
+                }
+            )
+    return rows
+
+
+def _strength(e: dict[str, Any]) -> float:
+    m = e["metric"]
+    return m["mean"] if m["higher_is_stronger"] else -m["mean"]
+
+
+def _margin_note(e: dict[str, Any]) -> str:
+    m = e["measures"].get(ADVERSARIAL_MARGIN)
+    return "" if m is None else f" (margin {m['mean']:+.2f})"
+
+
+def _clean_reference(threat: str, e: dict[str, Any], ref: dict[str, Any] | None) -> str:
+    m = e["measures"].get(ADVERSARIAL_MARGIN)
+    if m is not None:
+        return f"margin {m['clean_mean']:+.2f}"
+    if threat == "untargeted" and ref is not None:
+        return f"{100 * ref['metric']['mean']:.1f}"
+    return "-"
+
+
+def _pairs_label(test: PairedTest) -> str:
+    return f"{test.n} {test.unit}s" + (" (unpaired)" if test.design == "unpaired" else "")
 
 
 def defense_view(entries: list[dict[str, Any]]) -> list[dict[str, str]]:
@@ -302,7 +414,7 @@ def _pair_row(p: dict[str, Any]) -> dict[str, str]:
         "gap": f"{100 * p['gap']:+.1f}",
         "p_value": f"{p['p_value']:.3f}",
         "significant": "yes" if p["significant"] else "no",
-        "pairs": f"{p['test'].n} {p['test'].unit}s",
+        "pairs": _pairs_label(p["test"]),
         "margin_baseline": "-" if m is None else f"{m['baseline'][0]:+.2f} +/- {m['baseline'][1]:.2f}",
         "margin_sapa": "-" if m is None else f"{m['sapa'][0]:+.2f} +/- {m['sapa'][1]:.2f}",
         "margin_gap": "-" if m is None else f"{m['test'].mean_difference:+.2f}",
@@ -348,6 +460,11 @@ adversarial margin on the target (logit of the adversarial class minus the large
 = success), tested the same way. Protocols are never pooled; known-init rows are a white-box
 upper bound.</p>
 {pairs}
+<h2>Per threat model (Tables 1-3 view)</h2>
+<p>Per threat model, victim protocol and setting, every attack strongest first, beside the clean
+reference; each baseline against the strongest SAPA attack of its group (gap &gt; 0: SAPA
+stronger; p one-sided, paired by craft seed where the entries share seeds, else unpaired).</p>
+{threats}
 {defenses}
 <script>
 document.querySelectorAll("table.sortable").forEach(function (table) {{
@@ -535,6 +652,18 @@ def render(entries_dir: str | Path, out: str | Path) -> list[Path]:
     pairs = sapa_pairs(entries)
     prow = [_pair_row(p) for p in pairs]
     drows = defense_view(entries)
+    trows = threat_view(entries)
+    threat_md = (
+        (
+            "\n## Per threat model (Tables 1-3 view)\n\nPer threat model, victim protocol and setting, every attack "
+            "strongest first; value in % (targeted: success, with the adversarial margin); clean_reference: the clean "
+            "victim's accuracy (untargeted) or adversarial margin (targeted); each baseline against the strongest SAPA "
+            "attack of its group: gap > 0 = SAPA stronger, p one-sided (paired by craft seed where they share seeds, "
+            "else unpaired, said in pairs).\n\n" + _markdown_table(THREAT_COLUMNS, trows)
+        )
+        if trows
+        else ""
+    )
     defense_md = (
         (
             "\n## Defenses\n\nPer defense, every attack strongest first; `without_defense` is the same attack and "
@@ -552,10 +681,13 @@ def render(entries_dir: str | Path, out: str | Path) -> list[Path]:
         + f"p = 2^-pairs, significant at alpha = {ALPHA}; margin: the adversarial margin on the target "
         + "(> 0 = success), tested the same way. Protocols are never pooled; known-init = white-box upper bound.\n\n"
         + _markdown_table(PAIR_COLUMNS, prow)
+        + threat_md
         + defense_md,
         "leaderboard.csv": _csv(COLUMNS, rows),
         "table4.csv": _csv(PAIR_COLUMNS, prow),
         "table4.md": _markdown_table(PAIR_COLUMNS, prow),
+        "threat-models.csv": _csv(THREAT_COLUMNS, trows),
+        "threat-models.md": _markdown_table(THREAT_COLUMNS, trows),
         **(
             {"defenses.md": _markdown_table(DEFENSE_COLUMNS, drows), "defenses.csv": _csv(DEFENSE_COLUMNS, drows)}
             if drows
@@ -564,6 +696,7 @@ def render(entries_dir: str | Path, out: str | Path) -> list[Path]:
         "leaderboard.html": _HTML.format(
             main=_html_table(COLUMNS, rows, ["sapa" if e["sapa"] else "" for e in entries]),
             pairs=_html_table(PAIR_COLUMNS, prow),
+            threats=_html_table(THREAT_COLUMNS, trows),
             defenses=("<h2>Defenses</h2>\n" + _html_table(DEFENSE_COLUMNS, drows)) if drows else "",
             alpha=ALPHA,
         ),

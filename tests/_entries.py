@@ -17,6 +17,9 @@ def make_entry(
     protocol="scratch",
     pretrained="none",
     margin=None,
+    options=None,
+    preset="embedded",
+    dataset="digits",
 ):
     """An entry whose trial ``values`` came from ``cells`` ((craft seed, victim seed) pairs;
     default: craft seed 0 with victims 100, 101, ...); ``margin`` = (values, clean values)."""
@@ -33,7 +36,7 @@ def make_entry(
             "defense": "none",
             "setting": {
                 "suite": "t",
-                "dataset": "digits",
+                "dataset": dataset,
                 "arch": arch,
                 "recipe": recipe,
                 "surrogate": "preset",
@@ -41,8 +44,8 @@ def make_entry(
                 "eps": 32 / 255,
                 "budget": 1.0,
                 "victim": {"epochs": 8},
-                "preset": "embedded",
-                "options": {},
+                "preset": preset,
+                "options": dict(options or {}),
                 "precision": "fp32",
                 "memory_format": "contiguous",
                 "protocol": protocol,

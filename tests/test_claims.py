@@ -8,12 +8,23 @@ from core.errors import ConfigError
 from tests._entries import make_entry
 
 
-def test_claims_file_covers_tables_4_and_5():
+def test_claims_file_covers_tables_1_to_5():
     alpha, claims = load_claims()
     assert alpha == 0.05
     ids = {c.id for c in claims}
-    assert len(claims) == 26 and len(ids) == 26
-    assert {c.table for c in claims} == {"4", "5"}
+    assert len(claims) == len(ids) == 26 + 48 + 36 + 96
+    assert {c.table for c in claims} == {"1", "2", "3", "4", "5"}
+    # Tables 1-3: the SAPA attack against every baseline of its table, in every setting of the paper
+    t1 = [c for c in claims if c.table == "1"]
+    assert {c.baseline for c in t1} == {"gradient-matching", "poison-frogs", "bullseye-polytope", "metapoison"}
+    assert {(c.dataset, round(c.options["eps"] * 255), c.options["budget"]) for c in t1} == {
+        (d, e, b) for d in ("cifar10", "cifar100") for e in (16, 8, 4) for b in (0.01, 0.002)
+    }
+    t3 = [c for c in claims if c.table == "3"]
+    assert {c.compared[0] for c in t3} == {"sapa-error-min", "sapa-error-max"}
+    assert {c.baseline for c in t3} == {"error-min", "error-max", "separable", "autoregressive"}
+    frogs = next(c for c in claims if c.id == "T1-cifar10-16-1.0%-vs-poison-frogs")
+    assert frogs.paper == (1.3, 80.1) and frogs.embedded == {}
     assert all(c.expect == "sapa_stronger" for c in claims)
     sgd_em = next(c for c in claims if c.id == "T4-sgd-error-min")
     assert sgd_em.paper == (21.2, 10.9) and sgd_em.metric == "accuracy"
@@ -106,3 +117,65 @@ def test_targeted_claims_test_the_margin_in_their_protocol(tmp_path):
         make_entry("sapa-gradient-matching", success, margin=(sapa_margin, clean), **kw),
     ]
     assert _verdicts(tmp_path / "w", white)["T4-sgd-gradient-matching"].verdict == "untested"
+
+
+def _frogs(attack, values, margins, **kw):
+    return make_entry(
+        attack,
+        values,
+        threat="targeted",
+        metric="target_success",
+        higher=True,
+        cells=kw.pop("cells", EIGHT),
+        margin=(margins, [-5.0] * len(margins)),
+        **kw,
+    )
+
+
+def test_table_rows_compare_sapa_with_other_baselines_in_their_setting(tmp_path):
+    zeros = [0.0] * 8
+    entries = [
+        _frogs("sapa-gradient-matching", zeros, [-1.0 + 0.1 * i for i in range(8)]),
+        _frogs("poison-frogs", zeros, [-3.0 + 0.1 * i for i in range(8)]),
+        _frogs("bullseye-polytope", zeros, [0.5 + 0.1 * i for i in range(8)]),
+    ]
+    v = _verdicts(tmp_path, entries)
+    frogs, bullseye = v["T1-cifar10-16-1.0%-vs-poison-frogs"], v["T1-cifar10-16-1.0%-vs-bullseye-polytope"]
+    assert frogs.verdict == "held" and frogs.test.design == "paired" and frogs.test.unit == "craft seed"
+    assert frogs.p_sapa_stronger == 2**-8 and frogs.test.mean_difference == pytest.approx(2.0)
+    assert bullseye.verdict == "failed"  # a baseline stronger than SAPA is reported as such
+    assert v["T1-cifar10-16-1.0%-vs-metapoison"].verdict == "untested"
+    # the embedded twin stands for the paper's first column only
+    assert v["T1-cifar10-8-1.0%-vs-poison-frogs"].verdict == "untested"
+    assert v["T1-cifar100-16-1.0%-vs-poison-frogs"].verdict == "untested"
+
+
+def test_paper_scale_rows_match_their_dataset_and_options_exactly(tmp_path):
+    setting = dict(preset="paper", dataset="cifar100", options={"eps": 8 / 255, "budget": 0.002}, arch="resnet18")
+    entries = [
+        _frogs("sapa-gradient-matching", [0.0] * 8, [1.0] * 8, **setting),
+        _frogs("metapoison", [0.0] * 8, [0.0] * 8, **setting),
+    ]
+    v = _verdicts(tmp_path, entries)
+    assert v["T1-cifar100-8-0.2%-vs-metapoison"].verdict == "held"
+    assert v["T1-cifar10-8-0.2%-vs-metapoison"].verdict == "untested"
+    assert v["T1-cifar100-8-1.0%-vs-metapoison"].verdict == "untested"
+    assert v["T1-cifar10-16-1.0%-vs-metapoison"].verdict == "untested"  # embedded rows never match paper entries
+
+
+def test_entries_that_share_no_seeds_are_compared_unpaired(tmp_path):
+    sapa = _frogs("sapa-gradient-matching", [0.0] * 8, [1.0 + 0.1 * i for i in range(8)])
+    other = _frogs("poison-frogs", [0.0] * 8, [0.1 * i for i in range(8)], cells=[(c, 100) for c in range(8, 16)])
+    t = _verdicts(tmp_path, [sapa, other])["T1-cifar10-16-1.0%-vs-poison-frogs"].test
+    assert t.design == "unpaired" and "unpaired" in t.test and t.n == 8
+    assert t.p_greater == pytest.approx(1 / 12870) and t.p_floor == pytest.approx(1 / 12870)  # C(16, 8)
+
+
+def test_a_claim_naming_an_unknown_baseline_is_refused(tmp_path):
+    bad = tmp_path / "c.toml"
+    bad.write_text(
+        '[[claim]]\nid = "x"\ntable = "1"\nattack = "gradient-matching"\nbaseline = "poison-frog"\n'
+        'recipe = "sgd"\narch = "convnet"\npaper = [1, 2]\nmetric = "success"\nexpect = "sapa_stronger"\n'
+    )
+    with pytest.raises(ConfigError, match="poison-frogs"):
+        load_claims(bad)

@@ -235,3 +235,24 @@ def test_rho_ablation_groups_sapa_radii_beside_the_baseline():
     assert len(view) == 1
     (group,) = view.values()
     assert sorted(group["sapa"]) == [0.05, 0.5] and group["baseline"]["attack"] == "sleeper-agent"
+
+
+def test_the_threat_model_view_ranks_every_attack_and_puts_each_baseline_beside_sapa():
+    from leaderboard.render import threat_view
+    from tests._entries import make_entry
+
+    cells = [(0, 100 + i) for i in range(3)]
+    clean = make_entry("error-min", [0.95, 0.96, 0.97], cells=cells)  # re-labelled as the clean reference:
+    clean["setting"] = {**clean["setting"], "threat": "none", "preset": "-"}  # the view reads, not validates
+    entries = [
+        make_entry("separable", [0.30, 0.32, 0.31], cells=cells),
+        make_entry("sapa-error-min", [0.50, 0.52, 0.51], cells=cells),
+        make_entry("error-min", [0.60, 0.62, 0.61], cells=cells),
+        clean,
+    ]
+    rows = threat_view(entries)
+    assert [r["attack"] for r in rows] == ["separable", "sapa-error-min", "error-min"]  # lower accuracy first
+    assert [r["rank"] for r in rows] == ["1", "2", "3"] and all(r["clean_reference"] == "96.0" for r in rows)
+    sep, sapa, em = rows
+    assert sep["vs_sapa"] == "sapa-error-min" and sep["gap"] == "-20.0" and sapa["vs_sapa"] == "-"
+    assert em["gap"] == "+10.0" and em["p_value"] == "0.125" and em["pairs"] == "3 victim seeds"
