@@ -385,11 +385,11 @@ def checkpoint_of(label: str) -> Checkpoint | None:
 def builtin_suites() -> dict[str, str]:
     """Suite name -> one-line description, for ``sapabench list suites``."""
     out = {}
-    for entry in sorted(resources.files("benchmark.suites").iterdir(), key=lambda p: p.name):
+    for entry in resources.files("benchmark.suites").iterdir():
         if entry.name.endswith(".toml"):
             data = tomllib.loads(entry.read_text())
             out[entry.name[:-5]] = str(data.get("description", "")).strip().splitlines()[0]
-    return out
+    return dict(sorted(out.items()))
 
 
 def load_suite(name_or_path: str) -> Suite:
