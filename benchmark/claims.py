@@ -76,9 +76,11 @@ class Claim:
         return sapa_name(self.attack), self.baseline or self.attack
 
     def matches(self, pair: dict[str, Any]) -> bool:
-        """Whether a measured pair is in this claim's setting (dataset and attack options)."""
+        """Whether a measured pair is in this claim's setting (dataset and attack options). A claim
+        that names no options is about the attack's preset as it is: swept options (a budget of
+        Table 3, a rho of the ablation) are other settings."""
         if self.options is None and self.embedded is None:
-            return True
+            return not pair["options"]
         if pair["preset"] == PAPER_PRESET:
             return (
                 self.options is not None

@@ -275,12 +275,14 @@ THREAT_COLUMNS = (
     "gap",
     "p_value",
     "pairs",
+    "margin_gap",
+    "margin_p",
 )
 
 
 def threat_view(entries: list[dict[str, Any]]) -> list[dict[str, str]]:
     """Per threat model and victim protocol (and dataset, arch, recipe, attack settings): every
-    attack ranked strongest first, beside the clean reference (clean accuracy for untargeted
+    attack ranked strongest first (targeted ties of success broken by the adversarial margin), beside the clean reference (clean accuracy for untargeted
     attacks, the clean victim's adversarial margin for targeted ones), each baseline compared
     with the strongest SAPA attack of the group (gap > 0: SAPA stronger; one-sided p)."""
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
@@ -297,12 +299,13 @@ def threat_view(entries: list[dict[str, Any]]) -> list[dict[str, str]]:
             groups[(s["threat"], *where, options)].append(e)
     rows = []
     for (threat, suite, ds, arch, recipe, protocol, numerics, _), group in sorted(groups.items()):
-        group.sort(key=lambda e: (-_strength(e), e["attack"]))
+        group.sort(key=lambda e: (-_strength(e), -_margin_mean(e), e["attack"]))
         sapa = next((e for e in group if e["sapa"]), None)
         ref = clean.get((suite, ds, arch, recipe, protocol, numerics))
         setting = group[0]["setting"]
         for rank, e in enumerate(group, 1):
             versus = pair(sapa, e) if sapa is not None and not e["sapa"] else None
+            mv = None if versus is None else versus["margin"]
             m = e["metric"]
             rows.append(
                 {
@@ -321,6 +324,8 @@ def threat_view(entries: list[dict[str, Any]]) -> list[dict[str, str]]:
                     "gap": "-" if versus is None else f"{100 * versus['gap']:+.1f}",
                     "p_value": "-" if versus is None else f"{versus['p_value']:.3f}",
                     "pairs": "-" if versus is None else _pairs_label(versus["test"]),
+                    "margin_gap": "-" if mv is None else f"{mv['test'].mean_difference:+.2f}",
+                    "margin_p": "-" if mv is None else f"{mv['test'].p_greater:.3f}",
                 }
             )
     return rows
@@ -329,6 +334,12 @@ def threat_view(entries: list[dict[str, Any]]) -> list[dict[str, str]]:
 def _strength(e: dict[str, Any]) -> float:
     m = e["metric"]
     return m["mean"] if m["higher_is_stronger"] else -m["mean"]
+
+
+def _margin_mean(e: dict[str, Any]) -> float:
+    """The adversarial margin of a targeted entry (ties of success broken by it), else 0."""
+    m = e["measures"].get(ADVERSARIAL_MARGIN)
+    return 0.0 if m is None else m["mean"]
 
 
 def _margin_note(e: dict[str, Any]) -> str:
@@ -659,7 +670,8 @@ def render(entries_dir: str | Path, out: str | Path) -> list[Path]:
             "strongest first; value in % (targeted: success, with the adversarial margin); clean_reference: the clean "
             "victim's accuracy (untargeted) or adversarial margin (targeted); each baseline against the strongest SAPA "
             "attack of its group: gap > 0 = SAPA stronger, p one-sided (paired by craft seed where they share seeds, "
-            "else unpaired, said in pairs).\n\n" + _markdown_table(THREAT_COLUMNS, trows)
+            "else unpaired, said in pairs); targeted: margin_gap and margin_p, the same test on the adversarial margin."
+            "\n\n" + _markdown_table(THREAT_COLUMNS, trows)
         )
         if trows
         else ""

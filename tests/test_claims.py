@@ -179,3 +179,16 @@ def test_a_claim_naming_an_unknown_baseline_is_refused(tmp_path):
     )
     with pytest.raises(ConfigError, match="poison-frogs"):
         load_claims(bad)
+
+
+def test_a_claim_naming_no_options_ignores_swept_settings(tmp_path):
+    """Table 4 is about the attack as preset; a Table-3 budget sweep is another setting."""
+    half = {"budget": 0.5}
+    entries = [
+        make_entry("error-min", [0.70 + 0.01 * i for i in range(8)], cells=EIGHT, options=half),
+        make_entry("sapa-error-min", [0.50 + 0.01 * i for i in range(8)], cells=EIGHT, options=half),
+    ]
+    v = _verdicts(tmp_path, entries)
+    assert v["T4-sgd-error-min"].verdict == "untested"
+    assert v["T3-cifar10-resnet18-50%-sapa-error-min-vs-error-min"].verdict == "held"
+    assert v["T3-cifar10-resnet18-100%-sapa-error-min-vs-error-min"].verdict == "untested"

@@ -256,3 +256,28 @@ def test_the_threat_model_view_ranks_every_attack_and_puts_each_baseline_beside_
     sep, sapa, em = rows
     assert sep["vs_sapa"] == "sapa-error-min" and sep["gap"] == "-20.0" and sapa["vs_sapa"] == "-"
     assert em["gap"] == "+10.0" and em["p_value"] == "0.125" and em["pairs"] == "3 victim seeds"
+
+
+def test_the_threat_model_view_breaks_ties_of_success_by_the_margin():
+    from leaderboard.render import threat_view
+    from tests._entries import make_entry
+
+    cells = [(c, 100) for c in range(4)]
+    zeros, clean = [0.0] * 4, [-9.0] * 4
+
+    def targeted(attack, margins):
+        return make_entry(
+            attack, zeros, cells=cells, threat="targeted", metric="target_success", higher=True, margin=(margins, clean)
+        )
+
+    rows = threat_view(
+        [
+            targeted("metapoison", [-8.0, -7.0, -8.5, -7.5]),
+            targeted("poison-frogs", [-2.0, -3.0, -2.5, -1.5]),
+            targeted("sapa-gradient-matching", [-4.0, -5.0, -4.5, -3.5]),
+        ]
+    )
+    assert [r["attack"] for r in rows] == ["poison-frogs", "sapa-gradient-matching", "metapoison"]
+    frogs, _, meta = rows
+    assert frogs["gap"] == "+0.0" and frogs["margin_gap"] == "-2.00" and frogs["margin_p"] == "1.000"
+    assert meta["margin_gap"] == "+3.50" and meta["margin_p"] == "0.062" and meta["pairs"] == "4 craft seeds"
