@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
-from attacks.base import AttackConfig, CraftContext, budget_count, pick_indices, project
+from attacks.base import AttackConfig, CraftContext, budget_indices, project
 
 
 def batches(n: int, batch_size: int, generator: torch.Generator | None = None) -> Iterator[Tensor]:
@@ -42,6 +42,6 @@ def per_sample_loss(model: nn.Module, x: Tensor, y: Tensor, batch_size: int) -> 
 def perturbed_subset(ctx: CraftContext, cfg: AttackConfig) -> tuple[Tensor, Tensor, Tensor]:
     """The budget's share of the training set (any class): its indices, images and labels."""
     ds = ctx.dataset
-    indices = pick_indices(ds.train_y, None, budget_count(cfg, ds.num_train), ctx.generator)
+    indices = budget_indices(ctx, cfg, None)
     idx = indices.to(ctx.device)
     return indices, ds.train_x[idx], ds.train_y[idx]

@@ -324,6 +324,13 @@ def pick_indices(labels: Tensor, cls: int | None, count: int, generator: torch.G
     return pool[torch.randperm(len(pool), generator=generator)[:count]].sort().values
 
 
+def budget_indices(ctx: CraftContext, config: AttackConfig, cls: int | None) -> Tensor:
+    """The training images an attack perturbs: as many as ``config.budget`` allows, of class
+    ``cls`` (every class: None), drawn from the craft seed (:func:`pick_indices`)."""
+    ds = ctx.dataset
+    return pick_indices(ds.train_y, cls, budget_count(config, ds.num_train), ctx.generator)
+
+
 def budget_count(config: AttackConfig, num_train: int) -> int:
     """How many training images the budget allows (refuses a budget that allows none)."""
     count = math.floor(config.budget * num_train + 1e-9)

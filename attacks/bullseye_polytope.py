@@ -13,9 +13,8 @@ from attacks.base import (
     CraftContext,
     Crafted,
     ModelConfig,
-    budget_count,
+    budget_indices,
     check_positive_ints,
-    pick_indices,
     project,
     register_attack,
 )
@@ -94,7 +93,7 @@ class BullseyePolytope(Attack):
         cfg: BullseyeConfig = self.config  # type: ignore[assignment]
         ds = ctx.dataset
         target = draw_target(ctx)
-        indices = pick_indices(ds.train_y, target.adversarial_class, budget_count(cfg, ds.num_train), ctx.generator)
+        indices = budget_indices(ctx, cfg, target.adversarial_class)
         models = [m.eval() for m in ctx.surrogates(cfg.surrogate, cfg.ensemble)]
         base = ds.train_x[indices.to(ctx.device)]
         x_t = ds.test_x[target.index : target.index + 1]

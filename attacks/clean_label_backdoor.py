@@ -13,9 +13,8 @@ from attacks.base import (
     CraftContext,
     Crafted,
     ModelConfig,
-    budget_count,
+    budget_indices,
     check_positive_ints,
-    pick_indices,
     project,
     random_delta,
     register_attack,
@@ -126,7 +125,7 @@ class CleanLabelBackdoor(Attack):
         cfg: CleanLabelConfig = self.config  # type: ignore[assignment]
         ds = ctx.dataset
         goal = draw_backdoor(ctx, cfg.patch_fraction)
-        indices = pick_indices(ds.train_y, goal.target_class, budget_count(cfg, ds.num_train), ctx.generator)
+        indices = budget_indices(ctx, cfg, goal.target_class)
         model = ctx.surrogate(cfg.surrogate).eval()
         idx = indices.to(ctx.device)
         x, y = ds.train_x[idx], ds.train_y[idx]

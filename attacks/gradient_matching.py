@@ -7,7 +7,7 @@ from torch import nn
 
 from attacks._draws import draw_target
 from attacks._matching import MatchingConfig, brew
-from attacks.base import Attack, CraftContext, Crafted, budget_count, pick_indices, register_attack
+from attacks.base import Attack, CraftContext, Crafted, budget_indices, register_attack
 from attacks.sapa import objective_gradient
 from attacks.surrogate import SurrogateSpec
 from core.threats import ThreatModel
@@ -76,7 +76,7 @@ class GradientMatching(Attack):
         ds = ctx.dataset
         target = draw_target(ctx)
         target_index, true_class, adversarial_class = target.index, target.true_class, target.adversarial_class
-        indices = pick_indices(ds.train_y, adversarial_class, budget_count(cfg, ds.num_train), ctx.generator)
+        indices = budget_indices(ctx, cfg, adversarial_class)
         model = ctx.surrogate(cfg.surrogate)
 
         x_target = ds.test_x[target_index : target_index + 1]

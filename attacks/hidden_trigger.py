@@ -13,9 +13,8 @@ from attacks.base import (
     CraftContext,
     Crafted,
     ModelConfig,
-    budget_count,
+    budget_indices,
     check_positive_ints,
-    pick_indices,
     project,
     register_attack,
 )
@@ -116,7 +115,7 @@ class HiddenTrigger(Attack):
         cfg: HiddenTriggerConfig = self.config  # type: ignore[assignment]
         ds = ctx.dataset
         goal = draw_backdoor(ctx, cfg.patch_fraction)
-        indices = pick_indices(ds.train_y, goal.target_class, budget_count(cfg, ds.num_train), ctx.generator)
+        indices = budget_indices(ctx, cfg, goal.target_class)
         model = ctx.surrogate(cfg.surrogate).eval()
         base = ds.train_x[indices.to(ctx.device)]
         source = ds.train_x[ds.train_y == goal.source_class]

@@ -14,9 +14,8 @@ from attacks.base import (
     CraftContext,
     Crafted,
     ModelConfig,
-    budget_count,
+    budget_indices,
     check_positive_ints,
-    pick_indices,
     project,
     random_delta,
     register_attack,
@@ -161,7 +160,7 @@ class MetaPoison(Attack):
         cfg: MetaPoisonConfig = self.config  # type: ignore[assignment]
         ds = ctx.dataset
         target = draw_target(ctx)
-        indices = pick_indices(ds.train_y, target.adversarial_class, budget_count(cfg, ds.num_train), ctx.generator)
+        indices = budget_indices(ctx, cfg, target.adversarial_class)
         ctx.surrogate_info.update(
             arch=cfg.surrogate.arch,
             recipe=cfg.surrogate.recipe,

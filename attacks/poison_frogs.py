@@ -13,9 +13,8 @@ from attacks.base import (
     CraftContext,
     Crafted,
     ModelConfig,
-    budget_count,
+    budget_indices,
     check_positive_ints,
-    pick_indices,
     project,
     register_attack,
 )
@@ -97,7 +96,7 @@ class PoisonFrogs(Attack):
         cfg: PoisonFrogsConfig = self.config  # type: ignore[assignment]
         ds = ctx.dataset
         target = draw_target(ctx)
-        indices = pick_indices(ds.train_y, target.adversarial_class, budget_count(cfg, ds.num_train), ctx.generator)
+        indices = budget_indices(ctx, cfg, target.adversarial_class)
         model = ctx.surrogate(cfg.surrogate).eval()
         base = ds.train_x[indices.to(ctx.device)]
         x_t = ds.test_x[target.index : target.index + 1]

@@ -11,7 +11,13 @@ from victims.train import train_victim
 ACCURACY_BAR = {"sgd": 0.95, "adam": 0.95, "cutout": 0.95, "mixup": 0.95, "sam": 0.95, "adversarial": 0.85}
 
 
-@pytest.mark.parametrize("recipe", sorted(ACCURACY_BAR))
+# adversarial (PGD inner loop) and sam (two passes per step) take 35-105 s on 2 cores: run with --run-slow.
+_SLOW_RECIPES = {"adversarial", "sam"}
+
+
+@pytest.mark.parametrize(
+    "recipe", [pytest.param(r, marks=pytest.mark.slow) if r in _SLOW_RECIPES else r for r in sorted(ACCURACY_BAR)]
+)
 def test_default_victim_reaches_the_accuracy_bar_on_digits(digits, recipe):
     result = train_victim("convnet", recipe, digits, seed=0, device="cpu")
     assert result.clean_accuracy >= ACCURACY_BAR[recipe]
