@@ -41,6 +41,7 @@ from attacks import (  # noqa: F401  (registration)
 )
 from attacks.base import (
     ATTACKS,
+    SURROGATES_S,
     Attack,
     AttackConfig,
     CraftContext,
@@ -64,6 +65,7 @@ from core.threats import ThreatModel
 
 __all__ = [
     "ATTACKS",
+    "SURROGATES_S",
     "Attack",
     "AttackConfig",
     "ConfigError",

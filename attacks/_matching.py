@@ -8,19 +8,31 @@ induce points along the attacker's objective gradient::
 with signed Adam steps, a step-down schedule at 3/8, 5/8, 7/8 of the run, differentiable
 augmentation inside the loop, and restarts keeping the lowest loss. ``grad_theta Q`` comes from
 :func:`attacks.sapa.objective_gradient`, so the SAPA variants change it and nothing else.
+
+Ensemble and re-initialisation (E&R; Huang et al. 2020, Geiping et al. 2021): with ``ensemble``
+K architectures and ``reinit`` R initialisations of each, the poisons match K x R clean
+surrogates at once. Every step's loss is the mean of the K x R matching losses, each against its
+own surrogate's ``grad_theta Q`` (for SAPA: each taken at that surrogate's own theta + v_hat),
+as the original E&R code's ensemble victim averages every model at every step (no sampling of
+one member per step). K = R = 1 is the single-surrogate attack exactly.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import kornia.augmentation as K
 import torch
 from torch import Tensor, nn
 
-from attacks.base import SurrogateConfig, check_positive_ints, project, random_delta
+from attacks.base import MAX_MEMBERS, CraftContext, Member, SurrogateConfig, check_positive_ints, project, random_delta
 from attacks.sapa import trainable
 from core.errors import ConfigError
+from victims.archs import ARCHS
+
+ENSEMBLE_ARCHS = "resnet18,vgg11,mobilenetv2,resnet50"
+"""Architectures an ensemble adds after the surrogate's own, in order (the paper's victims)."""
 
 
 @dataclass(frozen=True)
@@ -33,20 +45,61 @@ class MatchingConfig(SurrogateConfig):
         lr: Adam step size as a fraction of eps (paper: 0.1).
         augment_shift: differentiable random translation, as a fraction of the image side
             (paper: 1/4, plus flips where the dataset allows them); 0 turns augmentation off.
+        ensemble: K, the surrogate architectures of ensemble-and-re-initialisation (E&R): the
+            surrogate's own, then ``ensemble_archs`` in order, cycled when K is larger (1: none).
+        reinit: R, clean initialisations (seeds) per architecture (1: none).
+        ensemble_archs: comma-separated architectures after the surrogate's (it is skipped
+            there if listed).
     """
 
     steps: int = 250
     restarts: int = 8
     lr: float = 0.1
     augment_shift: float = 0.25
+    ensemble: int = 1
+    reinit: int = 1
+    ensemble_archs: str = ENSEMBLE_ARCHS
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_positive_ints(self, "steps", "restarts")
+        check_positive_ints(self, "steps", "restarts", "ensemble", "reinit")
+        for name in ("ensemble", "reinit"):
+            if getattr(self, name) > MAX_MEMBERS:
+                raise ConfigError(f"invalid {name}={getattr(self, name)!r}: at most {MAX_MEMBERS}")
+        if not isinstance(self.ensemble_archs, str) or not self.extra_archs():
+            raise ConfigError(
+                f"invalid ensemble_archs={self.ensemble_archs!r}: comma-separated architectures, e.g. {ENSEMBLE_ARCHS!r}"
+            )
+        for arch in self.extra_archs():
+            ARCHS.entry(arch)  # unknown names fail with a did-you-mean
         if not 0 < self.lr <= 10:
             raise ConfigError(f"invalid lr={self.lr!r}: a fraction of eps in (0, 10]")
         if not 0 <= self.augment_shift < 0.5:
             raise ConfigError(f"invalid augment_shift={self.augment_shift!r}: a fraction of the side in [0, 0.5)")
+
+    def extra_archs(self) -> list[str]:
+        return [a.strip() for a in self.ensemble_archs.split(",") if a.strip()]
+
+    def member_archs(self) -> list[str]:
+        """The K architectures of the ensemble: the surrogate's, then ``ensemble_archs`` (without
+        the surrogate's) in order, cycled when K exceeds them (as the original E&R code cycles its
+        list of nets); a repeated architecture is a different member by its seed."""
+        others = [a for a in self.extra_archs() if a != self.surrogate.arch] or [self.surrogate.arch]
+        return [self.surrogate.arch, *(others[k % len(others)] for k in range(self.ensemble - 1))]
+
+    def members(self, ctx: CraftContext) -> list[Member]:
+        """The K x R clean surrogates (cached; member (0, 0) is the craft seed's own)."""
+        return ctx.ensemble(self.surrogate, self.member_archs(), self.reinit)
+
+
+def ensemble_extra(members: Sequence[Member], v_norms: Sequence[float]) -> dict[str, object]:
+    """What a poison records about an E&R ensemble (nothing for a single surrogate)."""
+    if len(members) == 1:
+        return {}
+    return {
+        "ensemble_members": [{"arch": m.arch, "seed": m.seed} for m in members],
+        "sapa_v_norms_per_member": list(v_norms),
+    }
 
 
 def differentiable_augment(shift: float, flip: bool) -> nn.Module | None:
@@ -76,13 +129,46 @@ def matching_loss(
     return 1 - dot / (_flat_norm(list(grads)) * target_norm + 1e-12)
 
 
+def ensemble_matching_loss(
+    models: Sequence[nn.Module],
+    x: Tensor,
+    y: Tensor,
+    target_grads: Sequence[list[Tensor]],
+    target_norms: Sequence[Tensor],
+    augment: nn.Module | None,
+) -> Tensor:
+    """The E&R objective: the mean over the surrogates of :func:`matching_loss`, each against its
+    own target gradient (one augmentation draw per surrogate)."""
+    losses = [matching_loss(m, x, y, g, n, augment) for m, g, n in zip(models, target_grads, target_norms, strict=True)]
+    return sum(losses) / len(losses)  # type: ignore[return-value]
+
+
+def _ensemble_input_grad(
+    models: Sequence[nn.Module],
+    x: Tensor,
+    y: Tensor,
+    target_grads: Sequence[list[Tensor]],
+    target_norms: Sequence[Tensor],
+    augment: nn.Module | None,
+) -> Tensor:
+    """The gradient in ``x`` of :func:`ensemble_matching_loss`, one surrogate's graph at a time
+    (peak memory of one surrogate, not K x R)."""
+    total: Tensor | None = None
+    for m, g, n in zip(models, target_grads, target_norms, strict=True):
+        (grad,) = torch.autograd.grad(matching_loss(m, x, y, g, n, augment) / len(models), x)
+        total = grad if total is None else total + grad
+    assert total is not None
+    return total
+
+
 class Brew:
     """One perturbation of poisons ``x`` being optimised by gradient matching: signed Adam with
     the step-down schedule at 3/8, 5/8, 7/8 of ``total_steps``, projected onto the eps ball.
 
     :meth:`run` may be called several times with different models and target gradients (Sleeper
     Agent re-trains its surrogate between calls); the optimiser state and the schedule carry on
-    across calls, as in the authors' code, instead of restarting with every model.
+    across calls, as in the authors' code, instead of restarting with every model. It takes the
+    ensemble's models with one target gradient each (a single surrogate: lists of one).
     """
 
     def __init__(
@@ -96,29 +182,35 @@ class Brew:
         self.schedule = torch.optim.lr_scheduler.MultiStepLR(self.optimizer, milestones=milestones, gamma=0.1)
 
     def run(
-        self, model: nn.Module, y: Tensor, target_grad: list[Tensor], augment: nn.Module | None, steps: int
+        self,
+        models: Sequence[nn.Module],
+        y: Tensor,
+        target_grads: Sequence[list[Tensor]],
+        augment: nn.Module | None,
+        steps: int,
     ) -> float:
-        """``steps`` more steps against ``model`` and ``target_grad``; returns the matching loss
-        afterwards (measured without augmentation)."""
-        model.eval()
-        target_norm = _flat_norm(target_grad)
+        """``steps`` more steps against ``models`` and their ``target_grads``; returns the mean
+        matching loss afterwards (measured without augmentation)."""
+        for model in models:
+            model.eval()
+        norms = [_flat_norm(g) for g in target_grads]
         delta = self.delta
         for _ in range(steps):
-            loss = matching_loss(model, self.x + delta, y, target_grad, target_norm, augment)
-            (grad,) = torch.autograd.grad(loss, delta)
+            grad = _ensemble_input_grad(models, self.x + delta, y, target_grads, norms, augment)
             delta.grad = grad.sign()
             self.optimizer.step()
             self.schedule.step()
             with torch.no_grad():
                 delta.copy_(project(delta, self.x, self.cfg.eps))
-        return float(matching_loss(model, self.x + delta.detach(), y, target_grad, target_norm, None).detach())
+        x = self.x + delta.detach()
+        return float(ensemble_matching_loss(models, x, y, target_grads, norms, None).detach())
 
 
 def brew_restarts(
-    model: nn.Module,
+    models: Sequence[nn.Module],
     x: Tensor,
     y: Tensor,
-    target_grad: list[Tensor],
+    target_grads: Sequence[list[Tensor]],
     cfg: MatchingConfig,
     augment: nn.Module | None,
     generator: torch.Generator,
@@ -130,7 +222,7 @@ def brew_restarts(
     best, best_loss = None, float("inf")
     for _ in range(cfg.restarts):
         candidate = Brew(x, cfg, generator, total_steps)
-        loss = candidate.run(model, y, target_grad, augment, steps)
+        loss = candidate.run(models, y, target_grads, augment, steps)
         if loss < best_loss:
             best, best_loss = candidate, loss
     assert best is not None
@@ -138,18 +230,19 @@ def brew_restarts(
 
 
 def brew(
-    model: nn.Module,
+    models: Sequence[nn.Module],
     x: Tensor,
     y: Tensor,
-    target_grad: list[Tensor],
+    target_grads: Sequence[list[Tensor]],
     cfg: MatchingConfig,
     flip: bool,
     generator: torch.Generator,
 ) -> tuple[Tensor, float]:
-    """Optimise perturbations of poisons ``x`` (labels ``y``) to match ``target_grad``: the
-    perturbation of the best of ``cfg.restarts`` restarts of ``cfg.steps`` steps, and its loss."""
+    """Optimise perturbations of poisons ``x`` (labels ``y``) to match each surrogate's target
+    gradient: the perturbation of the best of ``cfg.restarts`` restarts of ``cfg.steps`` steps,
+    and its mean matching loss."""
     augment = differentiable_augment(cfg.augment_shift, flip)
-    best, loss = brew_restarts(model, x, y, target_grad, cfg, augment, generator, cfg.steps, cfg.steps)
+    best, loss = brew_restarts(models, x, y, target_grads, cfg, augment, generator, cfg.steps, cfg.steps)
     return best.delta.detach().clone(), loss
 
 

@@ -11,8 +11,8 @@ import inspect
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, ClassVar, TypeVar
 
 import torch
@@ -33,6 +33,25 @@ from victims.archs import Victim
 ENSEMBLE_SEED_STRIDE = 100_003
 """Seeds of an attacker's extra ensemble members: apart from every craft seed's own surrogate
 and from independent pretrained victims (``INDEPENDENT_SEED`` + victim seed)."""
+SURROGATES_S = "surrogates_train_s"
+"""Key of a poison's ``extra``: seconds its clean surrogates took to train (all of them)."""
+MAX_MEMBERS = 16
+"""Most architectures (K) and most initialisations per architecture (R) of an ensemble."""
+
+
+def member_seed(seed: int, k: int, r: int) -> int:
+    """The clean-run seed of ensemble member (architecture ``k``, initialisation ``r``) of craft
+    seed ``seed``: ``seed`` itself for (0, 0), distinct for every other (k, r)."""
+    return seed + ENSEMBLE_SEED_STRIDE * (r + MAX_MEMBERS * k)
+
+
+@dataclass(frozen=True)
+class Member:
+    """One clean surrogate of an ensemble: the model, its architecture and its seed."""
+
+    model: Victim
+    arch: str
+    seed: int
 
 
 @dataclass(frozen=True)
@@ -120,25 +139,61 @@ class CraftContext:
     use_cache: bool = True
     surrogate_info: dict[str, Any] = field(default_factory=dict)
     log: Callable[[str], None] = lambda message: None
+    members_used: dict[str, dict[str, Any]] = field(default_factory=dict)  # cache key -> clean run info
 
     def surrogate(self, spec: SurrogateSpec) -> Victim:
         """The clean-trained surrogate ``spec`` describes, in eval mode (trained once per
         (dataset, spec, seed) and cached, so a baseline and its SAPA version share it)."""
         model, info = get_surrogate(spec, self.dataset, self.seed, self.device, self.use_cache)
         self.surrogate_info.update(info)
+        self._used(info)
         return model
 
     def surrogates(self, spec: SurrogateSpec, count: int) -> list[Victim]:
         """An ensemble of ``count`` clean surrogates of ``spec``: the craft seed's own (shared with
         every other attack of this seed), then ones seeded ``seed + k * ENSEMBLE_SEED_STRIDE``
         (cached the same way; their seeds are recorded in ``surrogate_info['ensemble_seeds']``)."""
-        models = [self.surrogate(spec)]
-        seeds = [self.seed + k * ENSEMBLE_SEED_STRIDE for k in range(1, count)]
-        for seed in seeds:
-            models.append(get_surrogate(spec, self.dataset, seed, self.device, self.use_cache)[0])
-        if seeds:
-            self.surrogate_info["ensemble_seeds"] = [self.seed, *seeds]
+        models = [m.model for m in self.ensemble(spec, [spec.arch], count)]
+        if count > 1:
+            self.surrogate_info["ensemble_seeds"] = [member_seed(self.seed, 0, r) for r in range(count)]
         return models
+
+    def ensemble(self, spec: SurrogateSpec, archs: Sequence[str], reinit: int) -> list[Member]:
+        """The ensemble-and-re-initialisation surrogates: for each architecture ``archs[k]``,
+        ``reinit`` clean runs of ``spec``'s recipe seeded :func:`member_seed` ``(seed, k, r)``.
+        Member (0, 0) is the craft seed's own surrogate of ``archs[0]``, so one architecture and
+        one initialisation is exactly the single surrogate. Each member is cached under its own
+        (dataset, arch, recipe, epochs, seed) key and described in
+        ``surrogate_info['members']``."""
+        out = []
+        for k, arch in enumerate(archs):
+            for r in range(reinit):
+                if k == 0 and r == 0 and arch == spec.arch:
+                    model = self.surrogate(spec)
+                else:
+                    seed = member_seed(self.seed, k, r)
+                    model, info = get_surrogate(
+                        replace(spec, arch=arch), self.dataset, seed, self.device, self.use_cache
+                    )
+                    self._used(info)
+                out.append(Member(model, arch, member_seed(self.seed, k, r)))
+        if len(out) > 1:
+            self.surrogate_info["members"] = [
+                {k: v for k, v in info.items() if k != "cached"} for info in self.members_used.values()
+            ]
+        return out
+
+    def _used(self, info: dict[str, Any]) -> None:
+        self.members_used.setdefault(info["cache_key"], info)
+
+    def surrogate_seconds(self) -> tuple[float, float]:
+        """Training seconds of the clean surrogates this crafting used: (trained during this
+        call, all of them as recorded when each was trained: the cost of the surrogates)."""
+        used = self.members_used.values()
+        return (
+            sum(float(i.get("train_s", 0.0)) for i in used if not i.get("cached", True)),
+            sum(float(i.get("train_s", 0.0)) for i in used),
+        )
 
     def randint(self, high: int) -> int:
         return int(torch.randint(high, (1,), generator=self.generator))
@@ -210,10 +265,11 @@ class Attack(ABC):
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
             elapsed_s = time.perf_counter() - t0
-        surrogate_train_s = 0.0 if ctx.surrogate_info.get("cached", True) else ctx.surrogate_info.get("train_s", 0.0)
-        # Crafting time excludes training the clean surrogate (shared by a baseline and its SAPA
+        # Crafting time excludes training clean surrogates (shared by a baseline and its SAPA
         # variant, and cached); surrogate retraining *inside* an attack (Sleeper Agent) counts.
-        extra = {**out.extra, "surrogate_train_s_excluded": surrogate_train_s}
+        # What the surrogates cost to train is recorded beside it: an ensemble pays for each.
+        surrogate_train_s, surrogates_s = ctx.surrogate_seconds()
+        extra = {**out.extra, "surrogate_train_s_excluded": surrogate_train_s, SURROGATES_S: surrogates_s}
         return PoisonSet(
             attack=self.name,
             dataset=ds.name,

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from attacks._draws import draw_target
-from attacks._matching import MatchingConfig, brew
+from attacks._matching import MatchingConfig, brew, ensemble_extra
 from attacks.base import Attack, CraftContext, Crafted, budget_indices, register_attack
 from attacks.sapa import objective_gradient
 from attacks.surrogate import SurrogateSpec
@@ -30,8 +30,11 @@ class GradientMatching(Attack):
     matched to ``grad Q`` (cosine). SAPA takes ``grad Q`` at ``theta* + v_hat`` instead of
     ``theta*``, ``v_hat = rho grad Q / ||grad Q||`` (Algorithm 2 of the SAPA paper).
 
+    Ensemble and re-initialisation (``ensemble`` K, ``reinit`` R): the poisons match K x R
+    clean surrogates at once (:mod:`attacks._matching`); SAPA takes each one's own v_hat.
+
     Options (paper preset): eps 16/255, budget 0.01, steps 250, restarts 8, lr 0.1 (x eps),
-    augment_shift 0.25, rho 0.05, surrogate ResNet-18 / sgd.
+    augment_shift 0.25, rho 0.05, surrogate ResNet-18 / sgd, ensemble 1, reinit 1.
 
     Example::
 
@@ -77,21 +80,33 @@ class GradientMatching(Attack):
         target = draw_target(ctx)
         target_index, true_class, adversarial_class = target.index, target.true_class, target.adversarial_class
         indices = budget_indices(ctx, cfg, adversarial_class)
-        model = ctx.surrogate(cfg.surrogate)
+        members = cfg.members(ctx)
 
         x_target = ds.test_x[target_index : target_index + 1]
         y_adv = torch.tensor([adversarial_class], device=ctx.device)
+        target_grads, v_norms = [], []
+        for member in members:  # for SAPA: each surrogate's own v_hat
+            model = member.model.eval()
 
-        def objective() -> torch.Tensor:
-            return nn.functional.cross_entropy(model(x_target), y_adv)
+            def objective(m: nn.Module = model) -> torch.Tensor:
+                return nn.functional.cross_entropy(m(x_target), y_adv)
 
-        model.eval()
-        target_grad, sapa = objective_gradient(model, objective, self.rho)
+            grad, sapa = objective_gradient(model, objective, self.rho)
+            target_grads.append(grad)
+            v_norms.append(sapa.v_norm)
         idx = indices.to(ctx.device)
-        delta, loss = brew(model, ds.train_x[idx], ds.train_y[idx], target_grad, cfg, ds.flip_invariant, ctx.generator)
+        models = [m.model for m in members]
+        delta, loss = brew(
+            models, ds.train_x[idx], ds.train_y[idx], target_grads, cfg, ds.flip_invariant, ctx.generator
+        )
         return Crafted(
             indices=indices,
             delta=delta,
             threat=ThreatModel("targeted", target_index=target_index, adversarial_class=adversarial_class),
-            extra={"matching_loss": loss, "target_true_class": true_class, "sapa_v_norm": sapa.v_norm},
+            extra={
+                "matching_loss": loss,
+                "target_true_class": true_class,
+                "sapa_v_norm": v_norms[0],
+                **ensemble_extra(members, v_norms),
+            },
         )

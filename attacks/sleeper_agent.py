@@ -9,7 +9,14 @@ import torch
 from torch import nn
 
 from attacks._draws import draw_backdoor
-from attacks._matching import Brew, MatchingConfig, brew_restarts, differentiable_augment, gradient_norms
+from attacks._matching import (
+    Brew,
+    MatchingConfig,
+    brew_restarts,
+    differentiable_augment,
+    ensemble_extra,
+    gradient_norms,
+)
 from attacks.base import Attack, CraftContext, Crafted, budget_count, pick_indices, register_attack
 from attacks.sapa import mean_loss_terms, objective_gradient
 from attacks.surrogate import SurrogateSpec
@@ -80,6 +87,12 @@ class SleeperAgent(Attack):
     al. section 4), not a random draw. SAPA recomputes ``v_hat = rho grad Q / ||grad Q||`` after
     every retraining and matches ``grad Q`` at ``theta + v_hat`` (Algorithm 3 of the SAPA paper).
 
+    Ensemble and re-initialisation (``ensemble`` K, ``reinit`` R): the poisons match K x R clean
+    surrogates at once, and every retraining re-trains each of them (member (k, r) with its own
+    seed + 1000 x stage), so E&R pays K x R times the retraining; the poisons are selected on
+    the craft seed's own surrogate whatever K and R. ``sapa_v_norms`` lists every stage's
+    members in order.
+
     Options (paper preset): eps 16/255, budget 0.01, steps 250, restarts 1 (8 at the start in
     some runs; restarts compete in the first stage only), retrainings 4, patch 8x8 at random
     positions, gradient-norm selection, rho 0.05.
@@ -138,10 +151,11 @@ class SleeperAgent(Attack):
             goal.trigger_seed,
         )
         count = budget_count(cfg, ds.num_train)
-        model = ctx.surrogate(cfg.surrogate)
-        if cfg.selection == "gradient-norm":
+        members = cfg.members(ctx)
+        models = [m.model for m in members]
+        if cfg.selection == "gradient-norm":  # on the craft seed's own surrogate (member (0, 0))
             pool = torch.nonzero(ds.train_y.cpu() == target_class).flatten()
-            norms = gradient_norms(model, ds.train_x[pool.to(ctx.device)], ds.train_y[pool.to(ctx.device)]).cpu()
+            norms = gradient_norms(models[0], ds.train_x[pool.to(ctx.device)], ds.train_y[pool.to(ctx.device)]).cpu()
             indices = pool[norms.argsort(descending=True, stable=True)[:count]].sort().values
         else:
             indices = pick_indices(ds.train_y, target_class, count, ctx.generator)
@@ -158,28 +172,36 @@ class SleeperAgent(Attack):
         state: Brew | None = None
         loss, v_norms = float("nan"), []
         for i, steps in enumerate(stages):
-            if i > 0:  # re-train the surrogate from scratch on the current poisoned data
+            if i > 0:  # re-train every surrogate from scratch on the current poisoned data
                 assert state is not None
-                retrained = train_victim(
-                    cfg.surrogate.arch,
-                    cfg.surrogate.train_recipe(),
-                    ds,
-                    poison=_Poison(indices, state.delta.detach().cpu()),
-                    seed=ctx.seed + 1000 * i,
-                    device=ctx.device,
-                )
-                model = retrained.model
-            model.eval()
+                poison = _Poison(indices, state.delta.detach().cpu())
+                models = [
+                    train_victim(
+                        m.arch,
+                        cfg.surrogate.train_recipe(),
+                        ds,
+                        poison=poison,
+                        seed=m.seed + 1000 * i,
+                        device=ctx.device,
+                    ).model
+                    for m in members
+                ]
+            target_grads = []
+            for model in models:
+                model.eval()
 
-            def objective(m: nn.Module = model) -> Iterator[torch.Tensor]:
-                return mean_loss_terms(m, patched, y_target)  # every source image, one chunk at a time
+                def objective(m: nn.Module = model) -> Iterator[torch.Tensor]:
+                    return mean_loss_terms(m, patched, y_target)  # every source image, one chunk at a time
 
-            target_grad, sapa = objective_gradient(model, objective, self.rho)
-            v_norms.append(sapa.v_norm)
+                grad, sapa = objective_gradient(model, objective, self.rho)
+                target_grads.append(grad)
+                v_norms.append(sapa.v_norm)
             if state is None:  # restarts compete over the first stage; the winner carries on
-                state, loss = brew_restarts(model, x_p, y_p, target_grad, cfg, augment, ctx.generator, steps, cfg.steps)
+                state, loss = brew_restarts(
+                    models, x_p, y_p, target_grads, cfg, augment, ctx.generator, steps, cfg.steps
+                )
             elif steps > 0:
-                loss = state.run(model, y_p, target_grad, augment, steps)
+                loss = state.run(models, y_p, target_grads, augment, steps)
         assert state is not None
         delta = state.delta.detach().clone()
         return Crafted(
@@ -198,5 +220,6 @@ class SleeperAgent(Attack):
                 "sapa_v_norms": v_norms,
                 "retrainings": cfg.retrainings,
                 "selection": cfg.selection,
+                **ensemble_extra(members, v_norms[: len(members)]),
             },
         )

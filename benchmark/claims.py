@@ -26,6 +26,13 @@ the paper-scale suites (``table1``...), matched exactly against entries crafted 
 (``table1-embedded``...) that stands for the row at embedded scale, matched against entries of
 the other presets. A row without either matches any setting (the Table 4-5 rows). Where the two
 entries share no seeds the comparison is unpaired (a two-sample permutation test), and said so.
+
+Cost claims (``[[cost_claim]]``, section 5.5 / Figure 2 / Table 11): SAPA at K = R = 1 is at
+least as strong as the same attack with ensemble and re-initialisation at every K x R measured
+(:func:`leaderboard.cost.cost_verdicts`): ``held`` where SAPA is significantly stronger than every
+E&R point, ``failed`` where some E&R point is significantly stronger (reported with the cost
+ratio at which E&R overtakes SAPA), ``inconclusive`` otherwise, each E&R point against SAPA
+paired by craft seed.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ from core.errors import ConfigError
 from core.names import NO_DEFENSE, sapa_name
 from core.stats import PairedTest
 from core.threats import ADVERSARIAL_MARGIN
+from leaderboard.cost import CostVerdict, cost_verdicts
 from leaderboard.render import rival_pairs
 from leaderboard.schema import load_entries
 from victims.protocols import PROTOCOLS, SCRATCH, get_protocol
@@ -112,12 +120,56 @@ class Verdict:
         return None if self.test is None else self.test.p_less
 
 
-def load_claims(path: str | Path | None = None) -> tuple[float, list[Claim]]:
+@dataclass(frozen=True)
+class CostClaim:
+    """SAPA at K = R = 1 against E&R of ``attack`` (Table 11: ``paper`` = SAPA 1x1's and the
+    largest ensemble's numbers), on the ``measure``."""
+
+    id: str
+    attack: str
+    paper: tuple[float, float]
+    measure: str = METRIC
+
+
+def _claims_data(path: str | Path | None) -> dict[str, Any]:
     text = Path(path).read_text() if path else (resources.files("benchmark") / "claims.toml").read_text()
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"claims file: not valid TOML ({err})") from None
+
+
+def load_cost_claims(path: str | Path | None = None) -> list[CostClaim]:
+    out = []
+    for raw in _claims_data(path).get("cost_claim", []):
+        try:
+            claim = CostClaim(
+                raw["id"], raw["attack"], (float(raw["paper"][0]), float(raw["paper"][1])), raw.get("measure", METRIC)
+            )
+        except (KeyError, IndexError, TypeError, ValueError) as err:
+            raise ConfigError(f"claims file: malformed cost claim {raw.get('id', raw)!r} ({err})") from None
+        if claim.attack not in ATTACKS or sapa_name(claim.attack) not in ATTACKS:
+            raise ConfigError(f"cost claim {claim.id}: attack {claim.attack!r} has no registered SAPA version")
+        if claim.measure not in MEASURES:
+            raise ConfigError(f"cost claim {claim.id}: measure must be one of {', '.join(MEASURES)}")
+        out.append(claim)
+    return out
+
+
+def test_cost_claims(
+    results: str | Path, alpha: float, claims_file: str | Path | None = None
+) -> list[tuple[CostClaim, CostVerdict | None]]:
+    """Every cost claim's verdict per setting it was measured in (None: untested)."""
+    entries = load_entries(entries_dir(results))
+    out: list[tuple[CostClaim, CostVerdict | None]] = []
+    for c in load_cost_claims(claims_file):
+        verdicts = cost_verdicts(entries, c.attack, c.measure, alpha)
+        out += [(c, v) for v in verdicts] or [(c, None)]
+    return out
+
+
+def load_claims(path: str | Path | None = None) -> tuple[float, list[Claim]]:
+    data = _claims_data(path)
     alpha = float(data.get("alpha", 0.05))
     claims = []
     for raw in data.get("claim", []):

@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 import torch
 
 from attacks import ATTACKS, create_attack
-from benchmark.claims import test_claims
+from benchmark.claims import test_claims, test_cost_claims
 from benchmark.entries import board_dir, entries_dir
 from benchmark.executor import make_executor
 from benchmark.runner import RunReport, run_suite
@@ -624,7 +624,40 @@ def _cmd_claims(args: argparse.Namespace) -> int:
             f"  {v.verdict.upper():<12} {c.id:<34} {paper}; {versus}{where}: {tested}; "
             f"{t.design} diff {t.mean_difference:+.3g} over {t.n} {t.unit}s, p {t.p_greater:.4f} (floor {t.p_floor:.4f})"
         )
-    counts = {k: sum(v.verdict == k for v in verdicts) for k in ("held", "failed", "inconclusive", "untested")}
+    outcomes = [v.verdict for v in verdicts]
+    cost = test_cost_claims(args.results, alpha, args.claims)
+    if cost:
+        print(
+            "cost claims (section 5.5): SAPA at K = R = 1 at least as strong as ensemble-and-re-initialisation at "
+            "every K x R measured; each E&R point against SAPA 1x1, same test (p_sapa: SAPA stronger, p_er: E&R "
+            "stronger); time ratios = E&R / SAPA crafting seconds per poison, without | with the surrogates' training"
+        )
+    for c, cv in cost:
+        paper = f"paper {c.paper[0]:.1f} (SAPA 1x1) vs {c.paper[1]:.1f} (largest E&R)"
+        if cv is None:
+            outcomes.append("untested")
+            print(f"  {'UNTESTED':<12} {c.id:<34} {paper}; no E&R results beside SAPA at 1x1")
+            continue
+        outcomes.append(cv.verdict)
+        _, ds, _, protocol, arch, recipe, *_ = cv.setting
+        points = "; ".join(
+            f"{r['K']}x{r['R']} diff {r['test'].mean_difference:+.3g} p_sapa {r['test'].p_greater:.4f} "
+            f"p_er {r['test'].p_less:.4f} (time x{r['time_ratio']:.2f} | x{r['total_ratio']:.2f})"
+            for r in cv.rows
+        )
+        o = cv.overtaken
+        after = (
+            f" E&R overtakes SAPA at {o['K']}x{o['R']}: {o['time_ratio']:.2f}x SAPA's crafting time, "
+            f"{o['total_ratio']:.2f}x with the surrogates."
+            if o
+            else ""
+        )
+        n = cv.rows[0]["test"]
+        print(
+            f"  {cv.verdict.upper():<12} {c.id:<34} {paper}; {ds}/{arch}/{recipe}/{protocol}, {c.measure}, "
+            f"{n.n} {n.unit}s ({n.design}, floor {n.p_floor:.4f}): {points}.{after}"
+        )
+    counts = {k: outcomes.count(k) for k in ("held", "failed", "inconclusive", "untested")}
     print("summary: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
     return 0
 

@@ -114,6 +114,7 @@ def _entry(setting: Setting, trials: list[StoredTrial]) -> dict[str, Any]:
     clean_mean, clean_se = mean_se([float(r.clean_accuracy) for r in records])  # type: ignore[arg-type]
     craft_by_poison = {t.poison_key: t.record.craft_s for t in trials if t.poison_key}
     craft = sum(craft_by_poison.values())  # type: ignore[arg-type]
+    surrogates = sum({t.poison_key: t.record.surrogates_s or 0.0 for t in trials if t.poison_key}.values())
     train = [r.train_s for r in records]
     evals = [r.eval_s for r in records]
     prov = first.provenance or {}
@@ -149,6 +150,7 @@ def _entry(setting: Setting, trials: list[StoredTrial]) -> dict[str, Any]:
             "defense_stats": defense_stats,
             "timings": {
                 "craft_s": float(craft),
+                "surrogates_s": float(surrogates),
                 "train_s_mean": sum(train) / len(train),  # type: ignore[arg-type]
                 "eval_s_mean": sum(evals) / len(evals),  # type: ignore[arg-type]
                 "total_s": float(craft + sum(train) + sum(evals)),  # type: ignore[arg-type]

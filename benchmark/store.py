@@ -31,7 +31,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS poisons (
     key TEXT PRIMARY KEY, attack TEXT NOT NULL, craft_seed INTEGER NOT NULL, status TEXT NOT NULL,
     path TEXT, sha256 TEXT, craft_s REAL, threat TEXT, eps REAL, budget REAL, error TEXT,
-    finished_at TEXT NOT NULL
+    surrogates_s REAL, finished_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS cells (
     key TEXT PRIMARY KEY, suite TEXT NOT NULL, attack TEXT NOT NULL, dataset TEXT NOT NULL,
@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS cells (
     poison_key TEXT, poison_sha256 TEXT, victim TEXT, provenance TEXT, error TEXT,
     defense_removed INTEGER, defense_precision REAL, defense_recall REAL, preset TEXT, options TEXT,
     diagnostics TEXT, precision TEXT, memory_format TEXT, protocol TEXT, pretrained TEXT,
-    finished_at TEXT NOT NULL
+    surrogates_s REAL, finished_at TEXT NOT NULL
 );
 """
 # Older databases: (table, old column, new column) renamed, then (table, column, type) added.
@@ -60,6 +60,8 @@ _ADDED = (
     ("cells", "memory_format", "TEXT"),
     ("cells", "protocol", "TEXT"),  # NULL (rows from before protocols existed) reads as scratch
     ("cells", "pretrained", "TEXT"),
+    ("poisons", "surrogates_s", "REAL"),  # NULL (rows from before it was recorded) reads as 0 s
+    ("cells", "surrogates_s", "REAL"),
 )
 _JSON_COLUMNS = ("victim", "options", "provenance", "diagnostics")
 _RECORD_FIELDS = tuple(f.name for f in fields(TrialRecord))

@@ -26,7 +26,7 @@ Suite file format (see ``benchmark/suites/*.toml``)::
     archs = ["convnet"]
     surrogate = "convnet"       # optional: the surrogate architecture
     defenses = ["none"]         # optional
-    options = { eps = 0.1 }     # optional attack overrides
+    options = { eps = 0.1 }     # optional attack overrides; a list sweeps: { ensemble = [1, 2, 4] }
     craft_seeds = [0, 1, 2]     # optional: this grid's craft seeds (default: the suite's)
     trials = 1                  # optional: this grid's victims per setting (default: the suite's)
     victim = { epochs = 2 }     # optional: this grid's victim overrides, over the suite's [victim]
@@ -392,6 +392,17 @@ def builtin_suites() -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
+def swept_options(options: dict[str, Any]) -> list[dict[str, Any]]:
+    """A grid's attack options with every list value swept: one options table per combination of
+    the listed values (``{ensemble = [1, 2], reinit = 1}`` -> ``ensemble`` 1 and 2), in order."""
+    for key, value in options.items():
+        if isinstance(value, list) and not value:
+            raise ConfigError(f"option {key!r} sweeps an empty list; give one value or a non-empty list")
+    keys = list(options)
+    values = [v if isinstance(v, list) else [v] for v in options.values()]
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values)]
+
+
 def load_suite(name_or_path: str) -> Suite:
     """A built-in suite by name, or a user's suite file by path; validated before anything runs."""
     path = Path(name_or_path)
@@ -506,6 +517,10 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
         options = g.get("options", {})
         if not isinstance(options, dict):
             raise fail("grid options must be a table of attack options", "options")
+        try:
+            sweep = swept_options(options)
+        except ConfigError as err:
+            raise fail(str(err), "options") from None
         protocols = g.get("protocols", [SCRATCH])
         if not isinstance(protocols, list) or not protocols or not all(isinstance(p, str) for p in protocols):
             raise fail("grid protocols must be a non-empty list of names", "protocols")
@@ -522,21 +537,22 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
             raise fail(
                 f"unknown grid victim option {bad[0]!r}; known: {', '.join(sorted(RECIPE_KEYS))}", bad[0], header
             )
-        grids.append(
+        grids += [
             Grid(
                 lists["attacks"],
                 lists["recipes"],
                 lists["archs"],
                 surrogate,
                 tuple(defenses),
-                tuple(sorted(options.items())),
+                tuple(sorted(combination.items())),
                 tuple(protocols),
                 pretrained,
                 craft_seeds(g, None, header),
                 integer("trials", None, 1, g, header),
                 tuple(sorted(grid_victim.items())),
             )
-        )
+            for combination in sweep
+        ]
 
     suite = Suite(
         name=str(data["name"]),

@@ -28,7 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from attacks import clean_reference, create_attack, measure, test_logits
+from attacks import SURROGATES_S, clean_reference, create_attack, measure, test_logits
 from benchmark.suite import Cell, PoisonSpec, checkpoint_of
 from core.atomic import replacing
 from core.datasets import DataSource, ImageDataset
@@ -73,6 +73,7 @@ class PoisonRef:
     folder: str
     sha256: str
     craft_s: float
+    surrogates_s: float = 0.0  # what its clean surrogates took to train (every ensemble member)
 
 
 @dataclass(frozen=True)
@@ -96,13 +97,14 @@ class CraftRecord:
     eps: float | None = None
     budget: float | None = None
     error: str | None = None
+    surrogates_s: float | None = None
 
     @property
     def poison(self) -> PoisonRef | None:
         """The crafted poison, or None when crafting failed."""
         if self.status != DONE or self.path is None or self.sha256 is None:
             return None
-        return PoisonRef(self.path, self.sha256, self.craft_s or 0.0)
+        return PoisonRef(self.path, self.sha256, self.craft_s or 0.0, self.surrogates_s or 0.0)
 
 
 def craft(task: CraftTask) -> CraftRecord:
@@ -118,6 +120,7 @@ def craft(task: CraftTask) -> CraftRecord:
             path=str(folder),
             sha256=recorded_sha256(folder),
             craft_s=poison.craft_s,
+            surrogates_s=float(poison.extra.get(SURROGATES_S, 0.0)),
             threat=poison.threat.kind,
             eps=poison.eps,
             budget=poison.budget,
@@ -188,7 +191,8 @@ class TrialRecord:
     """What one trial measured (``status`` DONE) or why it failed (FAILED, with ``error``).
 
     The results database stores one per cell, one column per field (``benchmark.store``).
-    Seconds: ``craft_s`` (of the trial's poison, without the shared surrogate), ``train_s``,
+    Seconds: ``craft_s`` (of the trial's poison, without training its clean surrogates),
+    ``surrogates_s`` (what those surrogates took to train, every ensemble member), ``train_s``,
     ``eval_s``; ``images_per_s`` is training throughput; ``peak_memory_mb`` the peak CUDA memory
     of the trial, or the process's peak resident memory on CPU.
     """
@@ -203,6 +207,7 @@ class TrialRecord:
     eps: float | None = None
     budget: float | None = None
     craft_s: float | None = None
+    surrogates_s: float | None = None
     train_s: float | None = None
     eval_s: float | None = None
     images_per_s: float | None = None
@@ -376,6 +381,7 @@ def _run_trial(trial: Trial) -> TrialRecord:
             eps=eps,
             budget=budget,
             craft_s=trial.poison.craft_s if trial.poison else 0.0,
+            surrogates_s=trial.poison.surrogates_s if trial.poison else 0.0,
             train_s=result.timing.total_s,
             eval_s=time.perf_counter() - t0 + result.eval_s,
             images_per_s=result.timing.images_per_s,

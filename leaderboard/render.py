@@ -476,6 +476,7 @@ upper bound.</p>
 reference; each baseline against the strongest SAPA attack of its group (gap &gt; 0: SAPA
 stronger; p one-sided, paired by craft seed where the entries share seeds, else unpaired).</p>
 {threats}
+{cost}
 {defenses}
 <script>
 document.querySelectorAll("table.sortable").forEach(function (table) {{
@@ -558,6 +559,9 @@ def _plots(entries: list[dict[str, Any]], pairs: list[dict[str, Any]], out: Path
         )
 
     written += _rho_plots(entries, out, plt)
+    from leaderboard.cost import cost_plots
+
+    written += cost_plots(entries, out, plt, meta)
     attacked = [e for e in entries if e["setting"]["threat"] != NO_THREAT]
     if attacked:
         fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=100)
@@ -664,6 +668,20 @@ def render(entries_dir: str | Path, out: str | Path) -> list[Path]:
     prow = [_pair_row(p) for p in pairs]
     drows = defense_view(entries)
     trows = threat_view(entries)
+    from leaderboard.cost import COST_COLUMNS, cost_view  # cost builds on this module's comparisons
+
+    crows = cost_view(entries)
+    cost_md = (
+        (
+            "\n## Ensemble and re-initialisation vs SAPA (Figure 2 view)\n\nPer setting and attack family, one row per "
+            "(attack, K architectures, R initialisations): value in %, crafting seconds per poison set without "
+            "(craft_s) and with (total_s) the clean surrogates' training; sapa_*_ratio = SAPA(1x1) time / this row's; "
+            "each row against SAPA at K = R = 1 paired by craft seed (gap > 0 = SAPA stronger; targeted rows with "
+            "tied success compare the adversarial margin).\n\n" + _markdown_table(COST_COLUMNS, crows)
+        )
+        if crows
+        else ""
+    )
     threat_md = (
         (
             "\n## Per threat model (Tables 1-3 view)\n\nPer threat model, victim protocol and setting, every attack "
@@ -694,6 +712,7 @@ def render(entries_dir: str | Path, out: str | Path) -> list[Path]:
         + "(> 0 = success), tested the same way. Protocols are never pooled; known-init = white-box upper bound.\n\n"
         + _markdown_table(PAIR_COLUMNS, prow)
         + threat_md
+        + cost_md
         + defense_md,
         "leaderboard.csv": _csv(COLUMNS, rows),
         "table4.csv": _csv(PAIR_COLUMNS, prow),
@@ -705,15 +724,23 @@ def render(entries_dir: str | Path, out: str | Path) -> list[Path]:
             if drows
             else {}
         ),
+        **({"cost.md": _markdown_table(COST_COLUMNS, crows), "cost.csv": _csv(COST_COLUMNS, crows)} if crows else {}),
         "leaderboard.html": _HTML.format(
             main=_html_table(COLUMNS, rows, ["sapa" if e["sapa"] else "" for e in entries]),
             pairs=_html_table(PAIR_COLUMNS, prow),
             threats=_html_table(THREAT_COLUMNS, trows),
             defenses=("<h2>Defenses</h2>\n" + _html_table(DEFENSE_COLUMNS, drows)) if drows else "",
+            cost=(
+                "<h2>Ensemble and re-initialisation vs SAPA (Figure 2 view)</h2>\n<p>Crafting seconds per poison set "
+                "without (craft_s) and with (total_s) the surrogates' training; each row against SAPA at K = R = 1, "
+                "paired by craft seed (gap &gt; 0 = SAPA stronger).</p>\n" + _html_table(COST_COLUMNS, crows)
+            )
+            if crows
+            else "",
             alpha=ALPHA,
         ),
     }
-    for stale in [*out.glob("*.png"), *out.glob("defenses.*")]:
+    for stale in [*out.glob("*.png"), *out.glob("defenses.*"), *out.glob("cost.*")]:
         stale.unlink()
     written = []
     for name, text in files.items():

@@ -8,7 +8,9 @@ value, the sha256 of the poison crafted with each craft seed), plus a sha256 of 
 an entry whose fields are missing or mistyped, whose numbers are out of range or inconsistent
 with its trial values, or whose hash does not match.
 
-Versions: 5 records the victim protocol (``setting.protocol``, ``setting.pretrained``) and
+Versions: 7 records what the poisons' clean surrogates took to train (``timings.surrogates_s``,
+every ensemble member; ``craft_s`` excludes it; read as 0 in older entries, which did not record
+it); 6 records the resolved attack configuration and the deterministic mode; 5 records the victim protocol (``setting.protocol``, ``setting.pretrained``) and
 continuous measures beside the metric with their paired clean references (``measures``: the
 adversarial margin of targeted attacks); 4 records the victims' numerics (``setting.precision``, ``setting.memory_format``)
 and the instruction set of the kernels (``provenance.isa``); 3 named seconds ``*_s``
@@ -34,8 +36,8 @@ from core.stats import mean_se
 from core.threats import ADVERSARIAL_MARGIN, NO_THREAT, THREATS
 from victims.protocols import NO_PRETRAINED, PROTOCOLS, SCRATCH
 
-SCHEMA_VERSION = 6
-READABLE_VERSIONS = (2, 3, 4, 5, SCHEMA_VERSION)
+SCHEMA_VERSION = 7
+READABLE_VERSIONS = (2, 3, 4, 5, 6, SCHEMA_VERSION)
 MEASURES = (ADVERSARIAL_MARGIN,)
 MEASURE_FIELDS = ("values", "clean_values", "mean", "se", "clean_mean", "clean_se", "shift_mean", "shift_se")
 # version 2 -> 3: the timings' seconds fields renamed
@@ -78,6 +80,7 @@ SPEC: dict[str, Any] = {
     "defense_stats": dict,
     "timings": {
         "craft_s": float,
+        "surrogates_s": float,
         "train_s_mean": float,
         "eval_s_mean": float,
         "total_s": float,
@@ -188,10 +191,12 @@ def upgrade(entry: Any, where: str = "entry") -> Any:
     if version in (2, 3, 4):  # every victim was trained from scratch; no continuous measures were kept
         out["setting"] = {**out["setting"], "protocol": SCRATCH, "pretrained": NO_PRETRAINED}
         out["measures"] = {}
-    # versions 2 to 5 recorded only the overridden attack options (the resolved config is unknown)
-    # and had no deterministic mode
-    out["setting"] = {**out["setting"], "attack_config": {}}
-    out["provenance"] = {**out["provenance"], "deterministic": False}
+    if version in (2, 3, 4, 5):
+        # versions 2 to 5 recorded only the overridden attack options (the resolved config is
+        # unknown) and had no deterministic mode
+        out["setting"] = {**out["setting"], "attack_config": {}}
+        out["provenance"] = {**out["provenance"], "deterministic": False}
+    out["timings"] = {**out["timings"], "surrogates_s": 0.0}  # not recorded before version 7
     out["schema_version"] = SCHEMA_VERSION
     out["content_sha256"] = content_hash(out)
     return out

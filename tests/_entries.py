@@ -20,6 +20,9 @@ def make_entry(
     options=None,
     preset="embedded",
     dataset="digits",
+    attack_config=None,
+    craft_s=6.0,
+    surrogates_s=0.0,
 ):
     """An entry whose trial ``values`` came from ``cells`` ((craft seed, victim seed) pairs;
     default: craft seed 0 with victims 100, 101, ...); ``margin`` = (values, clean values)."""
@@ -29,7 +32,7 @@ def make_entry(
     return seal(
         {
             "schema_version": SCHEMA_VERSION,
-            "entry_id": f"{attack}-{recipe}-{arch}",
+            "entry_id": f"{attack}-{recipe}-{arch}" + "".join(f"-{k}{v}" for k, v in sorted((options or {}).items())),
             "attack": attack,
             "base_attack": attack.removeprefix("sapa-"),
             "sapa": attack.startswith("sapa-"),
@@ -50,7 +53,7 @@ def make_entry(
                 "memory_format": "contiguous",
                 "protocol": protocol,
                 "pretrained": pretrained,
-                "attack_config": {},
+                "attack_config": dict(attack_config or {}),
             },
             "metric": {
                 "name": metric,
@@ -64,7 +67,8 @@ def make_entry(
             "clean_accuracy": {"mean": mean, "se": se},
             "defense_stats": {},
             "timings": {
-                "craft_s": 6.0,
+                "craft_s": craft_s,
+                "surrogates_s": surrogates_s,
                 "train_s_mean": 2.0,
                 "eval_s_mean": 0.1,
                 "total_s": 12.3,

@@ -26,7 +26,7 @@ def run_catching_exit(capsys, *argv):
     ("axis", "expected"),
     [
         ("datasets", ["cifar10", "cifar100", "digits", "svhn"]),
-        ("archs", ["convnet", "mobilenetv2", "resnet18", "resnet50", "vgg11", "vit"]),
+        ("archs", ["convnet", "lenet", "mlp", "mobilenetv2", "resnet18", "resnet50", "resnet8", "vgg11", "vit"]),
         ("recipes", ["adam", "adversarial", "cutout", "mixup", "sam", "sgd"]),
         (
             "attacks",
@@ -234,6 +234,8 @@ def test_list_suites(capsys):
     assert code == 0 and [r.split()[0] for r in out.strip().splitlines()] == [
         "backdoor",
         "claims",
+        "cost",
+        "cost-cifar10",
         "default",
         "defenses",
         "protocols",

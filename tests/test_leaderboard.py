@@ -34,7 +34,7 @@ def _tamper(entry, path, value):
         (("metric", "values"), [0.5, 1.7, 0.7], r"fractions in \[0, 1\]"),
         (("setting", "threat"), "sneaky", r"not one of"),
         (("timings", "craft_s"), -1.0, r"non-negative"),
-        (("schema_version",), 1, r"schema_version 1 is not 6"),
+        (("schema_version",), 1, r"schema_version 1 is not 7"),
         (("provenance", "cell_seeds"), [[0, 100], [0, 100], [0, 101]], r"lists a trial twice"),
         (("provenance", "cell_seeds"), [[0, 100], [0, 101], [1, 102]], r"not \[craft seed, trial seed\]"),
         (("provenance", "cell_seeds"), [[0, 100], [0, 101]], r"2 items for 3 trials"),
@@ -177,11 +177,13 @@ _V2_TIMINGS = {
 
 
 def _as_version(entry, version):
-    """The entry as schema version 3 (no numerics, no instruction set) or 2 (also seconds named
-    *_seconds) wrote it, sealed."""
+    """The entry as schema version 6 (no surrogates' training time), 3 (also no numerics, no
+    instruction set) or 2 (also seconds named *_seconds) wrote it, sealed."""
     old = json.loads(json.dumps(entry))
     old["schema_version"] = version
-    del old["setting"]["precision"], old["setting"]["memory_format"], old["provenance"]["isa"]
+    del old["timings"]["surrogates_s"]
+    if version <= 3:
+        del old["setting"]["precision"], old["setting"]["memory_format"], old["provenance"]["isa"]
     if version == 2:
         old["timings"] = {_V2_TIMINGS.get(k, k): v for k, v in old["timings"].items()}
     old["content_sha256"] = content_hash(old)
@@ -192,7 +194,7 @@ def _as_version_2(entry):
     return _as_version(entry, 2)
 
 
-@pytest.mark.parametrize("version", [2, 3])
+@pytest.mark.parametrize("version", [2, 3, 6])
 def test_older_entries_are_read_as_the_current_version(tmp_path, version):
     entry = make_entry(isa="unknown")  # older entries: fp32 victims, instruction set not recorded
     (tmp_path / "old.json").write_text(json.dumps(_as_version(entry, version)))

@@ -89,6 +89,77 @@ def convnet(in_chans: int, num_classes: int, img_size: int, width: int = 32) -> 
     )
 
 
+@ARCHS.register("lenet", description="LeNet-5 (LeCun et al. 1998): two 5x5 conv + pool stages, three linear layers")
+def lenet(in_chans: int, num_classes: int, img_size: int) -> nn.Module:
+    """LeNet-5 with ReLU and max-pooling, padded so any side >= 8 keeps a valid map."""
+    _check_shape("lenet", in_chans, num_classes, img_size, 8)
+    side = img_size // 4
+    return nn.Sequential(
+        nn.Conv2d(in_chans, 6, 5, padding=2),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5, padding=2),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16 * side * side, 120),
+        nn.ReLU(inplace=True),
+        nn.Linear(120, 84),
+        nn.ReLU(inplace=True),
+        nn.Linear(84, num_classes),
+    )
+
+
+@ARCHS.register("mlp", description="multi-layer perceptron on the flattened pixels (two hidden layers of 256)")
+def mlp(in_chans: int, num_classes: int, img_size: int, hidden: int = 256) -> nn.Module:
+    """Two hidden ReLU layers on the flattened image: no convolution at all."""
+    _check_shape("mlp", in_chans, num_classes, img_size, 1)
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(in_chans * img_size * img_size, hidden),
+        nn.ReLU(inplace=True),
+        nn.Linear(hidden, hidden),
+        nn.ReLU(inplace=True),
+        nn.Linear(hidden, num_classes),
+    )
+
+
+class _BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
+        )
+        self.shortcut = (
+            nn.Identity()
+            if stride == 1 and cin == cout
+            else nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return nn.functional.relu(self.body(x) + self.shortcut(x))
+
+
+@ARCHS.register("resnet8", description="CIFAR ResNet-8 (He et al. 2016, sec. 4.2: one basic block per stage, 16/32/64)")
+def resnet8(in_chans: int, num_classes: int, img_size: int) -> nn.Module:
+    """The smallest CIFAR ResNet: 3x3 stem, three stages of one basic block (widths 16, 32,
+    64, the last two at stride 2), global pool, linear head: 8 weighted layers, 78k parameters."""
+    _check_shape("resnet8", in_chans, num_classes, img_size, 4)
+    return nn.Sequential(
+        *_conv_bn(in_chans, 16),
+        _BasicBlock(16, 16, 1),
+        _BasicBlock(16, 32, 2),
+        _BasicBlock(32, 64, 2),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(64, num_classes),
+    )
+
+
 def _cifar_resnet(name: str, in_chans: int, num_classes: int, img_size: int) -> nn.Module:
     _check_shape(name, in_chans, num_classes, img_size, 8)
     model = timm.create_model(name, pretrained=False, in_chans=in_chans, num_classes=num_classes)

@@ -1,0 +1,260 @@
+"""The cost view: ensemble-and-re-initialisation (E&R) against SAPA, success against crafting time.
+
+The paper's section 5.5 (Figure 2, Table 11), measured: per setting and attack family, one row
+per (attack, K architectures, R initialisations) with the metric, the crafting time per poison
+without and with the clean surrogates' training (E&R trains K x R surrogates, SAPA one), the
+time ratio SAPA(1x1) / this row, and the paired comparison with SAPA at K = R = 1 (per craft
+seed; positive gap = SAPA stronger). :func:`cost_verdicts` turns each family into the claim
+"SAPA at K = R = 1 is at least as strong as E&R at every K x R measured", or, where it is not,
+the cost ratio at which E&R overtakes it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.names import NO_DEFENSE
+from core.stats import PairedTest
+from core.threats import ADVERSARIAL_MARGIN, NO_THREAT
+from leaderboard.render import compare, numerics_label, protocol_label
+
+COST_COLUMNS = (
+    "dataset",
+    "threat",
+    "protocol",
+    "attack",
+    "K",
+    "R",
+    "metric",
+    "value",
+    "margin",
+    "poisons",
+    "craft_s",
+    "surrogates_s",
+    "total_s",
+    "sapa_time_ratio",
+    "sapa_total_ratio",
+    "vs_sapa_1x1_gap",
+    "p_sapa_stronger",
+    "p_er_stronger",
+    "pairs",
+)
+SWEPT = ("ensemble", "reinit")
+
+
+def ensemble_size(e: dict[str, Any]) -> tuple[int, int] | None:
+    """(K, R) of an entry crafted by an attack with the E&R options, else None."""
+    cfg = e["setting"]["attack_config"]
+    if "ensemble" in cfg and "reinit" in cfg:
+        return int(cfg["ensemble"]), int(cfg["reinit"])
+    return None
+
+
+def per_poison(e: dict[str, Any]) -> tuple[float, float]:
+    """Mean crafting seconds per poison set, without and with its surrogates' training."""
+    n = max(1, len(e["provenance"]["poison_sha256"]))
+    t = e["timings"]
+    return t["craft_s"] / n, (t["craft_s"] + t["surrogates_s"]) / n
+
+
+@dataclass(frozen=True)
+class CostPoint:
+    entry: dict[str, Any]
+    k: int
+    r: int
+    versus: PairedTest | None  # SAPA 1x1 against this entry (None for SAPA 1x1 itself)
+    margin_versus: PairedTest | None
+
+
+def cost_groups(entries: list[dict[str, Any]]) -> dict[tuple, list[CostPoint]]:
+    """Per setting and base attack, every (attack, K, R) point, with SAPA at 1x1 compared to each
+    (groups where some point has K x R > 1 and SAPA at 1x1 was measured)."""
+    groups: dict[tuple, list[tuple[dict[str, Any], int, int]]] = defaultdict(list)
+    for e in entries:
+        size = ensemble_size(e)
+        s = e["setting"]
+        if size is None or e["defense"] != NO_DEFENSE or s["threat"] == NO_THREAT:
+            continue
+        options = {k: v for k, v in s["options"].items() if k not in SWEPT}
+        variant = json.dumps([s["preset"], options, s["victim"]], sort_keys=True)
+        key = (
+            s["suite"],
+            s["dataset"],
+            s["threat"],
+            protocol_label(s),
+            s["arch"],
+            s["recipe"],
+            numerics_label(s),
+            e["base_attack"],
+            variant,
+        )
+        groups[key].append((e, *size))
+    out = {}
+    for key, members in sorted(groups.items()):
+        sapa = next((e for e, k, r in members if e["sapa"] and (k, r) == (1, 1)), None)
+        if sapa is None or all(k * r == 1 for _, k, r in members):
+            continue
+        points = []
+        for e, k, r in sorted(members, key=lambda m: (m[0]["sapa"], m[1] * m[2], m[1], m[0]["attack"])):
+            own = e is sapa
+            both = ADVERSARIAL_MARGIN in e["measures"] and ADVERSARIAL_MARGIN in sapa["measures"]
+            points.append(
+                CostPoint(
+                    e,
+                    k,
+                    r,
+                    None if own else compare(sapa, e),
+                    None if own or not both else compare(sapa, e, ADVERSARIAL_MARGIN),
+                )
+            )
+        out[key] = points
+    return out
+
+
+def cost_view(entries: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The rows of ``cost.md|.csv`` (see the module docstring)."""
+    rows = []
+    for (_, ds, threat, protocol, *_), points in cost_groups(entries).items():
+        sapa = next(p for p in points if p.versus is None)
+        sapa_craft, sapa_total = per_poison(sapa.entry)
+        for p in points:
+            e, m = p.entry, p.entry["metric"]
+            craft, total = per_poison(e)
+            margin = e["measures"].get(ADVERSARIAL_MARGIN)
+            rows.append(
+                {
+                    "dataset": ds,
+                    "threat": threat,
+                    "protocol": protocol,
+                    "attack": e["attack"],
+                    "K": str(p.k),
+                    "R": str(p.r),
+                    "metric": m["name"],
+                    "value": f"{100 * m['mean']:.1f} +/- {100 * m['se']:.1f}",
+                    "margin": "-" if margin is None else f"{margin['mean']:+.2f} +/- {margin['se']:.2f}",
+                    "poisons": str(len(e["provenance"]["poison_sha256"])),
+                    "craft_s": f"{craft:.1f}",
+                    "surrogates_s": f"{total - craft:.1f}",
+                    "total_s": f"{total:.1f}",
+                    "sapa_time_ratio": f"{sapa_craft / craft:.2f}" if craft > 0 else "-",
+                    "sapa_total_ratio": f"{sapa_total / total:.2f}" if total > 0 else "-",
+                    "vs_sapa_1x1_gap": "-" if p.versus is None else _gap(p),
+                    "p_sapa_stronger": "-" if p.versus is None else f"{_test(p).p_greater:.4f}",
+                    "p_er_stronger": "-" if p.versus is None else f"{_test(p).p_less:.4f}",
+                    "pairs": "-" if p.versus is None else f"{p.versus.n} {p.versus.unit}s ({p.versus.design})",
+                }
+            )
+    return rows
+
+
+def _test(p: CostPoint) -> PairedTest:
+    """The test a cost row reports: the margin where success is tied (targeted), else the metric."""
+    assert p.versus is not None
+    if p.margin_versus is not None and all(d == 0 for d in p.versus.differences):
+        return p.margin_versus
+    return p.versus
+
+
+def _gap(p: CostPoint) -> str:
+    test = _test(p)
+    if test is p.margin_versus:
+        return f"margin {test.mean_difference:+.2f}"
+    return f"{100 * test.mean_difference:+.1f}"
+
+
+@dataclass(frozen=True)
+class CostVerdict:
+    """One family's cost claim: ``held`` (SAPA 1x1 significantly stronger than E&R at every
+    K x R), ``failed`` (E&R significantly stronger at some K x R; ``overtaken`` names the
+    cheapest such point and its time ratio), or ``inconclusive``."""
+
+    setting: tuple
+    attack: str
+    verdict: str
+    rows: list[dict[str, Any]]
+    overtaken: dict[str, Any] | None
+
+
+def cost_verdicts(entries: list[dict[str, Any]], attack: str, measure: str, alpha: float) -> list[CostVerdict]:
+    """The cost claim for base attack ``attack`` in every setting where it was measured, on the
+    threat model's metric or on the adversarial margin (``measure``)."""
+    out = []
+    for key, points in cost_groups(entries).items():
+        if key[7] != attack:
+            continue
+        sapa = next(p for p in points if p.versus is None)
+        sapa_craft, sapa_total = per_poison(sapa.entry)
+        rows = []
+        for p in points:
+            if p.entry["sapa"]:
+                continue
+            test = p.margin_versus if measure == ADVERSARIAL_MARGIN else p.versus
+            if test is None or test.n == 0:
+                continue
+            craft, total = per_poison(p.entry)
+            rows.append(
+                {
+                    "attack": p.entry["attack"],
+                    "K": p.k,
+                    "R": p.r,
+                    "test": test,
+                    "time_ratio": craft / sapa_craft if sapa_craft > 0 else float("inf"),
+                    "total_ratio": total / sapa_total if sapa_total > 0 else float("inf"),
+                }
+            )
+        if not rows:
+            continue
+        losing = sorted((r for r in rows if r["test"].p_less < alpha), key=lambda r: r["total_ratio"])
+        if losing:
+            verdict = "failed"
+        elif all(r["test"].p_greater < alpha for r in rows):
+            verdict = "held"
+        else:
+            verdict = "inconclusive"
+        out.append(CostVerdict(key, attack, verdict, rows, losing[0] if losing else None))
+    return out
+
+
+def cost_plots(entries: list[dict[str, Any]], out: Path, plt: Any, meta: dict[str, Any]) -> list[Path]:
+    """Figure 2, measured: per setting and family, the metric against crafting time per poison
+    (log scale; left without, right with the surrogates' training), one point per (attack, K, R)
+    with standard-error bars; E&R baselines as squares, SAPA as circles."""
+    written = []
+    for (_, ds, threat, protocol, arch, _, _, attack, _), points in cost_groups(entries).items():
+        fig, axes = plt.subplots(1, 2, figsize=(9.5, 4.0), dpi=100, sharey=True)
+        for ax, with_surrogates in zip(axes, (False, True), strict=True):
+            for p in points:
+                e, m = p.entry, p.entry["metric"]
+                x = per_poison(e)[1 if with_surrogates else 0]
+                ax.errorbar(
+                    max(x, 1e-3),
+                    100 * m["mean"],
+                    yerr=100 * m["se"],
+                    fmt="o" if e["sapa"] else "s",
+                    color="#fc8d62" if e["sapa"] else "#8da0cb",
+                    capsize=3,
+                )
+                ax.annotate(
+                    f"{'SAPA ' if e['sapa'] else ''}{p.k}x{p.r}",
+                    (max(x, 1e-3), 100 * m["mean"]),
+                    fontsize=7,
+                    xytext=(4, 3),
+                    textcoords="offset points",
+                )
+            ax.set_xscale("log")
+            ax.set_xlabel("crafting s / poison set" + (" + surrogates' training" if with_surrogates else ""))
+            ax.grid(alpha=0.3)
+        m0 = points[0].entry["metric"]
+        direction = "higher = stronger" if m0["higher_is_stronger"] else "lower = stronger"
+        axes[0].set_ylabel(f"{m0['name']} (%), {direction}")
+        fig.suptitle(f"{attack}: E&R (squares, KxR) vs SAPA (circles), {ds} {arch} {protocol}", fontsize=9)
+        fig.tight_layout()
+        path = out / f"cost--{ds}--{threat}--{attack}--{protocol.replace('/', '-').replace(' ', '_')}.png"
+        fig.savefig(path, metadata=meta)
+        plt.close(fig)
+        written.append(path)
+    return written

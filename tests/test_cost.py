@@ -1,0 +1,94 @@
+"""The E&R cost view, its plot and the cost claims (section 5.5 of the SAPA paper)."""
+
+import json
+
+import pytest
+
+from benchmark.claims import test_cost_claims as cost_claims_of
+from benchmark.entries import entries_dir
+from leaderboard.cost import cost_verdicts, cost_view
+from leaderboard.render import render
+from tests._entries import make_entry
+
+SEEDS = range(8)
+
+
+def _point(attack, k, r, values, craft_s, surrogates_s):
+    """A backdoor entry over 8 craft seeds (one victim each) crafted with K x R surrogates."""
+    return make_entry(
+        attack=attack,
+        values=values,
+        threat="backdoor",
+        metric="attack_success_rate",
+        higher=True,
+        cells=[(s, 100) for s in SEEDS],
+        options={"ensemble": k, "reinit": r},
+        attack_config={"ensemble": k, "reinit": r, "steps": 60},
+        craft_s=craft_s * len(SEEDS),
+        surrogates_s=surrogates_s * len(SEEDS),
+    )
+
+
+def _family(er_4x1):
+    return [
+        _point("sapa-sleeper-agent", 1, 1, [0.5 + 0.01 * s for s in SEEDS], 10.0, 20.0),
+        _point("sapa-sleeper-agent", 2, 2, [0.6 + 0.01 * s for s in SEEDS], 40.0, 80.0),
+        _point("sleeper-agent", 1, 1, [0.3 + 0.01 * s for s in SEEDS], 10.0, 20.0),
+        _point("sleeper-agent", 2, 1, [0.35 + 0.01 * s for s in SEEDS], 20.0, 40.0),
+        _point("sleeper-agent", 4, 1, er_4x1, 40.0, 80.0),
+    ]
+
+
+def test_the_cost_view_puts_every_k_x_r_beside_sapa_with_time_ratios():
+    rows = cost_view(_family([0.2 + 0.01 * s for s in SEEDS]))
+    assert [(r["attack"], r["K"], r["R"]) for r in rows] == [
+        ("sleeper-agent", "1", "1"),
+        ("sleeper-agent", "2", "1"),
+        ("sleeper-agent", "4", "1"),
+        ("sapa-sleeper-agent", "1", "1"),
+        ("sapa-sleeper-agent", "2", "2"),
+    ]
+    four = rows[2]
+    assert (four["craft_s"], four["surrogates_s"], four["total_s"]) == ("40.0", "80.0", "120.0")
+    assert four["sapa_time_ratio"] == "0.25" and four["sapa_total_ratio"] == "0.25"  # SAPA 1x1: 10 s | 30 s
+    assert four["vs_sapa_1x1_gap"] == "+30.0" and four["pairs"] == "8 craft seeds (paired)"
+    assert four["p_sapa_stronger"] == "0.0039"  # 2^-8, the floor of 8 pairs
+    assert rows[3]["vs_sapa_1x1_gap"] == "-"  # SAPA 1x1 is the reference
+
+
+def test_sapa_stronger_than_every_ensemble_holds():
+    (verdict,) = cost_verdicts(_family([0.2 + 0.01 * s for s in SEEDS]), "sleeper-agent", "metric", 0.05)
+    assert verdict.verdict == "held" and verdict.overtaken is None
+    assert [(r["K"], r["R"]) for r in verdict.rows] == [(1, 1), (2, 1), (4, 1)]
+
+
+def test_an_ensemble_that_beats_sapa_fails_the_claim_and_names_the_cost_ratio():
+    (verdict,) = cost_verdicts(_family([0.9 + 0.01 * s for s in SEEDS]), "sleeper-agent", "metric", 0.05)
+    assert verdict.verdict == "failed"
+    assert (verdict.overtaken["K"], verdict.overtaken["R"]) == (4, 1)
+    assert verdict.overtaken["time_ratio"] == pytest.approx(4.0)  # 40 s against SAPA's 10 s
+    assert verdict.overtaken["total_ratio"] == pytest.approx(4.0)
+
+
+def test_a_tie_is_inconclusive():
+    tie = [0.5 + 0.01 * s + (0.05 if s % 2 else -0.05) for s in SEEDS]
+    (verdict,) = cost_verdicts(_family(tie), "sleeper-agent", "metric", 0.05)
+    assert verdict.verdict == "inconclusive"
+
+
+def test_without_ensembles_there_is_no_cost_view():
+    plain = [e for e in _family([0.2] * 8) if e["setting"]["options"] == {"ensemble": 1, "reinit": 1}]
+    assert cost_view(plain) == [] and cost_verdicts(plain, "sleeper-agent", "metric", 0.05) == []
+
+
+def test_cost_claims_are_read_from_the_results_and_plotted(tmp_path):
+    folder = entries_dir(tmp_path)
+    folder.mkdir(parents=True)
+    for i, e in enumerate(_family([0.9 + 0.01 * s for s in SEEDS])):
+        (folder / f"{i}.json").write_text(json.dumps(e))
+    outcomes = {c.id: v for c, v in cost_claims_of(tmp_path, 0.05)}
+    assert outcomes["F2-sleeper-agent"].verdict == "failed"
+    assert outcomes["F2-gradient-matching"] is None  # untested: no gradient-matching results
+    written = {p.name for p in render(folder, tmp_path / "board")}
+    assert "cost.md" in written and any(n.startswith("cost--digits--backdoor--sleeper-agent") for n in written)
+    assert "Figure 2 view" in (tmp_path / "board" / "leaderboard.html").read_text()
