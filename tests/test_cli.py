@@ -75,7 +75,7 @@ def test_list_prints_each_entry_with_a_description(capsys, axis, expected):
 
 def test_list_with_pattern(capsys):
     code, out, _ = run(capsys, "list", "archs", "res*")
-    assert code == 0 and [r.split()[0] for r in out.strip().splitlines()] == ["resnet18", "resnet50"]
+    assert code == 0 and [r.split()[0] for r in out.strip().splitlines()] == ["resnet18", "resnet50", "resnet8"]
 
 
 @pytest.mark.parametrize(
