@@ -19,7 +19,7 @@ one member per step). K = R = 1 is the single-surrogate attack exactly.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import kornia.augmentation as K
@@ -129,36 +129,33 @@ def matching_loss(
     return 1 - dot / (_flat_norm(list(grads)) * target_norm + 1e-12)
 
 
-def ensemble_matching_loss(
-    models: Sequence[nn.Module],
-    x: Tensor,
-    y: Tensor,
-    target_grads: Sequence[list[Tensor]],
-    target_norms: Sequence[Tensor],
-    augment: nn.Module | None,
-) -> Tensor:
-    """The E&R objective: the mean over the surrogates of :func:`matching_loss`, each against its
-    own target gradient (one augmentation draw per surrogate)."""
-    losses = [matching_loss(m, x, y, g, n, augment) for m, g, n in zip(models, target_grads, target_norms, strict=True)]
-    return sum(losses) / len(losses)  # type: ignore[return-value]
+@dataclass(frozen=True)
+class Targets:
+    """The surrogates the poisons match (one for a single surrogate, K x R for E&R), each with
+    its own target gradient ``grad_theta Q`` and that gradient's norm."""
 
+    models: Sequence[nn.Module]
+    grads: Sequence[list[Tensor]]
+    norms: Sequence[Tensor]
 
-def _ensemble_input_grad(
-    models: Sequence[nn.Module],
-    x: Tensor,
-    y: Tensor,
-    target_grads: Sequence[list[Tensor]],
-    target_norms: Sequence[Tensor],
-    augment: nn.Module | None,
-) -> Tensor:
-    """The gradient in ``x`` of :func:`ensemble_matching_loss`, one surrogate's graph at a time
-    (peak memory of one surrogate, not K x R)."""
-    total: Tensor | None = None
-    for m, g, n in zip(models, target_grads, target_norms, strict=True):
-        (grad,) = torch.autograd.grad(matching_loss(m, x, y, g, n, augment) / len(models), x)
-        total = grad if total is None else total + grad
-    assert total is not None
-    return total
+    @classmethod
+    def of(cls, models: Sequence[nn.Module], grads: Sequence[list[Tensor]]) -> Targets:
+        return cls(models, grads, [_flat_norm(g) for g in grads])
+
+    def _losses(self, x: Tensor, y: Tensor, augment: nn.Module | None) -> Iterator[Tensor]:
+        """Each member's matching loss over the number of members, built lazily (one
+        augmentation draw per member)."""
+        for m, g, n in zip(self.models, self.grads, self.norms, strict=True):
+            yield matching_loss(m, x, y, g, n, augment) / len(self.models)
+
+    def loss(self, x: Tensor, y: Tensor, augment: nn.Module | None) -> Tensor:
+        """The E&R objective: the mean of the members' matching losses."""
+        return sum(self._losses(x, y, augment))  # type: ignore[return-value]
+
+    def input_grad(self, x: Tensor, y: Tensor, augment: nn.Module | None) -> Tensor:
+        """The gradient of :meth:`loss` in ``x``, one member's graph at a time (the peak memory
+        of one surrogate, not K x R)."""
+        return sum(torch.autograd.grad(term, x)[0] for term in self._losses(x, y, augment))  # type: ignore[return-value]
 
 
 class Brew:
@@ -193,17 +190,16 @@ class Brew:
         matching loss afterwards (measured without augmentation)."""
         for model in models:
             model.eval()
-        norms = [_flat_norm(g) for g in target_grads]
+        targets = Targets.of(models, target_grads)
         delta = self.delta
         for _ in range(steps):
-            grad = _ensemble_input_grad(models, self.x + delta, y, target_grads, norms, augment)
+            grad = targets.input_grad(self.x + delta, y, augment)
             delta.grad = grad.sign()
             self.optimizer.step()
             self.schedule.step()
             with torch.no_grad():
                 delta.copy_(project(delta, self.x, self.cfg.eps))
-        x = self.x + delta.detach()
-        return float(ensemble_matching_loss(models, x, y, target_grads, norms, None).detach())
+        return float(targets.loss(self.x + delta.detach(), y, None).detach())
 
 
 def brew_restarts(

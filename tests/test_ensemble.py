@@ -6,13 +6,7 @@ from torch import nn
 
 from attacks import ConfigError, CraftContext, create_attack
 from attacks._draws import draw_target
-from attacks._matching import (
-    _ensemble_input_grad,
-    _flat_norm,
-    differentiable_augment,
-    ensemble_matching_loss,
-    matching_loss,
-)
+from attacks._matching import Targets, _flat_norm, differentiable_augment, matching_loss
 from attacks.base import budget_indices, member_seed, project, random_delta
 from attacks.sapa import trainable
 from benchmark.suite import parse_suite
@@ -76,11 +70,12 @@ def test_the_ensemble_objective_is_the_mean_of_the_members_objectives(tiny_digit
     x = (tiny_digits.train_x[:6] + 0.01).clamp(0, 1).requires_grad_(True)
     y = tiny_digits.train_y[:6]
     each = [matching_loss(m, x, y, g, n, None) for m, g, n in zip(models, grads, norms, strict=True)]
-    mean = ensemble_matching_loss(models, x, y, grads, norms, None)
+    targets = Targets.of(models, grads)
+    mean = targets.loss(x, y, None)
     assert len({round(float(v.detach()), 4) for v in each}) == 3  # the members disagree ...
     torch.testing.assert_close(mean, torch.stack(each).mean())  # ... and the objective is their mean
     (expected,) = torch.autograd.grad(torch.stack(each).mean(), x)
-    torch.testing.assert_close(_ensemble_input_grad(models, x, y, grads, norms, None), expected)
+    torch.testing.assert_close(targets.input_grad(x, y, None), expected)
 
 
 def test_members_are_cached_by_architecture_and_initialisation_seed(tiny_digits):
