@@ -7,7 +7,6 @@ import argparse
 import fnmatch
 import json
 import sys
-import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -16,11 +15,12 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import torch
+from tqdm import tqdm
 
 from attacks import ATTACKS, create_attack
 from benchmark.claims import test_claims, test_cost_claims
 from benchmark.entries import board_dir, entries_dir
-from benchmark.executor import make_executor
+from benchmark.executor import RESOURCE_KEYS, Resources, make_executor
 from benchmark.runner import RunReport, run_suite
 from benchmark.submit import prepare, submission_suite, write_manifest
 from benchmark.suite import Suite, builtin_suites, load_suite, pretrained_label
@@ -218,10 +218,17 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--executor",
         default="auto",
-        help="local (one process), processes (one single-threaded worker per core) or auto (default: processes "
-        "on a 2-core CPU, local otherwise; measured, see README)",
+        help="local (one process), processes (one single-threaded worker per core), ray (a Ray cluster; "
+        "pip install 'sapabench[ray]') or auto (default: processes on a 2-core CPU, local otherwise; measured, "
+        "see README)",
     )
     p.add_argument("--workers", type=int, help="processes for --executor processes (default: cores)")
+    ray = p.add_argument_group("--executor ray (flags override the suite's [resources])")
+    ray.add_argument("--address", help="an existing Ray cluster's address (default: start a local one)")
+    ray.add_argument("--cpus-per-task", type=int, help="CPU cores and torch threads per task (default 1)")
+    ray.add_argument("--gpus-per-victim", type=float, help="GPU share per victim, e.g. 0.25 packs four (default 0)")
+    ray.add_argument("--gpus-per-craft", type=float, help="GPU share per crafting task (default: --gpus-per-victim)")
+    ray.add_argument("--max-retries", type=int, help="retries of a task whose worker was lost (default 3)")
     p.add_argument(
         "--deterministic",
         action="store_true",
@@ -376,21 +383,18 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _progress_printer(stream: Any) -> Callable[[EpochStats], None]:
-    start = time.perf_counter()
-    interactive = hasattr(stream, "isatty") and stream.isatty()
+    """Training progress (tqdm: epochs, rate, ETA, loss and learning rate) on ``stream`` when
+    it is a terminal; quiet otherwise."""
+    shown = hasattr(stream, "isatty") and stream.isatty()
+    bar: list[tqdm] = []
 
     def show(stats: EpochStats) -> None:
-        elapsed = time.perf_counter() - start
-        eta = elapsed / stats.epoch * (stats.epochs - stats.epoch)
-        width = 24
-        done = int(width * stats.epoch / stats.epochs)
-        line = (
-            f"[{'#' * done}{'.' * (width - done)}] epoch {stats.epoch}/{stats.epochs}"
-            f"  loss {stats.loss:.4f}  lr {stats.lr:.4g}  {stats.epoch_s:.2f}s/epoch  eta {eta:.0f}s"
-        )
-        end = "\n" if not interactive or stats.epoch == stats.epochs else ""
-        stream.write(("\r" if interactive else "") + line + end)
-        stream.flush()
+        if not bar:
+            bar.append(tqdm(total=stats.epochs, unit="epoch", file=stream, disable=not shown, dynamic_ncols=True))
+        bar[0].set_postfix_str(f"loss {stats.loss:.4f}  lr {stats.lr:.4g}  {stats.epoch_s:.2f}s/epoch", refresh=False)
+        bar[0].update(1)
+        if stats.epoch == stats.epochs:
+            bar[0].close()
 
     return show
 
@@ -463,6 +467,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _resources(suite: Suite, args: argparse.Namespace) -> Resources:
+    """What each Ray task asks for: the suite's [resources], overridden by the flags."""
+    flags = {k: getattr(args, k) for k in RESOURCE_KEYS if getattr(args, k, None) is not None}
+    if flags and args.executor != "ray":
+        raise ConfigError(f"--{next(iter(flags)).replace('_', '-')} applies to --executor ray only")
+    return Resources(**{**dict(suite.resources), **flags})
+
+
 def _run_and_show(suite: Suite, out: Path, args: argparse.Namespace) -> RunReport:
     """Run ``suite`` into ``out`` with the run options of ``args``; print its leaderboard."""
     if args.precision is not None:
@@ -473,16 +485,25 @@ def _run_and_show(suite: Suite, out: Path, args: argparse.Namespace) -> RunRepor
         label = pretrained_label(args.pretrained)
         suite = replace(suite, grids=tuple(replace(g, pretrained=label) for g in suite.grids))
     source = _source(args, suite.dataset)
-    executor = make_executor(args.executor, args.workers, resolve_device(args.device))
-    report = run_suite(
-        suite,
-        out,
-        source=source,
-        device=args.device,
-        executor=executor,
-        progress=not args.quiet,
-        deterministic=args.deterministic,
+    executor = make_executor(
+        args.executor,
+        args.workers,
+        None if args.executor == "ray" else resolve_device(args.device),
+        address=args.address,
+        resources=_resources(suite, args),
     )
+    try:
+        report = run_suite(
+            suite,
+            out,
+            source=source,
+            device=args.device,
+            executor=executor,
+            progress=not args.quiet,
+            deterministic=args.deterministic,
+        )
+    finally:
+        executor.close()
     print((board_dir(out) / "leaderboard.md").read_text())
     print(f"{report.ran} cells run ({report.failed} failed), {report.skipped} already done, in {report.wall_s:.0f} s")
     return report

@@ -23,10 +23,11 @@ from core.runtime import UNKNOWN_ISA
 from core.stats import mean_se
 from core.threats import ADVERSARIAL_MARGIN, CLEAN_PREFIX, higher_is_stronger
 from leaderboard.render import render
-from leaderboard.schema import SCHEMA_VERSION, measure_summary, seal
+from leaderboard.schema import PER_DEVICE, SCHEMA_VERSION, measure_summary, seal
 
 LEADERBOARD = "leaderboard"
 ENTRIES = "entries"
+RUNS_FILE = "runs.json"
 
 
 def board_dir(results: str | Path) -> Path:
@@ -105,18 +106,49 @@ def _measures(records: list[TrialRecord]) -> dict[str, Any]:
     return out
 
 
-def _entry(setting: Setting, trials: list[StoredTrial]) -> dict[str, Any]:
+def _device_of(record: TrialRecord) -> str:
+    return record.device or (record.provenance or {}).get("device") or "unknown"
+
+
+def _timings(trials: list[StoredTrial], craft_devices: list[str]) -> dict[str, Any]:
+    """Crafting and training seconds: totals over the entry's poisons and victims, and the
+    per-victim averages per device (never averaged across devices: with more than one device,
+    the top-level averages are null and ``devices`` holds them)."""
+    records = [t.record for t in trials]
+    craft = sum({t.poison_key: t.record.craft_s or 0.0 for t in trials if t.poison_key}.values())
+    surrogates = sum({t.poison_key: t.record.surrogates_s or 0.0 for t in trials if t.poison_key}.values())
+    by_device: dict[str, list[TrialRecord]] = defaultdict(list)
+    for r in records:
+        by_device[_device_of(r)].append(r)
+    devices = {
+        name: {
+            "trials": len(rs),
+            "hosts": sorted({r.host for r in rs if r.host}),
+            "train_s_mean": sum(r.train_s for r in rs) / len(rs),  # type: ignore[misc]
+            "eval_s_mean": sum(r.eval_s for r in rs) / len(rs),  # type: ignore[misc]
+            "images_per_s": sum(r.images_per_s for r in rs) / len(rs),  # type: ignore[misc]
+            "peak_memory_mb": max(r.peak_memory_mb for r in rs),  # type: ignore[type-var]
+        }
+        for name, rs in sorted(by_device.items())
+    }
+    one = next(iter(devices.values())) if len(devices) == 1 else None
+    return {
+        "craft_s": float(craft),
+        "surrogates_s": float(surrogates),
+        **{k: (None if one is None else one[k]) for k in PER_DEVICE},
+        "total_s": float(craft + sum(r.train_s for r in records) + sum(r.eval_s for r in records)),  # type: ignore[misc]
+        "devices": devices,
+        "craft_devices": craft_devices,
+    }
+
+
+def _entry(setting: Setting, trials: list[StoredTrial], craft_devices: list[str]) -> dict[str, Any]:
     trials = sorted(trials, key=lambda t: (t.craft_seed if t.craft_seed is not None else -1, t.trial_seed))
     records = [t.record for t in trials]
     first = records[0]
     values = [float(r.metric) for r in records]  # type: ignore[arg-type]
     mean, se = mean_se(values)
     clean_mean, clean_se = mean_se([float(r.clean_accuracy) for r in records])  # type: ignore[arg-type]
-    craft_by_poison = {t.poison_key: t.record.craft_s for t in trials if t.poison_key}
-    craft = sum(craft_by_poison.values())  # type: ignore[arg-type]
-    surrogates = sum({t.poison_key: t.record.surrogates_s or 0.0 for t in trials if t.poison_key}.values())
-    train = [r.train_s for r in records]
-    evals = [r.eval_s for r in records]
     prov = first.provenance or {}
     craft_seeds, hashes = _poison_hashes(trials, f"{setting.attack} {setting.arch} {setting.recipe}")
     defense_stats = {}
@@ -148,21 +180,13 @@ def _entry(setting: Setting, trials: list[StoredTrial]) -> dict[str, Any]:
             "measures": _measures(records),
             "clean_accuracy": {"mean": clean_mean, "se": clean_se},
             "defense_stats": defense_stats,
-            "timings": {
-                "craft_s": float(craft),
-                "surrogates_s": float(surrogates),
-                "train_s_mean": sum(train) / len(train),  # type: ignore[arg-type]
-                "eval_s_mean": sum(evals) / len(evals),  # type: ignore[arg-type]
-                "total_s": float(craft + sum(train) + sum(evals)),  # type: ignore[arg-type]
-                "images_per_s": sum(r.images_per_s for r in records) / len(records),  # type: ignore[misc]
-                "peak_memory_mb": max(r.peak_memory_mb for r in records),  # type: ignore[type-var]
-            },
+            "timings": _timings(trials, craft_devices),
             "provenance": {
                 "sapabench_version": prov["sapabench_version"],
                 "git_commit": prov["git_commit"],
                 "torch": prov["torch"],
                 "timm": prov["timm"],
-                "device": prov["device"],
+                "device": " + ".join(sorted({_device_of(r) for r in records})),
                 "isa": prov.get("isa", UNKNOWN_ISA),
                 "deterministic": all((r.provenance or {}).get("deterministic", False) for r in records),
                 "craft_seeds": craft_seeds,
@@ -180,7 +204,16 @@ def build_entries(store: ResultsStore) -> list[dict[str, Any]]:
     groups: dict[str, list[StoredTrial]] = defaultdict(list)
     for trial in store.trials():
         groups[trial.setting.entry_id].append(trial)
-    return [_entry(trials[0].setting, trials) for trials in groups.values()]
+    poison_devices: dict[str, str] = {}
+    for trials in groups.values():
+        for t in trials:
+            if t.poison_key and t.poison_key not in poison_devices:
+                record = store.poison(t.poison_key)
+                poison_devices[t.poison_key] = (record.device if record else None) or "unknown"
+    return [
+        _entry(trials[0].setting, trials, sorted({poison_devices[t.poison_key] for t in trials if t.poison_key}))
+        for trials in groups.values()
+    ]
 
 
 def write_entries(store: ResultsStore, folder: Path) -> list[Path]:
@@ -199,7 +232,10 @@ def write_entries(store: ResultsStore, folder: Path) -> list[Path]:
 
 
 def write_leaderboard(results: str | Path) -> Path:
-    """Write entries from ``results/results.sqlite`` and render them into ``results/leaderboard``."""
-    write_entries(ResultsStore(results), entries_dir(results))
+    """Write entries from ``results/results.sqlite`` and render them into ``results/leaderboard``,
+    with ``runs.json``: every run into the folder (executor, concurrency, wall and device seconds)."""
+    store = ResultsStore(results)
+    write_entries(store, entries_dir(results))
     render(entries_dir(results), board_dir(results))
+    write_json(board_dir(results) / RUNS_FILE, {"suite": store.get_meta("suite"), "runs": store.runs()})
     return board_dir(results)

@@ -1,47 +1,125 @@
-"""The executor seam: how cells are run. A local executor now (sequential, or one process per
-core); a distributed engine plugs in behind the same interface later.
+"""The executor seam: how a run's crafting and cells are scheduled.
 
-``auto`` (the default) picks by measurement (README, "Precision and speed"): on a 2-core CPU
-two single-threaded worker processes ran the default suite faster than one process with two
-threads; on a GPU one process keeps the device to itself, and CPUs with more cores keep the
-local executor until measured.
+A run is a two-level graph (:class:`Graph`): poison sets to craft, and cells, each waiting on at
+most one poison. Every executor *streams* it: a cell starts as soon as its own poison exists,
+not after every poison is crafted, and results come back (:class:`Finished`) in the order they
+finish, so the driver records each one at once. Three executors:
+
+- ``local``: everything in this process, one after another (cells needing no new poison first,
+  then each poison followed by its cells).
+- ``processes``: one single-threaded worker process per core; ready cells before new crafting.
+- ``ray`` (``benchmark.ray_executor``, the ``sapabench[ray]`` extra): tasks on a Ray cluster,
+  each cell task taking its craft task's result as an argument.
+
+``auto`` (the default) picks between the first two by measurement (README, "Precision and
+speed"): on a 2-core CPU two single-threaded worker processes ran the default suite faster than
+one process with two threads; on a GPU one process keeps the device to itself, and CPUs with
+more cores keep the local executor until measured.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from typing import Protocol, TypeVar
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
 
 import torch
 
 from core.errors import ConfigError
+from core.runtime import resolve_device
 
-T = TypeVar("T")
-R = TypeVar("R")
+CRAFT, CELL = "craft", "cell"
+
+
+@dataclass(frozen=True)
+class Graph:
+    """Poison sets to craft and the cells that wait on them.
+
+    ``craft(task)`` makes a parent's result; ``run(child, parent_result)`` a child's, with
+    ``None`` for a child that needs no poison (``parent`` key ``None``) and the earlier result
+    for a parent in ``known`` (crafted by an earlier run). ``craft_failed(error)`` and
+    ``run_failed(error)`` turn a task that could not run at all (a worker lost beyond its
+    retries) into a result. Functions must be module-level and tasks picklable, so that any
+    executor can ship them; ``craft`` and ``run`` must not raise (failures are results).
+    """
+
+    craft: Callable[[Any], Any]
+    run: Callable[[Any, Any], Any]
+    craft_failed: Callable[[BaseException], Any]
+    run_failed: Callable[[BaseException], Any]
+    parents: Mapping[str, Any] = field(default_factory=dict)
+    known: Mapping[str, Any] = field(default_factory=dict)
+    children: Sequence[tuple[str | None, Any]] = ()
+
+    def __post_init__(self) -> None:
+        for key, _ in self.children:
+            if key is not None and key not in self.parents and key not in self.known:
+                raise ValueError(f"a child waits on {key!r}, which is neither crafted nor to craft")
+
+    def waiting(self) -> tuple[list[tuple[Any, Any]], dict[str, list[Any]]]:
+        """Children ready now (with their parent's result) and children waiting on a craft."""
+        ready, waiting = [], defaultdict(list)
+        for key, child in self.children:
+            if key is None or key in self.known:
+                ready.append((child, None if key is None else self.known[key]))
+            else:
+                waiting[key].append(child)
+        return ready, waiting
+
+
+@dataclass(frozen=True)
+class Finished:
+    """One finished task: a craft (``item`` is its parent key) or a cell (``item`` the child)."""
+
+    kind: Literal["craft", "cell"]
+    item: Any
+    result: Any
 
 
 class Executor(Protocol):
-    """Runs ``fn`` over ``items`` and yields ``(item, result)`` as each finishes.
-
-    ``fn`` must be a module-level function and items picklable, so that any executor (local
-    processes, a cluster) can ship them. ``fn`` must not raise: failures come back as results.
-    """
+    """Streams a :class:`Graph`, yielding each task as it finishes."""
 
     name: str
 
-    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[tuple[T, R]]: ...
+    def resolve_device(self, device: str) -> torch.device:
+        """The device tasks run on (``auto`` resolved where the tasks will run)."""
+        ...
+
+    def stream(self, graph: Graph) -> Iterator[Finished]: ...
+
+    def describe(self) -> dict[str, Any]:
+        """The executor and its concurrency, as a run's provenance records them."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class LocalExecutor:
-    """Runs every item in this process, one after another."""
+    """Runs every task in this process, one after another."""
 
     name = "local"
 
-    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[tuple[T, R]]:
-        for item in items:
-            yield item, fn(item)
+    def resolve_device(self, device: str) -> torch.device:
+        return resolve_device(device)
+
+    def stream(self, graph: Graph) -> Iterator[Finished]:
+        ready, waiting = graph.waiting()
+        for child, parent in ready:
+            yield Finished(CELL, child, graph.run(child, parent))
+        for key, task in graph.parents.items():
+            record = graph.craft(task)
+            yield Finished(CRAFT, key, record)
+            for child in waiting.get(key, ()):
+                yield Finished(CELL, child, graph.run(child, record))
+
+    def describe(self) -> dict[str, Any]:
+        return {"executor": self.name, "concurrency": 1, "threads_per_task": torch.get_num_threads()}
+
+    def close(self) -> None:
+        pass
 
 
 def _init_worker(threads: int) -> None:
@@ -49,19 +127,51 @@ def _init_worker(threads: int) -> None:
 
 
 class ProcessExecutor:
-    """One worker process per core (each with one torch thread), results as they complete."""
+    """One worker process per core (each with one torch thread), at most one task per worker in
+    flight, ready cells before new crafting; results as they complete."""
 
     name = "processes"
 
     def __init__(self, workers: int | None = None) -> None:
+        if workers is not None and workers < 1:
+            raise ConfigError(f"--workers must be at least 1, got {workers}")
         self.workers = workers or cpu_cores()
 
-    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[tuple[T, R]]:
-        items = list(items)
+    def resolve_device(self, device: str) -> torch.device:
+        return resolve_device(device)
+
+    def stream(self, graph: Graph) -> Iterator[Finished]:
+        ready, waiting = graph.waiting()
+        cells = deque(ready)
+        crafts = deque(graph.parents.items())
         with ProcessPoolExecutor(self.workers, initializer=_init_worker, initargs=(1,)) as pool:
-            futures = {pool.submit(fn, item): item for item in items}
-            for future in as_completed(futures):
-                yield futures[future], future.result()
+            running: dict[Future[Any], tuple[str, Any]] = {}
+
+            def fill() -> None:
+                while len(running) < self.workers and (cells or crafts):
+                    if cells:
+                        child, parent = cells.popleft()
+                        running[pool.submit(graph.run, child, parent)] = (CELL, child)
+                    else:
+                        key, task = crafts.popleft()
+                        running[pool.submit(graph.craft, task)] = (CRAFT, key)
+
+            fill()
+            while running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    kind, item = running.pop(future)
+                    result = future.result()
+                    if kind == CRAFT:
+                        cells.extend((child, result) for child in waiting.get(item, ()))
+                    yield Finished(kind, item, result)  # type: ignore[arg-type]
+                fill()
+
+    def describe(self) -> dict[str, Any]:
+        return {"executor": self.name, "concurrency": self.workers, "threads_per_task": 1}
+
+    def close(self) -> None:
+        pass
 
 
 def cpu_cores() -> int:
@@ -77,15 +187,66 @@ def default_executor(device: torch.device) -> str:
     return "processes" if device.type == "cpu" and cpu_cores() == 2 else "local"
 
 
-EXECUTORS = ("auto", "local", "processes")
+EXECUTORS = ("auto", "local", "processes", "ray")
 
 
-def make_executor(name: str, workers: int | None = None, device: torch.device | None = None) -> Executor:
-    """The executor called ``name``; ``auto`` resolves with :func:`default_executor`."""
+@dataclass(frozen=True)
+class Resources:
+    """What each task asks of a cluster (the ``ray`` executor): CPU cores (and torch threads)
+    per task, GPU share per victim and per craft (0.25 packs four on a GPU), and how often a
+    task whose worker was lost is retried (a task's own exceptions are results, never retried)."""
+
+    cpus_per_task: int = 1
+    gpus_per_victim: float = 0.0
+    gpus_per_craft: float | None = None  # None: the victims' share
+    max_retries: int = 3
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.cpus_per_task, int) or isinstance(self.cpus_per_task, bool) or self.cpus_per_task < 1:
+            raise ConfigError(f"cpus_per_task must be an integer >= 1, got {self.cpus_per_task!r}")
+        for name in ("gpus_per_victim", "gpus_per_craft"):
+            value = getattr(self, name)
+            if value is None and name == "gpus_per_craft":
+                continue
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not _gpu_share(float(value)):
+                raise ConfigError(
+                    f"{name} must be 0, a fraction in (0, 1] or a whole number of GPUs, got {value!r} (Ray's rule)"
+                )
+        if not isinstance(self.max_retries, int) or isinstance(self.max_retries, bool) or self.max_retries < 0:
+            raise ConfigError(f"max_retries must be an integer >= 0, got {self.max_retries!r}")
+
+    @property
+    def craft_gpus(self) -> float:
+        return self.gpus_per_victim if self.gpus_per_craft is None else float(self.gpus_per_craft)
+
+
+def _gpu_share(value: float) -> bool:
+    return value >= 0.0 and (value <= 1.0 or value.is_integer())
+
+
+RESOURCE_KEYS = ("cpus_per_task", "gpus_per_victim", "gpus_per_craft", "max_retries")
+
+
+def make_executor(
+    name: str,
+    workers: int | None = None,
+    device: torch.device | None = None,
+    *,
+    address: str | None = None,
+    resources: Resources | None = None,
+) -> Executor:
+    """The executor called ``name``; ``auto`` resolves with :func:`default_executor`. ``address``
+    and ``resources`` apply to ``ray`` only."""
+    if name not in EXECUTORS:
+        raise ConfigError(f"unknown executor {name!r}; choose {', '.join(EXECUTORS)} (set --executor)")
+    if name != "ray" and address is not None:
+        raise ConfigError(f"--address is the Ray cluster's address; it needs --executor ray, not {name}")
     if name == "auto":
         name = default_executor(device or torch.device("cpu"))
     if name == "local":
         return LocalExecutor()
     if name == "processes":
         return ProcessExecutor(workers)
-    raise ConfigError(f"unknown executor {name!r}; choose {', '.join(EXECUTORS)} (set --executor)")
+    from benchmark.ray_executor import RayExecutor  # needs the sapabench[ray] extra
+
+    return RayExecutor(address, resources or Resources())

@@ -12,71 +12,87 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-import torch
+from tqdm import tqdm
 
 from benchmark.entries import write_leaderboard
-from benchmark.executor import Executor, LocalExecutor
-from benchmark.store import ResultsStore
+from benchmark.executor import CRAFT, Executor, Graph, LocalExecutor
+from benchmark.store import ResultsStore, now
 from benchmark.suite import Cell, Suite
-from benchmark.trial import DONE, FAILED, CraftRecord, CraftTask, Trial, TrialRecord, cached_dataset, craft, run_trial
+from benchmark.trial import (
+    DONE,
+    FAILED,
+    CraftRecord,
+    CraftTask,
+    Trial,
+    TrialRecord,
+    cached_dataset,
+    craft,
+    error_text,
+    run_trial,
+    where_it_ran,
+)
 from core.datasets import DataSource
 from core.errors import ConfigError
 from core.numerics import resolve_numerics
 from core.poison import PoisonSet
-from core.runtime import resolve_device
 
 NO_POISON_CRAFTED = "its poison set could not be crafted (see the poisons table)"
 
 
 @dataclass(frozen=True)
 class CellTask:
-    """A cell and the trial that measures it (what the executor ships)."""
+    """A cell and where its trial runs (what the executor ships; the trial is built where it
+    runs, once the cell's poison exists)."""
 
     cell: Cell
-    trial: Trial
+    source: DataSource
+    device: str
+    deterministic: bool = False
 
 
-def run_cell(task: CellTask) -> TrialRecord:
-    return run_trial(task.trial)
+def run_cell(task: CellTask, crafted: CraftRecord | None) -> TrialRecord:
+    """The cell's trial on its crafted poison (``None``: a cell without poison); never raises."""
+    if task.cell.poison is None:
+        poison = None
+    elif crafted is None or crafted.poison is None:
+        return TrialRecord(FAILED, error=NO_POISON_CRAFTED, **where_it_ran())
+    else:
+        poison = crafted.poison
+    return run_trial(Trial.of(task.cell, poison, task.source, task.device, task.deterministic))
+
+
+def craft_lost(err: BaseException) -> CraftRecord:
+    return CraftRecord(FAILED, error=f"the crafting task was lost: {error_text(err)}")
+
+
+def cell_lost(err: BaseException) -> TrialRecord:
+    return TrialRecord(FAILED, error=f"the cell's task was lost: {error_text(err)}")
 
 
 # --------------------------------------------------------------------------------- progress
 
 
-def _fmt_seconds(s: float) -> str:
-    s = round(s)
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
-
-
-@dataclass
 class Progress:
-    total: int
-    stream: TextIO = field(default_factory=lambda: sys.stderr)
-    done: int = 0
-    failed: int = 0
-    started: float = field(default_factory=time.perf_counter)
-    enabled: bool = True
+    """Cells done, rate, ETA and failures so far (tqdm), on stderr when it is a terminal."""
+
+    def __init__(self, total: int, enabled: bool = True, stream: TextIO | None = None) -> None:
+        stream = stream or sys.stderr
+        shown = enabled and hasattr(stream, "isatty") and stream.isatty()
+        self.bar = tqdm(total=total, unit="cell", file=stream, disable=not shown, dynamic_ncols=True)
+        self.failed = 0
 
     def update(self, label: str, record: TrialRecord) -> None:
-        self.done += 1
         self.failed += record.status == FAILED
-        if not self.enabled:
-            return
-        elapsed = time.perf_counter() - self.started
-        eta = elapsed / self.done * (self.total - self.done)
-        width = 24
-        filled = int(width * self.done / max(1, self.total))
         result = f"{record.metric:.3f}" if record.status == DONE else "FAILED"
-        self.stream.write(
-            f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} cells"
-            f"{f' ({self.failed} failed)' if self.failed else ''}  elapsed {_fmt_seconds(elapsed)}"
-            f"  eta {_fmt_seconds(eta)}  | {label}: {result}\n"
-        )
-        self.stream.flush()
+        self.bar.set_postfix_str(f"failed {self.failed} | {label}: {result}", refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 # ------------------------------------------------------------------------------------- run
@@ -90,6 +106,7 @@ class RunReport:
     failed: int
     wall_s: float
     out: Path
+    device_s: float = 0.0  # seconds the run's tasks held their device (crafting and cells)
 
 
 def run_suite(
@@ -104,9 +121,14 @@ def run_suite(
     deterministic: bool = False,
 ) -> RunReport:
     """Run every unfinished cell of ``suite`` into ``out`` (resumable) and write its leaderboard;
-    ``deterministic``: craft and train under :func:`core.runtime.deterministic_algorithms`."""
+    ``deterministic``: craft and train under :func:`core.runtime.deterministic_algorithms`.
+
+    Crafting and cells are streamed (:class:`benchmark.executor.Graph`): a cell starts once its
+    own poison is crafted. Only this process writes the results store, each result as it
+    arrives, so a killed run loses at most the tasks in flight.
+    """
     say = log or (lambda message: print(message, file=sys.stderr))
-    out = Path(out)
+    out = Path(out).resolve()  # poison folders are absolute paths, valid wherever a task runs
     store = ResultsStore(out)
     previous = store.get_meta("suite")
     if previous is not None and previous != suite.name:
@@ -116,12 +138,13 @@ def run_suite(
     source = source or DataSource(suite.dataset)
     if source.name != suite.dataset:
         raise ConfigError(f"data source {source.name!r} does not match the suite's dataset {suite.dataset!r}")
-    device = str(resolve_device(device))
     cached_dataset(source)  # a missing or corrupt dataset fails here, before anything runs
     executor = executor or LocalExecutor()
-    t0 = time.perf_counter()
+    resolved = executor.resolve_device(device)
+    device = str(resolved)
+    started, t0 = now(), time.perf_counter()
 
-    numerics = resolve_numerics(suite.precision, suite.memory_format, torch.device(device))
+    numerics = resolve_numerics(suite.precision, suite.memory_format, resolved)
     cells = suite.cells(numerics)
     store.fill_settings({c.key: (c.poison.resolved_preset, dict(c.poison.options)) for c in cells if c.poison})
     done = store.done_keys()
@@ -133,7 +156,7 @@ def run_suite(
 
     specs = {c.poison.key: c.poison for c in pending if c.poison is not None}
     crafted: dict[str, CraftRecord] = {}
-    to_craft = []
+    to_craft: dict[str, CraftTask] = {}
     for key, spec in specs.items():
         previous = store.poison(key)
         if previous is not None and previous.poison is not None and Path(previous.poison.folder).is_dir():
@@ -143,37 +166,55 @@ def run_suite(
                 raise ConfigError(f"{err}; delete {previous.poison.folder} to craft it again") from None
             crafted[key] = previous
         else:
-            to_craft.append(CraftTask(spec, str(out / "poisons" / key), source, device, deterministic))
+            to_craft[key] = CraftTask(spec, str(out / "poisons" / key), source, device, deterministic)
     if to_craft:
-        say(f"crafting {len(to_craft)} poison set(s)")
-    for task, record in executor.map(craft, to_craft):
-        store.put_poison(task.spec, record)
-        crafted[task.spec.key] = record
-        if record.status == DONE:
-            say(f"  crafted {task.spec.key} in {record.craft_s:.1f} s")
-        else:
-            say(f"  FAILED to craft {task.spec.key}: {record.error}")
+        say(f"crafting {len(to_craft)} poison set(s); each poison's cells start once it is crafted")
+    graph = Graph(
+        craft=craft,
+        run=run_cell,
+        craft_failed=craft_lost,
+        run_failed=cell_lost,
+        parents=to_craft,
+        known=crafted,
+        children=[
+            (None if c.poison is None else c.poison.key, CellTask(c, source, device, deterministic)) for c in pending
+        ],
+    )
 
     bar = Progress(len(pending), enabled=progress)
     failed = 0
-
-    def finish(cell: Cell, record: TrialRecord) -> None:
-        nonlocal failed
-        store.put_trial(cell, record)
-        failed += record.status == FAILED
-        bar.update(f"{cell.attack} {cell.recipe} {cell.arch} seed {cell.trial_seed}", record)
-        if record.status == FAILED:
-            say(f"  cell {cell.key} failed: {record.error}")
-
-    tasks = []
-    for cell in pending:
-        poison = None if cell.poison is None else crafted[cell.poison.key].poison
-        if cell.poison is not None and poison is None:
-            finish(cell, TrialRecord(FAILED, error=NO_POISON_CRAFTED))
-        else:
-            tasks.append(CellTask(cell, Trial.of(cell, poison, source, device, deterministic)))
-    for task, record in executor.map(run_cell, tasks):
-        finish(task.cell, record)
+    device_s = 0.0
+    try:
+        for finished in executor.stream(graph):
+            record = finished.result
+            device_s += record.task_s or 0.0
+            if finished.kind == CRAFT:
+                store.put_poison(to_craft[finished.item].spec, record)
+                if record.status == DONE:
+                    say(f"  crafted {finished.item} in {record.craft_s:.1f} s")
+                else:
+                    say(f"  FAILED to craft {finished.item}: {record.error}")
+                continue
+            cell = finished.item.cell
+            store.put_trial(cell, record)
+            failed += record.status == FAILED
+            bar.update(f"{cell.attack} {cell.recipe} {cell.arch} seed {cell.trial_seed}", record)
+            if record.status == FAILED:
+                say(f"  cell {cell.key} failed: {record.error}")
+    finally:
+        bar.close()
+        wall = time.perf_counter() - t0
+        store.add_run(
+            {
+                "started_at": started,
+                "wall_s": round(wall, 3),
+                "device_s": round(device_s, 3),
+                "device": device,
+                "cells": len(pending),
+                "failed": failed,
+                **executor.describe(),
+            }
+        )
 
     write_leaderboard(out)
-    return RunReport(len(cells), len(cells) - len(pending), len(pending), failed, time.perf_counter() - t0, out)
+    return RunReport(len(cells), len(cells) - len(pending), len(pending), failed, wall, out, device_s)

@@ -31,7 +31,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS poisons (
     key TEXT PRIMARY KEY, attack TEXT NOT NULL, craft_seed INTEGER NOT NULL, status TEXT NOT NULL,
     path TEXT, sha256 TEXT, craft_s REAL, threat TEXT, eps REAL, budget REAL, error TEXT,
-    surrogates_s REAL, finished_at TEXT NOT NULL
+    surrogates_s REAL, task_s REAL, device TEXT, host TEXT, finished_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS cells (
     key TEXT PRIMARY KEY, suite TEXT NOT NULL, attack TEXT NOT NULL, dataset TEXT NOT NULL,
@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS cells (
     poison_key TEXT, poison_sha256 TEXT, victim TEXT, provenance TEXT, error TEXT,
     defense_removed INTEGER, defense_precision REAL, defense_recall REAL, preset TEXT, options TEXT,
     diagnostics TEXT, precision TEXT, memory_format TEXT, protocol TEXT, pretrained TEXT,
-    surrogates_s REAL, finished_at TEXT NOT NULL
+    surrogates_s REAL, task_s REAL, device TEXT, host TEXT, finished_at TEXT NOT NULL
 );
 """
 # Older databases: (table, old column, new column) renamed, then (table, column, type) added.
@@ -62,7 +62,15 @@ _ADDED = (
     ("cells", "pretrained", "TEXT"),
     ("poisons", "surrogates_s", "REAL"),  # NULL (rows from before it was recorded) reads as 0 s
     ("cells", "surrogates_s", "REAL"),
+    # NULL (rows from before they were recorded): the device is read from the provenance, the host unknown
+    ("poisons", "task_s", "REAL"),
+    ("poisons", "device", "TEXT"),
+    ("poisons", "host", "TEXT"),
+    ("cells", "task_s", "REAL"),
+    ("cells", "device", "TEXT"),
+    ("cells", "host", "TEXT"),
 )
+RUNS = "runs"  # meta key: a JSON list, one object per `sapabench run` invocation
 _JSON_COLUMNS = ("victim", "options", "provenance", "diagnostics")
 _RECORD_FIELDS = tuple(f.name for f in fields(TrialRecord))
 
@@ -170,6 +178,21 @@ class ResultsStore:
     def set_meta(self, key: str, value: str) -> None:
         with closing(self._connect()) as con, con:
             con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Every run into this folder (its provenance: executor, concurrency, wall and device
+        seconds), oldest first."""
+        text = self.get_meta(RUNS)
+        return [] if text is None else json.loads(text)
+
+    def add_run(self, run: dict[str, Any]) -> None:
+        with closing(self._connect()) as con, con:
+            row = con.execute("SELECT value FROM meta WHERE key = ?", (RUNS,)).fetchone()
+            runs = [] if row is None else json.loads(row["value"])
+            con.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                (RUNS, json.dumps([*runs, run], sort_keys=True)),
+            )
 
     # poisons ------------------------------------------------------------------------------
     def poison(self, key: str) -> CraftRecord | None:

@@ -20,6 +20,12 @@ Suite file format (see ``benchmark/suites/*.toml``)::
     precision = "auto"          # fp32, bf16 or auto (bf16 where the device does it in hardware)
     memory_format = "auto"      # contiguous, channels_last or auto (see core.numerics)
 
+    [resources]                 # optional, for --executor ray (flags override): per task
+    cpus_per_task = 1           # CPU cores (and torch threads)
+    gpus_per_victim = 0.25      # GPU share of a victim (0.25 packs four on a GPU)
+    gpus_per_craft = 1          # GPU share of a crafting task (default: gpus_per_victim)
+    max_retries = 3             # retries of a task whose worker was lost
+
     [[grid]]                    # cartesian product of its lists
     attacks = ["error-min", "sapa-error-min"]
     recipes = ["sgd", "adam"]
@@ -48,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 from attacks import ATTACKS, create_attack
+from benchmark.executor import RESOURCE_KEYS, Resources
 from core.datasets import DATASETS
 from core.errors import ConfigError
 from core.names import CLEAN, NO_DEFENSE, NO_POISON, PRESET_SURROGATE, PRESETS, default_preset
@@ -69,6 +76,7 @@ SUITE_KEYS = {
     "clean_baseline",
     "victim",
     "grid",
+    "resources",
 }
 GRID_KEYS = {
     "attacks",
@@ -310,6 +318,7 @@ class Suite:
     source: str = ""
     precision: str = AUTO
     memory_format: str = AUTO
+    resources: tuple[tuple[str, Any], ...] = ()  # the suite's [resources] (benchmark.executor.Resources)
 
     def cells(self, numerics: Numerics = FP32) -> list[Cell]:
         """Every cell of the suite, in a stable order, without duplicates, its victims trained
@@ -483,6 +492,14 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
     for key, choices in NUMERICS_KEYS.items():
         if numerics[key] not in (AUTO, *choices):
             raise fail(f"victim {key} must be one of {', '.join((AUTO, *choices))}, got {numerics[key]!r}", key)
+    resources = data.get("resources", {})
+    if not isinstance(resources, dict) or set(resources) - set(RESOURCE_KEYS):
+        bad = sorted(set(resources) - set(RESOURCE_KEYS)) if isinstance(resources, dict) else ["resources"]
+        raise fail(f"unknown resources option {bad[0]!r}; known: {', '.join(RESOURCE_KEYS)}", bad[0])
+    try:
+        Resources(**resources)
+    except ConfigError as err:
+        raise fail(f"resources: {err}", "resources") from None
     preset = data.get("preset")
     if preset is not None and preset not in PRESETS:
         raise fail(f"unknown preset {preset!r}; choose {', '.join(PRESETS[:-1])} or {PRESETS[-1]}", "preset")
@@ -566,6 +583,7 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
         victim=tuple(sorted(victim.items())),
         grids=tuple(grids),
         source=source,
+        resources=tuple(sorted(resources.items())),
         **numerics,
     )
     # Build every attack config and recipe now, so bad options fail before anything runs.

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import platform
 import resource
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,12 @@ def cached_dataset(source: DataSource) -> ImageDataset:
     return source.load()
 
 
+def where_it_ran(device: torch.device | None = None) -> dict[str, str | None]:
+    """The host and device (as :func:`core.runtime.device_name` names it) a record was made on,
+    so that timings from different machines are never averaged together."""
+    return {"host": platform.node() or "unknown", "device": None if device is None else device_name(device)}
+
+
 # ----------------------------------------------------------------------------------- crafting
 
 
@@ -98,6 +105,9 @@ class CraftRecord:
     budget: float | None = None
     error: str | None = None
     surrogates_s: float | None = None
+    task_s: float | None = None  # the whole crafting task (surrogates trained in it included)
+    device: str | None = None
+    host: str | None = None
 
     @property
     def poison(self) -> PoisonRef | None:
@@ -110,7 +120,9 @@ class CraftRecord:
 def craft(task: CraftTask) -> CraftRecord:
     """Craft, save (atomically) and describe one poison set; never raises."""
     spec = task.spec
+    t0 = time.perf_counter()
     try:
+        where = where_it_ran(resolve_device(task.device))
         attack = create_attack(spec.attack, dataset=spec.dataset, preset=spec.preset, **spec.overrides())
         with deterministic_algorithms(task.deterministic):
             poison = attack.run(cached_dataset(task.source), seed=spec.craft_seed, device=task.device)
@@ -124,9 +136,11 @@ def craft(task: CraftTask) -> CraftRecord:
             threat=poison.threat.kind,
             eps=poison.eps,
             budget=poison.budget,
+            task_s=time.perf_counter() - t0,
+            **where,
         )
     except Exception as err:  # recorded, the run goes on
-        return CraftRecord(FAILED, error=error_text(err))
+        return CraftRecord(FAILED, error=error_text(err), task_s=time.perf_counter() - t0, **where_it_ran())
 
 
 # ------------------------------------------------------------------------------------ trials
@@ -217,6 +231,9 @@ class TrialRecord:
     defense_precision: float | None = None
     defense_recall: float | None = None
     diagnostics: dict[str, float] = field(default_factory=dict)
+    task_s: float | None = None  # the whole trial, as its executor task held the device
+    device: str | None = None
+    host: str | None = None
 
 
 def start_of(trial: Trial, poison: PoisonSet | None, dataset: ImageDataset, device: torch.device) -> Weights | None:
@@ -343,15 +360,17 @@ def _peak_memory_mb(device: torch.device) -> float:
 
 def run_trial(trial: Trial) -> TrialRecord:
     """Load the poison, apply the defense, train the victim and measure it; never raises."""
+    t0 = time.perf_counter()
     with deterministic_algorithms(trial.deterministic):
-        return _run_trial(trial)
+        record = _run_trial(trial)
+    return replace(record, task_s=time.perf_counter() - t0)
 
 
 def _run_trial(trial: Trial) -> TrialRecord:
-    prov = None
+    prov, where = None, where_it_ran()
     try:
         device = resolve_device(trial.device)
-        prov = provenance(device)
+        prov, where = provenance(device), where_it_ran(device)
         dataset = cached_dataset(trial.source)
         # Loading re-validates the artifact (hash, bounds, dataset) before anything trains on it.
         poison = PoisonSet.load(trial.poison.folder, dataset) if trial.poison else None
@@ -391,6 +410,7 @@ def _run_trial(trial: Trial) -> TrialRecord:
             defense_precision=stats.get("precision"),
             defense_recall=stats.get("recall"),
             diagnostics=diagnostics,
+            **where,
         )
     except Exception as err:  # a failing trial is recorded with its error; the run goes on
-        return TrialRecord(FAILED, error=error_text(err), provenance=prov)
+        return TrialRecord(FAILED, error=error_text(err), provenance=prov, **where)

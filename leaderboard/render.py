@@ -112,12 +112,20 @@ def _row(e: dict[str, Any]) -> dict[str, Any]:
         "clean_acc": f"{100 * e['clean_accuracy']['mean']:.1f}",
         "clean_acc_se": f"{100 * e['clean_accuracy']['se']:.1f}",
         "craft_s": f"{t['craft_s']:.1f}",
-        "train_s_per_victim": f"{t['train_s_mean']:.1f}",
-        "eval_s_per_victim": f"{t['eval_s_mean']:.2f}",
+        "train_s_per_victim": _per_device(t, "train_s_mean", ".1f"),
+        "eval_s_per_victim": _per_device(t, "eval_s_mean", ".2f"),
         "total_s": f"{t['total_s']:.1f}",
-        "images_per_s": f"{t['images_per_s']:.0f}",
-        "peak_mem_mb": f"{t['peak_memory_mb']:.0f}",
+        "images_per_s": _per_device(t, "images_per_s", ".0f"),
+        "peak_mem_mb": _per_device(t, "peak_memory_mb", ".0f"),
     }
+
+
+def _per_device(timings: dict[str, Any], key: str, fmt: str) -> str:
+    """A per-victim timing: the one device's, or each device's (``device: value; ...``) when the
+    entry's trials ran on several (never averaged across devices)."""
+    if timings[key] is not None:
+        return format(timings[key], fmt)
+    return "; ".join(f"{name}: {format(d[key], fmt)}" for name, d in sorted(timings["devices"].items()))
 
 
 def _margin(e: dict[str, Any], mean: str, se: str) -> str:

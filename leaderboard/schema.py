@@ -8,7 +8,10 @@ value, the sha256 of the poison crafted with each craft seed), plus a sha256 of 
 an entry whose fields are missing or mistyped, whose numbers are out of range or inconsistent
 with its trial values, or whose hash does not match.
 
-Versions: 7 records what the poisons' clean surrogates took to train (``timings.surrogates_s``,
+Versions: 8 records timings per device (``timings.devices``: trials, hosts and per-victim
+averages of each device; the top-level averages are null when more than one device took part,
+so timings of different machines are never averaged) and the devices the poisons were crafted
+on (``timings.craft_devices``; read as one device and no craft devices from older entries); 7 records what the poisons' clean surrogates took to train (``timings.surrogates_s``,
 every ensemble member; ``craft_s`` excludes it; read as 0 in older entries, which did not record
 it); 6 records the resolved attack configuration and the deterministic mode; 5 records the victim protocol (``setting.protocol``, ``setting.pretrained``) and
 continuous measures beside the metric with their paired clean references (``measures``: the
@@ -36,8 +39,11 @@ from core.stats import mean_se
 from core.threats import ADVERSARIAL_MARGIN, NO_THREAT, THREATS
 from victims.protocols import NO_PRETRAINED, PROTOCOLS, SCRATCH
 
-SCHEMA_VERSION = 7
-READABLE_VERSIONS = (2, 3, 4, 5, 6, SCHEMA_VERSION)
+SCHEMA_VERSION = 8
+READABLE_VERSIONS = (2, 3, 4, 5, 6, 7, SCHEMA_VERSION)
+PER_DEVICE = ("train_s_mean", "eval_s_mean", "images_per_s", "peak_memory_mb")
+DEVICE_FIELDS = ("trials", "hosts", *PER_DEVICE)
+OPTIONAL_FLOAT = (float, type(None))  # a spec type: a number, or null
 MEASURES = (ADVERSARIAL_MARGIN,)
 MEASURE_FIELDS = ("values", "clean_values", "mean", "se", "clean_mean", "clean_se", "shift_mean", "shift_se")
 # version 2 -> 3: the timings' seconds fields renamed
@@ -81,11 +87,13 @@ SPEC: dict[str, Any] = {
     "timings": {
         "craft_s": float,
         "surrogates_s": float,
-        "train_s_mean": float,
-        "eval_s_mean": float,
+        "train_s_mean": OPTIONAL_FLOAT,
+        "eval_s_mean": OPTIONAL_FLOAT,
         "total_s": float,
-        "images_per_s": float,
-        "peak_memory_mb": float,
+        "images_per_s": OPTIONAL_FLOAT,
+        "peak_memory_mb": OPTIONAL_FLOAT,
+        "devices": dict,
+        "craft_devices": list,
     },
     "provenance": {
         "sapabench_version": str,
@@ -114,6 +122,7 @@ def json_schema() -> dict[str, Any]:
 
     def convert(spec: dict[str, Any]) -> dict[str, Any]:
         names = {str: "string", int: "integer", float: "number", bool: "boolean", list: "array", dict: "object"}
+        names[OPTIONAL_FLOAT] = ["number", "null"]  # type: ignore[index]
         props = {k: convert(v) if isinstance(v, dict) else {"type": names[v]} for k, v in spec.items()}
         return {"type": "object", "properties": props, "required": list(spec), "additionalProperties": False}
 
@@ -160,6 +169,10 @@ def _check_types(obj: Any, spec: dict[str, Any], path: str, where: str) -> None:
         if isinstance(typ, dict):
             _check_types(value, typ, f"{path}{key}.", where)
             continue
+        if typ == OPTIONAL_FLOAT:
+            if value is None:
+                continue
+            typ = float
         ok = (
             isinstance(value, (int, float)) and not isinstance(value, bool)
             if typ is float
@@ -196,7 +209,12 @@ def upgrade(entry: Any, where: str = "entry") -> Any:
         # unknown) and had no deterministic mode
         out["setting"] = {**out["setting"], "attack_config": {}}
         out["provenance"] = {**out["provenance"], "deterministic": False}
-    out["timings"] = {**out["timings"], "surrogates_s": 0.0}  # not recorded before version 7
+    if version in (2, 3, 4, 5, 6):
+        out["timings"] = {**out["timings"], "surrogates_s": 0.0}  # not recorded before version 7
+    # before version 8 every trial of an entry was taken as the recorded device's, hosts unrecorded
+    timings = out["timings"]
+    device = {"trials": out.get("metric", {}).get("trials"), "hosts": [], **{k: timings.get(k) for k in PER_DEVICE}}
+    out["timings"] = {**timings, "devices": {str(out["provenance"].get("device")): device}, "craft_devices": []}
     out["schema_version"] = SCHEMA_VERSION
     out["content_sha256"] = content_hash(out)
     return out
@@ -231,8 +249,7 @@ def validate(entry: Any, where: str = "entry") -> dict[str, Any]:
         raise EntryError(f"{where}: setting: {err}") from None
     if not 0 <= entry["clean_accuracy"]["mean"] <= 1:
         raise EntryError(f"{where}: clean_accuracy.mean must lie in [0, 1]")
-    if any(v < 0 for v in entry["timings"].values()):
-        raise EntryError(f"{where}: timings must be non-negative")
+    _check_timings(entry, where)
     for key, value in entry["defense_stats"].items():
         if (
             key not in ("removed_mean", "precision_mean", "recall_mean")
@@ -249,6 +266,42 @@ def validate(entry: Any, where: str = "entry") -> dict[str, Any]:
     if entry["content_sha256"] != content_hash(entry):
         raise EntryError(f"{where}: content_sha256 does not match the entry (edited after it was written?)")
     return entry
+
+
+def _check_timings(entry: dict[str, Any], where: str) -> None:
+    """Seconds non-negative; per-device averages that add up to the trials, and top-level
+    averages that are the one device's, or null when several devices took part."""
+    t = entry["timings"]
+    numbers = [v for k, v in t.items() if k not in ("devices", "craft_devices") and v is not None]
+    devices = t["devices"]
+    if not devices:
+        raise EntryError(f"{where}: timings.devices must name at least one device")
+    for name, d in devices.items():
+        if not isinstance(d, dict) or sorted(d) != sorted(DEVICE_FIELDS):
+            raise EntryError(f"{where}: timings.devices.{name} must have exactly the fields {', '.join(DEVICE_FIELDS)}")
+        if not isinstance(d["trials"], int) or isinstance(d["trials"], bool) or d["trials"] < 1:
+            raise EntryError(f"{where}: timings.devices.{name}.trials must be a positive integer")
+        if not isinstance(d["hosts"], list) or not all(isinstance(h, str) for h in d["hosts"]):
+            raise EntryError(f"{where}: timings.devices.{name}.hosts must be a list of host names")
+        for k in PER_DEVICE:
+            v = d[k]
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+                raise EntryError(f"{where}: timings.devices.{name}.{k} must be a finite number")
+            numbers.append(v)
+    if any(v < 0 for v in numbers):
+        raise EntryError(f"{where}: timings must be non-negative")
+    if sum(d["trials"] for d in devices.values()) != entry["metric"]["trials"]:
+        raise EntryError(f"{where}: timings.devices' trials do not add up to metric.trials")
+    one = next(iter(devices.values())) if len(devices) == 1 else None
+    for k in PER_DEVICE:
+        expected = None if one is None else one[k]
+        if (t[k] is None) != (expected is None) or (expected is not None and abs(t[k] - expected) > 1e-9):
+            raise EntryError(
+                f"{where}: timings.{k} must be the one device's average, or null when several devices took part "
+                "(timings of different devices are never averaged)"
+            )
+    if not all(isinstance(c, str) for c in t["craft_devices"]):
+        raise EntryError(f"{where}: timings.craft_devices must be a list of device names")
 
 
 def measure_summary(values: list[float], clean_values: list[float]) -> dict[str, Any]:

@@ -1,7 +1,31 @@
 """A valid leaderboard entry to tamper with in tests."""
 
 from core.stats import mean_se
-from leaderboard.schema import SCHEMA_VERSION, measure_summary, seal
+from leaderboard.schema import PER_DEVICE, SCHEMA_VERSION, measure_summary, seal
+
+
+def _timings(craft_s, surrogates_s, devices):
+    per_device = {
+        name: {
+            "trials": n,
+            "hosts": [],
+            "train_s_mean": 2.0 * (i + 1),
+            "eval_s_mean": 0.1,
+            "images_per_s": 5000.0 / (i + 1),
+            "peak_memory_mb": 900.0,
+        }
+        for i, (name, n) in enumerate(sorted(devices.items()))
+    }
+    one = next(iter(per_device.values())) if len(per_device) == 1 else None
+    averages = {k: None if one is None else one[k] for k in PER_DEVICE}
+    return {
+        "craft_s": craft_s,
+        "surrogates_s": surrogates_s,
+        **averages,
+        "total_s": 12.3,
+        "devices": per_device,
+        "craft_devices": [],
+    }
 
 
 def make_entry(
@@ -23,9 +47,11 @@ def make_entry(
     attack_config=None,
     craft_s=6.0,
     surrogates_s=0.0,
+    devices=None,
 ):
     """An entry whose trial ``values`` came from ``cells`` ((craft seed, victim seed) pairs;
-    default: craft seed 0 with victims 100, 101, ...); ``margin`` = (values, clean values)."""
+    default: craft seed 0 with victims 100, 101, ...); ``margin`` = (values, clean values);
+    ``devices``: {device: trials} when the trials ran on several devices (default: all on one)."""
     cells = [[0, 100 + i] for i in range(len(values))] if cells is None else [list(c) for c in cells]
     mean, se = mean_se(list(values))
     measures = {} if margin is None else {"adversarial_margin": measure_summary(list(margin[0]), list(margin[1]))}
@@ -66,15 +92,7 @@ def make_entry(
             "measures": measures,
             "clean_accuracy": {"mean": mean, "se": se},
             "defense_stats": {},
-            "timings": {
-                "craft_s": craft_s,
-                "surrogates_s": surrogates_s,
-                "train_s_mean": 2.0,
-                "eval_s_mean": 0.1,
-                "total_s": 12.3,
-                "images_per_s": 5000.0,
-                "peak_memory_mb": 900.0,
-            },
+            "timings": _timings(craft_s, surrogates_s, devices or {"cpu": len(values)}),
             "provenance": {
                 "sapabench_version": "0.1.0",
                 "git_commit": "abc",

@@ -1,3 +1,4 @@
+import io
 import json
 import subprocess
 import sys
@@ -113,7 +114,31 @@ def test_train_prints_accuracy_and_timing(capsys):
     code, out, err = run(capsys, "train", "--epochs", "2", "--seed", "1", "--device", "cpu")
     assert code == 0
     assert "clean test accuracy:" in out and "images/s" in out and "on cpu" in out
-    assert "epoch 2/2" in err  # progress
+    assert "epoch" not in err  # no progress bar when stderr is not a terminal
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bars_show_on_a_terminal_only():
+    from benchmark.cli import _progress_printer
+    from benchmark.runner import Progress
+    from benchmark.trial import FAILED, TrialRecord
+    from victims.train import EpochStats
+
+    fields = dict.fromkeys(EpochStats.__dataclass_fields__, 0.5)
+    for stream, shown in ((_Terminal(), True), (io.StringIO(), False)):
+        show = _progress_printer(stream)
+        for epoch in (1, 2):
+            show(EpochStats(**{**fields, "epoch": epoch, "epochs": 2}))
+        assert ("2/2" in stream.getvalue() and "epoch" in stream.getvalue()) == shown
+        bar = Progress(3, stream=stream)
+        bar.update("error-max sgd convnet seed 100", TrialRecord(FAILED, error="x"))
+        bar.close()
+        text = stream.getvalue()
+        assert ("1/3" in text and "failed 1" in text and "cell" in text) == shown
 
 
 def test_train_json_is_reproducible(capsys):
@@ -218,7 +243,7 @@ def test_run_render_and_claims_from_the_cli(capsys, tmp_path):
     out = tmp_path / "smoke"
     code, stdout, err = run(capsys, "run", "--suite", "smoke", "--out", str(out), "--device", "cpu")
     assert code == 0 and "# sapabench leaderboard" in stdout and "10 cells run (0 failed)" in stdout
-    assert "eta" in err and "10/10 cells" in err  # progress bar
+    assert "10/10" not in err  # the progress bar (tqdm) stays off when stderr is not a terminal
     (out / "leaderboard" / "leaderboard.md").unlink()
     code, stdout, _ = run(capsys, "leaderboard", "render", "--results", str(out))
     assert code == 0 and (out / "leaderboard" / "leaderboard.md").is_file()

@@ -34,7 +34,7 @@ def _tamper(entry, path, value):
         (("metric", "values"), [0.5, 1.7, 0.7], r"fractions in \[0, 1\]"),
         (("setting", "threat"), "sneaky", r"not one of"),
         (("timings", "craft_s"), -1.0, r"non-negative"),
-        (("schema_version",), 1, r"schema_version 1 is not 7"),
+        (("schema_version",), 1, r"schema_version 1 is not 8"),
         (("provenance", "cell_seeds"), [[0, 100], [0, 100], [0, 101]], r"lists a trial twice"),
         (("provenance", "cell_seeds"), [[0, 100], [0, 101], [1, 102]], r"not \[craft seed, trial seed\]"),
         (("provenance", "cell_seeds"), [[0, 100], [0, 101]], r"2 items for 3 trials"),
@@ -177,11 +177,14 @@ _V2_TIMINGS = {
 
 
 def _as_version(entry, version):
-    """The entry as schema version 6 (no surrogates' training time), 3 (also no numerics, no
-    instruction set) or 2 (also seconds named *_seconds) wrote it, sealed."""
+    """The entry as schema version 7 (timings of one device, not per device), 6 (also no
+    surrogates' training time), 3 (also no numerics, no instruction set) or 2 (also seconds named
+    *_seconds) wrote it, sealed."""
     old = json.loads(json.dumps(entry))
     old["schema_version"] = version
-    del old["timings"]["surrogates_s"]
+    del old["timings"]["devices"], old["timings"]["craft_devices"]
+    if version <= 6:
+        del old["timings"]["surrogates_s"]
     if version <= 3:
         del old["setting"]["precision"], old["setting"]["memory_format"], old["provenance"]["isa"]
     if version == 2:
@@ -194,12 +197,34 @@ def _as_version_2(entry):
     return _as_version(entry, 2)
 
 
-@pytest.mark.parametrize("version", [2, 3, 6])
+@pytest.mark.parametrize("version", [2, 3, 6, 7])
 def test_older_entries_are_read_as_the_current_version(tmp_path, version):
     entry = make_entry(isa="unknown")  # older entries: fp32 victims, instruction set not recorded
     (tmp_path / "old.json").write_text(json.dumps(_as_version(entry, version)))
     assert load_entry(tmp_path / "old.json") == entry  # same content, same hash, once upgraded
     assert load_entries(tmp_path) == [entry]
+
+
+def test_timings_of_different_devices_are_never_averaged():
+    from leaderboard.render import _row
+
+    mixed = make_entry(devices={"cpu:x86_64x2threads": 2, "cuda:NVIDIA H100": 1})
+    assert mixed["timings"]["train_s_mean"] is None and sorted(mixed["timings"]["devices"]) == [
+        "cpu:x86_64x2threads",
+        "cuda:NVIDIA H100",
+    ]
+    row = _row(mixed)
+    assert row["train_s_per_victim"] == "cpu:x86_64x2threads: 2.0; cuda:NVIDIA H100: 4.0"
+    averaged = json.loads(json.dumps(mixed))
+    averaged["timings"]["train_s_mean"] = 3.0  # an average over the two devices
+    averaged["content_sha256"] = content_hash(averaged)
+    with pytest.raises(EntryError, match=r"timings.train_s_mean must be the one device's average, or null"):
+        validate(averaged)
+    short = json.loads(json.dumps(mixed))
+    short["timings"]["devices"]["cuda:NVIDIA H100"]["trials"] = 2
+    short["content_sha256"] = content_hash(short)
+    with pytest.raises(EntryError, match=r"do not add up to metric.trials"):
+        validate(short)
 
 
 def test_an_entry_with_unknown_numerics_is_refused(tmp_path):

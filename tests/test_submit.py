@@ -140,7 +140,7 @@ def test_a_forged_entry_is_refused_with_the_reason(submission, tmp_path, capsys,
 
 def test_manifest_catches_replaced_and_added_entries(submission, tmp_path, capsys):
     out = _copy(submission, tmp_path)
-    _reseal(_entry_file(out, "clean"), lambda e: e["timings"].__setitem__("train_s_mean", 0.5))
+    _reseal(_entry_file(out, "clean"), lambda e: e["timings"].__setitem__("total_s", 0.5))
     shutil.copy(_entry_file(out, "error-max"), out / "leaderboard" / "entries" / "extra.json")
     assert main(["verify", str(out), "--cells", "1", "--device", "cpu", "--quiet"]) == 1
     text = capsys.readouterr().out
