@@ -15,6 +15,7 @@ it loads it, so a poison that did not arrive whole fails its cells instead of tr
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -92,6 +93,14 @@ class RayExecutor:
         self.connect()
         return {k: float(v) for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
 
+    def slots(self) -> int:
+        """How many crafting tasks the cluster runs at once (at least one)."""
+        r, cluster = self.resources, self.cluster()
+        slots = cluster.get("CPU", 1.0) // r.cpus_per_task
+        if r.craft_gpus > 0:
+            slots = min(slots, cluster.get("GPU", 0.0) // r.craft_gpus)
+        return max(1, int(slots))
+
     def resolve_device(self, device: str) -> torch.device:
         """``auto`` is CUDA when victims ask for GPUs and the cluster has them, else CPU; an
         explicit device is taken as asked (the driver itself may have no GPU)."""
@@ -131,18 +140,32 @@ class RayExecutor:
             num_cpus=r.cpus_per_task, num_gpus=r.gpus_per_victim, max_retries=r.max_retries, retry_exceptions=False
         )
         pending: dict[Any, tuple[str, Any]] = {}
-        refs = {}
-        for key, item in graph.parents.items():
-            refs[key] = crafting.remote(graph.craft, r.cpus_per_task, item)
-            pending[refs[key]] = (CRAFT, key)
-        for key, child in graph.children:
-            parent = None if key is None else refs.get(key, graph.known.get(key))
+        ready, waiting = graph.waiting()
+        for child, parent in ready:  # cells that need no new poison first
             pending[victims.remote(graph.run, r.cpus_per_task, child, parent)] = (CELL, child)
+        crafts = iter(graph.parents.items())
+
+        def submit_craft() -> None:
+            """The next poison's task, then its cells (queued behind it, ahead of later crafts)."""
+            for key, item in crafts:
+                ref = crafting.remote(graph.craft, r.cpus_per_task, item)
+                pending[ref] = (CRAFT, key)
+                for child in waiting.get(key, ()):
+                    pending[victims.remote(graph.run, r.cpus_per_task, child, ref)] = (CELL, child)
+                return
+
+        # Ray runs ready tasks in submission order: submitting every craft at once would run them
+        # all before any cell. Crafts are submitted as slots free up, so a poison's cells (ready
+        # once it is crafted) go ahead of the crafting that was not yet submitted.
+        for _ in range(self.slots()):
+            submit_craft()
         try:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 for ref in done:
                     kind, item = pending.pop(ref)
+                    if kind == CRAFT:
+                        submit_craft()
                     try:
                         result = ray.get(ref)
                     except Exception as err:  # the worker was lost beyond its retries, or its parent was
@@ -150,4 +173,5 @@ class RayExecutor:
                     yield Finished(kind, item, result)  # type: ignore[arg-type]
         finally:
             for ref in pending:  # the driver stopped early: nothing left running for it
-                ray.cancel(ref, force=True)
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref, force=True)

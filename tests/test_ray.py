@@ -89,6 +89,29 @@ def test_a_task_whose_worker_is_killed_is_retried_and_the_run_completes(cluster,
     assert events[(CRAFT, "p")].startswith("lost:") and events[(CELL, "c")].startswith("lost:")
 
 
+def test_a_poisons_cells_run_before_the_next_poison_is_crafted(cluster):
+    graph = Graph(
+        craft=_graph_tasks.craft_label,
+        run=_graph_tasks.run_child,
+        craft_failed=_graph_tasks.lost,
+        run_failed=_graph_tasks.lost,
+        parents={"p1": "a", "p2": "b", "p3": "c"},
+        children=[("p1", "c1"), ("p2", "c2"), ("p3", "c3"), ("p1", "c4"), (None, "clean")],
+    )
+    executor = RayExecutor(resources=Resources(cpus_per_task=2))  # one task at a time on the 2-CPU cluster
+    order = [(f.kind, f.item) for f in executor.stream(graph)]
+    assert order == [
+        (CELL, "clean"),
+        (CRAFT, "p1"),
+        (CELL, "c1"),
+        (CELL, "c4"),
+        (CRAFT, "p2"),
+        (CELL, "c2"),
+        (CRAFT, "p3"),
+        (CELL, "c3"),
+    ]
+
+
 def test_gpu_shares_are_passed_to_ray(cluster):
     graph = Graph(
         craft=_graph_tasks.assigned_resources_craft,
