@@ -45,13 +45,15 @@ from pathlib import Path
 from typing import Any
 
 from attacks import ATTACKS
-from benchmark.entries import entries_dir
+from benchmark.entries import board_dir, entries_dir
+from core.atomic import write_json
 from core.errors import ConfigError
 from core.names import NO_DEFENSE, sapa_name
 from core.stats import PairedTest
 from core.threats import ADVERSARIAL_MARGIN
 from leaderboard.cost import CostVerdict, cost_verdicts
-from leaderboard.render import rival_pairs
+from leaderboard.records import CLAIMS_FILE, CLAIMS_FORMAT, CLAIMS_VERSION, entries_digest
+from leaderboard.render import render, rival_pairs
 from leaderboard.schema import load_entries
 from victims.protocols import PROTOCOLS, SCRATCH, get_protocol
 
@@ -249,3 +251,143 @@ def test_claims(
         verdict = "held" if test.p_greater < alpha else ("failed" if test.p_less < alpha else "inconclusive")
         verdicts.append(Verdict(c, verdict, p, test))
     return alpha, verdicts
+
+
+TEST_DESCRIPTION = (
+    "exact one-sided sign-flip permutation test, SAPA and baseline paired by craft seed (per craft seed the mean "
+    "over its victims; by victim seed when there is one craft seed); with n pairs p cannot go below 2^-n. Attacks "
+    "of one threat model crafted with the same seed share their target / class pair, so Tables 1-3 are paired too; "
+    "entries that share no seeds are compared unpaired (two-sample permutation test), and say so"
+)
+COST_DESCRIPTION = (
+    "SAPA at K = R = 1 at least as strong as ensemble-and-re-initialisation at every K x R measured; each E&R point "
+    "against SAPA 1x1, same test (p_sapa: SAPA stronger, p_er: E&R stronger); time ratios = E&R / SAPA crafting "
+    "seconds per poison, without | with the surrogates' training"
+)
+
+
+def describe(v: Verdict) -> str:
+    """One claim's verdict as one line: the paper's numbers, what was measured and the test."""
+    c = v.claim
+    paper = f"paper {c.paper[0]:.1f} -> {c.paper[1]:.1f}"
+    if v.measured is None or v.test is None:
+        return f"{paper}; no matching {c.protocol} results"
+    versus = "" if c.baseline in (None, c.attack) else f"{c.compared[0]} vs {c.compared[1]}, "
+    m, t = v.measured, v.test
+    where = f"{m['dataset']}/{m['arch']}/{m['recipe']}/{m['protocol']}"
+    tested = (
+        f"{m['metric']} {100 * m['baseline'][0]:.1f} +/- {100 * m['baseline'][1]:.1f} -> "
+        f"{100 * m['sapa'][0]:.1f} +/- {100 * m['sapa'][1]:.1f}"
+    )
+    if c.measure == ADVERSARIAL_MARGIN:
+        g = m["margin"]
+        tested = (
+            f"adversarial margin {g['baseline'][0]:+.2f} -> {g['sapa'][0]:+.2f} (clean {g['clean']:+.2f}), {tested}"
+        )
+    return (
+        f"{paper}; {versus}{where}: {tested}; {t.design} diff {t.mean_difference:+.3g} over {t.n} {t.unit}s, "
+        f"p {t.p_greater:.4f} (floor {t.p_floor:.4f})"
+    )
+
+
+def describe_cost(c: CostClaim, cv: CostVerdict | None) -> str:
+    """One cost claim's verdict in one setting as one line (``cv`` None: untested)."""
+    paper = f"paper {c.paper[0]:.1f} (SAPA 1x1) vs {c.paper[1]:.1f} (largest E&R)"
+    if cv is None:
+        return f"{paper}; no E&R results beside SAPA at 1x1"
+    _, ds, _, protocol, arch, recipe, *_ = cv.setting
+    points = "; ".join(
+        f"{r['K']}x{r['R']} diff {r['test'].mean_difference:+.3g} p_sapa {r['test'].p_greater:.4f} "
+        f"p_er {r['test'].p_less:.4f} (time x{r['time_ratio']:.2f} | x{r['total_ratio']:.2f})"
+        for r in cv.rows
+    )
+    o = cv.overtaken
+    after = (
+        f" E&R overtakes SAPA at {o['K']}x{o['R']}: {o['time_ratio']:.2f}x SAPA's crafting time, "
+        f"{o['total_ratio']:.2f}x with the surrogates."
+        if o
+        else ""
+    )
+    n = cv.rows[0]["test"]
+    return (
+        f"{paper}; {ds}/{arch}/{recipe}/{protocol}, {c.measure}, {n.n} {n.unit}s ({n.design}, floor "
+        f"{n.p_floor:.4f}): {points}.{after}"
+    )
+
+
+def _claim_p(v: Verdict) -> tuple[float | None, float | None]:
+    """The p-value a claim's verdict rests on (SAPA weaker for ``failed``, else SAPA stronger), its floor."""
+    if v.test is None:
+        return None, None
+    return (v.test.p_less if v.verdict == "failed" else v.test.p_greater), v.test.p_floor
+
+
+def _cost_p(cv: CostVerdict | None) -> tuple[float | None, float | None]:
+    """The p-value a cost verdict rests on: the overtaking point's (E&R stronger) for ``failed``,
+    else the largest p of SAPA being stronger over the E&R points (``held`` needs every one)."""
+    if cv is None:
+        return None, None
+    if cv.overtaken is not None:
+        return cv.overtaken["test"].p_less, cv.overtaken["test"].p_floor
+    worst = max(cv.rows, key=lambda r: r["test"].p_greater)["test"]
+    return worst.p_greater, worst.p_floor
+
+
+def claims_record(
+    alpha: float,
+    verdicts: list[Verdict],
+    cost: list[tuple[CostClaim, CostVerdict | None]],
+    entries: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """What ``claims.json`` holds (:mod:`leaderboard.records`): every verdict with its one-line
+    statistics, and the digest of the entries they were checked against."""
+    rows = []
+    for v in verdicts:
+        p, floor = _claim_p(v)
+        rows.append(
+            {
+                "id": v.claim.id,
+                "kind": "claim",
+                "table": f"Table {v.claim.table}",
+                "verdict": v.verdict,
+                "paper": f"{v.claim.paper[0]:.1f} -> {v.claim.paper[1]:.1f}",
+                "summary": describe(v),
+                "p_value": p,
+                "p_floor": floor,
+            }
+        )
+    for c, cv in cost:
+        p, floor = _cost_p(cv)
+        rows.append(
+            {
+                "id": c.id,
+                "kind": "cost",
+                "table": "Figure 2",
+                "verdict": "untested" if cv is None else cv.verdict,
+                "paper": f"{c.paper[0]:.1f} (SAPA 1x1) vs {c.paper[1]:.1f} (largest E&R)",
+                "summary": describe_cost(c, cv),
+                "p_value": p,
+                "p_floor": floor,
+            }
+        )
+    return {
+        "format": CLAIMS_FORMAT,
+        "version": CLAIMS_VERSION,
+        "alpha": alpha,
+        "entries_sha256": entries_digest(entries),
+        "test": TEST_DESCRIPTION,
+        "verdicts": rows,
+    }
+
+
+def check_claims(
+    results: str | Path, alpha: float | None = None, claims_file: str | Path | None = None
+) -> dict[str, Any]:
+    """Test every claim and cost claim on the entries under ``results``, write the verdicts to
+    ``results/leaderboard/claims.json`` and re-render the leaderboard (its page shows them)."""
+    alpha, verdicts = test_claims(results, alpha, claims_file)
+    cost = test_cost_claims(results, alpha, claims_file)
+    record = claims_record(alpha, verdicts, cost, load_entries(entries_dir(results)))
+    write_json(board_dir(results) / CLAIMS_FILE, record)
+    render(entries_dir(results), board_dir(results))
+    return record

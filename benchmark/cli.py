@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from attacks import ATTACKS, create_attack
-from benchmark.claims import test_claims, test_cost_claims
+from benchmark.claims import COST_DESCRIPTION, TEST_DESCRIPTION, check_claims
 from benchmark.entries import board_dir, entries_dir
 from benchmark.executor import RESOURCE_KEYS, Resources, make_executor
 from benchmark.runner import RunReport, run_suite
@@ -34,8 +34,8 @@ from core.poison import META_FILE, PoisonSet, migrate, recorded_sha256
 from core.provenance import VERSION
 from core.runtime import check_seed, resolve_device
 from core.stats import mean_se
-from core.threats import ADVERSARIAL_MARGIN
 from defenses import DEFENSES
+from leaderboard.records import CLAIMS_FILE, VERDICTS
 from leaderboard.render import render
 from leaderboard.schema import json_schema
 from victims.archs import ARCHS
@@ -613,73 +613,19 @@ def _cmd_migrate_poison(args: argparse.Namespace) -> int:
 
 
 def _cmd_claims(args: argparse.Namespace) -> int:
-    alpha, verdicts = test_claims(args.results, args.alpha, args.claims)
+    record = check_claims(args.results, args.alpha, args.claims)
+    rows = record["verdicts"]
     print(
-        f"paper claims vs measured trials (alpha = {alpha}; gap > 0 = SAPA stronger). Test: exact one-sided "
-        "sign-flip permutation test, SAPA and baseline paired by craft seed (per craft seed the mean over its "
-        "victims; by victim seed when there is one craft seed); with n pairs p cannot go below 2^-n. Attacks of "
-        "one threat model crafted with the same seed share their target / class pair, so Tables 1-3 are paired "
-        "too; entries that share no seeds are compared unpaired (two-sample permutation test), and say so."
+        f"paper claims vs measured trials (alpha = {record['alpha']}; gap > 0 = SAPA stronger). Test: {TEST_DESCRIPTION}."
     )
-    for v in verdicts:
-        c = v.claim
-        paper = f"paper {c.paper[0]:.1f} -> {c.paper[1]:.1f}"
-        if v.measured is None or v.test is None:
-            print(f"  {v.verdict.upper():<12} {c.id:<34} {paper}; no matching {c.protocol} results")
-            continue
-        versus = "" if c.baseline in (None, c.attack) else f"{c.compared[0]} vs {c.compared[1]}, "
-        m, t = v.measured, v.test
-        where = f"{m['dataset']}/{m['arch']}/{m['recipe']}/{m['protocol']}"
-        metric = (
-            f"{m['metric']} {100 * m['baseline'][0]:.1f} +/- {100 * m['baseline'][1]:.1f} -> "
-            f"{100 * m['sapa'][0]:.1f} +/- {100 * m['sapa'][1]:.1f}"
-        )
-        if c.measure == ADVERSARIAL_MARGIN:
-            g = m["margin"]
-            tested = (
-                f"adversarial margin {g['baseline'][0]:+.2f} -> {g['sapa'][0]:+.2f} (clean {g['clean']:+.2f}), {metric}"
-            )
-        else:
-            tested = metric
-        print(
-            f"  {v.verdict.upper():<12} {c.id:<34} {paper}; {versus}{where}: {tested}; "
-            f"{t.design} diff {t.mean_difference:+.3g} over {t.n} {t.unit}s, p {t.p_greater:.4f} (floor {t.p_floor:.4f})"
-        )
-    outcomes = [v.verdict for v in verdicts]
-    cost = test_cost_claims(args.results, alpha, args.claims)
-    if cost:
-        print(
-            "cost claims (section 5.5): SAPA at K = R = 1 at least as strong as ensemble-and-re-initialisation at "
-            "every K x R measured; each E&R point against SAPA 1x1, same test (p_sapa: SAPA stronger, p_er: E&R "
-            "stronger); time ratios = E&R / SAPA crafting seconds per poison, without | with the surrogates' training"
-        )
-    for c, cv in cost:
-        paper = f"paper {c.paper[0]:.1f} (SAPA 1x1) vs {c.paper[1]:.1f} (largest E&R)"
-        if cv is None:
-            outcomes.append("untested")
-            print(f"  {'UNTESTED':<12} {c.id:<34} {paper}; no E&R results beside SAPA at 1x1")
-            continue
-        outcomes.append(cv.verdict)
-        _, ds, _, protocol, arch, recipe, *_ = cv.setting
-        points = "; ".join(
-            f"{r['K']}x{r['R']} diff {r['test'].mean_difference:+.3g} p_sapa {r['test'].p_greater:.4f} "
-            f"p_er {r['test'].p_less:.4f} (time x{r['time_ratio']:.2f} | x{r['total_ratio']:.2f})"
-            for r in cv.rows
-        )
-        o = cv.overtaken
-        after = (
-            f" E&R overtakes SAPA at {o['K']}x{o['R']}: {o['time_ratio']:.2f}x SAPA's crafting time, "
-            f"{o['total_ratio']:.2f}x with the surrogates."
-            if o
-            else ""
-        )
-        n = cv.rows[0]["test"]
-        print(
-            f"  {cv.verdict.upper():<12} {c.id:<34} {paper}; {ds}/{arch}/{recipe}/{protocol}, {c.measure}, "
-            f"{n.n} {n.unit}s ({n.design}, floor {n.p_floor:.4f}): {points}.{after}"
-        )
-    counts = {k: outcomes.count(k) for k in ("held", "failed", "inconclusive", "untested")}
+    for kind in ("claim", "cost"):
+        if kind == "cost" and any(r["kind"] == "cost" for r in rows):
+            print(f"cost claims (section 5.5): {COST_DESCRIPTION}")
+        for r in (r for r in rows if r["kind"] == kind):
+            print(f"  {r['verdict'].upper():<12} {r['id']:<34} {r['summary']}")
+    counts = {k: sum(r["verdict"] == k for r in rows) for k in VERDICTS}
     print("summary: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+    print(f"verdicts written to {board_dir(args.results) / CLAIMS_FILE}; leaderboard.html shows them at the top")
     return 0
 
 

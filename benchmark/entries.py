@@ -22,12 +22,12 @@ from core.names import CLEAN, NO_POISON, base_name, is_sapa
 from core.runtime import UNKNOWN_ISA
 from core.stats import mean_se
 from core.threats import ADVERSARIAL_MARGIN, CLEAN_PREFIX, higher_is_stronger
+from leaderboard.records import RUNS_FILE
 from leaderboard.render import render
 from leaderboard.schema import PER_DEVICE, SCHEMA_VERSION, measure_summary, seal
 
 LEADERBOARD = "leaderboard"
 ENTRIES = "entries"
-RUNS_FILE = "runs.json"
 
 
 def board_dir(results: str | Path) -> Path:
@@ -236,6 +236,6 @@ def write_leaderboard(results: str | Path) -> Path:
     with ``runs.json``: every run into the folder (executor, concurrency, wall and device seconds)."""
     store = ResultsStore(results)
     write_entries(store, entries_dir(results))
-    render(entries_dir(results), board_dir(results))
     write_json(board_dir(results) / RUNS_FILE, {"suite": store.get_meta("suite"), "runs": store.runs()})
+    render(entries_dir(results), board_dir(results))  # after runs.json: the page's header reads it
     return board_dir(results)

@@ -93,12 +93,14 @@ class RayExecutor:
         self.connect()
         return {k: float(v) for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
 
-    def slots(self) -> int:
-        """How many crafting tasks the cluster runs at once (at least one)."""
+    def slots(self, gpus: float | None = None) -> int:
+        """How many tasks asking ``gpus`` each (default: crafting's share) the cluster runs at
+        once (at least one)."""
         r, cluster = self.resources, self.cluster()
+        gpus = r.craft_gpus if gpus is None else gpus
         slots = cluster.get("CPU", 1.0) // r.cpus_per_task
-        if r.craft_gpus > 0:
-            slots = min(slots, cluster.get("GPU", 0.0) // r.craft_gpus)
+        if gpus > 0:
+            slots = min(slots, cluster.get("GPU", 0.0) // gpus)
         return max(1, int(slots))
 
     def resolve_device(self, device: str) -> torch.device:
@@ -121,6 +123,7 @@ class RayExecutor:
             "executor": self.name,
             "address": self.address or "local",
             "cluster": self.cluster(),
+            "concurrency": self.slots(r.gpus_per_victim),  # cells at once
             "threads_per_task": r.cpus_per_task,
             "gpus_per_victim": r.gpus_per_victim,
             "gpus_per_craft": r.craft_gpus,

@@ -20,7 +20,7 @@ from typing import Any
 from core.names import NO_DEFENSE
 from core.stats import PairedTest
 from core.threats import ADVERSARIAL_MARGIN, NO_THREAT
-from leaderboard.render import compare, numerics_label, protocol_label
+from leaderboard.render import Figure, compare, numerics_label, protocol_label
 
 COST_COLUMNS = (
     "dataset",
@@ -146,6 +146,7 @@ def cost_view(entries: list[dict[str, Any]]) -> list[dict[str, str]]:
                     "p_sapa_stronger": "-" if p.versus is None else f"{_test(p).p_greater:.4f}",
                     "p_er_stronger": "-" if p.versus is None else f"{_test(p).p_less:.4f}",
                     "pairs": "-" if p.versus is None else f"{p.versus.n} {p.versus.unit}s ({p.versus.design})",
+                    "entry_id": e["entry_id"],
                 }
             )
     return rows
@@ -219,7 +220,7 @@ def cost_verdicts(entries: list[dict[str, Any]], attack: str, measure: str, alph
     return out
 
 
-def cost_plots(entries: list[dict[str, Any]], out: Path, plt: Any, meta: dict[str, Any]) -> list[Path]:
+def cost_plots(entries: list[dict[str, Any]], out: Path, plt: Any) -> list[Figure]:
     """Figure 2, measured: per setting and family, the metric against crafting time per poison
     (log scale; left without, right with the surrogates' training), one point per (attack, K, R)
     with standard-error bars; E&R baselines as squares, SAPA as circles."""
@@ -238,11 +239,11 @@ def cost_plots(entries: list[dict[str, Any]], out: Path, plt: Any, meta: dict[st
                     color="#fc8d62" if e["sapa"] else "#8da0cb",
                     capsize=3,
                 )
-                ax.annotate(
+                ax.annotate(  # SAPA below its point, E&R above: same-cost points keep apart labels
                     f"{'SAPA ' if e['sapa'] else ''}{p.k}x{p.r}",
                     (max(x, 1e-3), 100 * m["mean"]),
                     fontsize=7,
-                    xytext=(4, 3),
+                    xytext=(4, -10 if e["sapa"] else 4),
                     textcoords="offset points",
                 )
             ax.set_xscale("log")
@@ -254,7 +255,8 @@ def cost_plots(entries: list[dict[str, Any]], out: Path, plt: Any, meta: dict[st
         fig.suptitle(f"{attack}: E&R (squares, KxR) vs SAPA (circles), {ds} {arch} {protocol}", fontsize=9)
         fig.tight_layout()
         path = out / f"cost--{ds}--{threat}--{attack}--{protocol.replace('/', '-').replace(' ', '_')}.png"
-        fig.savefig(path, metadata=meta)
+        fig.savefig(path, metadata={"Software": None})
         plt.close(fig)
-        written.append(path)
+        where = (("dataset", ds), ("arch", arch), ("protocol", protocol))
+        written.append(Figure(path, "cost", threat, f"{attack}: E&R vs SAPA, {ds} {arch} {protocol}", where))
     return written

@@ -5,10 +5,10 @@ test), and PNG plots. The same entries always give the same files."""
 from __future__ import annotations
 
 import csv
-import html
 import io
 import json
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,8 @@ from core.atomic import write_text
 from core.names import NO_DEFENSE, base_name, is_sapa, sapa_name
 from core.numerics import Numerics
 from core.stats import PairedTest, compare_arms
-from core.threats import ADVERSARIAL_MARGIN, NO_THREAT
+from core.threats import ADVERSARIAL_MARGIN, NO_THREAT, THREATS
+from leaderboard.records import CLAIMS_FILE, RUNS_FILE, load_claims_record, load_runs
 from leaderboard.schema import load_entries
 from victims.protocols import FILE_PREFIX, NO_PRETRAINED, SCRATCH, get_protocol
 
@@ -230,6 +231,8 @@ def pair(sapa: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
         "defense": sapa["defense"],
         "attack": base["attack"],
         "sapa_attack": sapa["attack"],
+        "sapa_entry_id": sapa["entry_id"],
+        "base_entry_id": base["entry_id"],
         "preset": s["preset"],
         "options": dict(s["options"]),
         "metric": sapa["metric"]["name"],
@@ -334,6 +337,7 @@ def threat_view(entries: list[dict[str, Any]]) -> list[dict[str, str]]:
                     "pairs": "-" if versus is None else _pairs_label(versus["test"]),
                     "margin_gap": "-" if mv is None else f"{mv['test'].mean_difference:+.2f}",
                     "margin_p": "-" if mv is None else f"{mv['test'].p_greater:.3f}",
+                    "entry_id": e["entry_id"],
                 }
             )
     return rows
@@ -412,6 +416,7 @@ def defense_view(entries: list[dict[str, Any]]) -> list[dict[str, str]]:
                     "removed": f"{ds['removed_mean']:.0f}" if "removed_mean" in ds else "-",
                     "precision": f"{100 * ds['precision_mean']:.1f}" if "precision_mean" in ds else "-",
                     "recall": f"{100 * ds['recall_mean']:.1f}" if "recall_mean" in ds else "-",
+                    "entry_id": e["entry_id"],
                 }
             )
     return rows
@@ -455,68 +460,20 @@ def _csv(columns: tuple[str, ...], rows: list[dict[str, str]]) -> str:
     return buf.getvalue()
 
 
-_HTML = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>sapabench leaderboard</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em; }}
-table {{ border-collapse: collapse; margin-bottom: 2em; font-size: 14px; }}
-th, td {{ border: 1px solid #ccc; padding: 3px 8px; text-align: right; }}
-th {{ cursor: pointer; background: #f3f3f3; user-select: none; }}
-td:nth-child(-n+6) {{ text-align: left; }}
-tr.sapa td:first-child {{ font-weight: bold; }}
-</style></head><body>
-<h1>sapabench leaderboard</h1>
-<p>Metric values and accuracies in percent, mean and standard error over trials. For targeted and
-backdoor attacks higher metric = stronger attack; for untargeted attacks the metric is the clean
-test accuracy of the re-trained victim, lower = stronger. Click a column header to sort.</p>
-<h2>All entries</h2>
-{main}
-<h2>SAPA vs baseline (Table-4 view)</h2>
-<p>gap &gt; 0: SAPA stronger; p: one-sided exact sign-flip permutation test of that, paired over
-craft seeds (per craft seed the mean over its victims; over victim seeds when there is one craft
-seed), significant at alpha = {alpha}; its smallest possible value is 2^-pairs. margin: the
-adversarial margin on the target (logit of the adversarial class minus the largest other; &gt; 0
-= success), tested the same way. Protocols are never pooled; known-init rows are a white-box
-upper bound.</p>
-{pairs}
-<h2>Per threat model (Tables 1-3 view)</h2>
-<p>Per threat model, victim protocol and setting, every attack strongest first, beside the clean
-reference; each baseline against the strongest SAPA attack of its group (gap &gt; 0: SAPA
-stronger; p one-sided, paired by craft seed where the entries share seeds, else unpaired).</p>
-{threats}
-{cost}
-{defenses}
-<script>
-document.querySelectorAll("table.sortable").forEach(function (table) {{
-  table.querySelectorAll("th").forEach(function (th, col) {{
-    th.addEventListener("click", function () {{
-      var body = table.tBodies[0], rows = Array.from(body.rows);
-      var asc = th.dataset.order !== "asc"; th.dataset.order = asc ? "asc" : "desc";
-      rows.sort(function (a, b) {{
-        var x = a.cells[col].textContent, y = b.cells[col].textContent;
-        var nx = parseFloat(x), ny = parseFloat(y);
-        var c = (!isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
-        return asc ? c : -c;
-      }});
-      rows.forEach(function (r) {{ body.appendChild(r); }});
-    }});
-  }});
-}});
-</script>
-</body></html>
-"""
+@dataclass(frozen=True)
+class Figure:
+    """A written plot and where the page shows it: ``view`` is ``pairs`` (beside the Table-4
+    view), ``threat`` (beside the tables of threat model ``threat``) or ``cost``; ``where`` holds
+    the filter values it belongs to (dataset, arch, ...; a filter it does not name keeps it)."""
+
+    path: Path
+    view: str
+    threat: str
+    caption: str
+    where: tuple[tuple[str, str], ...] = ()
 
 
-def _html_table(columns: tuple[str, ...], rows: list[dict[str, str]], classes: list[str] | None = None) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = []
-    for i, r in enumerate(rows):
-        cls = f' class="{classes[i]}"' if classes and classes[i] else ""
-        body.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(r[c])}</td>" for c in columns) + "</tr>")
-    return f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>\n' + "\n".join(body) + "\n</tbody></table>"
-
-
-def _plots(entries: list[dict[str, Any]], pairs: list[dict[str, Any]], out: Path) -> list[Path]:
+def _plots(entries: list[dict[str, Any]], pairs: list[dict[str, Any]], out: Path) -> list[Figure]:
     # Imported here, not at the top: matplotlib (with its font cache) is needed only to draw, and
     # the backend must be chosen before pyplot is imported; validating entries, the claims and
     # verify import this module without drawing anything.
@@ -526,12 +483,10 @@ def _plots(entries: list[dict[str, Any]], pairs: list[dict[str, Any]], out: Path
     import matplotlib.pyplot as plt
 
     written = []
-    meta = {"Software": None}
     by_attack: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for p in pairs:
         by_attack[(p["dataset"], p["arch"], p["attack"])].append(p)
     for (ds, arch, attack), rows in sorted(by_attack.items()):
-        rows.sort(key=lambda p: (p["defense"], p["recipe"]))
         rows.sort(key=lambda p: (p["protocol"], p["defense"], p["recipe"]))
         labels = [
             p["recipe"]
@@ -541,68 +496,96 @@ def _plots(entries: list[dict[str, Any]], pairs: list[dict[str, Any]], out: Path
         ]
         x = range(len(rows))
         fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(rows) + 1.5), 3.6), dpi=100)
-        ax.bar(
-            [i - 0.2 for i in x],
-            [100 * p["baseline"][0] for p in rows],
-            0.4,
-            yerr=[100 * p["baseline"][1] for p in rows],
-            capsize=3,
-            label=attack,
-            color="#8da0cb",
-        )
-        ax.bar(
-            [i + 0.2 for i in x],
-            [100 * p["sapa"][0] for p in rows],
-            0.4,
-            yerr=[100 * p["sapa"][1] for p in rows],
-            capsize=3,
-            label=sapa_name(attack),
-            color="#fc8d62",
-        )
+        for shift, side, name, color in (
+            (-0.2, "baseline", attack, "#8da0cb"),
+            (0.2, "sapa", sapa_name(attack), "#fc8d62"),
+        ):
+            ax.bar(
+                [i + shift for i in x],
+                [100 * p[side][0] for p in rows],
+                0.4,
+                yerr=[100 * p[side][1] for p in rows],
+                capsize=3,
+                label=name,
+                color=color,
+            )
         ax.set_xticks(list(x), labels)
-        ax.set_title(f"{attack} vs SAPA: {ds}, victim {arch}")
+        ax.set_title(f"{attack} vs SAPA\n{ds}, victim {arch}", fontsize=9)
         ax.set_ylim(0, 105)
+        path = _save(
+            fig, ax, rows[0]["metric"], rows[0]["higher_is_stronger"], out / f"pair--{ds}--{arch}--{attack}.png"
+        )
+        threat = next(e["setting"]["threat"] for e in entries if e["attack"] == attack)
         written.append(
-            _save(fig, ax, rows[0]["metric"], rows[0]["higher_is_stronger"], out / f"pair--{ds}--{arch}--{attack}.png")
+            Figure(
+                path,
+                "pairs",
+                threat,
+                f"{attack} vs {sapa_name(attack)} on {ds}, victim {arch}: per recipe, "
+                "protocol and defense, mean +/- SE",
+                (("dataset", ds), ("arch", arch)),
+            )
         )
 
     written += _rho_plots(entries, out, plt)
     from leaderboard.cost import cost_plots
 
-    written += cost_plots(entries, out, plt, meta)
-    attacked = [e for e in entries if e["setting"]["threat"] != NO_THREAT]
-    if attacked:
-        fig, ax = plt.subplots(figsize=(6.5, 4.2), dpi=100)
+    written += cost_plots(entries, out, plt)
+    written += _crafting_time_plots(entries, out, plt)
+    return written
+
+
+def _crafting_time_plots(entries: list[dict[str, Any]], out: Path, plt: Any) -> list[Figure]:
+    """Per threat model (so the metric axis has one direction): every attacked entry's metric
+    against its crafting seconds (log scale), baselines as squares, SAPA as circles, each
+    attack labelled once (at its first scratch entry), labels staggered so none overlap."""
+    written = []
+    for threat in THREATS:
+        attacked = [e for e in entries if e["setting"]["threat"] == threat and e["defense"] == NO_DEFENSE]
+        if not attacked:
+            continue
+        fig, ax = plt.subplots(figsize=(6.0, 4.0), dpi=100)
         for e in attacked:
-            marker = "o" if e["sapa"] else "s"
             ax.errorbar(
-                e["timings"]["craft_s"],
+                max(e["timings"]["craft_s"], 1e-2),
                 100 * e["metric"]["mean"],
                 yerr=100 * e["metric"]["se"],
-                fmt=marker,
+                fmt="o" if e["sapa"] else "s",
                 color="#fc8d62" if e["sapa"] else "#8da0cb",
                 alpha=0.8,
                 capsize=2,
             )
-        seen = set()
-        for e in attacked:
-            if e["attack"] not in seen and e["setting"]["recipe"] == "sgd":
-                seen.add(e["attack"])
-                ax.annotate(
-                    e["attack"],
-                    (e["timings"]["craft_s"], 100 * e["metric"]["mean"]),
-                    fontsize=7,
-                    xytext=(3, 3),
-                    textcoords="offset points",
-                )
-        ax.set_xlabel("crafting time (s)")
-        ax.set_ylabel("metric (%): success rate, or accuracy for untargeted")
-        ax.set_title("attack metric vs crafting time (squares: baseline, circles: SAPA)")
-        fig.tight_layout()
-        path = out / "success-vs-crafting-time.png"
-        fig.savefig(path, metadata=meta)
-        plt.close(fig)
-        written.append(path)
+        first: dict[str, dict[str, Any]] = {}
+        for e in sorted(attacked, key=lambda e: (e["setting"]["protocol"] != SCRATCH, e["setting"]["recipe"])):
+            first.setdefault(e["attack"], e)
+        for i, (name, e) in enumerate(sorted(first.items(), key=lambda kv: kv[1]["metric"]["mean"])):
+            ax.annotate(
+                name,
+                (max(e["timings"]["craft_s"], 1e-2), 100 * e["metric"]["mean"]),
+                fontsize=7,
+                xytext=(5, 4 if i % 2 == 0 else -10),
+                textcoords="offset points",
+            )
+        ax.set_xscale("log")
+        times = [max(e["timings"]["craft_s"], 1e-2) for e in attacked]
+        ax.set_xlim(min(times) / 1.6, max(times) * 1.6)  # a readable decade even when every attack took as long
+        ax.set_ylim(-4, 104)  # percent: the whole range, so a flat 0 % reads as 0 % and not as noise
+        ax.set_xlabel("crafting time of the poison sets (s, log scale)")
+        ax.set_title(f"{threat} attacks: metric vs crafting time (squares: baseline, circles: SAPA)", fontsize=9)
+        ax.grid(alpha=0.3)
+        metric = attacked[0]["metric"]
+        path = _save(
+            fig, ax, metric["name"], metric["higher_is_stronger"], out / f"crafting-time--{threat}.png", legend=False
+        )
+        written.append(
+            Figure(
+                path,
+                "threat",
+                threat,
+                f"{threat}: {metric['name'].replace('_', ' ')} of every entry against its "
+                "crafting seconds (no defense)",
+            )
+        )
     return written
 
 
@@ -626,7 +609,7 @@ def rho_ablation(entries: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
     return {k: g for k, g in sorted(groups.items()) if len(g["sapa"]) >= 2}
 
 
-def _rho_plots(entries: list[dict[str, Any]], out: Path, plt: Any) -> list[Path]:
+def _rho_plots(entries: list[dict[str, Any]], out: Path, plt: Any) -> list[Figure]:
     written = []
     for (ds, arch, recipe, protocol, attack, _), g in rho_ablation(entries).items():
         rhos = sorted(g["sapa"])
@@ -650,16 +633,27 @@ def _rho_plots(entries: list[dict[str, Any]], out: Path, plt: Any) -> list[Path]
         ax.set_xlabel("SAPA radius rho")
         ax.set_title(f"rho ablation: {attack}, {ds}/{arch}/{recipe}/{protocol}", fontsize=9)
         name = f"rho--{ds}--{arch}--{recipe}--{protocol.replace('/', '-').split(' ')[0]}--{attack}.png"
-        written.append(_save(fig, ax, metric["name"], metric["higher_is_stronger"], out / name))
+        path = _save(fig, ax, metric["name"], metric["higher_is_stronger"], out / name)
+        threat = g["sapa"][rhos[0]]["setting"]["threat"]
+        where = (("dataset", ds), ("arch", arch), ("recipe", recipe), ("protocol", protocol))
+        written.append(
+            Figure(
+                path, "threat", threat, f"rho ablation of {sapa_name(attack)}: {ds}/{arch}/{recipe}/{protocol}", where
+            )
+        )
     return written
 
 
-def _save(fig: Any, ax: Any, metric: str, higher_is_stronger: bool, path: Path) -> Path:
-    """Label the metric axis, add the legend, write ``path`` (no software tag: deterministic)."""
+def _save(fig: Any, ax: Any, metric: str, higher_is_stronger: bool, path: Path, legend: bool = True) -> Path:
+    """Label the metric axis with its direction, add the legend, write ``path`` (no software tag:
+    deterministic)."""
     import matplotlib.pyplot as plt
 
-    ax.set_ylabel(f"{metric.replace('_', ' ')} (%)" + ("" if higher_is_stronger else ", lower = stronger"))
-    ax.legend(fontsize=8)
+    ax.set_ylabel(
+        f"{metric.replace('_', ' ')} (%), " + ("higher = stronger" if higher_is_stronger else "lower = stronger")
+    )
+    if legend:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, metadata={"Software": None})
     plt.close(fig)
@@ -667,7 +661,8 @@ def _save(fig: Any, ax: Any, metric: str, higher_is_stronger: bool, path: Path) 
 
 
 def render(entries_dir: str | Path, out: str | Path) -> list[Path]:
-    """Render every format from the entry files in ``entries_dir`` into ``out``."""
+    """Render every format from the entry files in ``entries_dir`` into ``out`` (the page also
+    reads ``out/runs.json`` and ``out/claims.json`` when they exist: :mod:`leaderboard.records`)."""
     entries = load_entries(entries_dir)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -733,20 +728,6 @@ def render(entries_dir: str | Path, out: str | Path) -> list[Path]:
             else {}
         ),
         **({"cost.md": _markdown_table(COST_COLUMNS, crows), "cost.csv": _csv(COST_COLUMNS, crows)} if crows else {}),
-        "leaderboard.html": _HTML.format(
-            main=_html_table(COLUMNS, rows, ["sapa" if e["sapa"] else "" for e in entries]),
-            pairs=_html_table(PAIR_COLUMNS, prow),
-            threats=_html_table(THREAT_COLUMNS, trows),
-            defenses=("<h2>Defenses</h2>\n" + _html_table(DEFENSE_COLUMNS, drows)) if drows else "",
-            cost=(
-                "<h2>Ensemble and re-initialisation vs SAPA (Figure 2 view)</h2>\n<p>Crafting seconds per poison set "
-                "without (craft_s) and with (total_s) the surrogates' training; each row against SAPA at K = R = 1, "
-                "paired by craft seed (gap &gt; 0 = SAPA stronger).</p>\n" + _html_table(COST_COLUMNS, crows)
-            )
-            if crows
-            else "",
-            alpha=ALPHA,
-        ),
     }
     for stale in [*out.glob("*.png"), *out.glob("defenses.*"), *out.glob("cost.*")]:
         stale.unlink()
@@ -754,5 +735,20 @@ def render(entries_dir: str | Path, out: str | Path) -> list[Path]:
     for name, text in files.items():
         write_text(out / name, text)
         written.append(out / name)
-    written += _plots(entries, pairs, out)
+    figures = _plots(entries, pairs, out)
+    written += [f.path for f in figures]
+    from leaderboard.page import render_page  # the page builds on this module's views
+
+    page = render_page(
+        entries,
+        pairs,
+        trows,
+        crows,
+        drows,
+        figures,
+        load_runs(out / RUNS_FILE),
+        load_claims_record(out / CLAIMS_FILE),
+    )
+    write_text(out / "leaderboard.html", page)
+    written.append(out / "leaderboard.html")
     return written

@@ -71,3 +71,25 @@ def tiny_digits(digits):
         test_y=digits.test_y[:100],
         fingerprint="",
     )
+
+
+@pytest.fixture(scope="session")
+def smoke_cli(tmp_path_factory):
+    """The smoke suite run once from the CLI, then its claims checked (which re-renders the page
+    with the verdicts): (results folder, run's stdout, run's stderr, claims' stdout)."""
+    import contextlib
+    import io
+
+    from benchmark.cli import main
+
+    out = tmp_path_factory.mktemp("smoke-run") / "smoke"
+    streams = []
+    for argv in (
+        ["run", "--suite", "smoke", "--out", str(out), "--device", "cpu"],
+        ["claims", "--results", str(out)],
+    ):
+        stdout, stderr = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            assert main(argv) == 0, stderr.getvalue()
+        streams.append((stdout.getvalue(), stderr.getvalue()))
+    return out, streams[0][0], streams[0][1], streams[1][0]

@@ -2,9 +2,11 @@ import json
 
 import pytest
 
+from benchmark.claims import check_claims as write_verdicts
 from benchmark.claims import load_claims
 from benchmark.claims import test_claims as check_claims
 from core.errors import ConfigError
+from leaderboard.records import load_claims_record
 from tests._entries import make_entry
 
 
@@ -69,6 +71,27 @@ def test_verdicts_follow_the_measured_trials(tmp_path):
     assert v["T4-sgd-sleeper-agent"].verdict == "untested"
     # the paper's ResNet-18 rows are matched to the measured main victim (convnet here)
     assert v["T4-sgd-error-min"].measured["arch"] == "convnet"
+
+
+def test_the_verdicts_are_recorded_for_the_page_with_the_p_value_each_rests_on(tmp_path):
+    low, high = [0.50 + 0.01 * i for i in range(8)], [0.70 + 0.01 * i for i in range(8)]
+    entries = [
+        make_entry("error-min", high, recipe="sgd", cells=EIGHT),
+        make_entry("sapa-error-min", low, recipe="sgd", cells=EIGHT),
+        make_entry("error-min", low, recipe="adam", cells=EIGHT),
+        make_entry("sapa-error-min", high, recipe="adam", cells=EIGHT),
+    ]
+    record = write_verdicts(_results(tmp_path, entries))
+    assert load_claims_record(tmp_path / "leaderboard" / "claims.json") == record  # the writer passes the reader
+    rows = {r["id"]: r for r in record["verdicts"]}
+    held, failed, untested = rows["T4-sgd-error-min"], rows["T4-adam-error-min"], rows["T4-sgd-sleeper-agent"]
+    assert held["verdict"] == "held" and held["p_value"] == held["p_floor"] == 2**-8  # p of SAPA stronger
+    assert failed["verdict"] == "failed" and failed["p_value"] == 2**-8  # p of SAPA weaker
+    assert untested["p_value"] is None and "no matching scratch results" in untested["summary"]
+    assert held["summary"].startswith("paper 21.2 -> 10.9; digits/convnet/sgd/scratch:")
+    assert {r["kind"] for r in rows.values()} == {"claim", "cost"}  # cost claims recorded (untested here)
+    page = (tmp_path / "leaderboard" / "leaderboard.html").read_text()
+    assert "T4-adam-error-min" in page and 'class="verdict v-failed"' in page
 
 
 def test_alpha_changes_the_verdict_not_the_numbers(tmp_path):

@@ -239,19 +239,23 @@ def test_evaluate_refuses_a_poison_from_another_dataset(capsys, smoke_poison, tm
 # ------------------------------------------------------------------------------- run & co.
 
 
-def test_run_render_and_claims_from_the_cli(capsys, tmp_path):
-    out = tmp_path / "smoke"
-    code, stdout, err = run(capsys, "run", "--suite", "smoke", "--out", str(out), "--device", "cpu")
-    assert code == 0 and "# sapabench leaderboard" in stdout and "10 cells run (0 failed)" in stdout
+def test_run_render_and_claims_from_the_cli(capsys, smoke_cli):
+    out, stdout, err, claims = smoke_cli
+    assert "# sapabench leaderboard" in stdout and "10 cells run (0 failed)" in stdout
     assert "10/10" not in err  # the progress bar (tqdm) stays off when stderr is not a terminal
+    assert "T4-sgd-gradient-matching" in claims and "summary:" in claims
+    # the smoke suite has scratch victims only: the targeted claims (tested on linear victims)
+    # and the error-max claim (adversarial training) are untested, and say why
+    assert "no matching linear results" in claims and "leaderboard.html shows them" in claims
+    record = json.loads((out / "leaderboard" / "claims.json").read_text())
+    assert {r["id"] for r in record["verdicts"]} >= {"T4-sgd-gradient-matching"}
+    page = (out / "leaderboard" / "leaderboard.html").read_bytes()
+    assert b"T4-sgd-gradient-matching" in page  # the verdicts are on the page
     (out / "leaderboard" / "leaderboard.md").unlink()
     code, stdout, _ = run(capsys, "leaderboard", "render", "--results", str(out))
     assert code == 0 and (out / "leaderboard" / "leaderboard.md").is_file()
-    code, stdout, _ = run(capsys, "claims", "--results", str(out))
-    assert code == 0 and "T4-sgd-gradient-matching" in stdout and "summary:" in stdout
-    # the smoke suite has scratch victims only: the targeted claims (tested on linear victims)
-    # and the error-max claim (adversarial training) are untested, and say why
-    assert "T4-sgd-gradient-matching" in stdout and "no matching linear results" in stdout
+    # the smoke page re-rendered from its entry files and records: byte for byte the same
+    assert (out / "leaderboard" / "leaderboard.html").read_bytes() == page
 
 
 def test_list_suites(capsys):

@@ -148,14 +148,14 @@ def test_render_is_deterministic_and_complete(tmp_path):
         "leaderboard.html",
         "table4.md",
         "table4.csv",
-        "success-vs-crafting-time.png",
+        "crafting-time--untargeted.png",
         "pair--digits--convnet--error-min.png",
     } <= set(first)
     md = first["leaderboard.md"].decode()
     assert "sapa-error-min" in md and "52.0" in md and "+20.0" in md
     html = first["leaderboard.html"].decode()
-    assert '<table class="sortable">' in html and "52.0" in html
-    assert "http" not in html and "src=" not in html  # viewable offline: no network resources
+    assert '<table class="board">' in html and "52.0" in html
+    assert "http://" not in html and "https://" not in html  # viewable offline: no network resources
 
 
 def test_json_schema_describes_the_entry():

@@ -38,8 +38,9 @@ def test_smoke_run_records_every_cell_and_writes_the_leaderboard(smoke_run):
         assert r["provenance"]["torch"] and r["provenance"]["device"].startswith("cpu")
         assert (r["poison_sha256"] is None) == (r["attack"] == "clean")
     board = out / "leaderboard"
-    for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.html", "table4.md", "success-vs-crafting-time.png"):
+    for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.html", "table4.md", "runs.json"):
         assert (board / name).is_file()
+    assert list(board.glob("crafting-time--*.png"))  # one per threat model in the suite
     entries = load_entries(board / "entries")
     assert {e["attack"] for e in entries} == {
         "clean",

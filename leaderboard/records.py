@@ -1,0 +1,133 @@
+"""The two records a leaderboard folder keeps beside its entry files, read for the page's header.
+
+- ``runs.json``: every ``sapabench run`` into the folder (when it started, executor and
+  concurrency, wall and device seconds, cells and failures), written by ``benchmark.entries``.
+- ``claims.json``: the verdicts of the last ``sapabench claims`` on the folder (each claim's
+  verdict, the paper's numbers, the measured statistics as one line of text, the p-value and its
+  floor), with the digest of the entries it was checked against (:func:`entries_digest`), so a
+  page rendered from other entries says the verdicts are stale instead of showing them as
+  current.
+
+Both are JSON and validated on load: a field missing or of the wrong type, or a verdict outside
+held/failed/inconclusive/untested, is refused with the file, the field and the command that
+rewrites it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from leaderboard.schema import EntryError
+
+RUNS_FILE = "runs.json"
+CLAIMS_FILE = "claims.json"
+CLAIMS_FORMAT = "sapabench-claims"
+CLAIMS_VERSION = 1
+VERDICTS = ("held", "failed", "inconclusive", "untested")
+NUMBER = (int, float)
+OPTIONAL_NUMBER = (int, float, type(None))
+
+# field -> accepted types, for one run of runs.json and one verdict of claims.json
+RUN_SPEC: dict[str, tuple[type, ...]] = {
+    "started_at": (str,),
+    "wall_s": NUMBER,
+    "device_s": NUMBER,
+    "device": (str,),
+    "cells": (int,),
+    "failed": (int,),
+    "executor": (str,),
+}
+# optional run fields (runs recorded before they existed lack them): field -> accepted types
+RUN_OPTIONAL: dict[str, tuple[type, ...]] = {"concurrency": (int,), "threads_per_task": (int,)}
+VERDICT_SPEC: dict[str, tuple[type, ...]] = {
+    "id": (str,),
+    "kind": (str,),
+    "table": (str,),
+    "verdict": (str,),
+    "paper": (str,),
+    "summary": (str,),
+    "p_value": OPTIONAL_NUMBER,
+    "p_floor": OPTIONAL_NUMBER,
+}
+
+
+def entries_digest(entries: list[dict[str, Any]]) -> str:
+    """One sha256 for a set of entries (of their own content hashes, order-free)."""
+    return hashlib.sha256("\n".join(sorted(e["content_sha256"] for e in entries)).encode()).hexdigest()
+
+
+def _read(path: Path, fix: str) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise EntryError(f"{path}: not readable JSON ({err}); {fix}") from None
+
+
+def _check(
+    obj: Any,
+    spec: dict[str, tuple[type, ...]],
+    where: str,
+    fix: str,
+    optional: dict[str, tuple[type, ...]] | None = None,
+) -> None:
+    if not isinstance(obj, dict):
+        raise EntryError(f"{where} must be a JSON object; {fix}")
+    for key, types in {**spec, **(optional or {})}.items():
+        if key not in obj:
+            if key in spec:
+                raise EntryError(f"{where}: missing field {key!r}; {fix}")
+            continue
+        value = obj[key]
+        if isinstance(value, bool) or not isinstance(value, types):
+            names = " or ".join("null" if t is type(None) else t.__name__ for t in types)
+            raise EntryError(f"{where}: field {key!r} must be {names}, got {type(value).__name__}; {fix}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise EntryError(f"{where}: field {key!r} must be finite; {fix}")
+
+
+def load_runs(path: str | Path) -> dict[str, Any] | None:
+    """``runs.json`` validated, or None when the folder has none (entries rendered on their own)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    fix = "it is written by `sapabench run`; re-run the suite's command (finished cells are kept) to rewrite it"
+    data = _read(path, fix)
+    if not isinstance(data, dict) or not isinstance(data.get("runs"), list):
+        raise EntryError(f"{path}: must be an object with a list 'runs'; {fix}")
+    for i, run in enumerate(data["runs"]):
+        _check(run, RUN_SPEC, f"{path}: runs[{i}]", fix, RUN_OPTIONAL)
+        if min(run["wall_s"], run["device_s"], run["cells"], run["failed"]) < 0 or run["failed"] > run["cells"]:
+            raise EntryError(f"{path}: runs[{i}]: seconds and counts must be >= 0, failed <= cells; {fix}")
+    return data
+
+
+def load_claims_record(path: str | Path) -> dict[str, Any] | None:
+    """``claims.json`` validated, or None when claims were not checked on this folder."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    fix = "re-run `sapabench claims --results RESULTS` to rewrite it, or delete it"
+    data = _read(path, fix)
+    head = {"format": (str,), "version": (int,), "alpha": NUMBER, "entries_sha256": (str,), "test": (str,)}
+    _check(data, {**head, "verdicts": (list,)}, str(path), fix)
+    if data["format"] != CLAIMS_FORMAT or data["version"] != CLAIMS_VERSION:
+        raise EntryError(
+            f"{path}: not a {CLAIMS_FORMAT} v{CLAIMS_VERSION} record (format {data['format']!r} v{data['version']}); {fix}"
+        )
+    if not 0 < data["alpha"] < 1:
+        raise EntryError(f"{path}: alpha must lie in (0, 1); {fix}")
+    for i, v in enumerate(data["verdicts"]):
+        where = f"{path}: verdicts[{i}]"
+        _check(v, VERDICT_SPEC, where, fix)
+        if v["verdict"] not in VERDICTS:
+            raise EntryError(f"{where}: verdict {v['verdict']!r} is not one of {', '.join(VERDICTS)}; {fix}")
+        for key in ("p_value", "p_floor"):
+            if v[key] is not None and not 0 <= v[key] <= 1:
+                raise EntryError(f"{where}: {key} must lie in [0, 1]; {fix}")
+        if v["verdict"] in ("held", "failed") and v["p_value"] is None:
+            raise EntryError(f"{where}: a {v['verdict']} verdict needs its p_value; {fix}")
+    return data

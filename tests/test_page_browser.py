@@ -1,0 +1,129 @@
+"""The leaderboard page in headless Chromium: no console errors, every image loads, columns sort,
+filters hide the rows they should, an entry's detail opens, and the main views fit 1280 px.
+
+Marked ``browser``; skipped only when no Chromium (with its driver) is found. CI installs
+Debian's ``chromium`` and ``chromium-driver`` (``.ci/run``), so these run there."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests._browser import WIDTH, chromium, console_errors
+from tests._pages import write_board
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def browser():
+    driver = chromium()
+    if driver is None:
+        pytest.skip("no Chromium with chromedriver found (Debian: apt-get install chromium chromium-driver)")
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def page(browser, tmp_path):
+    browser.get(write_board(tmp_path).as_uri())
+    console_errors(browser)  # start each test with an empty log
+    return browser
+
+
+def _column(driver, section: str, column: str) -> list[str]:
+    """The visible text of ``column`` in every shown row of the first table of ``section``."""
+    return driver.execute_script(
+        """
+        const table = document.querySelector(`#${arguments[0]} table.board`);
+        const col = Array.from(table.tHead.rows[0].cells).findIndex(th => th.textContent === arguments[1]);
+        return Array.from(table.tBodies).filter(b => !b.hidden).map(b => b.rows[0].cells[col].textContent);
+        """,
+        section,
+        column,
+    )
+
+
+def _click_header(driver, section: str, column: str) -> None:
+    for th in driver.find_elements("css selector", f"#{section} table.board thead th"):
+        if th.text.strip().rstrip("▲▼ ").strip() == column:
+            th.click()
+            return
+    raise AssertionError(f"no column {column!r} in #{section}")
+
+
+def _fits(driver) -> bool:
+    return driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+
+
+def test_the_page_loads_without_console_errors_and_every_image_loads(browser, tmp_path):
+    browser.get(write_board(tmp_path).as_uri())
+    assert console_errors(browser) == []
+    images = browser.execute_script(
+        "return Array.from(document.images).map(i => [i.complete, i.naturalWidth, i.getAttribute('title')])"
+    )
+    assert len(images) == len(list(tmp_path.glob("*.png"))) >= 4
+    assert all(complete and width > 0 for complete, width, _ in images), images
+    assert browser.execute_script("return window.innerWidth") == WIDTH and _fits(browser)
+
+
+def test_clicking_a_header_sorts_the_rows_both_ways(page):
+    before = _column(page, "entries", "craft s")
+    _click_header(page, "entries", "craft s")
+    up = [float(v) for v in _column(page, "entries", "craft s")]
+    assert up == sorted(up) and up != [float(v) for v in before]
+    _click_header(page, "entries", "craft s")
+    down = [float(v) for v in _column(page, "entries", "craft s")]
+    assert down == sorted(up, reverse=True)
+    _click_header(page, "entries", "attack")  # text columns sort as text
+    attacks = _column(page, "entries", "attack")
+    assert attacks == sorted(attacks)
+    assert console_errors(page) == []
+
+
+def test_a_filter_hides_exactly_the_rows_it_should(page):
+    from selenium.webdriver.support.ui import Select
+
+    Select(page.find_element("css selector", 'select[data-filter="recipe"]')).select_by_value("adam")
+    settings = _column(page, "entries", "setting")
+    assert len(settings) == 2 and all(" · adam · " in s for s in settings)
+    assert page.find_element("id", "shown").text == "2 of 9 entries shown"
+    # every view obeys it: the Table-4 view keeps only adam rows, plots of other settings hide
+    assert [s.split(" · ") for s in _column(page, "pairs", "setting")] == [["digits", "adam"]]
+    hidden = page.execute_script(
+        "return Array.from(document.querySelectorAll('figure')).filter(f => f.hidden).map(f => f.dataset.fDataset)"
+    )
+    assert hidden == []  # no plot is per recipe here; dataset plots stay
+    Select(page.find_element("css selector", 'select[data-filter="dataset"]')).select_by_value("cifar10")
+    assert _column(page, "entries", "setting") == []  # no adam entry on cifar10
+    assert page.find_element("css selector", "#entries p.empty").is_displayed()
+    shown_figs = page.execute_script(
+        "return Array.from(document.querySelectorAll('figure')).filter(f => !f.hidden).map(f => f.dataset.fDataset || '')"
+    )
+    assert "digits" not in shown_figs and "cifar10" in shown_figs
+    Select(page.find_element("css selector", 'select[data-filter="recipe"]')).select_by_value("")
+    Select(page.find_element("css selector", 'select[data-filter="dataset"]')).select_by_value("")
+    assert page.find_element("id", "shown").text == "9 of 9 entries shown"
+    assert console_errors(page) == []
+
+
+def test_an_entry_detail_opens_and_closes(page):
+    body = page.find_element("css selector", "#threat-targeted tbody.row")
+    detail = body.find_element("css selector", "tr.detail")
+    assert not detail.is_displayed()
+    body.find_element("css selector", "button.toggle").click()
+    assert detail.is_displayed()
+    text = detail.text
+    assert "craft seed" in text and "victim seed" in text and "adv. margin" in text  # trials with their seeds
+    assert "0" * 64 in text and "timings per phase" in text.lower() and "content sha256" in text
+    assert _fits(page)  # an open detail wraps within the window
+    body.find_element("css selector", "button.toggle").click()
+    assert not detail.is_displayed()
+    assert console_errors(page) == []
+
+
+def test_the_smoke_page_renders_cleanly(browser, smoke_cli):
+    out = smoke_cli[0]
+    browser.get((out / "leaderboard" / "leaderboard.html").as_uri())
+    assert console_errors(browser) == []
+    assert browser.execute_script("return Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+    assert browser.find_element("id", "claims").is_displayed() and _fits(browser)
