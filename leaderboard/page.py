@@ -280,7 +280,8 @@ def _executor(run: dict[str, Any]) -> str:
 
 def claims_view(claims: dict[str, Any] | None, entries: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The verdicts block, or None when claims were not checked; ``stale`` when they were checked
-    against other entries than these."""
+    against other entries than these. Untested claims (no matching results: most of the paper's
+    rows for any one suite) are listed apart, folded."""
     if claims is None:
         return None
     rows = claims["verdicts"]
@@ -289,14 +290,16 @@ def claims_view(claims: dict[str, Any] | None, entries: list[dict[str, Any]]) ->
         "test": claims["test"],
         "stale": claims["entries_sha256"] != entries_digest(entries),
         "counts": [(k, sum(r["verdict"] == k for r in rows)) for k in VERDICTS],
-        "rows": [
-            {
-                **r,
-                "p": "-" if r["p_value"] is None else f"{r['p_value']:.4f}",
-                "floor": "-" if r["p_floor"] is None else f"{r['p_floor']:.4f}",
-            }
-            for r in rows
-        ],
+        "rows": [_verdict_row(r) for r in rows if r["verdict"] != "untested"],
+        "untested": [_verdict_row(r) for r in rows if r["verdict"] == "untested"],
+    }
+
+
+def _verdict_row(r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **r,
+        "p": "-" if r["p_value"] is None else f"{r['p_value']:.4f}",
+        "floor": "-" if r["p_floor"] is None else f"{r['p_floor']:.4f}",
     }
 
 
