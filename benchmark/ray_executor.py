@@ -1,7 +1,8 @@
 """The ``ray`` executor: a run's graph as Ray tasks (the ``sapabench[ray]`` extra).
 
 Every poison set is one craft task; every cell one task that takes its craft task's result (an
-``ObjectRef``) as its argument, so Ray starts a victim as soon as its own poison exists. Tasks
+``ObjectRef``) as its argument, submitted the moment that poison is crafted, ahead of the next
+craft, so a victim starts as soon as its own poison exists. Tasks
 ask for :class:`~benchmark.executor.Resources` (CPUs and torch threads, a GPU share per victim
 and per craft) and are retried ``max_retries`` times when their worker is lost; a task's own
 failures come back as failed records (the task functions never raise), so they are not retried.
@@ -149,17 +150,16 @@ class RayExecutor:
         crafts = iter(graph.parents.items())
 
         def submit_craft() -> None:
-            """The next poison's task, then its cells (queued behind it, ahead of later crafts)."""
+            """The next poison's crafting task, if any is left."""
             for key, item in crafts:
-                ref = crafting.remote(graph.craft, r.cpus_per_task, item)
-                pending[ref] = (CRAFT, key)
-                for child in waiting.get(key, ()):
-                    pending[victims.remote(graph.run, r.cpus_per_task, child, ref)] = (CELL, child)
+                pending[crafting.remote(graph.craft, r.cpus_per_task, item)] = (CRAFT, key)
                 return
 
         # Ray runs ready tasks in submission order: submitting every craft at once would run them
-        # all before any cell. Crafts are submitted as slots free up, so a poison's cells (ready
-        # once it is crafted) go ahead of the crafting that was not yet submitted.
+        # all before any cell. Crafts are submitted as slots free up, and a poison's cells when it
+        # is crafted, before the next craft: they take its (finished) task's result as their
+        # argument and are ready at once, so they go ahead. (Cells submitted together with their
+        # craft would wait on it and race the next craft for the freed slot.)
         for _ in range(self.slots()):
             submit_craft()
         try:
@@ -168,6 +168,8 @@ class RayExecutor:
                 for ref in done:
                     kind, item = pending.pop(ref)
                     if kind == CRAFT:
+                        for child in waiting.get(item, ()):
+                            pending[victims.remote(graph.run, r.cpus_per_task, child, ref)] = (CELL, child)
                         submit_craft()
                     try:
                         result = ray.get(ref)
