@@ -20,7 +20,7 @@ from typing import Any
 from core.names import NO_DEFENSE
 from core.stats import PairedTest
 from core.threats import ADVERSARIAL_MARGIN, NO_THREAT
-from leaderboard.render import Figure, compare, numerics_label, protocol_label
+from leaderboard.render import ALPHA, Figure, compare, numerics_label, protocol_label
 
 COST_COLUMNS = (
     "dataset",
@@ -146,6 +146,9 @@ def cost_view(entries: list[dict[str, Any]]) -> list[dict[str, str]]:
                     "p_sapa_stronger": "-" if p.versus is None else f"{_test(p).p_greater:.4f}",
                     "p_er_stronger": "-" if p.versus is None else f"{_test(p).p_less:.4f}",
                     "pairs": "-" if p.versus is None else f"{p.versus.n} {p.versus.unit}s ({p.versus.design})",
+                    # not CSV columns: for the page (bold where significant, from the p itself)
+                    "sapa_significant": "yes" if p.versus is not None and _test(p).p_greater < ALPHA else "no",
+                    "er_significant": "yes" if p.versus is not None and _test(p).p_less < ALPHA else "no",
                     "entry_id": e["entry_id"],
                 }
             )

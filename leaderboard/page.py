@@ -91,6 +91,16 @@ def _row(
     return Row(cells, tuple(sort_key(c) for c in cells), tuple(sorted(where.items())), detail, marks, cls)
 
 
+def _entry_row(e: dict[str, Any], cells: list[str], marks: list[str]) -> Row:
+    """A row standing for entry ``e``: its filter values and its detail."""
+    return _row(cells, entry_where(e), detail(e), marks)
+
+
+def _sig(flag: str) -> str:
+    """The CSS mark of a p-value cell: bold where the view's row says it is significant."""
+    return "sig" if flag == "yes" else ""
+
+
 def entry_where(e: dict[str, Any]) -> dict[str, str]:
     """The filter values of an entry."""
     s = e["setting"]
@@ -418,9 +428,8 @@ THREAT_TIPS = (
 
 
 def _threat_sections(
-    entries: list[dict[str, Any]], threat_rows: list[dict[str, str]], figures: list[Figure]
+    by_id: dict[str, dict[str, Any]], threat_rows: list[dict[str, str]], figures: list[Figure]
 ) -> list[Section]:
-    by_id = {e["entry_id"]: e for e in entries}
     sections = []
     for threat in THREATS:
         rows = [r for r in threat_rows if r["threat"] == threat]
@@ -450,10 +459,9 @@ def _threat_sections(
                     r["margin_gap"],
                     r["margin_p"],
                 ]
-                sig = "sig" if r["p_value"] != "-" and float(r["p_value"]) < ALPHA else ""
-                msig = "sig" if r["margin_p"] != "-" and float(r["margin_p"]) < ALPHA else ""
+                sig, msig = _sig(r["significant"]), _sig(r["margin_significant"])
                 marks = ["", "", "sapa" if e["sapa"] else "", "", "", "", sig, sig, "", msig, msig]
-                out.append(_row(cells, entry_where(e), detail(e), marks))
+                out.append(_entry_row(e, cells, marks))
             metrics = sorted({_metric_label(by_id[r["entry_id"]]) for r in group})
             caption = " — ".join([f"protocol {protocol}", " · ".join(shared), "; ".join(metrics)])
             tables.append(without_empty(Table(caption, THREAT_COLUMNS, tuple(out), THREAT_TIPS)))
@@ -484,8 +492,7 @@ COST_PAGE = (
 )
 
 
-def _cost_section(entries: list[dict[str, Any]], cost_rows: list[dict[str, str]], figures: list[Figure]) -> Section:
-    by_id = {e["entry_id"]: e for e in entries}
+def _cost_section(by_id: dict[str, dict[str, Any]], cost_rows: list[dict[str, str]], figures: list[Figure]) -> Section:
     tables = []
     for where in sorted({(r["dataset"], r["threat"], r["protocol"]) for r in cost_rows}):
         out = []
@@ -505,9 +512,8 @@ def _cost_section(entries: list[dict[str, Any]], cost_rows: list[dict[str, str]]
                 r["p_er_stronger"],
             ]
             marks = ["sapa" if e["sapa"] else ""] + [""] * 8
-            marks += ["sig" if r["p_sapa_stronger"] != "-" and float(r["p_sapa_stronger"]) < ALPHA else ""]
-            marks += ["sig" if r["p_er_stronger"] != "-" and float(r["p_er_stronger"]) < ALPHA else ""]
-            out.append(_row(cells, entry_where(e), detail(e), marks))
+            marks += [_sig(r["sapa_significant"]), _sig(r["er_significant"])]
+            out.append(_entry_row(e, cells, marks))
         tables.append(Table(f"{where[0]} · {where[1]} · {where[2]}", COST_PAGE, tuple(out)))
     return Section(
         "cost",
@@ -537,8 +543,7 @@ DEFENSE_PAGE = (
 )
 
 
-def _defense_section(entries: list[dict[str, Any]], defense_rows: list[dict[str, str]]) -> Section:
-    by_id = {e["entry_id"]: e for e in entries}
+def _defense_section(by_id: dict[str, dict[str, Any]], defense_rows: list[dict[str, str]]) -> Section:
     tables = []
     for threat in THREATS:
         out = []
@@ -557,7 +562,7 @@ def _defense_section(entries: list[dict[str, Any]], defense_rows: list[dict[str,
                 r["precision"],
                 r["recall"],
             ]
-            out.append(_row(cells, entry_where(e), detail(e), ["", "", "sapa" if e["sapa"] else ""] + [""] * 8))
+            out.append(_entry_row(e, cells, ["", "", "sapa" if e["sapa"] else ""] + [""] * 8))
         if out:
             metric = _metric_label(by_id[next(r for r in defense_rows if r["threat"] == threat)["entry_id"]])
             tables.append(Table(f"{threat} attacks — {metric}", DEFENSE_PAGE, tuple(out)))
@@ -601,7 +606,7 @@ def _entries_section(entries: list[dict[str, Any]]) -> Section:
             f"{e['timings']['craft_s']:.1f}",
             f"{e['timings']['total_s']:.1f}",
         ]
-        rows.append(_row(cells, entry_where(e), detail(e), ["sapa" if e["sapa"] else ""] + [""] * 9))
+        rows.append(_entry_row(e, cells, ["sapa" if e["sapa"] else ""] + [""] * 9))
     return Section(
         "entries",
         "Every entry",
@@ -621,12 +626,13 @@ def render_page(
     claims: dict[str, Any] | None,
 ) -> str:
     """The page's HTML (see the module docstring)."""
+    by_id = {e["entry_id"]: e for e in entries}  # the views' rows name their entries by id
     sections = [_pairs_section(pairs, figures)] if pairs else []
-    sections += _threat_sections(entries, threat_rows, figures)
+    sections += _threat_sections(by_id, threat_rows, figures)
     if cost_rows:
-        sections.append(_cost_section(entries, cost_rows, figures))
+        sections.append(_cost_section(by_id, cost_rows, figures))
     if defense_rows:
-        sections.append(_defense_section(entries, defense_rows))
+        sections.append(_defense_section(by_id, defense_rows))
     sections.append(_entries_section(entries))
     wheres = [entry_where(e) for e in entries]
     filters = [(name, sorted({w[name] for w in wheres})) for name in FILTERS]

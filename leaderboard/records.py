@@ -60,7 +60,11 @@ def entries_digest(entries: list[dict[str, Any]]) -> str:
     return hashlib.sha256("\n".join(sorted(e["content_sha256"] for e in entries)).encode()).hexdigest()
 
 
-def _read(path: Path, fix: str) -> Any:
+def _read(path: str | Path, fix: str) -> Any:
+    """The JSON document at ``path``, or None when there is no such file."""
+    path = Path(path)
+    if not path.is_file():
+        return None
     try:
         return json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -91,11 +95,10 @@ def _check(
 
 def load_runs(path: str | Path) -> dict[str, Any] | None:
     """``runs.json`` validated, or None when the folder has none (entries rendered on their own)."""
-    path = Path(path)
-    if not path.is_file():
-        return None
     fix = "it is written by `sapabench run`; re-run the suite's command (finished cells are kept) to rewrite it"
     data = _read(path, fix)
+    if data is None:
+        return None
     if not isinstance(data, dict) or not isinstance(data.get("runs"), list):
         raise EntryError(f"{path}: must be an object with a list 'runs'; {fix}")
     for i, run in enumerate(data["runs"]):
@@ -107,11 +110,10 @@ def load_runs(path: str | Path) -> dict[str, Any] | None:
 
 def load_claims_record(path: str | Path) -> dict[str, Any] | None:
     """``claims.json`` validated, or None when claims were not checked on this folder."""
-    path = Path(path)
-    if not path.is_file():
-        return None
     fix = "re-run `sapabench claims --results RESULTS` to rewrite it, or delete it"
     data = _read(path, fix)
+    if data is None:
+        return None
     head = {"format": (str,), "version": (int,), "alpha": NUMBER, "entries_sha256": (str,), "test": (str,)}
     _check(data, {**head, "verdicts": (list,)}, str(path), fix)
     if data["format"] != CLAIMS_FORMAT or data["version"] != CLAIMS_VERSION:

@@ -337,6 +337,9 @@ def threat_view(entries: list[dict[str, Any]]) -> list[dict[str, str]]:
                     "pairs": "-" if versus is None else _pairs_label(versus["test"]),
                     "margin_gap": "-" if mv is None else f"{mv['test'].mean_difference:+.2f}",
                     "margin_p": "-" if mv is None else f"{mv['test'].p_greater:.3f}",
+                    # not CSV columns: for the page (bold where significant, from the p itself)
+                    "significant": "yes" if versus is not None and versus["significant"] else "no",
+                    "margin_significant": "yes" if mv is not None and mv["test"].p_greater < ALPHA else "no",
                     "entry_id": e["entry_id"],
                 }
             )
