@@ -318,8 +318,8 @@ def _figure(f: Figure) -> dict[str, Any]:
     return {"src": f"data:image/png;base64,{data}", "caption": f.caption, "where": f.where, "name": f.path.name}
 
 
-PAIR_COLUMNS = ("setting", "attack", "baseline", "SAPA", "gap", "p", "pairs", "margin", "margin gap", "margin p")
-PAIR_TIPS = (
+PAIR_PAGE = ("setting", "attack", "baseline", "SAPA", "gap", "p", "pairs", "margin", "margin gap", "margin p")
+PAIR_PAGE_TIPS = (
     "what differs between the rows (what they share is in the caption): dataset · victim architecture · recipe · "
     "protocol · numerics (+ defense)",
     "the baseline attack; SAPA = its sharpness-aware version",
@@ -371,7 +371,7 @@ def _pairs_section(pairs: list[dict[str, Any]], figures: list[Figure]) -> Sectio
         "SAPA stronger (for accuracy metrics, ↓, the baseline's accuracy minus SAPA's); p: one-sided exact sign-flip "
         f"permutation test paired over craft seeds, bold when below alpha = {ALPHA}; its floor is 2^-pairs. Known-init "
         "rows are a white-box upper bound.",
-        (without_empty(Table(" · ".join(shared), PAIR_COLUMNS, tuple(rows), PAIR_TIPS)),),
+        (without_empty(Table(" · ".join(shared), PAIR_PAGE, tuple(rows), PAIR_PAGE_TIPS)),),
         tuple(_figure(f) for f in figures if f.view == "pairs"),
     )
 
@@ -398,7 +398,7 @@ def without_empty(table: Table) -> Table:
     return Table(table.caption, pick(table.columns), rows, pick(table.tips) if table.tips else ())
 
 
-THREAT_COLUMNS = (
+THREAT_PAGE = (
     "setting",
     "rank",
     "attack",
@@ -411,7 +411,7 @@ THREAT_COLUMNS = (
     "margin gap",
     "margin p",
 )
-THREAT_TIPS = (
+THREAT_PAGE_TIPS = (
     "what differs between the rows (what they share is in the caption): dataset · victim architecture · recipe · "
     "numerics · attack eps, budget and preset",
     "1 = strongest in its setting (targeted ties of success broken by the adversarial margin)",
@@ -464,7 +464,7 @@ def _threat_sections(
                 out.append(_entry_row(e, cells, marks))
             metrics = sorted({_metric_label(by_id[r["entry_id"]]) for r in group})
             caption = " — ".join([f"protocol {protocol}", " · ".join(shared), "; ".join(metrics)])
-            tables.append(without_empty(Table(caption, THREAT_COLUMNS, tuple(out), THREAT_TIPS)))
+            tables.append(without_empty(Table(caption, THREAT_PAGE, tuple(out), THREAT_PAGE_TIPS)))
         sections.append(
             Section(
                 f"threat-{threat}",
