@@ -378,6 +378,9 @@ def _run_trial(trial: Trial) -> TrialRecord:
             torch.cuda.reset_peak_memory_stats(device)
         start = start_of(trial, poison, dataset, device)
         result, stats = _train(trial, dataset, poison if trial.train_on_poison else None, start, device)
+        prov = {**prov, "train_step": result.timing.step}  # how its steps ran (victims.train.STEPS)
+        if result.timing.fallback is not None:
+            prov["train_step_fallback"] = result.timing.fallback
         t0 = time.perf_counter()
         if poison is None:  # the clean accuracy train_victim measured on the (shared) test set is the metric
             threat, metric_name, metric, diagnostics = NO_THREAT, CLEAN_ACCURACY, result.clean_accuracy, {}

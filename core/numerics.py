@@ -68,12 +68,13 @@ class Numerics:
         return x
 
     @contextlib.contextmanager
-    def autocast(self, device: torch.device) -> Iterator[None]:
-        """The block's forward passes in this precision (fp32: unchanged)."""
+    def autocast(self, device: torch.device, cache: bool = True) -> Iterator[None]:
+        """The block's forward passes in this precision (fp32: unchanged). ``cache=False``
+        re-casts the weights at every use (the same values; what a captured CUDA graph needs)."""
         if self.precision == "fp32":
             yield
             return
-        with torch.autocast(device.type, dtype=torch.bfloat16):
+        with torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache):
             yield
 
 

@@ -25,7 +25,8 @@ def worst_case_direction(grads: Sequence[Tensor | None], rho: float) -> list[Ten
     if not present:
         return [None for _ in grads]
     norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.detach(), 2) for g in present]), 2)
-    scale = rho / norm if float(norm) > 0 else torch.zeros_like(norm)
+    # No host synchronisation (a captured CUDA graph holds this): a zero norm selects zero.
+    scale = torch.where(norm > 0, rho / norm, torch.zeros_like(norm))
     return [None if g is None else g.detach() * scale for g in grads]
 
 

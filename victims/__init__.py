@@ -2,28 +2,31 @@
 
 Public surface: ``ARCHS`` and ``build_model`` (architectures), ``RECIPES`` and :class:`Recipe`
 (how a victim is trained), :func:`train_victim` / :class:`Trainer` (training one victim, with an
-optional :data:`GradientTransform` hook for training-level defenses), and the evaluation
+optional :data:`GradientTransform` hook for training-level defenses), :func:`train_packed`
+(several victims at once on one GPU), and the evaluation
 helpers :func:`accuracy` / :func:`predict`.
 """
 
 from victims.archs import ARCHS, Victim, build_model
 from victims.recipes import RECIPES, AdversarialConfig, Recipe, TrainConfig
-from victims.sam import SAM
 from victims.train import (
+    STEPS,
     EpochStats,
     GradientTransform,
     Trainer,
     TrainResult,
     TrainTiming,
+    VictimSpec,
     accuracy,
     predict,
+    train_packed,
     train_victim,
 )
 
 __all__ = [
     "ARCHS",
     "RECIPES",
-    "SAM",
+    "STEPS",
     "AdversarialConfig",
     "EpochStats",
     "GradientTransform",
@@ -33,8 +36,10 @@ __all__ = [
     "TrainTiming",
     "Trainer",
     "Victim",
+    "VictimSpec",
     "accuracy",
     "build_model",
     "predict",
+    "train_packed",
     "train_victim",
 ]

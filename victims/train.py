@@ -9,8 +9,10 @@ accuracy. Everything runs on whole tensors already on the training device.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -21,11 +23,13 @@ from core.datasets import ImageDataset, PoisonLike, load_dataset
 from core.errors import ConfigError
 from core.numerics import FP32, Numerics
 from core.runtime import check_seed, resolve_device, seeded
+from core.sharpness import perturbed_weights, worst_case_direction
+from victims._graph import CapturedStep
 from victims.archs import Victim, build_model
-from victims.augment import MixUp, cutout, flip_crop, mixup_loss, pgd_linf
+from victims.augment import IDX, Augmentation, augment_batch, batch_sizes, draw_epoch, mix_batch, mixup_loss, pgd_linf
+from victims.optim import AdamUpdate, SGDUpdate, Update
 from victims.protocols import SCRATCH, Protocol, extractor_eval, freeze_extractor, get_protocol, load_start
 from victims.recipes import RECIPES, Recipe
-from victims.sam import SAM
 from victims.schedules import lr_multiplier
 
 GradientTransform = Callable[[Sequence[nn.Parameter]], None]
@@ -47,12 +51,16 @@ class EpochStats:
 
 @dataclass(frozen=True)
 class TrainTiming:
-    """Wall-clock figures of one training run (evaluation excluded)."""
+    """Wall-clock figures of one training run (evaluation excluded); in a pack of victims,
+    this victim's share of the pack's seconds."""
 
     total_s: float
     epoch_s: tuple[float, ...]
     images_per_s: float
     device: str
+    step: str = "eager"  # how the steps ran (STEPS); eager after a fallback
+    packed: int = 1  # victims trained together (the seconds are this victim's share)
+    fallback: str | None = None  # why a graph step fell back to eager
 
     @property
     def mean_epoch_s(self) -> float:
@@ -87,33 +95,56 @@ def accuracy(model: nn.Module, x: Tensor, y: Tensor) -> float:
     return float((predict(model, x) == y).float().mean())
 
 
-def _optimizer(recipe: Recipe, model: nn.Module) -> torch.optim.Optimizer:
+def _update(recipe: Recipe, params: list[nn.Parameter]) -> Update:
     cfg = recipe.train
-    params = [p for p in model.parameters() if p.requires_grad]
-    base: type[torch.optim.Optimizer]
     if cfg.optimizer == "adam":
-        base, kw = torch.optim.Adam, dict(lr=cfg.lr, weight_decay=cfg.weight_decay)
-    else:
-        base, kw = torch.optim.SGD, dict(lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    if recipe.sam_rho is not None:
-        return SAM(params, base, rho=recipe.sam_rho, **kw)
-    return base(params, **kw)
+        return AdamUpdate(params, cfg.weight_decay)
+    return SGDUpdate(params, cfg.momentum, cfg.weight_decay)
+
+
+def _derived_seed(seed: int, purpose: str) -> int:
+    """A seed for one of a victim's private generators, apart from its other streams."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{purpose}".encode()).digest()[:8], "little") >> 1
+
+
+STEPS = ("eager", "graph")
+"""How a training step runs: ``eager`` (op by op, on any device) or ``graph`` (captured once as a
+CUDA graph and replayed, :mod:`victims._graph`; CUDA only). Both run the same step function on
+the same draws; ``auto`` resolves with :func:`resolve_step`."""
+
+
+def resolve_step(step: str, device: torch.device) -> str:
+    """``auto``: ``graph`` on CUDA (measured: README, "Training on a GPU"), ``eager`` elsewhere."""
+    if step == "auto":
+        return "graph" if device.type == "cuda" else "eager"
+    if step not in STEPS:
+        raise ConfigError(f"invalid train step {step!r}: choose auto, {' or '.join(STEPS)} (set --train-step)")
+    if step == "graph" and device.type != "cuda":
+        raise ConfigError(
+            f"train step 'graph' captures CUDA graphs and needs a CUDA device, not {device.type} (set --train-step eager or auto)"
+        )
+    return step
 
 
 class Trainer:
     """One victim being trained: the model, its optimiser and schedule, and the (poisoned)
-    training tensors. :func:`train_victim` drives it; attacks that retrain a surrogate and the
-    epoch benchmark use it directly.
+    training tensors. :func:`train_victim` drives it; attacks that retrain a surrogate, packed
+    training (:func:`train_packed`) and the epoch benchmarks use it directly.
 
-    Randomness (augmentation, PGD starts) comes from torch's global generator, which the
-    caller seeds; batch order comes from a private generator seeded with ``seed``.
+    Randomness comes from the victim's own generators, all seeded from ``seed``: the batch order
+    from a CPU generator seeded with ``seed`` (the same order on every device), the epoch's
+    augmentation draws (PGD starts included) from a generator on the device.
+    Model initialisation draws from torch's global generator, which the caller seeds. So two
+    trainers never share a random stream, which is what lets victims train packed.
     ``grad_transform`` (see :data:`GradientTransform`) is how a training-level defense changes
     the gradients without the recipe knowing about it. ``numerics`` is the precision and memory
-    format of the arithmetic (:class:`core.numerics.Numerics`; plain fp32 by default): the model's
-    weights and every batch take its memory format, and every forward pass (PGD's included) runs
-    under its autocast. ``protocol`` (:mod:`victims.protocols`) says what the model starts from
-    (``start``: the pretrained or attacker-initial weights, required by every protocol but
-    ``scratch``) and which weights it trains.
+    format of the arithmetic (:class:`core.numerics.Numerics`; plain fp32 by default): the
+    model's weights and every batch take its memory format, and every forward pass (PGD's
+    included) runs under its autocast. ``protocol`` (:mod:`victims.protocols`) says what the
+    model starts from (``start``: the pretrained or attacker-initial weights, required by every
+    protocol but ``scratch``) and which weights it trains. ``step`` is how each training step
+    runs (:data:`STEPS`); a step that cannot be captured (a third-party gradient transform that
+    reads a value on the host, say) falls back to ``eager`` and says why in :attr:`fallback`.
     """
 
     def __init__(
@@ -128,7 +159,10 @@ class Trainer:
         numerics: Numerics = FP32,
         protocol: Protocol | None = None,
         start: dict[str, Tensor] | None = None,
+        step: str = "eager",
     ) -> None:
+        self.step_mode = resolve_step(step, device)
+        self.fallback: str | None = None
         ds = dataset.to(device)
         epochs = recipe.train.epochs or ds.default_epochs
         batch_size = recipe.train.batch_size or ds.default_batch_size
@@ -150,15 +184,23 @@ class Trainer:
             freeze_extractor(model)
         self.model = numerics.model(model.to(device))
         self._mode()
-        self._shuffle = torch.Generator().manual_seed(seed)
-        self._augment = flip_crop(ds.img_size, ds.flip_invariant) if self.recipe.train.augment else None
-        self._erase = cutout(ds.img_size, self.recipe.cutout_size) if self.recipe.cutout else None
-        self._mix = MixUp() if self.recipe.mixup else None
+        r = self.recipe
+        self.augmentation = Augmentation.of(
+            ds.img_size, r.train.augment, ds.flip_invariant, r.cutout_size, r.cutout, r.mixup
+        )
         self._grad_transform = grad_transform
-        self.optimizer = _optimizer(self.recipe, self.model)
-        steps_per_epoch = len(self._batches(torch.Generator().manual_seed(0), torch.device("cpu")))
-        factor = lr_multiplier(self.recipe.train.schedule, epochs, steps_per_epoch)
-        self._scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, factor)
+        self._params = [p for p in self.model.parameters() if p.requires_grad]
+        self._update = _update(self.recipe, self._params)
+        self._lr = torch.zeros((), device=device)
+        self._loss_sum = torch.zeros((), device=device)
+        self._order = torch.Generator().manual_seed(seed)
+        self._draws = torch.Generator(device).manual_seed(_derived_seed(seed, "augment"))
+        self._no_noise = torch.zeros(0, device=device)
+        self._sizes = batch_sizes(len(self.train_x), batch_size)
+        self._factor = lr_multiplier(r.train.schedule, epochs, len(self._sizes))
+        self._steps_done = 0
+        self._captured: dict[int, CapturedStep] = {}
+        self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
         self.epoch = 0
 
     def _mode(self) -> None:
@@ -167,81 +209,144 @@ class Trainer:
         if self.protocol.trains == "head":
             extractor_eval(self.model)
 
-    def _batches(self, generator: torch.Generator, device: torch.device) -> list[Tensor]:
-        order = torch.randperm(len(self.train_x), generator=generator).to(device)
-        chunks = list(order.split(self.recipe.train.batch_size or 1))
-        if len(chunks) > 1 and len(chunks[-1]) < 2:  # BatchNorm cannot train on a batch of one
-            chunks.pop()
-        return chunks
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self._sizes)
 
-    def _inputs(self, x: Tensor, y: Tensor) -> Tensor:
-        """The batch as the model sees it: cropped (and flipped), cut out, or adversarial."""
-        if self._augment is not None:
-            x = self._augment(x)
-        if self._erase is not None:
-            x = self._erase(x)
+    # ------------------------------------------------------------------ the step (tensors only)
+
+    def _gradients(self, loss_fn: Callable[[], Tensor]) -> tuple[Tensor, list[Tensor]]:
+        """The loss and its gradients, rewritten by the gradient transform (as ``p.grad``)."""
+        loss = loss_fn()
+        grads = list(torch.autograd.grad(loss, self._params))
+        if self._grad_transform is not None:
+            for p, g in zip(self._params, grads, strict=True):
+                p.grad = g
+            self._grad_transform(list(self.model.parameters()))
+            grads = [p.grad for p in self._params]  # type: ignore[misc]
+            for p in self._params:
+                p.grad = None
+        return loss.detach(), grads
+
+    def _step(self, ints: Tensor, lam: Tensor, noise: Tensor) -> None:
+        """One training step on the batch of ``ints``: augment, (PGD from ``noise``), loss,
+        gradients, update.
+
+        Reads and writes only tensors that exist before the first step, never a value on the
+        host, so the same function runs eagerly and inside a captured CUDA graph.
+        """
+        self._mode()  # adversarial examples restore plain train mode after their eval-mode PGD
+        y = self.train_y[ints[:, IDX]]
+        x = augment_batch(self.train_x[ints[:, IDX]], ints, self.augmentation)
         x = self.numerics.inputs(x)
         adversarial = self.recipe.adversarial
+        cache = self.step_mode == "eager"  # autocast's weight cache cannot live in a graph
         if adversarial is not None:
-            with self.numerics.autocast(self.device):
-                x = pgd_linf(self.model, x, y, adversarial.eps, adversarial.step, adversarial.steps)
-        return x
-
-    def _loss(self, x: Tensor, y: Tensor) -> Callable[[], Tensor]:
-        """The batch's training loss as a function of the current weights (SAM evaluates it twice)."""
+            with self.numerics.autocast(self.device, cache=cache):
+                x = pgd_linf(self.model, x, y, adversarial.eps, adversarial.step, adversarial.steps, noise)
         criterion: Callable[[Tensor], Tensor]
-        if self._mix is not None:
-            x, y_a, y_b, lam = self._mix(x, y)
-            criterion = partial(mixup_loss, y_a=y_a, y_b=y_b, lam=lam)
+        if self.recipe.mixup:
+            x, y_a, y_b, weight = mix_batch(x, y, ints, lam)
+            criterion = partial(mixup_loss, y_a=y_a, y_b=y_b, lam=weight.to(x.dtype))
         else:
             criterion = partial(nn.functional.cross_entropy, target=y)
         x, model = self.numerics.inputs(x), self.model
 
-        def loss() -> Tensor:
-            with self.numerics.autocast(self.device):
+        def loss_fn() -> Tensor:
+            with self.numerics.autocast(self.device, cache=cache):
                 return criterion(model(x))
 
-        return loss
+        loss, grads = self._gradients(loss_fn)
+        if self.recipe.sam_rho is not None:
+            # SAM (Foret et al.): the gradient at w + rho g/||g|| (one global norm), applied at w.
+            with perturbed_weights(self._params, worst_case_direction(grads, self.recipe.sam_rho)):
+                _, grads = self._gradients(loss_fn)
+        self._update(grads, self._lr)
+        self._loss_sum.add_(loss.float() * len(ints))
 
-    def _optimise(self, loss_fn: Callable[[], Tensor]) -> Tensor:
-        """One optimiser step on ``loss_fn`` (two passes for SAM); returns the loss."""
-        opt = self.optimizer
+    # ------------------------------------------------------------------------------ epochs
 
-        def closure() -> Tensor:
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn()
-            loss.backward()
-            if self._grad_transform is not None:
-                self._grad_transform(list(self.model.parameters()))
-            return loss
+    def _noise(self, size: int) -> Tensor:
+        """The batch's PGD random start (uniform in [-1, 1]), drawn outside the step."""
+        if self.recipe.adversarial is None:
+            return self._no_noise
+        shape = (size, *self.train_x.shape[1:])
+        return torch.rand(shape, generator=self._draws, device=self.device) * 2 - 1
 
-        if isinstance(opt, SAM):
-            return opt.step(closure)
-        loss = closure()
-        opt.step()
-        return loss
+    def _run_step(self, ints: Tensor, lam: Tensor) -> None:
+        noise = self._noise(len(ints))
+        if self.step_mode == "eager":
+            self._step(ints, lam, noise)
+            return
+        captured = self._captured.get(len(ints))
+        if captured is None:
+            captured = self._captured[len(ints)] = CapturedStep(self._step, self.stream)  # type: ignore[arg-type]
+        try:
+            captured(ints, lam, noise)
+        except Exception as err:  # capture failed (a host read in the step): eager from now on
+            if captured.captured:
+                raise
+            self.step_mode, self.fallback = "eager", f"{type(err).__name__}: {err}".splitlines()[0]
+            self._captured.clear()
+            self._step(ints, lam, noise)
 
-    def _step(self, x: Tensor, y: Tensor) -> Tensor:
-        self._mode()  # adversarial examples restore plain train mode after their eval-mode PGD
-        loss = self._optimise(self._loss(self._inputs(x, y), y))
-        self._scheduler.step()
-        return loss.detach()
+    def epoch_steps(self) -> Iterator[int]:
+        """Train one epoch step by step (yields the number of images of each step), on the
+        trainer's own CUDA stream. :meth:`run_epoch` and :func:`train_packed` drive it."""
+        with _on(self.stream):
+            order = torch.randperm(len(self.train_x), generator=self._order)
+            draws = draw_epoch(order, self.recipe.train.batch_size or 1, self.augmentation, self._draws, self.device)
+            self._loss_sum.zero_()
+        start = 0
+        for size in self._sizes:
+            with _on(self.stream):
+                self._lr.fill_(self.recipe.train.lr * self._factor(self._steps_done))
+                self._run_step(draws.ints[start : start + size], draws.lam[start : start + size])
+            self._steps_done += 1
+            start += size
+            yield size
+        self.epoch += 1
+
+    def epoch_loss(self, images: int) -> float:
+        """The mean training loss of the epoch just run (waits for the device)."""
+        with _on(self.stream):
+            return float(self._loss_sum) / max(1, images)
 
     def run_epoch(self) -> tuple[EpochStats, int]:
         """Train one epoch; returns its stats and the number of images processed."""
         t0 = time.perf_counter()
-        lr = self.optimizer.param_groups[0]["lr"]
-        total = torch.zeros((), device=self.device)
-        count = 0
-        for idx in self._batches(self._shuffle, self.device):
-            total += self._step(self.train_x[idx], self.train_y[idx]) * len(idx)
-            count += len(idx)
-        loss = float(total) / max(1, count)  # float() waits for the device
+        lr = self.recipe.train.lr * self._factor(self._steps_done)
+        count = sum(self.epoch_steps())
+        loss = self.epoch_loss(count)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        self.epoch += 1
         stats = EpochStats(self.epoch, self.recipe.train.epochs or 0, loss, lr, time.perf_counter() - t0)
         return stats, count
+
+
+@contextlib.contextmanager
+def _on(stream: torch.cuda.Stream | None) -> Iterator[None]:
+    if stream is None:
+        yield
+        return
+    with torch.cuda.stream(stream):
+        yield
+
+
+@dataclass(frozen=True)
+class VictimSpec:
+    """One victim to train: everything :func:`train_victim` takes but the device and the
+    progress callback (see there for each field)."""
+
+    arch: str
+    recipe: str | Recipe
+    dataset: str | ImageDataset
+    poison: PoisonLike | None = None
+    seed: int = 0
+    grad_transform: GradientTransform | None = None
+    numerics: Numerics = FP32
+    protocol: str | Protocol = SCRATCH
+    start: dict[str, Tensor] | None = None
 
 
 def train_victim(
@@ -257,6 +362,7 @@ def train_victim(
     numerics: Numerics = FP32,
     protocol: str | Protocol = SCRATCH,
     start: dict[str, Tensor] | None = None,
+    step: str = "auto",
 ) -> TrainResult:
     """Train a fresh ``arch`` victim with ``recipe`` on ``dataset`` (+ ``poison``) and test it.
 
@@ -266,7 +372,7 @@ def train_victim(
         dataset: dataset name (defaults) or an :class:`ImageDataset`.
         poison: a poison set applied as indices + perturbations on the clean training tensors.
         seed: seeds initialisation, batch order and augmentation; the same seed gives the same
-            accuracy on CPU. The caller's global RNG state is left untouched.
+            accuracy on the same platform. The caller's global RNG state is left untouched.
         device: ``auto``, ``cpu`` or ``cuda``.
         progress: called after every epoch with its :class:`EpochStats`.
         grad_transform: rewrites the gradients before every optimiser step (a training-level
@@ -276,6 +382,8 @@ def train_victim(
         protocol: the victim protocol (``sapabench list protocols``; default ``scratch``).
         start: the weights the protocol starts from (:mod:`victims.pretrained`), for every
             protocol but ``scratch``.
+        step: ``auto`` (a captured CUDA graph on a GPU, eager elsewhere), ``eager`` or
+            ``graph`` (:data:`STEPS`).
 
     Returns:
         The trained model (eval mode) with its clean test accuracy and timing.
@@ -284,29 +392,97 @@ def train_victim(
         >>> res = train_victim("convnet", "sgd", "digits", seed=0)   # doctest: +SKIP
         >>> res.clean_accuracy, res.timing.total_s                   # doctest: +SKIP
     """
-    check_seed(seed)
-    dev = resolve_device(device)
-    ds = load_dataset(dataset) if isinstance(dataset, str) else dataset
-    rec = RECIPES.create(recipe) if isinstance(recipe, str) else recipe
+    spec = VictimSpec(arch, recipe, dataset, poison, seed, grad_transform, numerics, protocol, start)
+    return train_packed([spec], device=device, progress=progress, step=step)[0]
 
-    with seeded(seed, dev):
-        proto = get_protocol(protocol) if isinstance(protocol, str) else protocol
-        trainer = Trainer(arch, rec, ds, poison, seed, dev, grad_transform, numerics, proto, start)
-        losses: list[float] = []
-        epoch_s: list[float] = []
-        seen = 0
-        for _ in range(trainer.recipe.train.epochs or 0):
-            stats, count = trainer.run_epoch()
-            seen += count
-            losses.append(stats.loss)
-            epoch_s.append(stats.epoch_s)
-            if progress is not None:
-                progress(stats)
+
+def train_packed(
+    specs: Sequence[VictimSpec],
+    *,
+    device: str | torch.device = "auto",
+    progress: Callable[[EpochStats], None] | None = None,
+    step: str = "auto",
+) -> list[TrainResult]:
+    """Train several victims at once on one device, each exactly as :func:`train_victim` would
+    alone (its own generators, weights and optimiser; the same numbers for the same seed).
+
+    The victims advance one step each in turn; on a GPU each has its own CUDA stream, so their
+    (captured) steps overlap and small models fill the device. A pack's training time is shared:
+    each victim's ``timing`` reports the pack's seconds divided by the number of victims (its
+    ``packed`` field says how many trained together), so throughput sums over the pack. Victims
+    with a gradient transform train alone (a transform may draw from torch's global generator,
+    which packed victims would share). ``progress`` gets the first victim's epochs.
+    """
+    if not specs:
+        return []
+    if len(specs) > 1 and any(s.grad_transform is not None for s in specs):
+        raise ConfigError("victims with a gradient transform (a training-level defense) train alone, not packed")
+    dev = resolve_device(device)
+    trainers: list[Trainer] = []
+    for spec in specs:
+        check_seed(spec.seed)
+        ds = load_dataset(spec.dataset) if isinstance(spec.dataset, str) else spec.dataset
+        rec = RECIPES.create(spec.recipe) if isinstance(spec.recipe, str) else spec.recipe
+        proto = get_protocol(spec.protocol) if isinstance(spec.protocol, str) else spec.protocol
+        with seeded(spec.seed, dev):  # the model's initialisation
+            trainers.append(
+                Trainer(
+                    spec.arch,
+                    rec,
+                    ds,
+                    spec.poison,
+                    spec.seed,
+                    dev,
+                    spec.grad_transform,
+                    spec.numerics,
+                    proto,
+                    spec.start,
+                    step,
+                )
+            )
+    n = len(trainers)
+    losses: list[list[float]] = [[] for _ in trainers]
+    seen = [0] * n
+    epoch_s: list[float] = []
+    with seeded(specs[0].seed, dev):  # what a gradient transform of a lone victim draws
+        for epoch in range(max(t.recipe.train.epochs or 0 for t in trainers)):
+            t0 = time.perf_counter()
+            active = [i for i, t in enumerate(trainers) if epoch < (t.recipe.train.epochs or 0)]
+            lr = trainers[0].recipe.train.lr * trainers[0]._factor(trainers[0]._steps_done)
+            counts = run_pack([trainers[i] for i in active])
+            for i, count in zip(active, counts, strict=True):
+                seen[i] += count
+                losses[i].append(trainers[i].epoch_loss(count))
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            epoch_s.append((time.perf_counter() - t0) / len(active))
+            if progress is not None and 0 in active:
+                progress(EpochStats(epoch + 1, trainers[0].recipe.train.epochs or 0, losses[0][-1], lr, epoch_s[-1]))
+    results = []
+    for i, (spec, trainer) in enumerate(zip(specs, trainers, strict=True)):
         model = trainer.model.eval()
         t0 = time.perf_counter()
         acc = accuracy(model, trainer.dataset.test_x, trainer.dataset.test_y)
         eval_s = time.perf_counter() - t0
+        own = tuple(epoch_s[: trainer.recipe.train.epochs or 0])
+        train_s = sum(own)
+        timing = TrainTiming(
+            train_s, own, seen[i] / train_s if train_s > 0 else 0.0, str(dev), trainer.step_mode, n, trainer.fallback
+        )
+        results.append(TrainResult(model, acc, timing, tuple(losses[i]), trainer.recipe, spec.seed, eval_s))
+    return results
 
-    train_s = sum(epoch_s)
-    timing = TrainTiming(train_s, tuple(epoch_s), seen / train_s if train_s > 0 else 0.0, str(dev))
-    return TrainResult(model, acc, timing, tuple(losses), trainer.recipe, seed, eval_s)
+
+def run_pack(trainers: Sequence[Trainer]) -> list[int]:
+    """One epoch of every trainer, one step of each in turn; the images each saw."""
+    steps = [t.epoch_steps() for t in trainers]
+    counts = [0] * len(trainers)
+    live = list(range(len(trainers)))
+    while live:
+        for i in list(live):
+            size = next(steps[i], None)
+            if size is None:
+                live.remove(i)
+            else:
+                counts[i] += size
+    return counts
