@@ -41,7 +41,7 @@ from leaderboard.schema import json_schema
 from victims.archs import ARCHS
 from victims.protocols import NO_PRETRAINED, PRETRAINED_SOURCES, PROTOCOLS, SCRATCH, get_protocol
 from victims.recipes import RECIPES, Recipe
-from victims.train import EpochStats, train_victim
+from victims.train import STEPS, EpochStats, train_victim
 
 EXIT_USAGE = 2
 
@@ -178,6 +178,14 @@ def _add_numerics_options(p: argparse.ArgumentParser, default: str | None) -> No
         help=f"victims' weights and batches: contiguous (NCHW), channels_last (NHWC) or auto (default: {where})",
     )
 
+    g.add_argument(
+        "--train-step",
+        choices=("auto", *STEPS),
+        default="auto",
+        help="how each training step runs: eager, graph (captured once as a CUDA graph and replayed; CUDA only) "
+        "or auto = graph on CUDA, eager elsewhere (default auto)",
+    )
+
 
 def _numerics(args: argparse.Namespace, device: torch.device) -> Numerics:
     return resolve_numerics(args.precision, args.memory_format, device)
@@ -222,7 +230,13 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         "pip install 'sapabench[ray]') or auto (default: processes on a 2-core CPU, local otherwise; measured, "
         "see README)",
     )
-    p.add_argument("--workers", type=int, help="processes for --executor processes (default: cores)")
+    p.add_argument("--workers", type=int, help="processes for --executor processes (default: cores; on CUDA 4 per GPU)")
+    p.add_argument(
+        "--pack",
+        type=int,
+        help="victims trained together per task, same poison and setting, each on its own CUDA stream "
+        "(default: 4 on CUDA, 1 elsewhere; a pack that runs out of GPU memory is split in halves)",
+    )
     ray = p.add_argument_group("--executor ray (flags override the suite's [resources])")
     ray.add_argument("--address", help="an existing Ray cluster's address (default: start a local one)")
     ray.add_argument("--cpus-per-task", type=int, help="CPU cores and torch threads per task (default 1)")
@@ -334,6 +348,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                 numerics,
                 args.protocol,
                 pretrained,
+                train_step=args.train_step,
             )
             record = run_trial(trial)
             if record.status != DONE:
@@ -435,6 +450,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         numerics=numerics,
         protocol=args.protocol,
         start=start,
+        step=args.train_step,
     )
     t = result.timing
     if args.json:
@@ -452,6 +468,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             "device": t.device,
             "precision": numerics.precision,
             "memory_format": numerics.memory_format,
+            "train_step": t.step,
+            "train_step_fallback": t.fallback,
             "protocol": args.protocol,
             "pretrained": pretrained,
         }
@@ -462,7 +480,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         )
         print(
             f"time: {t.total_s:.1f} s training ({t.mean_epoch_s:.2f} s/epoch over {len(t.epoch_s)} epochs, "
-            f"{t.images_per_s:.0f} images/s) + {result.eval_s:.2f} s evaluation on {t.device}, {numerics.label}"
+            f"{t.images_per_s:.0f} images/s) + {result.eval_s:.2f} s evaluation on {t.device}, {numerics.label}, "
+            f"{t.step} steps" + (f" (graph capture failed: {t.fallback})" if t.fallback else "")
         )
     return 0
 
@@ -501,6 +520,8 @@ def _run_and_show(suite: Suite, out: Path, args: argparse.Namespace) -> RunRepor
             executor=executor,
             progress=not args.quiet,
             deterministic=args.deterministic,
+            pack=args.pack,
+            train_step=args.train_step,
         )
     finally:
         executor.close()

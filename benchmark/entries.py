@@ -9,7 +9,7 @@ to cells (:func:`entry_cells`); ``leaderboard`` validates and renders entry file
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +110,11 @@ def _device_of(record: TrialRecord) -> str:
     return record.device or (record.provenance or {}).get("device") or "unknown"
 
 
+def _step_of(record: TrialRecord) -> str:
+    """How the record's training steps ran (rows from before steps were recorded: eager)."""
+    return (record.provenance or {}).get("train_step") or "eager"
+
+
 def _timings(trials: list[StoredTrial], craft_devices: list[str]) -> dict[str, Any]:
     """Crafting and training seconds: totals over the entry's poisons and victims, and the
     per-victim averages per device (never averaged across devices: with more than one device,
@@ -124,6 +129,7 @@ def _timings(trials: list[StoredTrial], craft_devices: list[str]) -> dict[str, A
         name: {
             "trials": len(rs),
             "hosts": sorted({r.host for r in rs if r.host}),
+            "train_steps": dict(sorted(Counter(_step_of(r) for r in rs).items())),
             "train_s_mean": sum(r.train_s for r in rs) / len(rs),  # type: ignore[misc]
             "eval_s_mean": sum(r.eval_s for r in rs) / len(rs),  # type: ignore[misc]
             "images_per_s": sum(r.images_per_s for r in rs) / len(rs),  # type: ignore[misc]

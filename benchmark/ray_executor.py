@@ -140,13 +140,21 @@ class RayExecutor:
         crafting = task.options(
             num_cpus=r.cpus_per_task, num_gpus=r.craft_gpus, max_retries=r.max_retries, retry_exceptions=False
         )
-        victims = task.options(
-            num_cpus=r.cpus_per_task, num_gpus=r.gpus_per_victim, max_retries=r.max_retries, retry_exceptions=False
-        )
+
+        def victims(child: Any) -> Any:
+            """A cell task asking for its victims' GPU share (a pack of k: k shares, at most one GPU)."""
+            share = r.gpus_per_victim * getattr(child, "victims", 1)
+            return task.options(
+                num_cpus=r.cpus_per_task,
+                num_gpus=min(1.0, share),
+                max_retries=r.max_retries,
+                retry_exceptions=False,
+            )
+
         pending: dict[Any, tuple[str, Any]] = {}
         ready, waiting = graph.waiting()
         for child, parent in ready:  # cells that need no new poison first
-            pending[victims.remote(graph.run, r.cpus_per_task, child, parent)] = (CELL, child)
+            pending[victims(child).remote(graph.run, r.cpus_per_task, child, parent)] = (CELL, child)
         crafts = iter(graph.parents.items())
 
         def submit_craft() -> None:
@@ -169,7 +177,7 @@ class RayExecutor:
                     kind, item = pending.pop(ref)
                     if kind == CRAFT:
                         for child in waiting.get(item, ()):
-                            pending[victims.remote(graph.run, r.cpus_per_task, child, ref)] = (CELL, child)
+                            pending[victims(child).remote(graph.run, r.cpus_per_task, child, ref)] = (CELL, child)
                         submit_craft()
                     try:
                         result = ray.get(ref)

@@ -20,6 +20,7 @@ import platform
 import resource
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -44,7 +45,7 @@ from defenses import DEFENSES, apply_defense
 from victims.pretrained import CleanRun, Weights, cache_dir, checkpoint_weights, clean_model, initial_weights, state_of
 from victims.protocols import INDEPENDENT_SEED, NO_PRETRAINED, SCRATCH, get_protocol
 from victims.recipes import RECIPES
-from victims.train import TrainResult, train_victim
+from victims.train import TrainResult, VictimSpec, train_packed
 
 DONE, FAILED = "done", "failed"
 
@@ -164,6 +165,8 @@ class Trial:
             (:mod:`victims.protocols`; :func:`start_of` turns them into starting weights).
         deterministic: train under :func:`core.runtime.deterministic_algorithms` (recorded in
             the trial's provenance).
+        train_step: how training steps run (``auto``, ``eager`` or ``graph``:
+            :data:`victims.train.STEPS`; the one used is recorded in the provenance).
     """
 
     arch: str
@@ -179,10 +182,17 @@ class Trial:
     protocol: str = SCRATCH
     pretrained: str = NO_PRETRAINED
     deterministic: bool = False
+    train_step: str = "auto"
 
     @classmethod
     def of(
-        cls, cell: Cell, poison: PoisonRef | None, source: DataSource, device: str, deterministic: bool = False
+        cls,
+        cell: Cell,
+        poison: PoisonRef | None,
+        source: DataSource,
+        device: str,
+        deterministic: bool = False,
+        train_step: str = "auto",
     ) -> Trial:
         return cls(
             cell.arch,
@@ -197,6 +207,7 @@ class Trial:
             protocol=cell.protocol,
             pretrained=cell.pretrained,
             deterministic=deterministic,
+            train_step=train_step,
         )
 
 
@@ -297,6 +308,38 @@ def _reference_key(trial: Trial, start: Weights | None, dataset: ImageDataset, d
     return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:24]
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """A trial up to its training: the device, the (defended) data, poison, recipe and start."""
+
+    trial: Trial
+    device: torch.device
+    provenance: dict[str, Any]
+    where: dict[str, str | None]
+    dataset: ImageDataset
+    poison: PoisonSet | None
+    start: Weights | None
+    spec: VictimSpec
+    defense_stats: dict[str, float]
+
+
+def _victim(
+    trial: Trial, dataset: ImageDataset, poison: PoisonSet | None, start: Weights | None, device: torch.device
+) -> tuple[VictimSpec, dict[str, float]]:
+    """Apply the trial's defense: what its victim trains on, and the defense's statistics."""
+    recipe = RECIPES.create(trial.recipe, **dict(trial.recipe_options))
+    data, grad_transform, stats = dataset, None, {}
+    if trial.defense != NO_DEFENSE:
+        defense = DEFENSES.create(trial.defense)
+        defended = apply_defense(defense, dataset, poison, trial.arch, recipe, trial.seed, device)
+        data, poison, recipe = defended.dataset, defended.poison, defended.recipe
+        grad_transform, stats = defended.grad_transform, defended.stats
+    spec = VictimSpec(
+        trial.arch, recipe, data, poison, trial.seed, grad_transform, trial.numerics, trial.protocol, start
+    )
+    return spec, stats
+
+
 def _train(
     trial: Trial,
     dataset: ImageDataset,
@@ -305,26 +348,8 @@ def _train(
     device: torch.device,
 ) -> tuple[TrainResult, dict[str, float]]:
     """Apply the trial's defense and train its victim on ``dataset`` + ``poison``."""
-    recipe = RECIPES.create(trial.recipe, **dict(trial.recipe_options))
-    data, grad_transform, stats = dataset, None, {}
-    if trial.defense != NO_DEFENSE:
-        defense = DEFENSES.create(trial.defense)
-        defended = apply_defense(defense, dataset, poison, trial.arch, recipe, trial.seed, device)
-        data, poison, recipe = defended.dataset, defended.poison, defended.recipe
-        grad_transform, stats = defended.grad_transform, defended.stats
-    result = train_victim(
-        trial.arch,
-        recipe,
-        data,
-        poison=poison,
-        seed=trial.seed,
-        device=device,
-        grad_transform=grad_transform,
-        numerics=trial.numerics,
-        protocol=trial.protocol,
-        start=start,
-    )
-    return result, stats
+    spec, stats = _victim(trial, dataset, poison, start, device)
+    return train_packed([spec], device=device, step=trial.train_step)[0], stats
 
 
 def clean_logits(
@@ -360,13 +385,52 @@ def _peak_memory_mb(device: torch.device) -> float:
 
 def run_trial(trial: Trial) -> TrialRecord:
     """Load the poison, apply the defense, train the victim and measure it; never raises."""
+    return run_trials([trial])[0]
+
+
+def run_trials(trials: Sequence[Trial]) -> list[TrialRecord]:
+    """Several trials as one task, their victims trained packed (:func:`victims.train.train_packed`)
+    where they can be: one at a time on the CPU gains nothing, so packs are for CUDA, where small
+    victims leave the GPU idle between kernels. Victims with a gradient transform train alone.
+    A pack that runs out of GPU memory is split in halves and retried (the rows say how many
+    trained together: ``packed`` in the provenance). Never raises; each trial's record is its own.
+    """
     t0 = time.perf_counter()
-    with deterministic_algorithms(trial.deterministic):
-        record = _run_trial(trial)
-    return replace(record, task_s=time.perf_counter() - t0)
+    with deterministic_algorithms(any(t.deterministic for t in trials)):  # a run's trials share the flag
+        prepared: list[_Prepared | TrialRecord] = [_prepare(t) for t in trials]
+        ready = [p for p in prepared if isinstance(p, _Prepared)]
+        trained: dict[int, TrainResult | BaseException] = {}
+        for group in _packs(ready):
+            trained.update(_train_pack(group))
+        records = [p if isinstance(p, TrialRecord) else _finish(p, trained[id(p)]) for p in prepared]
+    share = (time.perf_counter() - t0) / max(1, len(trials))
+    return [replace(r, task_s=share) for r in records]
 
 
-def _run_trial(trial: Trial) -> TrialRecord:
+def _packs(ready: Sequence[_Prepared]) -> list[list[_Prepared]]:
+    """Victims that can train together: on CUDA, without a gradient transform."""
+    packable = [p for p in ready if p.device.type == "cuda" and p.spec.grad_transform is None]
+    alone = [[p] for p in ready if p not in packable]
+    return ([packable] if packable else []) + alone
+
+
+def _train_pack(group: list[_Prepared]) -> dict[int, TrainResult | BaseException]:
+    """Train ``group`` packed; on running out of GPU memory, each half again (down to one)."""
+    first = group[0]
+    try:
+        results = train_packed([p.spec for p in group], device=first.device, step=first.trial.train_step)
+        return {id(p): r for p, r in zip(group, results, strict=True)}
+    except torch.cuda.OutOfMemoryError as err:
+        torch.cuda.empty_cache()
+        if len(group) == 1:
+            return {id(first): err}
+        half = len(group) // 2
+        return {**_train_pack(group[:half]), **_train_pack(group[half:])}
+    except Exception as err:
+        return {id(p): err for p in group}
+
+
+def _prepare(trial: Trial) -> _Prepared | TrialRecord:
     prov, where = None, where_it_ran()
     try:
         device = resolve_device(trial.device)
@@ -377,8 +441,19 @@ def _run_trial(trial: Trial) -> TrialRecord:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         start = start_of(trial, poison, dataset, device)
-        result, stats = _train(trial, dataset, poison if trial.train_on_poison else None, start, device)
-        prov = {**prov, "train_step": result.timing.step}  # how its steps ran (victims.train.STEPS)
+        spec, stats = _victim(trial, dataset, poison if trial.train_on_poison else None, start, device)
+        return _Prepared(trial, device, prov, where, dataset, poison, start, spec, stats)
+    except Exception as err:  # a failing trial is recorded with its error; the run goes on
+        return TrialRecord(FAILED, error=error_text(err), provenance=prov, **where)
+
+
+def _finish(p: _Prepared, trained: TrainResult | BaseException) -> TrialRecord:
+    trial, device, dataset, poison, start, stats = p.trial, p.device, p.dataset, p.poison, p.start, p.defense_stats
+    try:
+        if isinstance(trained, BaseException):
+            raise trained
+        result = trained
+        prov = {**p.provenance, "train_step": result.timing.step, "packed": result.timing.packed}
         if result.timing.fallback is not None:
             prov["train_step_fallback"] = result.timing.fallback
         t0 = time.perf_counter()
@@ -413,7 +488,7 @@ def _run_trial(trial: Trial) -> TrialRecord:
             defense_precision=stats.get("precision"),
             defense_recall=stats.get("recall"),
             diagnostics=diagnostics,
-            **where,
+            **p.where,
         )
     except Exception as err:  # a failing trial is recorded with its error; the run goes on
-        return TrialRecord(FAILED, error=error_text(err), provenance=prov, **where)
+        return TrialRecord(FAILED, error=error_text(err), provenance=p.provenance, **p.where)

@@ -8,7 +8,9 @@ value, the sha256 of the poison crafted with each craft seed), plus a sha256 of 
 an entry whose fields are missing or mistyped, whose numbers are out of range or inconsistent
 with its trial values, or whose hash does not match.
 
-Versions: 8 records timings per device (``timings.devices``: trials, hosts and per-victim
+Versions: 9 records how each device's training steps ran (``timings.devices.*.train_steps``:
+trials per step mode, ``eager`` or ``graph`` (a captured CUDA graph); read as all ``eager`` from
+older entries, the only mode there was); 8 records timings per device (``timings.devices``: trials, hosts and per-victim
 averages of each device; the top-level averages are null when more than one device took part,
 so timings of different machines are never averaged) and the devices the poisons were crafted
 on (``timings.craft_devices``; read as one device and no craft devices from older entries); 7 records what the poisons' clean surrogates took to train (``timings.surrogates_s``,
@@ -39,10 +41,11 @@ from core.stats import mean_se
 from core.threats import ADVERSARIAL_MARGIN, NO_THREAT, THREATS
 from victims.protocols import NO_PRETRAINED, PROTOCOLS, SCRATCH
 
-SCHEMA_VERSION = 8
-READABLE_VERSIONS = (2, 3, 4, 5, 6, 7, SCHEMA_VERSION)
+SCHEMA_VERSION = 9
+READABLE_VERSIONS = (2, 3, 4, 5, 6, 7, 8, SCHEMA_VERSION)
 PER_DEVICE = ("train_s_mean", "eval_s_mean", "images_per_s", "peak_memory_mb")
-DEVICE_FIELDS = ("trials", "hosts", *PER_DEVICE)
+DEVICE_FIELDS = ("trials", "hosts", "train_steps", *PER_DEVICE)
+TRAIN_STEPS = ("eager", "graph")  # victims.train.STEPS (the leaderboard layer does not import victims' trainer)
 OPTIONAL_FLOAT = (float, type(None))  # a spec type: a number, or null
 MEASURES = (ADVERSARIAL_MARGIN,)
 MEASURE_FIELDS = ("values", "clean_values", "mean", "se", "clean_mean", "clean_se", "shift_mean", "shift_se")
@@ -211,10 +214,19 @@ def upgrade(entry: Any, where: str = "entry") -> Any:
         out["provenance"] = {**out["provenance"], "deterministic": False}
     if version in (2, 3, 4, 5, 6):
         out["timings"] = {**out["timings"], "surrogates_s": 0.0}  # not recorded before version 7
-    # before version 8 every trial of an entry was taken as the recorded device's, hosts unrecorded
     timings = out["timings"]
-    device = {"trials": out.get("metric", {}).get("trials"), "hosts": [], **{k: timings.get(k) for k in PER_DEVICE}}
-    out["timings"] = {**timings, "devices": {str(out["provenance"].get("device")): device}, "craft_devices": []}
+    if version != 8:  # before version 8 every trial of an entry was taken as the recorded device's, hosts unrecorded
+        trials = out.get("metric", {}).get("trials")
+        device = {"trials": trials, "hosts": [], **{k: timings.get(k) for k in PER_DEVICE}}
+        timings = {**timings, "devices": {str(out["provenance"].get("device")): device}, "craft_devices": []}
+    devices = timings.get("devices")
+    if isinstance(devices, dict):  # before version 9 every step ran eagerly
+        devices = {
+            name: {**d, "train_steps": {"eager": d.get("trials")}} if isinstance(d, dict) else d
+            for name, d in devices.items()
+        }
+        timings = {**timings, "devices": devices}
+    out["timings"] = timings
     out["schema_version"] = SCHEMA_VERSION
     out["content_sha256"] = content_hash(out)
     return out
@@ -283,6 +295,17 @@ def _check_timings(entry: dict[str, Any], where: str) -> None:
             raise EntryError(f"{where}: timings.devices.{name}.trials must be a positive integer")
         if not isinstance(d["hosts"], list) or not all(isinstance(h, str) for h in d["hosts"]):
             raise EntryError(f"{where}: timings.devices.{name}.hosts must be a list of host names")
+        steps = d["train_steps"]
+        if (
+            not isinstance(steps, dict)
+            or not set(steps) <= set(TRAIN_STEPS)
+            or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in steps.values())
+            or sum(steps.values()) != d["trials"]
+        ):
+            raise EntryError(
+                f"{where}: timings.devices.{name}.train_steps must count that device's trials by step mode "
+                f"({' or '.join(TRAIN_STEPS)}), adding up to its trials"
+            )
         for k in PER_DEVICE:
             v = d[k]
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):

@@ -9,6 +9,7 @@ def _timings(craft_s, surrogates_s, devices):
         name: {
             "trials": n,
             "hosts": [],
+            "train_steps": {"eager": n},
             "train_s_mean": 2.0 * (i + 1),
             "eval_s_mean": 0.1,
             "images_per_s": 5000.0 / (i + 1),

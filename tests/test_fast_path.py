@@ -222,3 +222,27 @@ def test_a_step_that_cannot_be_captured_falls_back_to_eager(tiny_digits, monkeyp
     losses = [(eager.run_epoch()[0].loss, fallback.run_epoch()[0].loss) for _ in range(2)]
     assert fallback.step_mode == "eager" and "stream is capturing" in (fallback.fallback or "")
     assert all(a == b for a, b in losses)
+
+
+def test_a_pack_that_runs_out_of_gpu_memory_is_split_in_halves(monkeypatch):
+    """benchmark.trial trains a pack that does not fit as two halves, down to single victims;
+    a victim that does not fit alone fails with the out-of-memory error as its own."""
+    from types import SimpleNamespace
+
+    import benchmark.trial as trial_module
+
+    tried = []
+
+    def train_packed(specs, **kwargs):
+        tried.append(len(specs))
+        if len(specs) > 2 or "big" in specs:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return [f"trained {s}" for s in specs]
+
+    monkeypatch.setattr(trial_module, "train_packed", train_packed)
+    group = [SimpleNamespace(spec=s, device=CPU, trial=SimpleNamespace(train_step="auto")) for s in "abcde"]
+    out = trial_module._train_pack(group)
+    assert tried == [5, 2, 3, 1, 2] and [out[id(p)] for p in group] == [f"trained {s}" for s in "abcde"]
+    big = [SimpleNamespace(spec=s, device=CPU, trial=SimpleNamespace(train_step="auto")) for s in ("big", "x")]
+    out = trial_module._train_pack(big)
+    assert isinstance(out[id(big[0])], torch.cuda.OutOfMemoryError) and out[id(big[1])] == "trained x"

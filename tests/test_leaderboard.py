@@ -34,7 +34,7 @@ def _tamper(entry, path, value):
         (("metric", "values"), [0.5, 1.7, 0.7], r"fractions in \[0, 1\]"),
         (("setting", "threat"), "sneaky", r"not one of"),
         (("timings", "craft_s"), -1.0, r"non-negative"),
-        (("schema_version",), 1, r"schema_version 1 is not 8"),
+        (("schema_version",), 1, rf"schema_version 1 is not {SCHEMA_VERSION}"),
         (("provenance", "cell_seeds"), [[0, 100], [0, 100], [0, 101]], r"lists a trial twice"),
         (("provenance", "cell_seeds"), [[0, 100], [0, 101], [1, 102]], r"not \[craft seed, trial seed\]"),
         (("provenance", "cell_seeds"), [[0, 100], [0, 101]], r"2 items for 3 trials"),
@@ -222,9 +222,30 @@ def test_timings_of_different_devices_are_never_averaged():
         validate(averaged)
     short = json.loads(json.dumps(mixed))
     short["timings"]["devices"]["cuda:NVIDIA H100"]["trials"] = 2
+    short["timings"]["devices"]["cuda:NVIDIA H100"]["train_steps"] = {"graph": 2}
     short["content_sha256"] = content_hash(short)
     with pytest.raises(EntryError, match=r"do not add up to metric.trials"):
         validate(short)
+
+
+@pytest.mark.parametrize("steps", [{"graph": 2}, {"compiled": 3}, {"eager": 0, "graph": 3}, [3]])
+def test_train_steps_must_count_each_devices_trials_by_mode(steps):
+    entry = make_entry(devices={"cuda:NVIDIA H100": 3})
+    entry["timings"]["devices"]["cuda:NVIDIA H100"]["train_steps"] = steps
+    with pytest.raises(EntryError, match=r"train_steps must count that device's trials by step mode"):
+        validate({**entry, "content_sha256": content_hash(entry)})
+
+
+def test_a_version_8_entry_reads_as_every_step_eager(tmp_path):
+    entry = make_entry(devices={"cpu:x86_64x2threads": 3})
+    entry["schema_version"] = 8
+    for device in entry["timings"]["devices"].values():
+        del device["train_steps"]
+    entry["content_sha256"] = content_hash(entry)
+    (tmp_path / "v8.json").write_text(json.dumps(entry))
+    loaded = load_entry(tmp_path / "v8.json")
+    assert loaded["schema_version"] == SCHEMA_VERSION
+    assert loaded["timings"]["devices"]["cpu:x86_64x2threads"]["train_steps"] == {"eager": 3}
 
 
 def test_an_entry_with_unknown_numerics_is_refused(tmp_path):

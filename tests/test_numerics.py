@@ -126,13 +126,13 @@ def test_verify_reruns_an_entry_in_its_own_numerics(bf16_run, monkeypatch):
     import benchmark.trial
 
     used = []
-    real = benchmark.trial.train_victim
+    real = benchmark.trial.train_packed
 
-    def spy(*args, **kwargs):
-        used.append(kwargs["numerics"])
-        return real(*args, **kwargs)
+    def spy(specs, **kwargs):
+        used.extend(spec.numerics for spec in specs)
+        return real(specs, **kwargs)
 
-    monkeypatch.setattr(benchmark.trial, "train_victim", spy)
+    monkeypatch.setattr(benchmark.trial, "train_packed", spy)
     (verdict,) = verify(entries_dir(bf16_run), device="cpu", write_report=False).verdicts
     assert verdict.accepted and verdict.mode == "exact"
     assert used == [BF16_CL]

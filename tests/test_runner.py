@@ -322,3 +322,47 @@ def test_evaluate_reproduces_the_runs_trials_through_the_same_pipeline(smoke_run
     assert report["poisoned"]["values"] == [r["metric"] for r in sorted(rows, key=lambda r: r["trial_seed"])]
     assert main(["evaluate", "--poison", str(folder), "--defense", "grayscal"]) == 2
     assert "did you mean 'grayscale'" in capsys.readouterr().err
+
+
+def test_packed_cells_give_the_same_values(smoke_run, tmp_path):
+    """Cells run as packs (of the same poison and setting; on the CPU their victims train one
+    after another inside the task) record exactly the values of cells run one by one."""
+    out, _ = smoke_run
+    report = run_suite(load_suite("smoke"), tmp_path, device="cpu", pack=3, progress=False, log=lambda m: None)
+    assert report.ran == 10 and report.failed == 0
+    one = {r["key"]: r["metric"] for r in ResultsStore(out).rows(status="done")}
+    packed = {r["key"]: r["metric"] for r in ResultsStore(tmp_path).rows(status="done")}
+    assert packed == one
+    rows = ResultsStore(tmp_path).rows(status="done")
+    assert all(r["provenance"]["train_step"] == "eager" and r["provenance"]["packed"] == 1 for r in rows)
+
+
+@pytest.mark.parametrize("pack", [0, 65, 2.5, True])
+def test_a_bad_pack_size_is_refused(tmp_path, pack):
+    with pytest.raises(ConfigError, match=r"invalid pack size .*\(set --pack\)"):
+        run_suite(load_suite("smoke"), tmp_path, device="cpu", pack=pack, progress=False, log=lambda m: None)
+
+
+def test_graph_steps_on_the_cpu_are_refused_before_anything_runs(tmp_path):
+    with pytest.raises(ConfigError, match=r"needs a CUDA device.*--train-step"):
+        run_suite(load_suite("smoke"), tmp_path, device="cpu", train_step="graph", progress=False, log=lambda m: None)
+    assert not (tmp_path / "poisons").exists()
+
+
+def test_process_workers_are_spawned_on_cuda(monkeypatch):
+    import multiprocessing
+
+    import benchmark.executor as executor
+
+    monkeypatch.setattr(executor, "resolve_device", lambda device: torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(executor, "cpu_cores", lambda: 16)
+    pool = executor.ProcessExecutor()
+    pool.resolve_device("cuda")
+    assert pool.describe()["start_method"] == "spawn" and pool.workers == 2 * executor.GPU_WORKERS
+    asked = executor.ProcessExecutor(3)
+    asked.resolve_device("cuda")
+    assert asked.workers == 3
+    monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["fork"])
+    with pytest.raises(ConfigError, match=r"needs the 'spawn' start method.*--executor local"):
+        executor.ProcessExecutor().resolve_device("cuda")
