@@ -18,7 +18,6 @@ means nothing and timings are real). ``SAPABENCH_BENCH_JSON`` names a file to wr
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import time
 
@@ -26,9 +25,8 @@ import pytest
 import torch
 from torch import nn
 
-from core.datasets import load_dataset
 from core.numerics import resolve_numerics
-from tests._fakedata import write_cifar10
+from tests.benchmarks._gpu import record
 from victims.archs import build_model
 from victims.recipes import RECIPES
 from victims.train import Trainer, run_pack
@@ -37,21 +35,6 @@ pytestmark = pytest.mark.gpu
 
 EPOCHS = 3
 BATCH = 128
-RESULTS: dict[str, object] = {}
-
-
-@pytest.fixture(scope="module")
-def cifar(tmp_path_factory):
-    root = write_cifar10(tmp_path_factory.mktemp("cifar"), n_per_batch=10000, n_test=1000)
-    return load_dataset("cifar10", data_root=str(root), verify_checksums=False)
-
-
-def _record(key: str, value: object) -> None:
-    RESULTS[key] = value
-    path = os.environ.get("SAPABENCH_BENCH_JSON")
-    if path:
-        with open(path, "w") as f:
-            json.dump(RESULTS, f, indent=1)
 
 
 def plain_graph_epoch(arch: str, ds, numerics):
@@ -145,7 +128,7 @@ def test_harness_vs_plain_graph_loop(benchmark, cifar, arch):
         minutes_for_160_epochs=round(med["harness"] * 160 / 60, 2),
     )
     benchmark.extra_info.update(info)
-    _record(f"epoch_{arch}", info)
+    record(f"epoch_{arch}", info)
     print(f"\n{arch} on {info['gpu']} ({numerics.label}, step {harness.step_mode}): " + json.dumps(info))
     assert harness.step_mode == "graph"
 
@@ -175,5 +158,5 @@ def test_packed_victims_throughput(benchmark, cifar):
         "victim_minutes_160_epochs_at_best": round(160 * 50000 / max(rates.values()) / 60, 2),
     }
     benchmark.extra_info.update(info)
-    _record("packed_resnet18", info)
+    record("packed_resnet18", info)
     print("\npacked ResNet-18 victims: " + json.dumps(info))
