@@ -227,8 +227,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         "--executor",
         default="auto",
         help="local (one process), processes (one single-threaded worker per core), ray (a Ray cluster; "
-        "pip install 'sapabench[ray]') or auto (default: processes on a 2-core CPU, local otherwise; measured, "
-        "see README)",
+        "pip install 'sapabench[ray]') or auto (default: processes on CUDA and on a 2-core CPU, local otherwise; "
+        "measured, see README)",
     )
     p.add_argument("--workers", type=int, help="processes for --executor processes (default: cores; on CUDA 4 per GPU)")
     p.add_argument(

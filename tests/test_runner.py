@@ -259,7 +259,8 @@ def test_process_executor_gives_the_same_cells(smoke_run, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("cores", "device", "expected"), [(2, "cpu", "processes"), (4, "cpu", "local"), (2, "cuda", "local")]
+    ("cores", "device", "expected"),
+    [(2, "cpu", "processes"), (4, "cpu", "local"), (2, "cuda", "processes"), (16, "cuda", "processes")],
 )
 def test_auto_executor_is_the_one_measured_faster(monkeypatch, cores, device, expected):
     import torch
