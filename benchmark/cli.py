@@ -41,7 +41,7 @@ from leaderboard.schema import json_schema
 from victims.archs import ARCHS
 from victims.protocols import NO_PRETRAINED, PRETRAINED_SOURCES, PROTOCOLS, SCRATCH, get_protocol
 from victims.recipes import RECIPES, Recipe
-from victims.train import STEPS, EpochStats, train_victim
+from victims.train import STEPS, EpochStats, resolve_step, train_victim
 
 EXIT_USAGE = 2
 
@@ -309,6 +309,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     options = tuple(sorted(_recipe_options(args).items()))
     dev = resolve_device(args.device)
     device, numerics = str(dev), _numerics(args, dev)
+    resolve_step(args.train_step, dev)
     try:
         dataset_name = json.loads((Path(args.poison) / META_FILE).read_text()).get("dataset")
     except (OSError, json.JSONDecodeError, AttributeError):
@@ -420,6 +421,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     recipe = _build_recipe(args)
     device = resolve_device(args.device)
     numerics = _numerics(args, device)
+    resolve_step(args.train_step, device)
     dataset = _build_dataset(args)
     pretrained = _pretrained(args)  # no attacker here: the default source is a clean run with the victim's seed
     trial = Trial(

@@ -179,6 +179,10 @@ def run_suite(
     arrives, so a killed run loses at most the tasks in flight.
     """
     say = log or (lambda message: print(message, file=sys.stderr))
+    executor = executor or LocalExecutor()
+    resolved = executor.resolve_device(device)
+    size = resolve_pack(pack, resolved)
+    resolve_step(train_step, resolved)  # bad values fail here, before anything is written
     out = Path(out).resolve()  # poison folders are absolute paths, valid wherever a task runs
     store = ResultsStore(out)
     previous = store.get_meta("suite")
@@ -190,13 +194,9 @@ def run_suite(
     if source.name != suite.dataset:
         raise ConfigError(f"data source {source.name!r} does not match the suite's dataset {suite.dataset!r}")
     cached_dataset(source)  # a missing or corrupt dataset fails here, before anything runs
-    executor = executor or LocalExecutor()
-    resolved = executor.resolve_device(device)
     device = str(resolved)
     started, t0 = now(), time.perf_counter()
 
-    size = resolve_pack(pack, resolved)
-    resolve_step(train_step, resolved)  # a bad value fails here, before anything runs
     numerics = resolve_numerics(suite.precision, suite.memory_format, resolved)
     cells = suite.cells(numerics)
     store.fill_settings({c.key: (c.poison.resolved_preset, dict(c.poison.options)) for c in cells if c.poison})

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from benchmark.cli import main
 
@@ -100,6 +101,13 @@ def test_list_with_pattern(capsys):
         (["train", "--seed", "-4"], "invalid seed=-4"),
         (["train", "--epochs", "ten"], "argument --epochs: invalid int value"),
         (["train", "--lr", "fast"], "invalid number 'fast'"),
+        (["train", "--train-step", "graph", "--device", "cpu"], "needs a CUDA device, not cpu"),
+        (["run", "--suite", "smoke", "--device", "cpu", "--pack", "0"], "invalid pack size 0"),
+        *(
+            [(["train", "--device", "cuda"], "device cuda requested but no CUDA GPU is available")]
+            if not torch.cuda.is_available()
+            else []
+        ),
     ],
 )
 def test_bad_input_is_one_line_exit_2(capsys, argv, needle):

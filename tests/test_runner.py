@@ -346,8 +346,10 @@ def test_a_bad_pack_size_is_refused(tmp_path, pack):
 
 def test_graph_steps_on_the_cpu_are_refused_before_anything_runs(tmp_path):
     with pytest.raises(ConfigError, match=r"needs a CUDA device.*--train-step"):
-        run_suite(load_suite("smoke"), tmp_path, device="cpu", train_step="graph", progress=False, log=lambda m: None)
-    assert not (tmp_path / "poisons").exists()
+        run_suite(
+            load_suite("smoke"), tmp_path / "out", device="cpu", train_step="graph", progress=False, log=lambda m: None
+        )
+    assert not (tmp_path / "out").exists()
 
 
 def test_process_workers_are_spawned_on_cuda(monkeypatch):
