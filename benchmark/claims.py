@@ -11,10 +11,14 @@ then an exact one-sided sign-flip permutation test over craft seeds (over victim
 there is one craft seed). It needs no distributional assumption, and with ``n`` pairs no
 p-value below ``2**-n`` can come out, so a claim can only hold where the design has the power.
 
-- ``held``: SAPA significantly stronger (p < alpha);
-- ``failed``: SAPA significantly weaker (the opposite one-sided test has p < alpha);
+- ``held``: SAPA significantly stronger, ``failed``: significantly weaker: the exact test's
+  two-sided p (twice the smaller one-sided p), adjusted by Benjamini-Hochberg over the distinct
+  comparisons the run tests (:data:`CORRECTION_TEXT`), below alpha, in the measured direction;
 - ``inconclusive``: neither;
 - ``untested``: the results hold no matching pair.
+
+A verdict decided on the adversarial margin (a proxy of targeted success) is labelled
+``held (margin)`` / ``failed (margin)`` wherever it is shown.
 
 Claims about the paper's main victim (ResNet-18) are matched to the results' main victim
 architecture when the results have no ResNet-18 rows (the embedded suites use the convnet);
@@ -39,7 +43,7 @@ from __future__ import annotations
 
 import tomllib
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -49,7 +53,7 @@ from benchmark.entries import board_dir, entries_dir
 from core.atomic import write_json
 from core.errors import ConfigError
 from core.names import NO_DEFENSE, sapa_name
-from core.stats import PairedTest
+from core.stats import PairedTest, adjust_p
 from core.threats import ADVERSARIAL_MARGIN
 from leaderboard.cost import CostVerdict, cost_verdicts
 from leaderboard.records import CLAIMS_FILE, CLAIMS_FORMAT, CLAIMS_VERSION, entries_digest
@@ -108,10 +112,26 @@ def _same_options(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 @dataclass(frozen=True)
 class Verdict:
+    """A claim's verdict. ``p_two_sided`` is the exact test's two-sided p (twice the smaller
+    one-sided p, at most 1: HELD and FAILED together keep alpha); ``p_adjusted`` that p after the
+    run's multiplicity correction (:data:`CORRECTION`), which the verdict is decided on."""
+
     claim: Claim
     verdict: str
     measured: dict[str, Any] | None
     test: PairedTest | None
+    p_two_sided: float | None = None
+    p_adjusted: float | None = None
+
+    @property
+    def on_proxy(self) -> bool:
+        """Decided on the adversarial margin rather than the metric the paper reports."""
+        return self.test is not None and self.claim.measure == ADVERSARIAL_MARGIN
+
+    @property
+    def label(self) -> str:
+        """``held``, ``failed`` ... with ``(margin)`` where the verdict rests on the proxy."""
+        return f"{self.verdict} (margin)" if self.on_proxy and self.verdict in ("held", "failed") else self.verdict
 
     @property
     def p_sapa_stronger(self) -> float | None:
@@ -248,9 +268,37 @@ def test_claims(
         if test.n == 0:
             verdicts.append(Verdict(c, "untested", p, None))
             continue
-        verdict = "held" if test.p_greater < alpha else ("failed" if test.p_less < alpha else "inconclusive")
-        verdicts.append(Verdict(c, verdict, p, test))
-    return alpha, verdicts
+        verdicts.append(Verdict(c, "inconclusive", p, test, min(1.0, 2 * min(test.p_greater, test.p_less))))
+    return alpha, _decide(verdicts, alpha)
+
+
+CORRECTION = "bh"
+CORRECTION_TEXT = (
+    "two-sided exact p (HELD and FAILED together keep alpha), adjusted by Benjamini-Hochberg over the distinct "
+    "comparisons tested (a comparison that several claims name is counted once): the false discovery rate is kept "
+    "at alpha under the positive dependence of claims that share an arm"
+)
+
+
+def _decide(verdicts: list[Verdict], alpha: float) -> list[Verdict]:
+    """Each tested claim decided on its adjusted p: HELD or FAILED by the direction of the
+    measured difference where the adjusted p is below ``alpha``, inconclusive otherwise."""
+    distinct: dict[tuple[int, str], float] = {}
+    for v in verdicts:
+        if v.p_two_sided is not None:
+            distinct.setdefault((id(v.test), v.claim.measure), v.p_two_sided)
+    adjusted = dict(zip(distinct, adjust_p(list(distinct.values()), CORRECTION), strict=True))
+    out = []
+    for v in verdicts:
+        if v.p_two_sided is None or v.test is None:
+            out.append(v)
+            continue
+        q = adjusted[(id(v.test), v.claim.measure)]
+        verdict = "inconclusive"
+        if q < alpha:
+            verdict = "held" if v.test.p_greater <= v.test.p_less else "failed"
+        out.append(replace(v, verdict=verdict, p_adjusted=q))
+    return out
 
 
 TEST_DESCRIPTION = (
@@ -284,9 +332,11 @@ def describe(v: Verdict) -> str:
         tested = (
             f"adversarial margin {g['baseline'][0]:+.2f} -> {g['sapa'][0]:+.2f} (clean {g['clean']:+.2f}), {tested}"
         )
+    floor = min(1.0, 2 * t.p_floor)
+    adjusted = "" if v.p_adjusted is None else f", adjusted {v.p_adjusted:.4f}"
     return (
         f"{paper}; {versus}{where}: {tested}; {t.design} diff {t.mean_difference:+.3g} over {t.n} {t.unit}s, "
-        f"p {t.p_greater:.4f} (floor {t.p_floor:.4f})"
+        f"p {v.p_two_sided:.4f} two-sided{adjusted} (floor {floor:.4f})"
     )
 
 
@@ -316,10 +366,10 @@ def describe_cost(c: CostClaim, cv: CostVerdict | None) -> str:
 
 
 def _claim_p(v: Verdict) -> tuple[float | None, float | None]:
-    """The p-value a claim's verdict rests on (SAPA weaker for ``failed``, else SAPA stronger), its floor."""
+    """The two-sided p-value a claim's verdict rests on (before adjustment), and its floor."""
     if v.test is None:
         return None, None
-    return (v.test.p_less if v.verdict == "failed" else v.test.p_greater), v.test.p_floor
+    return v.p_two_sided, min(1.0, 2 * v.test.p_floor)
 
 
 def _cost_p(cv: CostVerdict | None) -> tuple[float | None, float | None]:
@@ -354,6 +404,9 @@ def claims_record(
                 "summary": describe(v),
                 "p_value": p,
                 "p_floor": floor,
+                "p_adjusted": v.p_adjusted,
+                "decided_on": "adversarial margin" if v.on_proxy else "metric",
+                "label": v.label,
             }
         )
     for c, cv in cost:
@@ -368,6 +421,9 @@ def claims_record(
                 "summary": describe_cost(c, cv),
                 "p_value": p,
                 "p_floor": floor,
+                "p_adjusted": None,  # the cost claims are tested apart, each at alpha
+                "decided_on": c.measure if c.measure != METRIC else "metric",
+                "label": "untested" if cv is None else cv.verdict,
             }
         )
     return {
@@ -376,6 +432,7 @@ def claims_record(
         "alpha": alpha,
         "entries_sha256": entries_digest(entries),
         "test": TEST_DESCRIPTION,
+        "correction": CORRECTION_TEXT,
         "verdicts": rows,
     }
 

@@ -639,13 +639,14 @@ def _cmd_claims(args: argparse.Namespace) -> int:
     record = check_claims(args.results, args.alpha, args.claims)
     rows = record["verdicts"]
     print(
-        f"paper claims vs measured trials (alpha = {record['alpha']}; gap > 0 = SAPA stronger). Test: {TEST_DESCRIPTION}."
+        f"paper claims vs measured trials (alpha = {record['alpha']}; gap > 0 = SAPA stronger). Test: {TEST_DESCRIPTION}. "
+        f"Decision: {record['correction']}."
     )
     for kind in ("claim", "cost"):
         if kind == "cost" and any(r["kind"] == "cost" for r in rows):
             print(f"cost claims (section 5.5): {COST_DESCRIPTION}")
         for r in (r for r in rows if r["kind"] == kind):
-            print(f"  {r['verdict'].upper():<12} {r['id']:<34} {r['summary']}")
+            print(f"  {r['label'].upper():<21} {r['id']:<34} {r['summary']}")
     counts = {k: sum(r["verdict"] == k for r in rows) for k in VERDICTS}
     print("summary: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
     print(f"verdicts written to {board_dir(args.results) / CLAIMS_FILE}; leaderboard.html shows them at the top")

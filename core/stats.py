@@ -245,3 +245,42 @@ def agreement(
         f"mean of {k} re-run trials differs by {diff:+.4f} from the recorded ones; accepted within "
         f"+/-{half:.4f} (t_{{{1 - alpha / 2:g}, {df}}} x sqrt(2) x trial sd {sd:.4f} / sqrt({k}))",
     )
+
+
+# ----------------------------------------------------------------------------- multiplicity
+
+CORRECTIONS = ("holm", "bh", "by")
+"""Multiplicity corrections by name: ``holm`` (Holm 1979: family-wise error rate, any
+dependence), ``bh`` (Benjamini & Hochberg 1995: false discovery rate, independent or positively
+dependent tests) and ``by`` (Benjamini & Yekutieli 2001: false discovery rate, any dependence)."""
+
+CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg", "by": "Benjamini-Yekutieli"}
+
+
+def adjust_p(pvalues: Sequence[float], method: str) -> list[float]:
+    """The adjusted p-values of ``pvalues`` (in their order) under ``method`` (:data:`CORRECTIONS`):
+    a hypothesis is rejected at level alpha exactly where its adjusted p is below alpha. Ties
+    get equal adjusted values; adjusted values never exceed 1 (statsmodels' ``multipletests``
+    computes the same numbers)."""
+    if method not in CORRECTIONS:
+        raise ValueError(f"unknown correction {method!r}; choose {', '.join(CORRECTIONS)}")
+    m = len(pvalues)
+    if any(not 0 <= p <= 1 for p in pvalues):
+        raise ValueError("p-values must lie in [0, 1]")
+    if m == 0:
+        return []
+    order = sorted(range(m), key=lambda i: pvalues[i])
+    adjusted = [0.0] * m
+    if method == "holm":  # step-down: running maximum of (m - k) p_(k), k = 0..m-1
+        running = 0.0
+        for k, i in enumerate(order):
+            running = max(running, min(1.0, (m - k) * pvalues[i]))
+            adjusted[i] = running
+        return adjusted
+    scale = sum(1.0 / k for k in range(1, m + 1)) if method == "by" else 1.0
+    running = 1.0  # step-up: running minimum of m c(m) p_(k) / k from the largest p down
+    for k in range(m - 1, -1, -1):
+        i = order[k]
+        running = min(running, min(1.0, scale * m * pvalues[i] / (k + 1)))
+        adjusted[i] = running
+    return adjusted

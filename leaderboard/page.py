@@ -298,6 +298,7 @@ def claims_view(claims: dict[str, Any] | None, entries: list[dict[str, Any]]) ->
     return {
         "alpha": claims["alpha"],
         "test": claims["test"],
+        "correction": claims["correction"],
         "stale": claims["entries_sha256"] != entries_digest(entries),
         "counts": [(k, sum(r["verdict"] == k for r in rows)) for k in VERDICTS],
         "rows": [_verdict_row(r) for r in rows if r["verdict"] != "untested"],
@@ -309,6 +310,7 @@ def _verdict_row(r: dict[str, Any]) -> dict[str, Any]:
     return {
         **r,
         "p": "-" if r["p_value"] is None else f"{r['p_value']:.4f}",
+        "q": "-" if r["p_adjusted"] is None else f"{r['p_adjusted']:.4f}",
         "floor": "-" if r["p_floor"] is None else f"{r['p_floor']:.4f}",
     }
 

@@ -26,7 +26,7 @@ from leaderboard.schema import EntryError
 RUNS_FILE = "runs.json"
 CLAIMS_FILE = "claims.json"
 CLAIMS_FORMAT = "sapabench-claims"
-CLAIMS_VERSION = 1
+CLAIMS_VERSION = 2  # 2: two-sided p, the multiplicity correction, adjusted p, proxy labels
 VERDICTS = ("held", "failed", "inconclusive", "untested")
 NUMBER = (int, float)
 OPTIONAL_NUMBER = (int, float, type(None))
@@ -52,6 +52,9 @@ VERDICT_SPEC: dict[str, tuple[type, ...]] = {
     "summary": (str,),
     "p_value": OPTIONAL_NUMBER,
     "p_floor": OPTIONAL_NUMBER,
+    "p_adjusted": OPTIONAL_NUMBER,
+    "decided_on": (str,),
+    "label": (str,),
 }
 
 
@@ -114,7 +117,14 @@ def load_claims_record(path: str | Path) -> dict[str, Any] | None:
     data = _read(path, fix)
     if data is None:
         return None
-    head = {"format": (str,), "version": (int,), "alpha": NUMBER, "entries_sha256": (str,), "test": (str,)}
+    head = {
+        "format": (str,),
+        "version": (int,),
+        "alpha": NUMBER,
+        "entries_sha256": (str,),
+        "test": (str,),
+        "correction": (str,),
+    }
     _check(data, {**head, "verdicts": (list,)}, str(path), fix)
     if data["format"] != CLAIMS_FORMAT or data["version"] != CLAIMS_VERSION:
         raise EntryError(
@@ -127,7 +137,7 @@ def load_claims_record(path: str | Path) -> dict[str, Any] | None:
         _check(v, VERDICT_SPEC, where, fix)
         if v["verdict"] not in VERDICTS:
             raise EntryError(f"{where}: verdict {v['verdict']!r} is not one of {', '.join(VERDICTS)}; {fix}")
-        for key in ("p_value", "p_floor"):
+        for key in ("p_value", "p_floor", "p_adjusted"):
             if v[key] is not None and not 0 <= v[key] <= 1:
                 raise EntryError(f"{where}: {key} must lie in [0, 1]; {fix}")
         if v["verdict"] in ("held", "failed") and v["p_value"] is None:

@@ -90,6 +90,7 @@ def claims_record(entries: list[dict]) -> dict:
         "alpha": 0.05,
         "entries_sha256": entries_digest(entries),
         "test": "exact one-sided sign-flip permutation test",
+        "correction": "two-sided exact p, adjusted by Benjamini-Hochberg over the distinct comparisons tested",
         "verdicts": [
             {
                 "id": "T4-sgd-error-min",
@@ -100,6 +101,9 @@ def claims_record(entries: list[dict]) -> dict:
                 "summary": "digits/convnet/sgd/scratch: clean_accuracy 72.0 -> 52.0; paired diff +0.2 over 3 craft seeds, p 0.1250",
                 "p_value": 0.0312,
                 "p_floor": 0.0312,
+                "p_adjusted": 0.0312,
+                "decided_on": "metric",
+                "label": "held",
             },
             {
                 "id": "T1-gradient-matching",
@@ -110,6 +114,9 @@ def claims_record(entries: list[dict]) -> dict:
                 "summary": "paper 73.2 -> 80.6; no matching linear results",
                 "p_value": None,
                 "p_floor": None,
+                "p_adjusted": None,
+                "decided_on": "metric",
+                "label": "untested",
             },
         ],
     }

@@ -85,8 +85,10 @@ def test_the_verdicts_are_recorded_for_the_page_with_the_p_value_each_rests_on(t
     assert load_claims_record(tmp_path / "leaderboard" / "claims.json") == record  # the writer passes the reader
     rows = {r["id"]: r for r in record["verdicts"]}
     held, failed, untested = rows["T4-sgd-error-min"], rows["T4-adam-error-min"], rows["T4-sgd-sleeper-agent"]
-    assert held["verdict"] == "held" and held["p_value"] == held["p_floor"] == 2**-8  # p of SAPA stronger
-    assert failed["verdict"] == "failed" and failed["p_value"] == 2**-8  # p of SAPA weaker
+    # two-sided p: twice the smaller one-sided p (2 x 2^-8); BH over the two comparisons leaves it
+    assert held["verdict"] == "held" and held["p_value"] == held["p_floor"] == 2**-7
+    assert held["p_adjusted"] == pytest.approx(2**-7) and held["label"] == "held" and held["decided_on"] == "metric"
+    assert failed["verdict"] == "failed" and failed["p_value"] == 2**-7
     assert untested["p_value"] is None and "no matching scratch results" in untested["summary"]
     assert held["summary"].startswith("paper 21.2 -> 10.9; digits/convnet/sgd/scratch:")
     assert {r["kind"] for r in rows.values()} == {"claim", "cost"}  # cost claims recorded (untested here)
@@ -215,3 +217,57 @@ def test_a_claim_naming_no_options_ignores_swept_settings(tmp_path):
     assert v["T4-sgd-error-min"].verdict == "untested"
     assert v["T3-cifar10-resnet18-50%-sapa-error-min-vs-error-min"].verdict == "held"
     assert v["T3-cifar10-resnet18-100%-sapa-error-min-vs-error-min"].verdict == "untested"
+
+
+def test_many_comparisons_are_adjusted_together_and_a_repeated_one_counts_once(tmp_path):
+    """One decisive comparison (two-sided p = 2^-7) among noisy ones: BH over the distinct
+    comparisons raises it to m x 2^-7. Sleeper Agent's pair is named by two claims (Table 2 and
+    Table 4) and counted once: m = 5 (sgd, adam, cutout, mixup error-min; sleeper agent)."""
+    noisy_a = [0.5, 0.7, 0.6, 0.55, 0.65, 0.6, 0.52, 0.68]
+    noisy_b = [0.55, 0.65, 0.6, 0.5, 0.7, 0.58, 0.56, 0.64]
+    low, high = [0.50 + 0.01 * i for i in range(8)], [0.70 + 0.01 * i for i in range(8)]
+    entries = [
+        make_entry("error-min", high, recipe="sgd", cells=EIGHT),
+        make_entry("sapa-error-min", low, recipe="sgd", cells=EIGHT),
+        make_entry("sleeper-agent", noisy_a, threat="backdoor", metric="attack_success_rate", higher=True, cells=EIGHT),
+        make_entry(
+            "sapa-sleeper-agent", noisy_b, threat="backdoor", metric="attack_success_rate", higher=True, cells=EIGHT
+        ),
+    ]
+    for recipe in ("adam", "cutout", "mixup"):
+        entries += [
+            make_entry("error-min", noisy_a, recipe=recipe, cells=EIGHT),
+            make_entry("sapa-error-min", noisy_b, recipe=recipe, cells=EIGHT),
+        ]
+    v = _verdicts(tmp_path, entries)
+    both = v["T2-cifar10-resnet18-16-vs-sleeper-agent"], v["T4-sgd-sleeper-agent"]
+    assert both[0].test is both[1].test and both[0].p_adjusted == both[1].p_adjusted is not None
+    tested = [x for x in v.values() if x.p_adjusted is not None]
+    assert len({id(x.test) for x in tested}) == 5
+    sgd = v["T4-sgd-error-min"]
+    assert sgd.p_two_sided == 2**-7 and sgd.p_adjusted == pytest.approx(5 * 2**-7) and sgd.verdict == "held"
+    assert all(v[f"T4-{r}-error-min"].verdict == "inconclusive" for r in ("adam", "cutout", "mixup"))
+    # alone it would hold at alpha 0.035; among five comparisons it does not
+    assert _verdicts(tmp_path / "strict", entries, alpha=0.035)["T4-sgd-error-min"].verdict == "inconclusive"
+
+
+def test_a_verdict_decided_on_the_margin_is_labelled_in_every_output(tmp_path, capsys):
+    from benchmark.cli import main
+
+    cells = [(c, t) for c in range(8) for t in (100, 101)]
+    base_margin = [-4.0 + 0.1 * i for i in range(16)]
+    sapa_margin = [m + 1.0 for m in base_margin]
+    kw = dict(threat="targeted", metric="success", higher=True, cells=cells, protocol="linear", pretrained="surrogate")
+    entries = [
+        make_entry("gradient-matching", [0.0] * 16, margin=(base_margin, [-6.0] * 16), **kw),
+        make_entry("sapa-gradient-matching", [0.0] * 16, margin=(sapa_margin, [-6.0] * 16), **kw),
+    ]
+    results = _results(tmp_path, entries)
+    assert main(["claims", "--results", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert "HELD (MARGIN)" in out and "T4-sgd-gradient-matching" in out
+    rows = {r["id"]: r for r in json.loads((results / "leaderboard" / "claims.json").read_text())["verdicts"]}
+    row = rows["T4-sgd-gradient-matching"]
+    assert row["label"] == "held (margin)" and row["decided_on"] == "adversarial margin"
+    assert "success 0.0 +/- 0.0 -> 0.0 +/- 0.0" in row["summary"]  # the 0/1 success beside it
+    assert "held (margin)" in (results / "leaderboard" / "leaderboard.html").read_text()

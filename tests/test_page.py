@@ -89,7 +89,7 @@ def test_rendering_twice_gives_the_same_bytes(tmp_path):
         (lambda d: d["verdicts"][0].update(p_value=None), "a held verdict needs its p_value"),
         (lambda d: d["verdicts"][0].pop("summary"), "missing field 'summary'"),
         (lambda d: d.update(alpha=2), "alpha must lie in (0, 1)"),
-        (lambda d: d.update(version=99), "not a sapabench-claims v1 record"),
+        (lambda d: d.update(version=99), "not a sapabench-claims v2 record"),
     ],
 )
 def test_a_tampered_claims_record_is_refused_with_the_fix(tmp_path, edit, message):
