@@ -53,7 +53,7 @@ from benchmark.entries import board_dir, entries_dir
 from core.atomic import write_json
 from core.errors import ConfigError
 from core.names import NO_DEFENSE, sapa_name
-from core.stats import PairedTest, adjust_p
+from core.stats import CORRECTION_NAMES, PairedTest, adjust_p
 from core.threats import ADVERSARIAL_MARGIN
 from leaderboard.cost import CostVerdict, cost_verdicts
 from leaderboard.records import CLAIMS_FILE, CLAIMS_FORMAT, CLAIMS_VERSION, entries_digest
@@ -122,6 +122,11 @@ class Verdict:
     test: PairedTest | None
     p_two_sided: float | None = None
     p_adjusted: float | None = None
+
+    @property
+    def p_floor_two_sided(self) -> float | None:
+        """The smallest two-sided p the design allows (twice the one-sided floor, at most 1)."""
+        return None if self.test is None else min(1.0, 2 * self.test.p_floor)
 
     @property
     def on_proxy(self) -> bool:
@@ -274,8 +279,8 @@ def test_claims(
 
 CORRECTION = "bh"
 CORRECTION_TEXT = (
-    "two-sided exact p (HELD and FAILED together keep alpha), adjusted by Benjamini-Hochberg over the distinct "
-    "comparisons tested (a comparison that several claims name is counted once): the false discovery rate is kept "
+    f"two-sided exact p (HELD and FAILED together keep alpha), adjusted by {CORRECTION_NAMES[CORRECTION]} over the "
+    "distinct comparisons tested (a comparison that several claims name is counted once): the false discovery rate is kept "
     "at alpha under the positive dependence of claims that share an arm"
 )
 
@@ -332,11 +337,10 @@ def describe(v: Verdict) -> str:
         tested = (
             f"adversarial margin {g['baseline'][0]:+.2f} -> {g['sapa'][0]:+.2f} (clean {g['clean']:+.2f}), {tested}"
         )
-    floor = min(1.0, 2 * t.p_floor)
     adjusted = "" if v.p_adjusted is None else f", adjusted {v.p_adjusted:.4f}"
     return (
         f"{paper}; {versus}{where}: {tested}; {t.design} diff {t.mean_difference:+.3g} over {t.n} {t.unit}s, "
-        f"p {v.p_two_sided:.4f} two-sided{adjusted} (floor {floor:.4f})"
+        f"p {v.p_two_sided:.4f} two-sided{adjusted} (floor {v.p_floor_two_sided:.4f})"
     )
 
 
@@ -367,9 +371,7 @@ def describe_cost(c: CostClaim, cv: CostVerdict | None) -> str:
 
 def _claim_p(v: Verdict) -> tuple[float | None, float | None]:
     """The two-sided p-value a claim's verdict rests on (before adjustment), and its floor."""
-    if v.test is None:
-        return None, None
-    return v.p_two_sided, min(1.0, 2 * v.test.p_floor)
+    return v.p_two_sided, v.p_floor_two_sided
 
 
 def _cost_p(cv: CostVerdict | None) -> tuple[float | None, float | None]:

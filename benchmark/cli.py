@@ -29,7 +29,7 @@ from benchmark.verify import REPORT_FILE, verify
 from core.datasets import DATASETS, DataSource, ImageDataset
 from core.errors import ConfigError
 from core.names import EMBEDDED_DATASET, NO_DEFENSE
-from core.numerics import AUTO, MEMORY_FORMATS, PRECISIONS, Numerics, resolve_numerics
+from core.numerics import AUTO, MEMORY_FORMATS, PRECISIONS, STEPS, Numerics, resolve_numerics
 from core.poison import META_FILE, PoisonSet, migrate, recorded_sha256
 from core.provenance import VERSION
 from core.runtime import check_seed, resolve_device
@@ -41,7 +41,7 @@ from leaderboard.schema import json_schema
 from victims.archs import ARCHS
 from victims.protocols import NO_PRETRAINED, PRETRAINED_SOURCES, PROTOCOLS, SCRATCH, get_protocol
 from victims.recipes import RECIPES, Recipe
-from victims.train import STEPS, EpochStats, resolve_step, train_victim
+from victims.train import EpochStats, resolve_step, train_victim
 
 EXIT_USAGE = 2
 

@@ -88,8 +88,10 @@ def packs_of(tasks: Sequence[CellTask], size: int) -> list[tuple[str | None, Cel
     groups: dict[tuple[Any, ...], list[CellTask]] = {}
     for t in tasks:
         c = t.cell
-        key = (None if c.poison is None else c.poison.key, c.arch, c.recipe, c.victim, c.defense, c.protocol)
-        groups.setdefault((*key, c.pretrained, c.numerics), []).append(t)
+        poison = None if c.poison is None else c.poison.key
+        groups.setdefault(
+            (poison, c.arch, c.recipe, c.victim, c.defense, c.protocol, c.pretrained, c.numerics), []
+        ).append(t)
     return [
         (key[0], CellPack(tuple(group[i : i + size])))
         for key, group in groups.items()
@@ -240,8 +242,8 @@ def run_suite(
     try:
         for finished in executor.stream(graph):
             record = finished.result
-            device_s += sum(r.task_s or 0.0 for r in (record if isinstance(record, list) else [record]))
             if finished.kind == CRAFT:
+                device_s += record.task_s or 0.0
                 store.put_poison(to_craft[finished.item].spec, record)
                 if record.status == DONE:
                     say(f"  crafted {finished.item} in {record.craft_s:.1f} s")
@@ -249,7 +251,9 @@ def run_suite(
                     say(f"  FAILED to craft {finished.item}: {record.error}")
                 continue
             tasks = finished.item.tasks
-            records = record if isinstance(record, list) else [record] * len(tasks)  # a lost task: each cell
+            # a lost task gives one record (no seconds), which stands for each of its cells
+            records = record if isinstance(record, list) else [record] * len(tasks)
+            device_s += sum(r.task_s or 0.0 for r in records)
             for task, rec in zip(tasks, records, strict=True):
                 cell = task.cell
                 store.put_trial(cell, rec)

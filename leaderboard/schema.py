@@ -35,7 +35,7 @@ from typing import Any
 
 from core.errors import ConfigError
 from core.names import NO_POISON, PRESETS, is_sapa
-from core.numerics import FP32, MEMORY_FORMATS, PRECISIONS, Numerics
+from core.numerics import FP32, MEMORY_FORMATS, PRECISIONS, STEPS, Numerics
 from core.runtime import UNKNOWN_ISA
 from core.stats import mean_se
 from core.threats import ADVERSARIAL_MARGIN, NO_THREAT, THREATS
@@ -45,7 +45,6 @@ SCHEMA_VERSION = 9
 READABLE_VERSIONS = (2, 3, 4, 5, 6, 7, 8, SCHEMA_VERSION)
 PER_DEVICE = ("train_s_mean", "eval_s_mean", "images_per_s", "peak_memory_mb")
 DEVICE_FIELDS = ("trials", "hosts", "train_steps", *PER_DEVICE)
-TRAIN_STEPS = ("eager", "graph")  # victims.train.STEPS (the leaderboard layer does not import victims' trainer)
 OPTIONAL_FLOAT = (float, type(None))  # a spec type: a number, or null
 MEASURES = (ADVERSARIAL_MARGIN,)
 MEASURE_FIELDS = ("values", "clean_values", "mean", "se", "clean_mean", "clean_se", "shift_mean", "shift_se")
@@ -298,13 +297,13 @@ def _check_timings(entry: dict[str, Any], where: str) -> None:
         steps = d["train_steps"]
         if (
             not isinstance(steps, dict)
-            or not set(steps) <= set(TRAIN_STEPS)
+            or not set(steps) <= set(STEPS)
             or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in steps.values())
             or sum(steps.values()) != d["trials"]
         ):
             raise EntryError(
                 f"{where}: timings.devices.{name}.train_steps must count that device's trials by step mode "
-                f"({' or '.join(TRAIN_STEPS)}), adding up to its trials"
+                f"({' or '.join(STEPS)}), adding up to its trials"
             )
         for k in PER_DEVICE:
             v = d[k]

@@ -1,12 +1,13 @@
 """A training step captured once as a CUDA graph and replayed (the fast path on a GPU).
 
-The step is a function of two input tensors of fixed shape (one batch's integer draws and its
-MixUp weights, :mod:`victims.augment`) that reads and updates only tensors allocated before
-capture (the weights, BatchNorm statistics, the optimiser state, the learning-rate tensor,
-the summed loss). :class:`CapturedStep` runs it eagerly for its first ``warmup`` calls (on a
-side stream, as CUDA requires before capture: lazy initialisation of cuBLAS/cuDNN handles and
-autograd's stream bookkeeping stay out of the graph), then captures it into static input
-buffers and from then on copies each batch's inputs in and replays. The eager calls are real
+The step is a function of input tensors of fixed shape (one batch's integer draws, its MixUp
+weights and its PGD starts, :mod:`victims.augment`) that reads and updates only tensors
+allocated before capture (the weights, BatchNorm statistics, the optimiser state, the
+learning-rate tensor, the summed loss). :class:`CapturedStep` runs it eagerly for its first
+``warmup`` calls on the trainer's own (non-default) stream, as CUDA requires before capture (lazy
+initialisation of cuBLAS/cuDNN handles and autograd's stream bookkeeping stay out of the
+graph), then captures it into static input buffers and from then on copies each batch's inputs
+in and replays. The eager calls are real
 training steps, so nothing is run twice and nothing is rolled back.
 """
 

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from core.datasets import ImageDataset, PoisonLike, load_dataset
 from core.errors import ConfigError
-from core.numerics import FP32, Numerics
+from core.numerics import FP32, STEPS, Numerics
 from core.runtime import check_seed, resolve_device, seeded
 from core.sharpness import perturbed_weights, worst_case_direction
 from victims._graph import CapturedStep
@@ -105,12 +105,6 @@ def _update(recipe: Recipe, params: list[nn.Parameter]) -> Update:
 def _derived_seed(seed: int, purpose: str) -> int:
     """A seed for one of a victim's private generators, apart from its other streams."""
     return int.from_bytes(hashlib.sha256(f"{seed}:{purpose}".encode()).digest()[:8], "little") >> 1
-
-
-STEPS = ("eager", "graph")
-"""How a training step runs: ``eager`` (op by op, on any device) or ``graph`` (captured once as a
-CUDA graph and replayed, :mod:`victims._graph`; CUDA only). Both run the same step function on
-the same draws; ``auto`` resolves with :func:`resolve_step`."""
 
 
 def resolve_step(step: str, device: torch.device) -> str:
@@ -210,8 +204,9 @@ class Trainer:
             extractor_eval(self.model)
 
     @property
-    def steps_per_epoch(self) -> int:
-        return len(self._sizes)
+    def lr(self) -> float:
+        """The learning rate of the next step (the base rate times the schedule's factor)."""
+        return self.recipe.train.lr * self._factor(self._steps_done)
 
     # ------------------------------------------------------------------ the step (tensors only)
 
@@ -300,7 +295,7 @@ class Trainer:
         start = 0
         for size in self._sizes:
             with _on(self.stream):
-                self._lr.fill_(self.recipe.train.lr * self._factor(self._steps_done))
+                self._lr.fill_(self.lr)
                 self._run_step(draws.ints[start : start + size], draws.lam[start : start + size])
             self._steps_done += 1
             start += size
@@ -315,7 +310,7 @@ class Trainer:
     def run_epoch(self) -> tuple[EpochStats, int]:
         """Train one epoch; returns its stats and the number of images processed."""
         t0 = time.perf_counter()
-        lr = self.recipe.train.lr * self._factor(self._steps_done)
+        lr = self.lr
         count = sum(self.epoch_steps())
         loss = self.epoch_loss(count)
         if self.device.type == "cuda":
@@ -326,6 +321,9 @@ class Trainer:
 
 @contextlib.contextmanager
 def _on(stream: torch.cuda.Stream | None) -> Iterator[None]:
+    """``torch.cuda.stream(stream)``, but touching nothing of CUDA for a CPU trainer (None):
+    torch's own context asks for the current CUDA device even then, which would start a CUDA
+    context in a CPU run on a machine with a GPU."""
     if stream is None:
         yield
         return
@@ -448,7 +446,7 @@ def train_packed(
         for epoch in range(max(t.recipe.train.epochs or 0 for t in trainers)):
             t0 = time.perf_counter()
             active = [i for i, t in enumerate(trainers) if epoch < (t.recipe.train.epochs or 0)]
-            lr = trainers[0].recipe.train.lr * trainers[0]._factor(trainers[0]._steps_done)
+            lr = trainers[0].lr
             counts = run_pack([trainers[i] for i in active])
             for i, count in zip(active, counts, strict=True):
                 seen[i] += count

@@ -143,9 +143,8 @@ def test_packed_victims_throughput(benchmark, cifar):
         for seed in range(n):
             torch.manual_seed(seed)
             trainers.append(Trainer("resnet18", recipe, cifar, None, seed, dev, numerics=numerics, step="auto"))
-        run_pack(trainers)  # warm-up epoch (capture)
+        images = sum(run_pack(trainers))  # the warm-up epoch (capture) counts the images of one
         times = [_timed(lambda t=trainers: run_pack(t)) for _ in range(2)]
-        images = n * sum(trainers[0]._sizes)
         rates[n] = images / statistics.median(times)
         del trainers
         torch.cuda.empty_cache()
