@@ -43,6 +43,10 @@ def test_sapa_over_base_crafting_time(benchmark, cifar, base, options, tmp_path,
     seconds = {}
     for name in (base, f"sapa-{base}"):
         poison = create_attack(name, dataset="cifar10", preset="paper", **options).run(cifar, seed=0, device="cuda")
+        poison.validate(cifar)  # a timing of a valid poison of the whole set, SAPA's step of norm rho
+        assert poison.num_poisons == cifar.num_train
+        if name.startswith("sapa-"):
+            assert poison.extra["sapa_v_norms"][0] == pytest.approx(0.05, rel=1e-4)
         seconds[name] = poison.craft_s
     ratio = seconds[f"sapa-{base}"] / seconds[base]
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)

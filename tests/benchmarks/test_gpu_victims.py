@@ -146,6 +146,9 @@ def test_packed_victims_throughput(benchmark, cifar):
         images = sum(run_pack(trainers))  # the warm-up epoch (capture) counts the images of one
         times = [_timed(lambda t=trainers: run_pack(t)) for _ in range(2)]
         rates[n] = images / statistics.median(times)
+        # every victim of the pack trained on its captured graph, its whole epoch
+        assert all(t.step_mode == "graph" and t.fallback is None for t in trainers)
+        assert images == n * cifar.num_train
         del trainers
         torch.cuda.empty_cache()
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
