@@ -638,10 +638,13 @@ def _cmd_migrate_poison(args: argparse.Namespace) -> int:
 def _cmd_claims(args: argparse.Namespace) -> int:
     record = check_claims(args.results, args.alpha, args.claims)
     rows = record["verdicts"]
+    plan = record["plan"]
     print(
         f"paper claims vs measured trials (alpha = {record['alpha']}; gap > 0 = SAPA stronger). Test: {TEST_DESCRIPTION}. "
         f"Decision: {record['correction']}."
     )
+    if plan is not None:
+        print(f"pre-registered by the run: {len(plan['primary'])} primary claim(s), Holm at alpha {plan['alpha']:g}")
     for kind in ("claim", "cost"):
         if kind == "cost" and any(r["kind"] == "cost" for r in rows):
             print(f"cost claims (section 5.5): {COST_DESCRIPTION}")
@@ -649,6 +652,8 @@ def _cmd_claims(args: argparse.Namespace) -> int:
             print(f"  {r['label'].upper():<21} {r['id']:<34} {r['summary']}")
     counts = {k: sum(r["verdict"] == k for r in rows) for k in VERDICTS}
     print("summary: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+    if plan is not None:
+        print("the run's other results are shown on the leaderboard, not tested (they were not pre-registered)")
     print(f"verdicts written to {board_dir(args.results) / CLAIMS_FILE}; leaderboard.html shows them at the top")
     return 0
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from attacks import create_attack
-from benchmark.store import ResultsStore, StoredTrial
+from benchmark.store import CLAIMS_PLAN, ResultsStore, StoredTrial
 from benchmark.suite import Cell, Setting
 from benchmark.trial import TrialRecord
 from core.atomic import write_json
@@ -242,6 +242,10 @@ def write_leaderboard(results: str | Path) -> Path:
     with ``runs.json``: every run into the folder (executor, concurrency, wall and device seconds)."""
     store = ResultsStore(results)
     write_entries(store, entries_dir(results))
-    write_json(board_dir(results) / RUNS_FILE, {"suite": store.get_meta("suite"), "runs": store.runs()})
+    runs: dict[str, Any] = {"suite": store.get_meta("suite"), "runs": store.runs()}
+    plan = store.get_meta(CLAIMS_PLAN)
+    if plan is not None:
+        runs["claims"] = json.loads(plan)
+    write_json(board_dir(results) / RUNS_FILE, runs)
     render(entries_dir(results), board_dir(results))  # after runs.json: the page's header reads it
     return board_dir(results)

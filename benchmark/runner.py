@@ -9,6 +9,7 @@ victim training -> metrics -> results row (``benchmark.store``) -> leaderboard e
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -19,9 +20,10 @@ from typing import Any, TextIO
 import torch
 from tqdm import tqdm
 
+from benchmark.claims import plan_claims
 from benchmark.entries import write_leaderboard
 from benchmark.executor import CRAFT, Executor, Graph, LocalExecutor
-from benchmark.store import ResultsStore, now
+from benchmark.store import CLAIMS_PLAN, ResultsStore, now
 from benchmark.suite import Cell, Suite
 from benchmark.trial import (
     DONE,
@@ -185,13 +187,22 @@ def run_suite(
     resolved = executor.resolve_device(device)
     size = resolve_pack(pack, resolved)
     resolve_step(train_step, resolved)  # bad values fail here, before anything is written
+    plan = plan_claims(suite)  # ... and so does a pre-registered claim the design cannot decide
     out = Path(out).resolve()  # poison folders are absolute paths, valid wherever a task runs
     store = ResultsStore(out)
     previous = store.get_meta("suite")
     if previous is not None and previous != suite.name:
         raise ConfigError(f"{out} holds results of suite {previous!r}, not {suite.name!r}; choose another --out")
+    registered = None if plan is None else json.dumps(plan.record(), sort_keys=True)
+    if store.get_meta("suite") is not None and store.get_meta(CLAIMS_PLAN) != registered:
+        raise ConfigError(
+            f"{out} was run with other pre-registered claims ({store.get_meta(CLAIMS_PLAN) or 'none'}); a plan cannot "
+            "change once results exist: choose another --out"
+        )
     store.set_meta("suite", suite.name)
     store.set_meta("suite_source", suite.source)
+    if registered is not None:
+        store.set_meta(CLAIMS_PLAN, registered)
     source = source or DataSource(suite.dataset)
     if source.name != suite.dataset:
         raise ConfigError(f"data source {source.name!r} does not match the suite's dataset {suite.dataset!r}")

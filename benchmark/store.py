@@ -127,6 +127,10 @@ def _stored_trial(row: dict[str, Any]) -> StoredTrial:
     return StoredTrial(setting, row["craft_seed"], row["trial_seed"], row["poison_key"], record)
 
 
+CLAIMS_PLAN = "claims_plan"
+"""The meta key of the claims a run pre-registered (JSON: primary claim ids, alpha, correction)."""
+
+
 class ResultsStore:
     """Thin wrapper over the SQLite file; each write is its own committed transaction."""
 

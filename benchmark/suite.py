@@ -77,7 +77,12 @@ SUITE_KEYS = {
     "victim",
     "grid",
     "resources",
+    "claims",
 }
+CLAIMS_KEYS = {"primary", "alpha"}
+"""A suite's ``[claims]``: the claims it pre-registers (``primary``: ids of the claims file,
+decided with Holm's correction over them; ``benchmark.claims.plan_claims`` checks each can be
+decided before anything runs) and their family-wise ``alpha`` (default: the claims file's)."""
 GRID_KEYS = {
     "attacks",
     "recipes",
@@ -319,6 +324,8 @@ class Suite:
     precision: str = AUTO
     memory_format: str = AUTO
     resources: tuple[tuple[str, Any], ...] = ()  # the suite's [resources] (benchmark.executor.Resources)
+    primary_claims: tuple[str, ...] = ()  # [claims] primary: pre-registered claim ids
+    claims_alpha: float | None = None  # [claims] alpha (None: the claims file's)
 
     def cells(self, numerics: Numerics = FP32) -> list[Cell]:
         """Every cell of the suite, in a stable order, without duplicates, its victims trained
@@ -500,6 +507,20 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
         Resources(**resources)
     except ConfigError as err:
         raise fail(f"resources: {err}", "resources") from None
+    claims = data.get("claims", {})
+    if not isinstance(claims, dict) or set(claims) - CLAIMS_KEYS:
+        bad = sorted(set(claims) - CLAIMS_KEYS) if isinstance(claims, dict) else ["claims"]
+        raise fail(f"unknown claims option {bad[0]!r}; known: {', '.join(sorted(CLAIMS_KEYS))}", bad[0])
+    primary = claims.get("primary", [])
+    if not isinstance(primary, list) or not all(isinstance(c, str) and c for c in primary) or (claims and not primary):
+        raise fail("claims primary must be a non-empty list of claim ids", "primary")
+    if len(set(primary)) != len(primary):
+        raise fail(f"claims primary lists a claim twice: {primary}", "primary")
+    claims_alpha = claims.get("alpha")
+    if claims_alpha is not None and (
+        isinstance(claims_alpha, bool) or not isinstance(claims_alpha, (int, float)) or not 0 < claims_alpha < 1
+    ):
+        raise fail(f"claims alpha must be a number in (0, 1), got {claims_alpha!r}", "alpha")
     preset = data.get("preset")
     if preset is not None and preset not in PRESETS:
         raise fail(f"unknown preset {preset!r}; choose {', '.join(PRESETS[:-1])} or {PRESETS[-1]}", "preset")
@@ -584,6 +605,8 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
         grids=tuple(grids),
         source=source,
         resources=tuple(sorted(resources.items())),
+        primary_claims=tuple(primary),
+        claims_alpha=None if claims_alpha is None else float(claims_alpha),
         **numerics,
     )
     # Build every attack config and recipe now, so bad options fail before anything runs.

@@ -284,3 +284,51 @@ def adjust_p(pvalues: Sequence[float], method: str) -> list[float]:
         running = min(running, min(1.0, scale * m * pvalues[i] / (k + 1)))
         adjusted[i] = running
     return adjusted
+
+
+# ----------------------------------------------------------------------------- design and power
+
+
+def two_sided_floor(n: int) -> float:
+    """The smallest two-sided p (twice the one-sided, at most 1) the exact sign-flip test over
+    ``n`` pairs can give: ``2^(1-n)``; 1 without pairs."""
+    return 1.0 if n <= 0 else min(1.0, 2.0 ** (1 - n)) if n <= EXACT_UP_TO else 2 / (2**16 + 1)
+
+
+def sign_flip_power(effect: float, sd: float, n: int, alpha: float, draws: int = 4000, seed: int = 0) -> float:
+    """Power of the exact two-sided sign-flip test (:func:`sign_flip_p`, both directions) over
+    ``n`` pairs at level ``alpha``, for paired differences drawn from a normal distribution with
+    mean ``effect`` and standard deviation ``sd``: the fraction of ``draws`` seeded samples whose
+    two-sided p is below ``alpha`` (Monte Carlo; its standard error is at most 0.5 / sqrt(draws)).
+    Exact enumeration of the 2^n sign vectors, so ``n`` is at most :data:`EXACT_UP_TO`."""
+    if not 1 <= n <= EXACT_UP_TO:
+        raise ValueError(f"n must be 1..{EXACT_UP_TO} pairs, got {n}")
+    if sd < 0 or not 0 < alpha < 1:
+        raise ValueError("sd must be >= 0 and alpha in (0, 1)")
+    if two_sided_floor(n) >= alpha:
+        return 0.0
+    rng = np.random.default_rng(seed)
+    d = rng.normal(effect, sd, size=(draws, n))
+    signs = np.array(list(itertools.product((1.0, -1.0), repeat=n)))  # 2^n x n
+    rejected = 0
+    for chunk in np.array_split(d, max(1, draws * 2**n // 2**22)):
+        observed = chunk.sum(axis=1)
+        tolerance = 1e-12 * np.maximum(1.0, np.abs(chunk).sum(axis=1))
+        sums = signs @ np.abs(chunk).T  # 2^n x draws
+        p_greater = np.mean(sums >= observed - tolerance, axis=0)
+        p_less = np.mean(-sums <= observed + tolerance, axis=0)
+        rejected += int(np.sum(np.minimum(1.0, 2 * np.minimum(p_greater, p_less)) < alpha))
+    return rejected / draws
+
+
+def pairs_for_power(
+    effect: float, sd: float, alpha: float, power: float = 0.8, most: int = EXACT_UP_TO
+) -> tuple[int, float] | None:
+    """The fewest pairs (up to ``most``) whose two-sided sign-flip test reaches ``power`` at
+    ``alpha`` for normal differences of mean ``effect`` and SD ``sd``, and that power; None
+    where no design up to ``most`` pairs does."""
+    for n in range(1, most + 1):
+        achieved = sign_flip_power(effect, sd, n, alpha)
+        if achieved >= power:
+            return n, achieved
+    return None

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from core.names import NO_DEFENSE
-from core.stats import PairedTest
+from core.stats import PairedTest, adjust_p, sign_flip_p
 from core.threats import ADVERSARIAL_MARGIN, NO_THREAT
 from leaderboard.render import ALPHA, Figure, compare, numerics_label, protocol_label
 
@@ -172,20 +172,37 @@ def _gap(p: CostPoint) -> str:
 
 @dataclass(frozen=True)
 class CostVerdict:
-    """One family's cost claim: ``held`` (SAPA 1x1 significantly stronger than E&R at every
-    K x R), ``failed`` (E&R significantly stronger at some K x R; ``overtaken`` names the
-    cheapest such point and its time ratio), or ``inconclusive``."""
+    """One family's cost claim, a non-inferiority test with ``margin`` fixed in advance:
+    ``held`` where SAPA 1x1 is significantly *less than the margin weaker* than E&R at every
+    K x R (intersection-union: each point's one-sided test at alpha, no correction needed);
+    ``failed`` where E&R is significantly stronger by more than the margin at some K x R after
+    Holm's correction over the points (``overtaken`` names the cheapest such point and its time
+    ratio); ``inconclusive`` otherwise. The two outcomes exclude each other."""
 
     setting: tuple
     attack: str
     verdict: str
     rows: list[dict[str, Any]]
     overtaken: dict[str, Any] | None
+    margin: float
 
 
-def cost_verdicts(entries: list[dict[str, Any]], attack: str, measure: str, alpha: float) -> list[CostVerdict]:
+def margin_p(test: PairedTest, margin: float) -> tuple[float, float] | None:
+    """The exact one-sided p-values of SAPA being weaker than an E&R point by less than
+    ``margin`` (non-inferior) and by more (inferior): sign-flip tests of the paired differences
+    (SAPA - E&R, > 0 = SAPA stronger) shifted by the margin; None for an unpaired design."""
+    if test.design != "paired" or test.n == 0:
+        return None
+    shifted = [d + margin for d in test.differences]
+    return sign_flip_p(shifted), sign_flip_p([-d for d in shifted])
+
+
+def cost_verdicts(
+    entries: list[dict[str, Any]], attack: str, measure: str, alpha: float, margin: float
+) -> list[CostVerdict]:
     """The cost claim for base attack ``attack`` in every setting where it was measured, on the
-    threat model's metric or on the adversarial margin (``measure``)."""
+    threat model's metric or on the adversarial margin (``measure``), with the non-inferiority
+    ``margin`` in that measure's units (a fraction for metrics)."""
     out = []
     for key, points in cost_groups(entries).items():
         if key[7] != attack:
@@ -200,26 +217,31 @@ def cost_verdicts(entries: list[dict[str, Any]], attack: str, measure: str, alph
             if test is None or test.n == 0:
                 continue
             craft, total = per_poison(p.entry)
+            shifted = margin_p(test, margin)
             rows.append(
                 {
                     "attack": p.entry["attack"],
                     "K": p.k,
                     "R": p.r,
                     "test": test,
+                    "p_noninferior": None if shifted is None else shifted[0],
+                    "p_inferior": 1.0 if shifted is None else shifted[1],
                     "time_ratio": craft / sapa_craft if sapa_craft > 0 else float("inf"),
                     "total_ratio": total / sapa_total if sapa_total > 0 else float("inf"),
                 }
             )
         if not rows:
             continue
-        losing = sorted((r for r in rows if r["test"].p_less < alpha), key=lambda r: r["total_ratio"])
+        for r, q in zip(rows, adjust_p([r["p_inferior"] for r in rows], "holm"), strict=True):
+            r["p_inferior_holm"] = q
+        losing = sorted((r for r in rows if r["p_inferior_holm"] < alpha), key=lambda r: r["total_ratio"])
         if losing:
             verdict = "failed"
-        elif all(r["test"].p_greater < alpha for r in rows):
+        elif all(r["p_noninferior"] is not None and r["p_noninferior"] < alpha for r in rows):
             verdict = "held"
         else:
             verdict = "inconclusive"
-        out.append(CostVerdict(key, attack, verdict, rows, losing[0] if losing else None))
+        out.append(CostVerdict(key, attack, verdict, rows, losing[0] if losing else None, margin))
     return out
 
 

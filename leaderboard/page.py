@@ -299,6 +299,7 @@ def claims_view(claims: dict[str, Any] | None, entries: list[dict[str, Any]]) ->
         "alpha": claims["alpha"],
         "test": claims["test"],
         "correction": claims["correction"],
+        "plan": claims.get("plan"),
         "stale": claims["entries_sha256"] != entries_digest(entries),
         "counts": [(k, sum(r["verdict"] == k for r in rows)) for k in VERDICTS],
         "rows": [_verdict_row(r) for r in rows if r["verdict"] != "untested"],
@@ -312,6 +313,7 @@ def _verdict_row(r: dict[str, Any]) -> dict[str, Any]:
         "p": "-" if r["p_value"] is None else f"{r['p_value']:.4f}",
         "q": "-" if r["p_adjusted"] is None else f"{r['p_adjusted']:.4f}",
         "floor": "-" if r["p_floor"] is None else f"{r['p_floor']:.4f}",
+        "power_text": "-" if r.get("power") is None else f"{100 * r['power']:.0f}%",
     }
 
 

@@ -1,10 +1,11 @@
 """The two records a leaderboard folder keeps beside its entry files, read for the page's header.
 
 - ``runs.json``: every ``sapabench run`` into the folder (when it started, executor and
-  concurrency, wall and device seconds, cells and failures), written by ``benchmark.entries``.
+  concurrency, wall and device seconds, cells and failures), written by ``benchmark.entries``,
+  and the claims the suite pre-registered (``claims``: primary claim ids and alpha), if any.
 - ``claims.json``: the verdicts of the last ``sapabench claims`` on the folder (each claim's
-  verdict, the paper's numbers, the measured statistics as one line of text, the p-value and its
-  floor), with the digest of the entries it was checked against (:func:`entries_digest`), so a
+  verdict, family and correction, the paper's numbers, the measured statistics as one line of
+  text, the raw and adjusted p-value, its floor and, for primary claims, the design's power), with the digest of the entries it was checked against (:func:`entries_digest`), so a
   page rendered from other entries says the verdicts are stale instead of showing them as
   current.
 
@@ -26,7 +27,7 @@ from leaderboard.schema import EntryError
 RUNS_FILE = "runs.json"
 CLAIMS_FILE = "claims.json"
 CLAIMS_FORMAT = "sapabench-claims"
-CLAIMS_VERSION = 2  # 2: two-sided p, the multiplicity correction, adjusted p, proxy labels
+CLAIMS_VERSION = 3  # 2: two-sided p, the multiplicity correction, adjusted p, proxy labels; 3: families, plan, power
 VERDICTS = ("held", "failed", "inconclusive", "untested")
 NUMBER = (int, float)
 OPTIONAL_NUMBER = (int, float, type(None))
@@ -53,9 +54,12 @@ VERDICT_SPEC: dict[str, tuple[type, ...]] = {
     "p_value": OPTIONAL_NUMBER,
     "p_floor": OPTIONAL_NUMBER,
     "p_adjusted": OPTIONAL_NUMBER,
+    "power": OPTIONAL_NUMBER,
     "decided_on": (str,),
     "label": (str,),
+    "family": (str,),
 }
+FAMILIES = ("primary", "secondary", "cost")
 
 
 def entries_digest(entries: list[dict[str, Any]]) -> str:
@@ -104,6 +108,17 @@ def load_runs(path: str | Path) -> dict[str, Any] | None:
         return None
     if not isinstance(data, dict) or not isinstance(data.get("runs"), list):
         raise EntryError(f"{path}: must be an object with a list 'runs'; {fix}")
+    claims = data.get("claims")
+    if claims is not None and (
+        not isinstance(claims, dict)
+        or not isinstance(claims.get("primary"), list)
+        or not all(isinstance(c, str) for c in claims["primary"])
+        or isinstance(claims.get("alpha"), bool)
+        or not isinstance(claims.get("alpha"), NUMBER)
+    ):
+        raise EntryError(
+            f"{path}: 'claims' must be an object with a list 'primary' of claim ids and a number 'alpha'; {fix}"
+        )
     for i, run in enumerate(data["runs"]):
         _check(run, RUN_SPEC, f"{path}: runs[{i}]", fix, RUN_OPTIONAL)
         if min(run["wall_s"], run["device_s"], run["cells"], run["failed"]) < 0 or run["failed"] > run["cells"]:
@@ -132,12 +147,21 @@ def load_claims_record(path: str | Path) -> dict[str, Any] | None:
         )
     if not 0 < data["alpha"] < 1:
         raise EntryError(f"{path}: alpha must lie in (0, 1); {fix}")
+    plan = data.get("plan")
+    if plan is not None and (
+        not isinstance(plan, dict)
+        or not isinstance(plan.get("primary"), list)
+        or not all(isinstance(c, str) for c in plan["primary"])
+    ):
+        raise EntryError(f"{path}: plan must be null or an object with a list of claim ids 'primary'; {fix}")
     for i, v in enumerate(data["verdicts"]):
         where = f"{path}: verdicts[{i}]"
         _check(v, VERDICT_SPEC, where, fix)
         if v["verdict"] not in VERDICTS:
             raise EntryError(f"{where}: verdict {v['verdict']!r} is not one of {', '.join(VERDICTS)}; {fix}")
-        for key in ("p_value", "p_floor", "p_adjusted"):
+        if v["family"] not in FAMILIES:
+            raise EntryError(f"{where}: family {v['family']!r} is not one of {', '.join(FAMILIES)}; {fix}")
+        for key in ("p_value", "p_floor", "p_adjusted", "power"):
             if v[key] is not None and not 0 <= v[key] <= 1:
                 raise EntryError(f"{where}: {key} must lie in [0, 1]; {fix}")
         if v["verdict"] in ("held", "failed") and v["p_value"] is None:

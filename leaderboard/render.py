@@ -19,7 +19,7 @@ from core.stats import PairedTest, compare_arms
 from core.threats import ADVERSARIAL_MARGIN, NO_THREAT, THREATS
 from leaderboard.records import CLAIMS_FILE, RUNS_FILE, load_claims_record, load_runs
 from leaderboard.schema import load_entries
-from victims.protocols import FILE_PREFIX, NO_PRETRAINED, SCRATCH, get_protocol
+from victims.protocols import FILE_PREFIX, NO_PRETRAINED, SCRATCH, get_protocol, is_white_box
 
 ALPHA = 0.05
 COLUMNS = (
@@ -144,7 +144,20 @@ def protocol_label(setting: dict[str, Any]) -> str:
         return protocol
     if pretrained.startswith(FILE_PREFIX):
         pretrained = "file " + pretrained.rpartition("@")[2][:8]
-    return f"{protocol}/{pretrained}"
+    bound = " (white-box bound)" if white_box(setting) else ""
+    return f"{protocol}/{pretrained}{bound}"
+
+
+def surrogate_arch(setting: dict[str, Any]) -> str | None:
+    """The architecture of the surrogate the entry's poison was crafted against (None: clean
+    data, or an entry that does not record it)."""
+    surrogate = (setting.get("attack_config") or {}).get("surrogate")
+    return surrogate.get("arch") if isinstance(surrogate, dict) else None
+
+
+def white_box(setting: dict[str, Any]) -> bool:
+    """Whether the entry's victims are the attacker's own model (:func:`victims.protocols.is_white_box`)."""
+    return is_white_box(setting["protocol"], setting["pretrained"], setting["arch"], surrogate_arch(setting))
 
 
 def numerics_label(setting: dict[str, Any]) -> str:
@@ -226,7 +239,7 @@ def pair(sapa: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
         "recipe": s["recipe"],
         "protocol": protocol_label(s),
         "protocol_name": s["protocol"],
-        "white_box": get_protocol(s["protocol"]).white_box,
+        "white_box": white_box(s),
         "numerics": numerics_label(s),
         "defense": sapa["defense"],
         "attack": base["attack"],

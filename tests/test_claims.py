@@ -2,8 +2,8 @@ import json
 
 import pytest
 
+from benchmark.claims import ClaimsPlan, describe, load_claims, plan_claims
 from benchmark.claims import check_claims as write_verdicts
-from benchmark.claims import load_claims
 from benchmark.claims import test_claims as check_claims
 from core.errors import ConfigError
 from leaderboard.records import load_claims_record
@@ -89,7 +89,7 @@ def test_the_verdicts_are_recorded_for_the_page_with_the_p_value_each_rests_on(t
     assert held["verdict"] == "held" and held["p_value"] == held["p_floor"] == 2**-7
     assert held["p_adjusted"] == pytest.approx(2**-7) and held["label"] == "held" and held["decided_on"] == "metric"
     assert failed["verdict"] == "failed" and failed["p_value"] == 2**-7
-    assert untested["p_value"] is None and "no matching scratch results" in untested["summary"]
+    assert untested["p_value"] is None and "no matching black-box scratch results" in untested["summary"]
     assert held["summary"].startswith("paper 21.2 -> 10.9; digits/convnet/sgd/scratch:")
     assert {r["kind"] for r in rows.values()} == {"claim", "cost"}  # cost claims recorded (untested here)
     page = (tmp_path / "leaderboard" / "leaderboard.html").read_text()
@@ -112,12 +112,22 @@ def test_alpha_changes_the_verdict_not_the_numbers(tmp_path):
 def test_two_constant_trials_against_two_never_hold(tmp_path):
     """The old failure: zero variance in both arms gave p = 0 and a "held" claim from 2 vs 2."""
     entries = [
-        make_entry("error-min", (0.50, 0.50), recipe="sgd"),
-        make_entry("sapa-error-min", (0.49, 0.49), recipe="sgd"),
+        make_entry("error-min", (0.50, 0.50), recipe="sgd", cells=[(0, 100), (1, 100)]),
+        make_entry("sapa-error-min", (0.49, 0.49), recipe="sgd", cells=[(0, 100), (1, 100)]),
     ]
     v = _verdicts(tmp_path, entries)["T4-sgd-error-min"]
     assert v.verdict == "inconclusive"
-    assert v.p_sapa_stronger == 0.25 and v.test.p_floor == 0.25 and v.test.unit == "victim seed"
+    assert v.p_sapa_stronger == 0.25 and v.test.p_floor == 0.25 and v.test.unit == "craft seed"
+
+
+def test_victims_of_one_poison_never_test_a_claim(tmp_path):
+    """The poison is the unit: eight victims of one craft seed are not eight draws of the attack."""
+    entries = [
+        make_entry("error-min", [0.7 + 0.01 * i for i in range(8)], recipe="sgd"),
+        make_entry("sapa-error-min", [0.5 + 0.01 * i for i in range(8)], recipe="sgd"),
+    ]
+    v = _verdicts(tmp_path, entries)["T4-sgd-error-min"]
+    assert v.verdict == "untested" and v.test is None and "one craft seed" in describe(v)
 
 
 def test_targeted_claims_test_the_margin_in_their_protocol(tmp_path):
@@ -126,7 +136,9 @@ def test_targeted_claims_test_the_margin_in_their_protocol(tmp_path):
     base_margin = [-4.0 + 0.1 * i for i in range(16)]
     sapa_margin = [m + 1.0 for m in base_margin]
     clean = [-6.0] * 16
-    kw = dict(threat="targeted", metric="success", higher=True, cells=cells, protocol="linear", pretrained="surrogate")
+    kw = dict(
+        threat="targeted", metric="success", higher=True, cells=cells, protocol="linear", pretrained="independent"
+    )
     entries = [
         make_entry("gradient-matching", success, margin=(base_margin, clean), **kw),
         make_entry("sapa-gradient-matching", success, margin=(sapa_margin, clean), **kw),
@@ -257,7 +269,9 @@ def test_a_verdict_decided_on_the_margin_is_labelled_in_every_output(tmp_path, c
     cells = [(c, t) for c in range(8) for t in (100, 101)]
     base_margin = [-4.0 + 0.1 * i for i in range(16)]
     sapa_margin = [m + 1.0 for m in base_margin]
-    kw = dict(threat="targeted", metric="success", higher=True, cells=cells, protocol="linear", pretrained="surrogate")
+    kw = dict(
+        threat="targeted", metric="success", higher=True, cells=cells, protocol="linear", pretrained="independent"
+    )
     entries = [
         make_entry("gradient-matching", [0.0] * 16, margin=(base_margin, [-6.0] * 16), **kw),
         make_entry("sapa-gradient-matching", [0.0] * 16, margin=(sapa_margin, [-6.0] * 16), **kw),
@@ -271,3 +285,136 @@ def test_a_verdict_decided_on_the_margin_is_labelled_in_every_output(tmp_path, c
     assert row["label"] == "held (margin)" and row["decided_on"] == "adversarial margin"
     assert "success 0.0 +/- 0.0 -> 0.0 +/- 0.0" in row["summary"]  # the 0/1 success beside it
     assert "held (margin)" in (results / "leaderboard" / "leaderboard.html").read_text()
+
+
+def _linear(attack, margins, arch="convnet", pretrained="independent", surrogate="convnet"):
+    cells = [(c, 100) for c in range(8)]
+    return make_entry(
+        attack,
+        [0.0] * 8,
+        threat="targeted",
+        metric="success",
+        higher=True,
+        cells=cells,
+        arch=arch,
+        protocol="linear",
+        pretrained=pretrained,
+        margin=(margins, [-6.0] * 8),
+        attack_config={"surrogate": {"arch": surrogate, "recipe": "sgd", "epochs": None}},
+    )
+
+
+def test_a_victim_that_starts_from_the_attackers_surrogate_is_white_box(tmp_path):
+    base = [-4.0 + 0.1 * i for i in range(8)]
+    sapa = [m + 1.0 for m in base]
+    # linear on the attacker's own surrogate (same architecture): a bound, never a claim
+    white = [
+        _linear("gradient-matching", base, pretrained="surrogate"),
+        _linear("sapa-gradient-matching", sapa, pretrained="surrogate"),
+    ]
+    assert _verdicts(tmp_path / "w", white)["T4-sgd-gradient-matching"].verdict == "untested"
+    board = tmp_path / "w" / "leaderboard"
+    from leaderboard.render import rival_pairs
+    from leaderboard.schema import load_entries
+
+    pairs = rival_pairs(load_entries(board / "entries"))
+    assert pairs and all(p["white_box"] and p["protocol"].endswith("(white-box bound)") for p in pairs)
+    # the surrogate source of another architecture is a black-box victim
+    black = [
+        _linear("gradient-matching", base, pretrained="surrogate", surrogate="resnet18"),
+        _linear("sapa-gradient-matching", sapa, pretrained="surrogate", surrogate="resnet18"),
+    ]
+    assert _verdicts(tmp_path / "b", black)["T4-sgd-gradient-matching"].verdict == "held"
+
+
+def test_tied_settings_rest_on_the_weakest_not_on_a_label(tmp_path):
+    """Two black-box settings with the same number of poisons: the claim takes the larger p
+    (an independent source that shows nothing beats a checkpoint file that shows a lot)."""
+    base = [-4.0 + 0.1 * i for i in range(8)]
+    strong = [m + 1.0 for m in base]
+    weak = [m + (0.5 if i % 2 else -0.4) for i, m in enumerate(base)]
+    entries = [
+        _linear("gradient-matching", base, pretrained="independent"),
+        _linear("sapa-gradient-matching", weak, pretrained="independent"),
+        _linear("gradient-matching", base, pretrained="file:/x.safetensors@" + "a" * 64),
+        _linear("sapa-gradient-matching", strong, pretrained="file:/x.safetensors@" + "a" * 64),
+    ]
+    from leaderboard.schema import seal
+
+    for i in (2, 3):
+        entries[i]["entry_id"] += "-file"
+        entries[i] = seal({k: v for k, v in entries[i].items() if k != "content_sha256"})
+    v = _verdicts(tmp_path, entries)["T4-sgd-gradient-matching"]
+    assert v.settings == 2 and v.verdict == "inconclusive" and "weakest of 2" in describe(v)
+
+
+def test_primary_claims_are_decided_with_holm_and_nothing_else_is_tested(tmp_path):
+    low, high = [0.50 + 0.01 * i for i in range(8)], [0.70 + 0.01 * i for i in range(8)]
+    entries = [
+        make_entry("error-min", high, recipe="sgd", cells=EIGHT),
+        make_entry("sapa-error-min", low, recipe="sgd", cells=EIGHT),
+        make_entry("error-min", high, recipe="adam", cells=EIGHT),
+        make_entry("sapa-error-min", low, recipe="adam", cells=EIGHT),
+    ]
+    plan = ClaimsPlan(("T4-sgd-error-min", "T4-adam-error-min", "T4-sam-error-min"), 0.05)
+    _, verdicts = check_claims(_results(tmp_path, entries), plan=plan)
+    assert [v.claim.id for v in verdicts] == ["T4-sgd-error-min", "T4-adam-error-min", "T4-sam-error-min"]
+    sgd, adam, sam = verdicts
+    # Holm over the two tested: 2 x 2^-7 at the first step, max(that, 1 x 2^-7) at the second
+    assert sgd.p_adjusted == adam.p_adjusted == pytest.approx(2 * 2**-7) and sgd.verdict == adam.verdict == "held"
+    assert sgd.family == "primary" and sam.verdict == "untested"
+    assert 0 <= sgd.power <= 1 and "power" in describe(sgd)
+    record = write_verdicts(tmp_path, plan=plan)
+    assert record["plan"]["primary"] == list(plan.primary) and "Holm" in record["correction"]
+    assert not any(r["kind"] == "cost" for r in record["verdicts"])  # the cost claims were not pre-registered
+    assert load_claims_record(tmp_path / "leaderboard" / "claims.json") == record
+    html = (tmp_path / "leaderboard" / "leaderboard.html").read_text()
+    assert "Pre-registered by the run" in html and "T4-adam-error-min" in html
+
+
+def _suite(text):
+    from benchmark.suite import parse_suite
+
+    return parse_suite(text, "s.toml")
+
+
+PLANNED = """
+name = "p"
+dataset = "digits"
+preset = "embedded"
+trials = 1
+craft_seeds = {seeds}
+[claims]
+primary = {primary}
+[[grid]]
+attacks = ["error-min", "sapa-error-min"]
+recipes = ["sgd"]
+archs = ["convnet"]
+"""
+
+
+def test_a_pre_registered_claim_the_design_cannot_decide_is_refused():
+    ok = _suite(PLANNED.format(seeds=list(range(8)), primary='["T4-sgd-error-min"]'))
+    assert plan_claims(ok) == ClaimsPlan(("T4-sgd-error-min",), 0.05)
+    # 6 poisons: two-sided floor 2^-5 = 0.03125, not below 0.05 / 2 under Holm over two claims
+    two = PLANNED.format(seeds=list(range(6)), primary='["T4-adam-error-min", "T4-sgd-error-min"]')
+    with pytest.raises(ConfigError, match="T4-adam-error-min cannot be decided: no grid trains"):
+        plan_claims(_suite(two))
+    two = two.replace('recipes = ["sgd"]', 'recipes = ["sgd", "adam"]')
+    with pytest.raises(
+        ConfigError, match=r"T4-adam-error-min cannot be decided: floor 0.03125 > alpha 0.025 .* at least 7 craft"
+    ):
+        plan_claims(_suite(two))
+    with pytest.raises(ConfigError, match="not in the claims file; did you mean 'T4-sgd-error-min'"):
+        plan_claims(_suite(PLANNED.format(seeds=list(range(8)), primary='["T4-sgd-error-mn"]')))
+    with pytest.raises(ConfigError, match="claims primary must be a non-empty list"):
+        _suite(PLANNED.format(seeds=[0, 1], primary="[]"))
+
+
+def test_a_refused_plan_writes_nothing(tmp_path):
+    from benchmark.runner import run_suite
+
+    bad = _suite(PLANNED.format(seeds=[0, 1, 2], primary='["T4-sgd-error-min"]'))
+    with pytest.raises(ConfigError, match=r"cannot be decided: floor 0\.25"):
+        run_suite(bad, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()

@@ -254,7 +254,7 @@ def test_run_render_and_claims_from_the_cli(capsys, smoke_cli):
     assert "T4-sgd-gradient-matching" in claims and "summary:" in claims
     # the smoke suite has scratch victims only: the targeted claims (tested on linear victims)
     # and the error-max claim (adversarial training) are untested, and say why
-    assert "no matching linear results" in claims and "leaderboard.html shows them" in claims
+    assert "no matching black-box linear results" in claims and "leaderboard.html shows them" in claims
     record = json.loads((out / "leaderboard" / "claims.json").read_text())
     assert {r["id"] for r in record["verdicts"]} >= {"T4-sgd-gradient-matching"}
     page = (out / "leaderboard" / "leaderboard.html").read_bytes()

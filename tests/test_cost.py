@@ -56,29 +56,41 @@ def test_the_cost_view_puts_every_k_x_r_beside_sapa_with_time_ratios():
     assert rows[3]["vs_sapa_1x1_gap"] == "-"  # SAPA 1x1 is the reference
 
 
-def test_sapa_stronger_than_every_ensemble_holds():
-    (verdict,) = cost_verdicts(_family([0.2 + 0.01 * s for s in SEEDS]), "sleeper-agent", "metric", 0.05)
+def test_sapa_not_weaker_by_the_margin_than_every_ensemble_holds():
+    (verdict,) = cost_verdicts(_family([0.2 + 0.01 * s for s in SEEDS]), "sleeper-agent", "metric", 0.05, 0.10)
     assert verdict.verdict == "held" and verdict.overtaken is None
     assert [(r["K"], r["R"]) for r in verdict.rows] == [(1, 1), (2, 1), (4, 1)]
 
 
 def test_an_ensemble_that_beats_sapa_fails_the_claim_and_names_the_cost_ratio():
-    (verdict,) = cost_verdicts(_family([0.9 + 0.01 * s for s in SEEDS]), "sleeper-agent", "metric", 0.05)
+    (verdict,) = cost_verdicts(_family([0.9 + 0.01 * s for s in SEEDS]), "sleeper-agent", "metric", 0.05, 0.10)
     assert verdict.verdict == "failed"
     assert (verdict.overtaken["K"], verdict.overtaken["R"]) == (4, 1)
     assert verdict.overtaken["time_ratio"] == pytest.approx(4.0)  # 40 s against SAPA's 10 s
     assert verdict.overtaken["total_ratio"] == pytest.approx(4.0)
 
 
-def test_a_tie_is_inconclusive():
-    tie = [0.5 + 0.01 * s + (0.05 if s % 2 else -0.05) for s in SEEDS]
-    (verdict,) = cost_verdicts(_family(tie), "sleeper-agent", "metric", 0.05)
+def test_comparable_strength_at_a_fraction_of_the_cost_holds():
+    """Table 11's situation: the largest ensemble a little stronger than SAPA 1x1 (3 points,
+    inside the 10-point margin) in every pair: SAPA is non-inferior, the claim holds."""
+    (verdict,) = cost_verdicts(_family([0.53 + 0.01 * s for s in SEEDS]), "sleeper-agent", "metric", 0.05, 0.10)
+    four = verdict.rows[-1]
+    assert four["test"].p_less == 2**-8 and four["p_noninferior"] == 2**-8
+    assert verdict.verdict == "held" and verdict.overtaken is None
+    # the same data with a 2-point margin: E&R is stronger by more than it, after Holm over 3 points
+    (strict,) = cost_verdicts(_family([0.53 + 0.01 * s for s in SEEDS]), "sleeper-agent", "metric", 0.05, 0.02)
+    assert strict.verdict == "failed" and strict.overtaken["p_inferior_holm"] == pytest.approx(3 * 2**-8)
+
+
+def test_a_tie_within_noise_of_the_margin_is_inconclusive():
+    tie = [0.6 + 0.01 * s + (0.15 if s % 2 else -0.15) for s in SEEDS]
+    (verdict,) = cost_verdicts(_family(tie), "sleeper-agent", "metric", 0.05, 0.10)
     assert verdict.verdict == "inconclusive"
 
 
 def test_without_ensembles_there_is_no_cost_view():
     plain = [e for e in _family([0.2] * 8) if e["setting"]["options"] == {"ensemble": 1, "reinit": 1}]
-    assert cost_view(plain) == [] and cost_verdicts(plain, "sleeper-agent", "metric", 0.05) == []
+    assert cost_view(plain) == [] and cost_verdicts(plain, "sleeper-agent", "metric", 0.05, 0.10) == []
 
 
 def test_cost_claims_are_read_from_the_results_and_plotted(tmp_path):

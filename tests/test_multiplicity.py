@@ -45,3 +45,26 @@ def test_bad_input_is_refused():
         adjust_p([0.1], "bonferonni")
     with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
         adjust_p([1.2], "holm")
+
+
+def test_the_two_sided_floor_of_the_exact_test():
+    from core.stats import two_sided_floor
+
+    assert two_sided_floor(0) == 1.0 and two_sided_floor(1) == 1.0 and two_sided_floor(3) == 0.25
+    assert two_sided_floor(8) == 2**-7
+
+
+def test_the_power_of_the_sign_flip_test():
+    from core.stats import pairs_for_power, sign_flip_power
+
+    # no effect: the test keeps its level (Monte Carlo: 4000 draws, 3 standard errors)
+    assert sign_flip_power(0.0, 1.0, 10, 0.05) <= 0.05 + 3 * (0.05 * 0.95 / 4000) ** 0.5
+    # a design whose floor is not below alpha has no power, whatever the effect
+    assert sign_flip_power(10.0, 1.0, 5, 0.05) == 0.0 and sign_flip_power(10.0, 1.0, 6, 0.05) == 1.0
+    grows = [sign_flip_power(0.8, 1.0, n, 0.05) for n in (8, 11, 14)]
+    assert grows == sorted(grows) and grows[-1] > 0.7
+    n, power = pairs_for_power(1.5, 1.0, 0.05)
+    assert power >= 0.8 and sign_flip_power(1.5, 1.0, n - 1, 0.05) < 0.8
+    assert pairs_for_power(0.1, 1.0, 0.05) is None  # a tiny effect cannot be powered within 16 pairs
+    with pytest.raises(ValueError, match="n must be 1..16"):
+        sign_flip_power(1.0, 1.0, 17, 0.05)

@@ -43,7 +43,8 @@ def test_the_page_shows_what_was_run_and_the_verdicts_first(tmp_path):
     assert "cifar10, digits" in html and "48 victims in 9 entries" in html and "none, spectral-signatures" in html
     assert "T4-sgd-error-min" in html and 'class="verdict v-held"' in html and "1 untested" in html
     # untested claims (most rows, for any one suite) are listed apart, folded
-    assert html.index('<details class="untested">') < html.index("T1-gradient-matching") < html.index("</details>")
+    assert html.index('<details class="untested">') < html.rindex("T1-gradient-matching") < html.index("</details>")
+    assert "Pre-registered by the run: T4-sgd-error-min, T1-gradient-matching (Holm" in html and ">81%<" in html
     assert "different set of entries" not in html
 
 
@@ -89,7 +90,7 @@ def test_rendering_twice_gives_the_same_bytes(tmp_path):
         (lambda d: d["verdicts"][0].update(p_value=None), "a held verdict needs its p_value"),
         (lambda d: d["verdicts"][0].pop("summary"), "missing field 'summary'"),
         (lambda d: d.update(alpha=2), "alpha must lie in (0, 1)"),
-        (lambda d: d.update(version=99), "not a sapabench-claims v2 record"),
+        (lambda d: d.update(version=99), "not a sapabench-claims v3 record"),
     ],
 )
 def test_a_tampered_claims_record_is_refused_with_the_fix(tmp_path, edit, message):

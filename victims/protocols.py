@@ -83,13 +83,24 @@ def get_protocol(name: str) -> Protocol:
 
 
 PRETRAINED_SOURCES = ("surrogate", "independent")
+SURROGATE_SOURCE = PRETRAINED_SOURCES[0]
 NO_PRETRAINED = "none"
+"""The pretrained source recorded for protocols that start from no pretrained model."""
 FILE_PREFIX = "file:"
 """A checkpoint source is recorded as ``file:<absolute path>@<sha256>``."""
-"""The pretrained source recorded for protocols that start from no pretrained model."""
 INDEPENDENT_SEED = 10_000
 """A pretrained model of source ``independent`` is seeded ``INDEPENDENT_SEED + victim seed``:
 never the seed of any attacker's surrogate (craft seeds are below it in every suite)."""
+
+
+def is_white_box(protocol: str, pretrained: str, arch: str, surrogate_arch: str | None) -> bool:
+    """Whether a victim is the attacker's own model: by construction (``known-init``), or because
+    it starts from the surrogate the attacker crafted against (source ``surrogate`` with the
+    surrogate's architecture; an unknown surrogate architecture counts as the same). Its results
+    are an upper bound, never evidence for a black-box claim."""
+    if get_protocol(protocol).white_box:
+        return True
+    return pretrained == SURROGATE_SOURCE and (surrogate_arch is None or arch == surrogate_arch)
 
 
 def head(model: nn.Module) -> tuple[str, nn.Linear]:
