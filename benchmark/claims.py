@@ -24,9 +24,9 @@ Two families of claims (:data:`CORRECTIONS`):
   counts once; claims sharing an arm are positively dependent).
 
 - ``held`` / ``failed``: the two-sided exact p (HELD and FAILED together keep alpha), adjusted
-  in its family, below alpha, in the measured direction; ``inconclusive``: neither (a primary
+  in its family, below alpha, in the measured direction; ``inconclusive``: neither (every tested
   claim also shows the power its design had for the effect it measured); ``untested``: no
-  matching black-box pair, or one poison.
+  matching black-box pair, one poison, or too few poisons for the exact floor to go below alpha.
 
 A verdict decided on the adversarial margin (a proxy of targeted success) is labelled
 ``held (margin)`` / ``failed (margin)`` wherever it is shown.
@@ -97,6 +97,12 @@ class Claim:
     dataset: str | None = None
     options: dict[str, Any] | None = None
     embedded: dict[str, Any] | None = None
+    paper_protocol: str | None = None
+
+    def protocol_at(self, preset: str) -> str:
+        """The victim protocol the claim is tested in at attack ``preset`` (the paper preset's
+        own where the claim names one)."""
+        return self.paper_protocol if preset == PAPER_PRESET and self.paper_protocol else self.protocol
 
     @property
     def compared(self) -> tuple[str, str]:
@@ -138,8 +144,9 @@ class Verdict:
     """A claim's verdict. ``p_two_sided`` is the exact test's two-sided p (twice the smaller
     one-sided p, at most 1: HELD and FAILED together keep alpha); ``p_adjusted`` that p after its
     family's multiplicity correction (:data:`CORRECTIONS`), which the verdict is decided on.
-    ``power``: for a primary claim, the power its design had at Holm's first-step level for the
-    effect and spread it measured (:func:`core.stats.sign_flip_power`); ``reason``: why a claim
+    ``power``: the power its design had for the effect and spread it measured
+    (:func:`core.stats.sign_flip_power`; at Holm's first-step level for a primary claim, at alpha
+    for a secondary one); ``reason``: why a claim
     with results is untested; ``settings``: how many black-box settings tied for it (the
     verdict rests on the weakest of them)."""
 
@@ -255,13 +262,15 @@ def load_claims(path: str | Path | None = None) -> tuple[float, list[Claim]]:
                 raw.get("dataset"),
                 dict(raw["options"]) if "options" in raw else None,
                 dict(raw["embedded"]) if "embedded" in raw else None,
+                raw.get("paper_protocol"),
             )
         except (KeyError, IndexError, TypeError, ValueError) as err:
             raise ConfigError(f"claims file: malformed claim {raw.get('id', raw)!r} ({err})") from None
         if claim.expect != "sapa_stronger":
             raise ConfigError(f"claim {claim.id}: expect must be 'sapa_stronger'")
-        if claim.protocol not in PROTOCOLS or get_protocol(claim.protocol).white_box:
-            raise ConfigError(f"claim {claim.id}: protocol must be a registered, non-white-box protocol")
+        for protocol in {claim.protocol, claim.paper_protocol or claim.protocol}:
+            if protocol not in PROTOCOLS or get_protocol(protocol).white_box:
+                raise ConfigError(f"claim {claim.id}: protocol must be a registered, non-white-box protocol")
         if claim.measure not in MEASURES:
             raise ConfigError(f"claim {claim.id}: measure must be one of {', '.join(MEASURES)}")
         if claim.baseline is not None and claim.baseline not in ATTACKS:
@@ -307,13 +316,14 @@ def _grid_pairs(suite: Suite, grid: Grid, c: Claim, arch: str) -> int | None:
     sapa, baseline = c.compared
     if not {sapa, baseline} <= set(grid.attacks) or c.recipe not in grid.recipes or arch not in grid.archs:
         return None
-    if c.protocol not in grid.protocols or NO_DEFENSE not in grid.defenses:
-        return None
     preset = suite.preset or default_preset(suite.dataset)
+    protocol = c.protocol_at(preset)
+    if protocol not in grid.protocols or NO_DEFENSE not in grid.defenses:
+        return None
     if not c.matches({"preset": preset, "dataset": suite.dataset, "options": dict(grid.options)}):
         return None
     surrogate = grid.surrogate or create_attack(sapa, dataset=suite.dataset, preset=suite.preset).config.surrogate.arch
-    if is_white_box(c.protocol, grid.pretrained_of(c.protocol), arch, surrogate):
+    if is_white_box(protocol, grid.pretrained_of(protocol), arch, surrogate):
         return None
     return len(grid.craft_seeds or suite.craft_seeds)
 
@@ -342,7 +352,7 @@ def plan_claims(suite: Suite, claims_file: str | Path | None = None) -> ClaimsPl
             sapa, baseline = c.compared
             raise ConfigError(
                 f"{where}: primary claim {cid} cannot be decided: no grid trains {sapa} and {baseline} on "
-                f"{arch}/{c.recipe}/{c.protocol} (black-box, no defense); add one or drop the claim from [claims] primary"
+                f"{arch}/{c.recipe}/{c.protocol_at(suite.preset or default_preset(suite.dataset))} (black-box, no defense); add one or drop the claim from [claims] primary"
             )
         n = max(designs)
         floor = two_sided_floor(n)
@@ -354,6 +364,22 @@ def plan_claims(suite: Suite, claims_file: str | Path | None = None) -> ClaimsPl
                 f"{plan.alpha:g}); give its grid at least {need} craft seeds"
             )
     return plan
+
+
+def undecidable_claims(suite: Suite, claims_file: str | Path | None = None) -> list[tuple[str, int]]:
+    """For a suite without a plan: the claims its grids test whose design cannot be decided even
+    unadjusted (exact two-sided floor over its craft seeds not below the claims file's alpha),
+    with their number of poisons, so a run says so before any compute is spent."""
+    if suite.primary_claims:
+        return []
+    alpha, claims = load_claims(claims_file)
+    archs = Counter(a for g in suite.grids for a in g.archs for _ in g.recipes)
+    out = []
+    for c in claims:
+        designs = [n for g in suite.grids if (n := _grid_pairs(suite, g, c, _claim_arch(c, archs))) is not None]
+        if designs and two_sided_floor(max(designs)) >= alpha:
+            out.append((c.id, max(designs)))
+    return out
 
 
 def recorded_plan(results: str | Path) -> ClaimsPlan | None:
@@ -411,7 +437,7 @@ def test_claims(
             p
             for p in pairs
             if (p["sapa_attack"], p["attack"], p["recipe"], p["arch"], p["protocol_name"])
-            == (sapa, baseline, c.recipe, arch, c.protocol)
+            == (sapa, baseline, c.recipe, arch, c.protocol_at(p["preset"]))
             and c.matches(p)
         ]
         if c.measure == ADVERSARIAL_MARGIN:
@@ -429,6 +455,13 @@ def test_claims(
         most = max(t.n for _, t in by_poison)
         tied = [(two_sided(t), i) for i, (_, t) in enumerate(by_poison) if t.n == most]
         p, test = by_poison[max(tied)[1]]
+        if two_sided_floor(test.n) >= alpha:
+            reason = (
+                f"{test.n} poisons cannot decide it: floor {two_sided_floor(test.n):.4g} >= alpha {alpha:g} "
+                "(measured and shown, not tested)"
+            )
+            verdicts.append(Verdict(c, "untested", p, None, family=family, reason=reason))
+            continue
         verdicts.append(Verdict(c, "inconclusive", p, test, two_sided(test), family=family, settings=len(tied)))
     return alpha, _decide(verdicts, alpha, family)
 
@@ -451,13 +484,16 @@ CORRECTION_TEXT = {
 def _decide(verdicts: list[Verdict], alpha: float, family: str) -> list[Verdict]:
     """Each tested claim decided on its adjusted p (the family's correction over the distinct
     comparisons): HELD or FAILED by the direction of the measured difference where the adjusted
-    p is below ``alpha``, inconclusive otherwise. Primary claims carry their design's power."""
+    p is below ``alpha``, inconclusive otherwise. Each carries its design's power for the effect
+    and spread it measured."""
     distinct: dict[tuple[int, str], float] = {}
     for v in verdicts:
         if v.p_two_sided is not None:
             distinct.setdefault((id(v.test), v.claim.measure), v.p_two_sided)
     adjusted = dict(zip(distinct, adjust_p(list(distinct.values()), CORRECTIONS[family]), strict=True))
-    level = alpha / max(1, len(distinct))
+    # the power is at Holm's first-step level for primary claims, at alpha for secondary ones
+    # (Benjamini-Hochberg's most lenient threshold: an upper bound on the power after adjustment)
+    level = alpha / max(1, len(distinct)) if family == PRIMARY else alpha
     out = []
     for v in verdicts:
         if v.p_two_sided is None or v.test is None:
@@ -467,8 +503,7 @@ def _decide(verdicts: list[Verdict], alpha: float, family: str) -> list[Verdict]
         verdict = "inconclusive"
         if q < alpha:
             verdict = "held" if v.test.p_greater <= v.test.p_less else "failed"
-        power = achieved_power(v.test, level) if family == PRIMARY else None
-        out.append(replace(v, verdict=verdict, p_adjusted=q, power=power))
+        out.append(replace(v, verdict=verdict, p_adjusted=q, power=achieved_power(v.test, level)))
     return out
 
 
@@ -521,7 +556,7 @@ def describe(v: Verdict) -> str:
     adjusted = (
         "" if v.p_adjusted is None else f", {CORRECTION_NAMES[CORRECTIONS[v.family]]}-adjusted {v.p_adjusted:.4f}"
     )
-    power = "" if v.power is None else f"; power {100 * v.power:.0f}% at the measured effect"
+    power = "" if v.power is None else f"; power {100 * v.power:.0f}% for the measured effect"
     tied = "" if v.settings == 1 else f"; the weakest of {v.settings} tied settings"
     return (
         f"{paper}; {versus}{where}: {tested}; {t.design} diff {t.mean_difference:+.3g} over {t.n} {t.unit}s, "

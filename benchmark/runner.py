@@ -20,7 +20,7 @@ from typing import Any, TextIO
 import torch
 from tqdm import tqdm
 
-from benchmark.claims import plan_claims
+from benchmark.claims import plan_claims, undecidable_claims
 from benchmark.entries import write_leaderboard
 from benchmark.executor import CRAFT, Executor, Graph, LocalExecutor
 from benchmark.store import CLAIMS_PLAN, ResultsStore, now
@@ -188,6 +188,7 @@ def run_suite(
     size = resolve_pack(pack, resolved)
     resolve_step(train_step, resolved)  # bad values fail here, before anything is written
     plan = plan_claims(suite)  # ... and so does a pre-registered claim the design cannot decide
+    undecidable = undecidable_claims(suite)
     out = Path(out).resolve()  # poison folders are absolute paths, valid wherever a task runs
     store = ResultsStore(out)
     previous = store.get_meta("suite")
@@ -221,6 +222,18 @@ def run_suite(
         + (f", {size} per pack" if size > 1 else "")
         + f") -> {out}"
     )
+    if plan is not None:
+        say(
+            f"pre-registered: {', '.join(plan.primary)} (Holm at alpha {plan.alpha:g}); other results are shown, not tested"
+        )
+    if undecidable:
+        few = ", ".join(f"{cid} ({n} poison{'s' if n > 1 else ''})" for cid, n in undecidable[:3])
+        more = f" and {len(undecidable) - 3} more" if len(undecidable) > 3 else ""
+        say(
+            f"note: {len(undecidable)} claim(s) this suite measures cannot be decided by its design, whatever the "
+            f"results: {few}{more}; a claim replicates over craft seeds (the exact two-sided floor with n poisons "
+            "is 2^(1-n)): list more craft_seeds to test them"
+        )
 
     specs = {c.poison.key: c.poison for c in pending if c.poison is not None}
     crafted: dict[str, CraftRecord] = {}

@@ -28,17 +28,20 @@ def test_builtin_suites_are_listed_and_valid():
         assert suite.cells() and suite.name == name
 
 
-def test_default_suite_covers_the_design_card():
+def test_default_suite_is_designed_with_the_poison_as_the_unit():
+    from benchmark.claims import undecidable_claims
+
     suite = load_suite("default")
     cells = suite.cells()
-    attacks = {c.attack for c in cells}
-    assert len(attacks - {"clean"}) == 8 and "clean" in attacks
     assert {c.recipe for c in cells} == {"sgd", "adam", "cutout", "mixup", "sam", "adversarial"}
-    assert suite.trials >= 3 and suite.dataset == "digits"
-    # targeted and backdoor rows rest on >= 8 craft seeds (targets / class pairs), paired by seed
-    for attack in ("gradient-matching", "sapa-gradient-matching", "sleeper-agent", "sapa-sleeper-agent"):
-        assert len({c.poison.craft_seed for c in cells if c.attack == attack}) >= 8
-    assert {c.protocol for c in cells if c.attack == "gradient-matching"} == {"linear", "scratch"}
+    assert suite.dataset == "digits" and not suite.primary_claims  # the pilot powered none (docs)
+    # one victim per poison and recipe; each poison crafted once and shared by every recipe
+    for attack in ("error-min", "sapa-error-min"):
+        assert len({c.poison.craft_seed for c in cells if c.attack == attack}) == 8
+        assert len({c.poison.key for c in cells if c.attack == attack}) == 8
+    assert all(c.trial_seed == suite.trial_seed for c in cells)
+    # what it cannot decide (Error-Max's 4 poisons) is known, and shown rather than tested
+    assert undecidable_claims(suite) == [("T5-adversarial-error-max", 4)]
 
 
 def test_cells_expand_and_poisons_are_shared(tmp_path):
