@@ -66,5 +66,5 @@ def test_the_power_of_the_sign_flip_test():
     n, power = pairs_for_power(1.5, 1.0, 0.05)
     assert power >= 0.8 and sign_flip_power(1.5, 1.0, n - 1, 0.05) < 0.8
     assert pairs_for_power(0.1, 1.0, 0.05) is None  # a tiny effect cannot be powered within 16 pairs
-    with pytest.raises(ValueError, match="n must be 1..16"):
+    with pytest.raises(ValueError, match=r"n must be 1\.\.16"):
         sign_flip_power(1.0, 1.0, 17, 0.05)

@@ -40,8 +40,9 @@ def test_default_suite_is_designed_with_the_poison_as_the_unit():
         assert len({c.poison.craft_seed for c in cells if c.attack == attack}) == 8
         assert len({c.poison.key for c in cells if c.attack == attack}) == 8
     assert all(c.trial_seed == suite.trial_seed for c in cells)
-    # what it cannot decide (Error-Max's 4 poisons) is known, and shown rather than tested
-    assert undecidable_claims(suite) == [("T5-adversarial-error-max", 4)]
+    # every claim it measures can be decided by its design (6 poisons or more)
+    assert undecidable_claims(suite) == []
+    assert len({c.poison.craft_seed for c in cells if c.attack == "sapa-error-max"}) == 6
 
 
 def test_cells_expand_and_poisons_are_shared(tmp_path):
