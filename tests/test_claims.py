@@ -46,6 +46,15 @@ def _verdicts(tmp_path, entries, **kw):
 
 
 EIGHT = [(c, 100) for c in range(8)]  # eight craft seeds, one victim each
+LOW, HIGH = [0.50 + 0.01 * i for i in range(8)], [0.70 + 0.01 * i for i in range(8)]
+
+
+def _error_min(recipe, baseline, sapa):
+    """Error-Min and SAPA Error-Min accuracies over eight poisons under ``recipe``."""
+    return [
+        make_entry("error-min", baseline, recipe=recipe, cells=EIGHT),
+        make_entry("sapa-error-min", sapa, recipe=recipe, cells=EIGHT),
+    ]
 
 
 def test_verdicts_follow_the_measured_trials(tmp_path):
@@ -74,13 +83,7 @@ def test_verdicts_follow_the_measured_trials(tmp_path):
 
 
 def test_the_verdicts_are_recorded_for_the_page_with_the_p_value_each_rests_on(tmp_path):
-    low, high = [0.50 + 0.01 * i for i in range(8)], [0.70 + 0.01 * i for i in range(8)]
-    entries = [
-        make_entry("error-min", high, recipe="sgd", cells=EIGHT),
-        make_entry("sapa-error-min", low, recipe="sgd", cells=EIGHT),
-        make_entry("error-min", low, recipe="adam", cells=EIGHT),
-        make_entry("sapa-error-min", high, recipe="adam", cells=EIGHT),
-    ]
+    entries = _error_min("sgd", HIGH, LOW) + _error_min("adam", LOW, HIGH)
     record = write_verdicts(_results(tmp_path, entries))
     assert load_claims_record(tmp_path / "leaderboard" / "claims.json") == record  # the writer passes the reader
     rows = {r["id"]: r for r in record["verdicts"]}
@@ -348,13 +351,7 @@ def test_tied_settings_rest_on_the_weakest_not_on_a_label(tmp_path):
 
 
 def test_primary_claims_are_decided_with_holm_and_nothing_else_is_tested(tmp_path):
-    low, high = [0.50 + 0.01 * i for i in range(8)], [0.70 + 0.01 * i for i in range(8)]
-    entries = [
-        make_entry("error-min", high, recipe="sgd", cells=EIGHT),
-        make_entry("sapa-error-min", low, recipe="sgd", cells=EIGHT),
-        make_entry("error-min", high, recipe="adam", cells=EIGHT),
-        make_entry("sapa-error-min", low, recipe="adam", cells=EIGHT),
-    ]
+    entries = _error_min("sgd", HIGH, LOW) + _error_min("adam", HIGH, LOW)
     plan = ClaimsPlan(("T4-sgd-error-min", "T4-adam-error-min", "T4-sam-error-min"), 0.05)
     _, verdicts = check_claims(_results(tmp_path, entries), plan=plan)
     assert [v.claim.id for v in verdicts] == ["T4-sgd-error-min", "T4-adam-error-min", "T4-sam-error-min"]
