@@ -164,7 +164,7 @@ class Verdict:
     @property
     def p_floor_two_sided(self) -> float | None:
         """The smallest two-sided p the design allows (twice the one-sided floor, at most 1)."""
-        return None if self.test is None else min(1.0, 2 * self.test.p_floor)
+        return None if self.test is None else self.test.p_floor_two_sided
 
     @property
     def on_proxy(self) -> bool:
@@ -302,6 +302,11 @@ class ClaimsPlan:
         return {"primary": list(self.primary), "alpha": self.alpha, "correction": CORRECTIONS[PRIMARY]}
 
 
+def _suite_archs(suite: Suite) -> Counter[str]:
+    """How many (architecture, recipe) settings of each architecture the suite's grids train."""
+    return Counter(a for g in suite.grids for a in g.archs for _ in g.recipes)
+
+
 def _claim_arch(c: Claim, archs: Counter[str]) -> str:
     """The architecture a claim is tested on: its own, or the results' main architecture where
     a claim about the paper's ResNet-18 meets results without ResNet-18 (the embedded suites)."""
@@ -338,7 +343,7 @@ def plan_claims(suite: Suite, claims_file: str | Path | None = None) -> ClaimsPl
     file_alpha, claims = load_claims(claims_file)
     by_id = {c.id: c for c in claims}
     plan = ClaimsPlan(suite.primary_claims, file_alpha if suite.claims_alpha is None else suite.claims_alpha)
-    archs = Counter(a for g in suite.grids for a in g.archs for _ in g.recipes)
+    archs = _suite_archs(suite)
     where = f"suite {suite.name!r}"
     for cid in plan.primary:
         if cid not in by_id:
@@ -373,7 +378,7 @@ def undecidable_claims(suite: Suite, claims_file: str | Path | None = None) -> l
     if suite.primary_claims:
         return []
     alpha, claims = load_claims(claims_file)
-    archs = Counter(a for g in suite.grids for a in g.archs for _ in g.recipes)
+    archs = _suite_archs(suite)
     out = []
     for c in claims:
         designs = [n for g in suite.grids if (n := _grid_pairs(suite, g, c, _claim_arch(c, archs))) is not None]
@@ -409,10 +414,10 @@ def test_claims(
     plan: ClaimsPlan | None = None,
 ) -> tuple[float, list[Verdict]]:
     """The verdicts on the leaderboard entries under ``results``: the primary claims of ``plan``
-    (default: the one the run recorded) decided with Holm's correction, and no other claim;
-    without a plan, every claim of the claims file as a secondary claim (Benjamini-Hochberg)."""
+    (:func:`recorded_plan` reads the one a run recorded) decided with Holm's correction, and no
+    other claim; without a plan, every claim of the claims file as a secondary claim
+    (Benjamini-Hochberg)."""
     file_alpha, claims = load_claims(claims_file)
-    plan = recorded_plan(results) if plan is None else plan
     family = SECONDARY
     if plan is not None:
         known = {c.id for c in claims}
@@ -453,22 +458,17 @@ def test_claims(
         # Several black-box settings (numerics, pretrained sources): those with the most poisons;
         # where several tie, the claim rests on the weakest of them (the largest two-sided p).
         most = max(t.n for _, t in by_poison)
-        tied = [(two_sided(t), i) for i, (_, t) in enumerate(by_poison) if t.n == most]
+        tied = [(t.p_two_sided, i) for i, (_, t) in enumerate(by_poison) if t.n == most]
         p, test = by_poison[max(tied)[1]]
-        if two_sided_floor(test.n) >= alpha:
+        if test.p_floor_two_sided >= alpha:
             reason = (
-                f"{test.n} poisons cannot decide it: floor {two_sided_floor(test.n):.4g} >= alpha {alpha:g} "
+                f"{test.n} poisons cannot decide it: floor {test.p_floor_two_sided:.4g} >= alpha {alpha:g} "
                 "(measured and shown, not tested)"
             )
             verdicts.append(Verdict(c, "untested", p, None, family=family, reason=reason))
             continue
-        verdicts.append(Verdict(c, "inconclusive", p, test, two_sided(test), family=family, settings=len(tied)))
+        verdicts.append(Verdict(c, "inconclusive", p, test, test.p_two_sided, family=family, settings=len(tied)))
     return alpha, _decide(verdicts, alpha, family)
-
-
-def two_sided(test: PairedTest) -> float:
-    """The exact test's two-sided p: twice the smaller one-sided p, at most 1."""
-    return min(1.0, 2 * min(test.p_greater, test.p_less))
 
 
 CORRECTION_TEXT = {

@@ -195,7 +195,7 @@ def run_suite(
     if previous is not None and previous != suite.name:
         raise ConfigError(f"{out} holds results of suite {previous!r}, not {suite.name!r}; choose another --out")
     registered = None if plan is None else json.dumps(plan.record(), sort_keys=True)
-    if store.get_meta("suite") is not None and store.get_meta(CLAIMS_PLAN) != registered:
+    if previous is not None and store.get_meta(CLAIMS_PLAN) != registered:
         raise ConfigError(
             f"{out} was run with other pre-registered claims ({store.get_meta(CLAIMS_PLAN) or 'none'}); a plan cannot "
             "change once results exist: choose another --out"

@@ -92,6 +92,16 @@ class PairedTest:
             )
         return f"exact sign-flip permutation test over {self.n} {self.unit}s (one-sided, p >= {self.p_floor:.3g})"
 
+    @property
+    def p_two_sided(self) -> float:
+        """Twice the smaller one-sided p, at most 1: a two-sided decision keeps alpha overall."""
+        return min(1.0, 2 * min(self.p_greater, self.p_less))
+
+    @property
+    def p_floor_two_sided(self) -> float:
+        """The smallest two-sided p the design allows (twice :attr:`p_floor`, at most 1)."""
+        return min(1.0, 2 * self.p_floor)
+
 
 Key = tuple[Hashable, Hashable]
 

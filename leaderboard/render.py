@@ -19,7 +19,7 @@ from core.stats import PairedTest, compare_arms
 from core.threats import ADVERSARIAL_MARGIN, NO_THREAT, THREATS
 from leaderboard.records import CLAIMS_FILE, RUNS_FILE, load_claims_record, load_runs
 from leaderboard.schema import load_entries
-from victims.protocols import FILE_PREFIX, NO_PRETRAINED, SCRATCH, get_protocol, is_white_box
+from victims.protocols import FILE_PREFIX, NO_PRETRAINED, SCRATCH, is_white_box
 
 ALPHA = 0.05
 COLUMNS = (
@@ -138,13 +138,11 @@ def protocol_label(setting: dict[str, Any]) -> str:
     """The victim protocol of an entry's setting as tables show it: ``scratch``,
     ``linear/surrogate``, ``known-init (white-box bound)``..."""
     protocol, pretrained = setting["protocol"], setting["pretrained"]
-    if get_protocol(protocol).white_box:
-        return f"{protocol} (white-box bound)"
+    bound = " (white-box bound)" if white_box(setting) else ""
     if pretrained == NO_PRETRAINED:
-        return protocol
+        return f"{protocol}{bound}"
     if pretrained.startswith(FILE_PREFIX):
         pretrained = "file " + pretrained.rpartition("@")[2][:8]
-    bound = " (white-box bound)" if white_box(setting) else ""
     return f"{protocol}/{pretrained}{bound}"
 
 
