@@ -388,20 +388,11 @@ def undecidable_claims(suite: Suite, claims_file: str | Path | None = None) -> l
 
 
 def recorded_plan(results: str | Path) -> ClaimsPlan | None:
-    """The plan the runs into ``results`` pre-registered (their ``runs.json``), or None."""
-    path = board_dir(results) / RUNS_FILE
-    runs = load_runs(path)
+    """The plan the runs into ``results`` pre-registered (their ``runs.json``, validated by
+    :func:`leaderboard.records.load_runs`), or None."""
+    runs = load_runs(board_dir(results) / RUNS_FILE)
     raw = None if runs is None else runs.get("claims")
-    if raw is None:
-        return None
-    fix = "re-run the suite's command (finished cells are kept) to rewrite it"
-    try:
-        plan = ClaimsPlan(tuple(str(c) for c in raw["primary"]), float(raw["alpha"]))
-    except (KeyError, TypeError, ValueError):
-        raise ConfigError(f"{path}: malformed 'claims' plan; {fix}") from None
-    if not plan.primary or not 0 < plan.alpha < 1:
-        raise ConfigError(f"{path}: the 'claims' plan needs primary claim ids and alpha in (0, 1); {fix}")
-    return plan
+    return None if raw is None else ClaimsPlan(tuple(raw["primary"]), float(raw["alpha"]))
 
 
 ONE_POISON = "one craft seed: a claim replicates over poisons (craft seeds), and victims of one poison are not independent draws of the attack"

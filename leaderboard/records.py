@@ -5,7 +5,7 @@
   and the claims the suite pre-registered (``claims``: primary claim ids and alpha), if any.
 - ``claims.json``: the verdicts of the last ``sapabench claims`` on the folder (each claim's
   verdict, family and correction, the paper's numbers, the measured statistics as one line of
-  text, the raw and adjusted p-value, its floor and, for primary claims, the design's power), with the digest of the entries it was checked against (:func:`entries_digest`), so a
+  text, the raw and adjusted p-value, its floor and the design's power), with the digest of the entries it was checked against (:func:`entries_digest`), so a
   page rendered from other entries says the verdicts are stale instead of showing them as
   current.
 
@@ -100,6 +100,22 @@ def _check(
             raise EntryError(f"{where}: field {key!r} must be finite; {fix}")
 
 
+PLAN_SHAPE = "an object with a non-empty list 'primary' of claim ids and a number 'alpha' in (0, 1)"
+
+
+def _is_plan(obj: Any) -> bool:
+    """Whether ``obj`` is a pre-registered plan as runs.json and claims.json record it."""
+    if not isinstance(obj, dict) or not isinstance(obj.get("primary"), list) or not obj["primary"]:
+        return False
+    alpha = obj.get("alpha")
+    return (
+        all(isinstance(c, str) for c in obj["primary"])
+        and isinstance(alpha, NUMBER)
+        and not isinstance(alpha, bool)
+        and 0 < alpha < 1
+    )
+
+
 def load_runs(path: str | Path) -> dict[str, Any] | None:
     """``runs.json`` validated, or None when the folder has none (entries rendered on their own)."""
     fix = "it is written by `sapabench run`; re-run the suite's command (finished cells are kept) to rewrite it"
@@ -108,17 +124,8 @@ def load_runs(path: str | Path) -> dict[str, Any] | None:
         return None
     if not isinstance(data, dict) or not isinstance(data.get("runs"), list):
         raise EntryError(f"{path}: must be an object with a list 'runs'; {fix}")
-    claims = data.get("claims")
-    if claims is not None and (
-        not isinstance(claims, dict)
-        or not isinstance(claims.get("primary"), list)
-        or not all(isinstance(c, str) for c in claims["primary"])
-        or isinstance(claims.get("alpha"), bool)
-        or not isinstance(claims.get("alpha"), NUMBER)
-    ):
-        raise EntryError(
-            f"{path}: 'claims' must be an object with a list 'primary' of claim ids and a number 'alpha'; {fix}"
-        )
+    if "claims" in data and not _is_plan(data["claims"]):
+        raise EntryError(f"{path}: 'claims' must be {PLAN_SHAPE}; {fix}")
     for i, run in enumerate(data["runs"]):
         _check(run, RUN_SPEC, f"{path}: runs[{i}]", fix, RUN_OPTIONAL)
         if min(run["wall_s"], run["device_s"], run["cells"], run["failed"]) < 0 or run["failed"] > run["cells"]:
@@ -147,13 +154,8 @@ def load_claims_record(path: str | Path) -> dict[str, Any] | None:
         )
     if not 0 < data["alpha"] < 1:
         raise EntryError(f"{path}: alpha must lie in (0, 1); {fix}")
-    plan = data.get("plan")
-    if plan is not None and (
-        not isinstance(plan, dict)
-        or not isinstance(plan.get("primary"), list)
-        or not all(isinstance(c, str) for c in plan["primary"])
-    ):
-        raise EntryError(f"{path}: plan must be null or an object with a list of claim ids 'primary'; {fix}")
+    if data.get("plan") is not None and not _is_plan(data["plan"]):
+        raise EntryError(f"{path}: plan must be null or {PLAN_SHAPE}; {fix}")
     for i, v in enumerate(data["verdicts"]):
         where = f"{path}: verdicts[{i}]"
         _check(v, VERDICT_SPEC, where, fix)

@@ -113,3 +113,16 @@ def test_a_tampered_runs_record_is_refused_with_the_fix(tmp_path):
     (tmp_path / RUNS_FILE).write_text(json.dumps(data))
     with pytest.raises(EntryError, match=r"runs\[0\]: field 'wall_s' must be int or float, got str; it is written by"):
         render(tmp_path / "entries", tmp_path)
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [{"primary": [], "alpha": 0.05}, {"primary": ["T4-sgd-error-min"], "alpha": 1.5}, {"primary": [3], "alpha": 0.05}],
+)
+def test_a_tampered_plan_in_the_runs_record_is_refused_with_the_fix(tmp_path, claims):
+    write_board(tmp_path)
+    data = json.loads((tmp_path / RUNS_FILE).read_text())
+    data["claims"] = claims
+    (tmp_path / RUNS_FILE).write_text(json.dumps(data))
+    with pytest.raises(EntryError, match=r"'claims' must be an object with a non-empty list 'primary'.*it is written by"):
+        render(tmp_path / "entries", tmp_path)
