@@ -124,5 +124,7 @@ def test_a_tampered_plan_in_the_runs_record_is_refused_with_the_fix(tmp_path, cl
     data = json.loads((tmp_path / RUNS_FILE).read_text())
     data["claims"] = claims
     (tmp_path / RUNS_FILE).write_text(json.dumps(data))
-    with pytest.raises(EntryError, match=r"'claims' must be an object with a non-empty list 'primary'.*it is written by"):
+    with pytest.raises(
+        EntryError, match=r"'claims' must be an object with a non-empty list 'primary'.*it is written by"
+    ):
         render(tmp_path / "entries", tmp_path)
