@@ -2,15 +2,51 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from attacks._draws import draw_target
+from attacks._head import HEAD_EPOCHS, head_trajectory, parse_head_epochs
 from attacks._matching import MatchingConfig, brew, ensemble_extra
-from attacks.base import Attack, CraftContext, Crafted, budget_indices, register_attack
+from attacks.base import Attack, CraftContext, Crafted, Member, budget_indices, register_attack
 from attacks.sapa import objective_gradient
 from attacks.surrogate import SurrogateSpec
+from core.errors import ConfigError
 from core.threats import ThreatModel
+from victims.archs import Victim
+
+MATCH_MODES = ("full", "head-trajectory")
+
+
+@dataclass(frozen=True)
+class GradientMatchingConfig(MatchingConfig):
+    """Witches' Brew settings: :class:`attacks._matching.MatchingConfig` and what is matched.
+
+    Attributes:
+        match: ``full`` (default, the paper's): the whole surrogate's gradient at its trained
+            weights. ``head-trajectory``: for victims that train only a fresh head on a frozen
+            extractor (the ``linear`` protocol), the head's gradient only, averaged over
+            snapshots of a fresh head trained on the surrogate's frozen features
+            (:mod:`attacks._head`; forest's transfer scenario with Huang et al.'s
+            re-initialisation). Against ``linear`` victims whose extractor is the surrogate this
+            is white-box, as the victim's label says.
+        head_epochs: the snapshots of ``head-trajectory``: epochs of the fresh head's training,
+            comma-separated (0: its initialisation).
+    """
+
+    match: str = "full"
+    head_epochs: str = HEAD_EPOCHS
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.match not in MATCH_MODES:
+            raise ConfigError(f"invalid match={self.match!r}: one of {', '.join(MATCH_MODES)}")
+        if parse_head_epochs(self.head_epochs) is None:
+            raise ConfigError(
+                f"invalid head_epochs={self.head_epochs!r}: comma-separated epochs in [0, 1000], e.g. {HEAD_EPOCHS!r}"
+            )
 
 
 @register_attack(
@@ -33,6 +69,10 @@ class GradientMatching(Attack):
     Ensemble and re-initialisation (``ensemble`` K, ``reinit`` R): the poisons match K x R
     clean surrogates at once (:mod:`attacks._matching`); SAPA takes each one's own v_hat.
 
+    ``match="head-trajectory"`` matches only the head's gradient over a fresh head's training
+    trajectory, for ``linear``-protocol victims (:class:`GradientMatchingConfig`); the default
+    ``full`` is the paper's attack.
+
     Options (paper preset): eps 16/255, budget 0.01, steps 250, restarts 8, lr 0.1 (x eps),
     augment_shift 0.25, rho 0.05, surrogate ResNet-18 / sgd, ensemble 1, reinit 1.
 
@@ -43,7 +83,7 @@ class GradientMatching(Attack):
     """
 
     threat = "targeted"
-    Config = MatchingConfig
+    Config = GradientMatchingConfig
     presets = {
         "paper": dict(
             eps=16 / 255,
@@ -75,7 +115,7 @@ class GradientMatching(Attack):
     }
 
     def craft(self, ctx: CraftContext) -> Crafted:
-        cfg: MatchingConfig = self.config  # type: ignore[assignment]
+        cfg: GradientMatchingConfig = self.config  # type: ignore[assignment]
         ds = ctx.dataset
         target = draw_target(ctx)
         target_index, true_class, adversarial_class = target.index, target.true_class, target.adversarial_class
@@ -84,9 +124,10 @@ class GradientMatching(Attack):
 
         x_target = ds.test_x[target_index : target_index + 1]
         y_adv = torch.tensor([adversarial_class], device=ctx.device)
+        models = self._matched(cfg, ctx, members)
         target_grads, v_norms = [], []
-        for member in members:  # for SAPA: each surrogate's own v_hat
-            model = member.model.eval()
+        for model in models:  # for SAPA: each matched model's own v_hat
+            model.eval()
 
             def objective(m: nn.Module = model) -> torch.Tensor:
                 return nn.functional.cross_entropy(m(x_target), y_adv)
@@ -95,7 +136,6 @@ class GradientMatching(Attack):
             target_grads.append(grad)
             v_norms.append(sapa.v_norm)
         idx = indices.to(ctx.device)
-        models = [m.model for m in members]
         delta, loss = brew(
             models, ds.train_x[idx], ds.train_y[idx], target_grads, cfg, ds.flip_invariant, ctx.generator
         )
@@ -107,6 +147,17 @@ class GradientMatching(Attack):
                 "matching_loss": loss,
                 "target_true_class": true_class,
                 "sapa_v_norm": v_norms[0],
-                **ensemble_extra(members, v_norms),
+                **ensemble_extra(members, v_norms[:: len(models) // len(members)]),
+                **({"match": cfg.match, "sapa_v_norms_per_snapshot": v_norms} if cfg.match != "full" else {}),
             },
         )
+
+    @staticmethod
+    def _matched(cfg: GradientMatchingConfig, ctx: CraftContext, members: list[Member]) -> list[Victim]:
+        """The models whose gradients the poisons match: each surrogate (``full``), or each
+        surrogate's fresh-head snapshots (``head-trajectory``)."""
+        if cfg.match == "full":
+            return [m.model for m in members]
+        epochs = parse_head_epochs(cfg.head_epochs)
+        assert epochs is not None  # the config checked it
+        return [snap for m in members for snap in head_trajectory(m, cfg.surrogate, ctx.dataset, epochs, ctx.device)]
