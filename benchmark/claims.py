@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import difflib
 import statistics
-import tomllib
 from collections import Counter
 from dataclasses import dataclass, replace
 from importlib import resources
@@ -66,6 +65,7 @@ from benchmark.entries import board_dir, entries_dir
 from benchmark.suite import Grid, Suite
 from core.atomic import write_json
 from core.errors import ConfigError
+from core.files import parse_toml, read_toml
 from core.names import NO_DEFENSE, default_preset, sapa_name
 from core.stats import CORRECTION_NAMES, EXACT_UP_TO, PairedTest, adjust_p, sign_flip_power, two_sided_floor
 from core.threats import ADVERSARIAL_MARGIN
@@ -198,11 +198,9 @@ class CostClaim:
 
 
 def _claims_data(path: str | Path | None) -> dict[str, Any]:
-    text = Path(path).read_text() if path else (resources.files("benchmark") / "claims.toml").read_text()
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"claims file: not valid TOML ({err})") from None
+    if path:
+        return read_toml(Path(path).resolve(), "claims file")
+    return parse_toml((resources.files("benchmark") / "claims.toml").read_text(), "claims file")
 
 
 def load_cost_claims(path: str | Path | None = None) -> list[CostClaim]:

@@ -57,13 +57,18 @@ from attacks import ATTACKS, create_attack
 from benchmark.executor import RESOURCE_KEYS, Resources
 from core.datasets import DATASETS
 from core.errors import ConfigError
+from core.files import parse_toml, read_bytes
 from core.names import CLEAN, NO_DEFENSE, NO_POISON, PRESET_SURROGATE, PRESETS, default_preset
 from core.numerics import AUTO, FP32, MEMORY_FORMATS, PRECISIONS, Numerics
+from core.runtime import MAX_SEED
 from defenses import DEFENSES
 from victims.archs import ARCHS
 from victims.pretrained import Checkpoint
 from victims.protocols import FILE_PREFIX, NO_PRETRAINED, PRETRAINED_SOURCES, PROTOCOLS, SCRATCH, get_protocol
 from victims.recipes import RECIPES
+
+MAX_COUNT = 10_000
+"""The largest trial count a suite may ask for (per grid)."""
 
 SUITE_KEYS = {
     "name",
@@ -366,11 +371,29 @@ class Suite:
         return list(seen.values())
 
     def poisons(self) -> list[PoisonSpec]:
+        """Every poison set the suite crafts, once each, in the order of its cells (without
+        expanding the cells)."""
         out: dict[str, PoisonSpec] = {}
-        for cell in self.cells():
-            if cell.poison is not None:
-                out.setdefault(cell.poison.key, cell.poison)
+        for grid in self.grids:
+            for attack in grid.attacks:
+                if attack == CLEAN:
+                    continue
+                for craft_seed in grid.craft_seeds or self.craft_seeds:
+                    spec = PoisonSpec(attack, self.dataset, self.preset, grid.surrogate, grid.options, craft_seed)
+                    out.setdefault(spec.key, spec)
         return list(out.values())
+
+    def planned_cells(self) -> int:
+        """How many cells the suite plans, counted without expanding them (an upper bound on
+        :meth:`cells`, which drops duplicates across grids)."""
+        total = 0
+        for grid in self.grids:
+            per_victim = (1 if self.clean_baseline else 0) + len(grid.attacks) * len(
+                grid.craft_seeds or self.craft_seeds
+            )
+            settings = len(grid.defenses) * len(grid.protocols) * len(grid.archs) * len(grid.recipes)
+            total += settings * per_victim * (grid.trials or self.trials)
+        return total
 
 
 def pretrained_label(source: Any) -> str:
@@ -423,9 +446,10 @@ def load_suite(name_or_path: str) -> Suite:
     """A built-in suite by name, or a user's suite file by path; validated before anything runs."""
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.is_file():
-        if not path.is_file():
+        if not path.exists():
             raise ConfigError(f"suite file {path} does not exist")
-        text, source = path.read_text(), str(path)
+        # a link the user made to their own suite is followed; what it names must be a regular file
+        text, source = _decode_suite(read_bytes(path.resolve(), "suite file"), str(path)), str(path)
     else:
         builtin = builtin_suites()
         if name_or_path not in builtin:
@@ -435,6 +459,13 @@ def load_suite(name_or_path: str) -> Suite:
         text = (resources.files("benchmark.suites") / f"{name_or_path}.toml").read_text()
         source = f"{name_or_path}.toml"
     return parse_suite(text, source)
+
+
+def _decode_suite(data: bytes, source: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{source}: the suite is not UTF-8 text (byte {err.start})") from None
 
 
 def _line_of(text: str, needle: str, after: int = 0) -> int:
@@ -454,10 +485,7 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
         where = f"{source}, line {line}" if line else source
         return ConfigError(f"{where}: {message}")
 
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{source}: not valid TOML ({err})") from None
+    data = parse_toml(text, source, "suite")
     unknown = sorted(set(data) - SUITE_KEYS)
     if unknown:
         raise fail(f"unknown key {unknown[0]!r}; known keys: {', '.join(sorted(SUITE_KEYS))}", unknown[0])
@@ -468,20 +496,27 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
     # A grid's own keys are looked for after its [[grid]] header, so errors name its line.
     grid_lines = [i for i, line in enumerate(text.splitlines()) if line.strip() == "[[grid]]"]
 
-    def integer(key: str, default: int | None, minimum: int, table: dict[str, Any] = data, after: int = 0) -> Any:
+    def integer(
+        key: str,
+        default: int | None,
+        minimum: int,
+        table: dict[str, Any] = data,
+        after: int = 0,
+        maximum: int = MAX_COUNT,
+    ) -> Any:
         value = table.get(key, default)
         if value is None and default is None:
             return None
-        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            raise fail(f"{key} must be an integer >= {minimum}, got {value!r}", key, after)
+        if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
+            raise fail(f"{key} must be an integer from {minimum} to {maximum}, got {value!r}", key, after)
         return value
 
     def craft_seeds(table: dict[str, Any], default: list[int] | None, after: int = 0) -> tuple[int, ...] | None:
         seeds = table.get("craft_seeds", default)
         if seeds is None:
             return None
-        if not isinstance(seeds, list) or not seeds or not all(type(s) is int and s >= 0 for s in seeds):
-            raise fail("craft_seeds must be a non-empty list of non-negative integers", "craft_seeds", after)
+        if not isinstance(seeds, list) or not seeds or not all(type(s) is int and 0 <= s <= MAX_SEED for s in seeds):
+            raise fail(f"craft_seeds must be a non-empty list of integers from 0 to {MAX_SEED}", "craft_seeds", after)
         if len(set(seeds)) != len(seeds):
             raise fail(f"craft_seeds lists a seed twice: {seeds}", "craft_seeds", after)
         return tuple(seeds)
@@ -597,7 +632,7 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
         description=str(data.get("description", "")).strip(),
         dataset=dataset,
         trials=integer("trials", 3, 1),
-        trial_seed=integer("trial_seed", 100, 0),
+        trial_seed=integer("trial_seed", 100, 0, maximum=MAX_SEED),
         craft_seeds=seeds,  # type: ignore[arg-type]
         preset=preset,
         clean_baseline=bool(data.get("clean_baseline", True)),
@@ -609,8 +644,10 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
         claims_alpha=None if claims_alpha is None else float(claims_alpha),
         **numerics,
     )
-    # Build every attack config and recipe now, so bad options fail before anything runs.
-    for spec in suite.poisons():
+    # Build every attack config and recipe now, so bad options fail before anything runs (a
+    # config does not depend on the craft seed: one check per attack and options).
+    checked = {json.dumps([s.attack, s.surrogate, s.options], sort_keys=True, default=str): s for s in suite.poisons()}
+    for spec in checked.values():
         try:
             create_attack(spec.attack, dataset=spec.dataset, preset=spec.preset, **spec.overrides())
         except ConfigError as err:

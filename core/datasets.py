@@ -15,10 +15,12 @@ Registered datasets:
 from __future__ import annotations
 
 import hashlib
+import pickle  # only through _ArraysOnly, which refuses every class but numpy arrays
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
+from unittest import mock
 
 import numpy as np
 import torch
@@ -261,6 +263,37 @@ ON_DISK = {
 }
 
 
+_PICKLE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+}
+"""What CIFAR's pickled batches may reference: numpy arrays and their dtypes, nothing else."""
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """An unpickler that builds dicts, lists, strings, bytes and numpy arrays only: a file that
+    names anything else (code to run) is refused instead of executed."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _PICKLE_GLOBALS:
+            raise pickle.UnpicklingError(f"the file references {module}.{name}, which a CIFAR batch never does")
+        return super().find_class(module, name)
+
+
+class _SafePickle:
+    """Stands in for the ``pickle`` module inside torchvision's CIFAR reader."""
+
+    UnpicklingError = pickle.UnpicklingError
+
+    @staticmethod
+    def load(file: Any, **kwargs: Any) -> Any:
+        return _ArraysOnly(file, **kwargs).load()
+
+
 def _torchvision_split(
     name: str, root: Path, train: bool, download: bool, verify: bool
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -283,7 +316,10 @@ def _torchvision_split(
     if name == "svhn":
         ds = Local(str(root), split="train" if train else "test", download=download)
         return ds.data.transpose(0, 2, 3, 1), np.asarray(ds.labels)
-    ds = Local(str(root), train=train, download=download)
+    # torchvision unpickles CIFAR's files; with checksums off they may be anyone's, so they are
+    # read by an unpickler that can build arrays and nothing else
+    with mock.patch.object(tvd.cifar, "pickle", _SafePickle):
+        ds = Local(str(root), train=train, download=download)
     return ds.data, np.asarray(ds.targets)
 
 

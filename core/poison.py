@@ -33,6 +33,7 @@ from torch import Tensor
 from core.atomic import file_sha256
 from core.datasets import ImageDataset
 from core.errors import ConfigError
+from core.files import read_json, regular_file
 from core.threats import ThreatModel
 
 # Format 3 seals the metadata; format 2 named seconds ``*_s`` (format 1: ``craft_seconds`` and
@@ -42,6 +43,9 @@ UNSEALED_FORMATS = (1, 2)
 SEAL = "seal"
 UNSEALED = ("format_version", SEAL)
 TENSORS_FILE = "poison.safetensors"
+MAX_TENSOR_BYTES = 4 << 30
+POISON_TENSORS = frozenset({"indices", "delta", "labels", "trigger"})
+"""The largest poison tensors file read (a perturbation of all of CIFAR-10 in float32 is 0.6 GB)."""
 META_FILE = "poison.json"
 EPS_TOLERANCE = 1e-6
 
@@ -118,6 +122,8 @@ class PoisonSet:
         if self.threat.kind == "backdoor":
             if self.trigger is None or self.trigger.ndim != 3 or self.trigger.shape[0] != self.image_shape[0]:
                 raise ConfigError("poison check failed: a backdoor needs a (C, h, w) trigger patch")
+            if self.trigger.dtype != torch.float32 or not torch.isfinite(self.trigger).all():
+                raise ConfigError("poison check failed: the trigger must be float32 without NaN or infinite values")
             if float(self.trigger.min()) < 0 or float(self.trigger.max()) > 1:
                 raise ConfigError("poison check failed: trigger pixels outside [0, 1]")
         if dataset is not None:
@@ -194,14 +200,15 @@ class PoisonSet:
         ``unsealed=True`` (only :func:`migrate` passes it) also reads formats 1 and 2."""
         folder = Path(folder)
         meta_path, tensor_path = folder / META_FILE, folder / TENSORS_FILE
-        if not meta_path.is_file() or not tensor_path.is_file():
+        if not meta_path.exists() or not tensor_path.exists():
             raise ConfigError(
                 f"{folder} is not a poison folder: it needs {META_FILE} and {TENSORS_FILE} (made by sapabench attack)"
             )
         try:
-            meta = json.loads(meta_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ConfigError(f"poison check failed: {meta_path} is not valid JSON ({err})") from None
+            meta = read_json(meta_path, "poison metadata")
+            regular_file(tensor_path, "poison tensors", MAX_TENSOR_BYTES)  # its digest is checked below
+        except ConfigError as err:
+            raise ConfigError(f"poison check failed: {err}") from None
         if not isinstance(meta, dict):
             raise ConfigError(f"poison check failed: {meta_path} must hold a JSON object")
         version = meta.get("format_version")
@@ -253,6 +260,11 @@ class PoisonSet:
         for key in ("indices", "delta"):
             if key not in tensors:
                 raise ConfigError(f"poison check failed: {tensor_path} lacks the tensor {key!r}")
+        extra_tensors = sorted(set(tensors) - POISON_TENSORS)
+        if extra_tensors:
+            raise ConfigError(
+                f"poison check failed: {tensor_path} holds tensors a poison does not have ({', '.join(extra_tensors)})"
+            )
         if int(tensors["indices"].numel()) != meta["num_poisons"]:
             raise ConfigError("poison check failed: num_poisons does not match the stored indices")
         try:
@@ -340,4 +352,4 @@ def _upgraded(meta: dict[str, Any]) -> dict[str, Any]:
 def recorded_sha256(folder: str | Path) -> str:
     """The sha256 of a saved poison's tensors, as :meth:`PoisonSet.save` recorded it (no re-hashing;
     load the folder first for the checks)."""
-    return json.loads((Path(folder) / META_FILE).read_text())["tensors_sha256"]
+    return read_json(Path(folder) / META_FILE, "poison metadata")["tensors_sha256"]

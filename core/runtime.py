@@ -12,11 +12,16 @@ import torch
 
 from core.errors import ConfigError
 
+MAX_SEED = 2**31 - 1
+"""The largest seed a user gives (craft, trial and --seed): seeds derived from it (ensemble
+members, heads, trial t of a cell) stay far inside what torch and SQLite's integers hold."""
+MAX_DERIVED_SEED = 2**62
 
-def check_seed(seed: object) -> None:
-    """Seeds are non-negative integers (they seed torch generators)."""
-    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
-        raise ConfigError(f"invalid seed={seed!r}: must be a non-negative integer (set --seed)")
+
+def check_seed(seed: object, maximum: int = MAX_SEED) -> None:
+    """Seeds are integers from 0 to ``maximum`` (they seed torch generators)."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= maximum:
+        raise ConfigError(f"invalid seed={seed!r}: must be an integer from 0 to {maximum} (set --seed)")
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -99,8 +104,12 @@ def threads_of(recorded: str, device: torch.device) -> Iterator[None]:
     if device.type != "cpu" or match is None or match.group(1) != platform.machine():
         yield
         return
+    threads = int(match.group(2)[:6])
+    if not 1 <= threads <= (os.cpu_count() or 1):  # more threads than cores cannot reproduce anything faster
+        yield
+        return
     before = torch.get_num_threads()
-    torch.set_num_threads(int(match.group(2)))
+    torch.set_num_threads(threads)
     try:
         yield
     finally:

@@ -17,11 +17,12 @@ rewrites it.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from pathlib import Path
 from typing import Any
 
+from core.errors import ConfigError
+from core.files import read_json
 from leaderboard.schema import EntryError
 
 RUNS_FILE = "runs.json"
@@ -70,12 +71,12 @@ def entries_digest(entries: list[dict[str, Any]]) -> str:
 def _read(path: str | Path, fix: str) -> Any:
     """The JSON document at ``path``, or None when there is no such file."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         return None
     try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise EntryError(f"{path}: not readable JSON ({err}); {fix}") from None
+        return read_json(path)
+    except ConfigError as err:
+        raise EntryError(f"{err}; {fix}") from None
 
 
 def _check(

@@ -30,16 +30,19 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
 from core.errors import ConfigError
+from core.files import read_json
 from core.names import NO_POISON, PRESETS, is_sapa
 from core.numerics import FP32, MEMORY_FORMATS, PRECISIONS, STEPS, Numerics
 from core.runtime import UNKNOWN_ISA
 from core.stats import mean_se
 from core.threats import ADVERSARIAL_MARGIN, NO_THREAT, THREATS
 from victims.protocols import NO_PRETRAINED, PROTOCOLS, SCRATCH
+from victims.recipes import RECIPES
 
 SCHEMA_VERSION = 9
 READABLE_VERSIONS = (2, 3, 4, 5, 6, 7, 8, SCHEMA_VERSION)
@@ -138,6 +141,12 @@ def json_schema() -> dict[str, Any]:
         "title": f"sapabench leaderboard entry v{SCHEMA_VERSION}",
         **out,
     }
+
+
+MAX_ENTRY_BYTES = 1 << 20
+"""The largest entry file read (an entry of a thousand trials is about 100 kB)."""
+MAX_THREADS = 1024
+"""The most CPU threads an entry may say it ran with (verify re-runs with that count)."""
 
 
 class EntryError(ConfigError):
@@ -260,6 +269,13 @@ def validate(entry: Any, where: str = "entry") -> dict[str, Any]:
         raise EntryError(f"{where}: setting: {err}") from None
     if not 0 <= entry["clean_accuracy"]["mean"] <= 1:
         raise EntryError(f"{where}: clean_accuracy.mean must lie in [0, 1]")
+    try:  # what a re-run would train: a registered recipe with options in range (epochs bounded)
+        RECIPES.create(setting["recipe"], **setting["victim"])
+    except (ConfigError, TypeError) as err:
+        raise EntryError(f"{where}: setting.recipe/victim: {' '.join(str(err).split())}") from None
+    threads = re.fullmatch(r"cpu:.+x(\d+)threads", entry["provenance"]["device"])
+    if threads and not 1 <= int(threads.group(1)) <= MAX_THREADS:
+        raise EntryError(f"{where}: provenance.device names {threads.group(1)[:20]} threads, not 1 to {MAX_THREADS}")
     _check_timings(entry, where)
     for key, value in entry["defense_stats"].items():
         if (
@@ -405,9 +421,9 @@ def load_entry(path: str | Path) -> dict[str, Any]:
     """The validated entry in ``path`` (an older version's upgraded to the current version)."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise EntryError(f"{path}: not a readable JSON entry ({err})") from None
+        data = read_json(path, "entry", MAX_ENTRY_BYTES)
+    except ConfigError as err:
+        raise EntryError(str(err)) from None
     return validate(upgrade(data, str(path)), str(path))
 
 

@@ -73,7 +73,7 @@ def test_load_entries_refuses_a_bad_file(tmp_path):
     (tmp_path / "a.json").write_text(json.dumps(make_entry()))
     assert len(load_entries(tmp_path)) == 1
     (tmp_path / "b.json").write_text("{broken")
-    with pytest.raises(EntryError, match=r"b.json: not a readable JSON entry"):
+    with pytest.raises(EntryError, match=r"b.json: the entry is not valid JSON"):
         load_entries(tmp_path)
 
 

@@ -102,7 +102,7 @@ def test_a_tampered_claims_record_is_refused_with_the_fix(tmp_path, edit, messag
         render(tmp_path / "entries", tmp_path)
     assert "sapabench claims --results" in str(err.value)
     (tmp_path / CLAIMS_FILE).write_text("{not json")
-    with pytest.raises(EntryError, match="not readable JSON"):
+    with pytest.raises(EntryError, match="not valid JSON"):
         load_claims_record(tmp_path / CLAIMS_FILE)
 
 

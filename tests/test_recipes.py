@@ -30,7 +30,7 @@ def test_recipe_defaults_follow_the_papers():
     [
         ("sgd", {"lr": 0}, r"invalid lr=0: must be a positive number \(set --lr\)"),
         ("sgd", {"lr": -0.1}, r"invalid lr"),
-        ("sgd", {"epochs": 0}, r"invalid epochs=0: must be a positive integer \(set --epochs\)"),
+        ("sgd", {"epochs": 0}, r"invalid epochs=0: must be a positive integer of at most 10000 \(set --epochs\)"),
         ("sgd", {"epochs": -2}, r"invalid epochs"),
         ("sgd", {"epochs": 2.5}, r"invalid epochs"),
         ("sgd", {"batch_size": 0}, r"invalid batch_size=0.*--batch-size"),

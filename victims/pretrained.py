@@ -165,4 +165,10 @@ def checkpoint_weights(ckpt: Checkpoint, arch: str, dataset: ImageDataset) -> We
             f"({dataset.num_classes} classes, {dataset.in_chans} channels, side {dataset.img_size}) needs "
             f"{expected[k]}; pass a checkpoint of that architecture and number of classes"
         )
+    broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:
+        raise ConfigError(
+            f"pretrained checkpoint {path}: tensor {broken[0]!r} holds NaN or infinite values "
+            f"({len(broken)} such tensors); pass a checkpoint of a model that trained"
+        )
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}

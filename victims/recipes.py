@@ -20,6 +20,10 @@ from victims.schedules import SCHEDULES
 OPTIMIZERS = ("sgd", "adam")
 
 
+MAX_EPOCHS = 10_000
+"""The most epochs a recipe trains (the paper trains 160 to 200): a bound on what a file may ask for."""
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation settings shared by every recipe.
@@ -46,9 +50,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.epochs is not None:
-            positive("epochs", self.epochs, integer=True, flag="--epochs")
+            positive("epochs", self.epochs, integer=True, flag="--epochs", maximum=MAX_EPOCHS)
         if self.batch_size is not None:
-            positive("batch_size", self.batch_size, integer=True, flag="--batch-size")
+            positive("batch_size", self.batch_size, integer=True, flag="--batch-size", maximum=1 << 16)
         positive("lr", self.lr, flag="--lr")
         in_range("momentum", self.momentum, 0.0, 0.999, flag="--momentum")
         in_range("weight_decay", self.weight_decay, 0.0, 1.0, flag="--weight-decay")

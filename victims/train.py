@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from core.datasets import ImageDataset, PoisonLike, load_dataset
 from core.errors import ConfigError
 from core.numerics import FP32, STEPS, Numerics
-from core.runtime import check_seed, resolve_device, seeded
+from core.runtime import MAX_DERIVED_SEED, check_seed, resolve_device, seeded
 from core.sharpness import perturbed_weights, worst_case_direction
 from victims._graph import CapturedStep
 from victims.archs import Victim, build_model
@@ -418,7 +418,7 @@ def train_packed(
     dev = resolve_device(device)
     trainers: list[Trainer] = []
     for spec in specs:
-        check_seed(spec.seed)
+        check_seed(spec.seed, MAX_DERIVED_SEED)  # a member's or head's seed is derived from the user's
         ds = load_dataset(spec.dataset) if isinstance(spec.dataset, str) else spec.dataset
         rec = RECIPES.create(spec.recipe) if isinstance(spec.recipe, str) else spec.recipe
         proto = get_protocol(spec.protocol) if isinstance(spec.protocol, str) else spec.protocol
