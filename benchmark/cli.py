@@ -4,8 +4,10 @@ library; every user error surfaces as one ``sapabench: error: ...`` line and exi
 from __future__ import annotations
 
 import argparse
+import errno
 import fnmatch
 import json
+import sqlite3
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -21,13 +23,14 @@ from attacks import ATTACKS, create_attack
 from benchmark.claims import COST_DESCRIPTION, TEST_DESCRIPTION, check_claims
 from benchmark.entries import board_dir, entries_dir
 from benchmark.executor import RESOURCE_KEYS, Resources, make_executor
-from benchmark.runner import RunReport, run_suite
+from benchmark.runner import CELL_CAP, RunReport, run_suite
 from benchmark.submit import prepare, submission_suite, write_manifest
 from benchmark.suite import Suite, builtin_suites, load_suite, pretrained_label
 from benchmark.trial import DONE, PoisonRef, Trial, TrialRecord, run_trial, start_of
 from benchmark.verify import REPORT_FILE, verify
 from core.datasets import DATASETS, DataSource, ImageDataset
 from core.errors import ConfigError
+from core.files import read_json
 from core.names import EMBEDDED_DATASET, NO_DEFENSE
 from core.numerics import AUTO, MEMORY_FORMATS, PRECISIONS, STEPS, Numerics, resolve_numerics
 from core.poison import META_FILE, PoisonSet, migrate, recorded_sha256
@@ -249,6 +252,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         help="deterministic algorithms only (cuDNN/cuBLAS on CUDA; recorded in every entry): GPU results "
         "that verify exactly on the same GPU",
     )
+    p.add_argument("--yes", action="store_true", help=f"run a suite of more than {CELL_CAP} cells")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_data_options(p)
 
@@ -311,8 +315,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     device, numerics = str(dev), _numerics(args, dev)
     resolve_step(args.train_step, dev)
     try:
-        dataset_name = json.loads((Path(args.poison) / META_FILE).read_text()).get("dataset")
-    except (OSError, json.JSONDecodeError, AttributeError):
+        dataset_name = read_json(Path(args.poison) / META_FILE, "poison metadata").get("dataset")
+    except (ConfigError, AttributeError):
         dataset_name = None
     source = _source(args, args.dataset or dataset_name or EMBEDDED_DATASET)
     poison = PoisonSet.load(args.poison, source.load())  # refuses a bad artifact before anything trains
@@ -524,6 +528,7 @@ def _run_and_show(suite: Suite, out: Path, args: argparse.Namespace) -> RunRepor
             deterministic=args.deterministic,
             pack=args.pack,
             train_step=args.train_step,
+            yes=args.yes,
         )
     finally:
         executor.close()
@@ -800,6 +805,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # output piped into head & co.
         return 0
+    except sqlite3.DatabaseError as err:  # garbage pages found mid-read
+        print(
+            f"sapabench: error: a results database is corrupt ({err}); restore it or choose another --out",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    except OSError as err:  # read-only or full disk, a file where a folder should be: finished work is kept
+        print(f"sapabench: error: {file_system_error(err)}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+_FS_FIXES = {
+    errno.ENOSPC: "free some space and run the same command again (finished results are kept)",
+    errno.EDQUOT: "free some space and run the same command again (finished results are kept)",
+    errno.EROFS: "choose a writable --out",
+    errno.EACCES: "choose a folder you may write (--out) or fix its permissions",
+    errno.EPERM: "choose a folder you may write (--out) or fix its permissions",
+    errno.ENOTDIR: "a file stands where a folder is needed: choose another --out",
+    errno.EEXIST: "a file stands where a folder is needed: choose another --out",
+    errno.EISDIR: "a folder stands where a file is needed: choose another path",
+}
+
+
+def file_system_error(err: OSError) -> str:
+    """One line for a file-system failure: what failed, on which path, and the fix."""
+    where = f" {err.filename}" if err.filename else ""
+    fix = _FS_FIXES.get(err.errno or 0, "check the path and the disk, then run the same command again")
+    return f"cannot use{where}: {err.strerror or err}; {fix}"
 
 
 if __name__ == "__main__":

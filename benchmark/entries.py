@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from benchmark.suite import Cell, Setting
 from benchmark.trial import TrialRecord
 from core.atomic import write_json
 from core.names import CLEAN, NO_POISON, base_name, is_sapa
+from core.owned import own_folder, replace_owned
 from core.runtime import UNKNOWN_ISA
 from core.stats import mean_se
 from core.threats import ADVERSARIAL_MARGIN, CLEAN_PREFIX, higher_is_stronger
@@ -222,26 +224,35 @@ def build_entries(store: ResultsStore) -> list[dict[str, Any]]:
     ]
 
 
-def write_entries(store: ResultsStore, folder: Path) -> list[Path]:
-    """Write every entry of ``store`` into ``folder`` (removing entries no longer produced)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    wanted = set()
+def write_entries(store: ResultsStore, folder: Path) -> tuple[list[Path], list[Path]]:
+    """Write every entry of ``store`` into ``folder``, removing the entries it wrote earlier and
+    no longer produces (:mod:`core.owned`: never a file it did not write); returns the entries
+    written and the files in ``folder`` it left alone."""
+    own_folder(folder.parent, "leaderboard folder")
+    own_folder(folder, "entries folder")
+    wanted = []
     for e in build_entries(store):
         s = e["setting"]
         path = folder / f"{e['attack']}--{s['arch']}--{s['recipe']}--{e['defense']}--{e['entry_id']}.json"
         write_json(path, e)
-        wanted.add(path)
-    for stale in folder.glob("*.json"):
-        if stale not in wanted:
-            stale.unlink()
-    return sorted(wanted)
+        wanted.append(path)
+    foreign = replace_owned(folder, wanted)
+    return sorted(wanted), foreign
 
 
-def write_leaderboard(results: str | Path) -> Path:
+def write_leaderboard(results: str | Path, log: Callable[[str], None] | None = None) -> Path:
     """Write entries from ``results/results.sqlite`` and render them into ``results/leaderboard``,
-    with ``runs.json``: every run into the folder (executor, concurrency, wall and device seconds)."""
+    with ``runs.json``: every run into the folder (executor, concurrency, wall and device seconds).
+    Files in the entries folder that the run did not write are kept and rendered with its own;
+    ``log`` is told about them."""
     store = ResultsStore(results)
-    write_entries(store, entries_dir(results))
+    _, foreign = write_entries(store, entries_dir(results))
+    if foreign and log is not None:
+        names = ", ".join(p.name for p in foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        log(
+            f"note: {entries_dir(results)} holds {len(foreign)} file(s) this run did not write ({names}); they are kept "
+            "and rendered beside the run's entries: move them out if they do not belong"
+        )
     runs: dict[str, Any] = {"suite": store.get_meta("suite"), "runs": store.runs()}
     plan = store.get_meta(CLAIMS_PLAN)
     if plan is not None:

@@ -20,8 +20,13 @@ processes spread over cores); CPUs with more cores keep the local executor until
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import multiprocessing
 import os
+import signal
+import threading
+import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -129,8 +134,29 @@ GPU_WORKERS = 4
 CUDA context (about 0.5 GB) and trains one victim at a time, its steps captured as CUDA graphs."""
 
 
-def _init_worker(threads: int) -> None:
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _init_worker(threads: int, parent: int) -> None:
     torch.set_num_threads(threads)
+    die_with_parent(parent)
+
+
+def die_with_parent(parent: int) -> None:
+    """End this worker when the run that started it ends, however it ends (``kill -9``
+    included): the kernel's parent-death signal where there is one (Linux), and a thread that
+    checks every second whether the parent is still there (everywhere)."""
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: the thread alone
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent,), name="parent-watch", daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 class ProcessExecutor:
@@ -166,7 +192,7 @@ class ProcessExecutor:
         cells = deque(ready)
         crafts = deque(graph.parents.items())
         context = multiprocessing.get_context(self._start)
-        with ProcessPoolExecutor(self.workers, context, initializer=_init_worker, initargs=(1,)) as pool:
+        with ProcessPoolExecutor(self.workers, context, initializer=_init_worker, initargs=(1, os.getpid())) as pool:
             running: dict[Future[Any], tuple[str, Any]] = {}
 
             def fill() -> None:

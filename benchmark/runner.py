@@ -41,8 +41,12 @@ from benchmark.trial import (
 from core.datasets import DataSource
 from core.errors import ConfigError
 from core.numerics import resolve_numerics
+from core.owned import exclusive, own_folder
 from core.poison import PoisonSet
 from victims.train import resolve_step
+
+CELL_CAP = 5_000
+"""The most cells a run starts without ``--yes`` (the largest built-in suite, table1, has 3,060)."""
 
 NO_POISON_CRAFTED = "its poison set could not be crafted (see the poisons table)"
 
@@ -172,11 +176,13 @@ def run_suite(
     deterministic: bool = False,
     pack: int | None = None,
     train_step: str = "auto",
+    yes: bool = False,
 ) -> RunReport:
     """Run every unfinished cell of ``suite`` into ``out`` (resumable) and write its leaderboard;
     ``deterministic``: craft and train under :func:`core.runtime.deterministic_algorithms`;
     ``pack``: victims trained together per task (:func:`resolve_pack`; ``None``: auto);
-    ``train_step``: how victims' steps run (:data:`victims.train.STEPS` or ``auto``).
+    ``train_step``: how victims' steps run (:data:`victims.train.STEPS` or ``auto``);
+    ``yes``: run a suite of more than :data:`CELL_CAP` cells (refused otherwise, before any work).
 
     Crafting and cells are streamed (:class:`benchmark.executor.Graph`): a cell starts once its
     own poison is crafted. Only this process writes the results store, each result as it
@@ -189,116 +195,125 @@ def run_suite(
     resolve_step(train_step, resolved)  # bad values fail here, before anything is written
     plan = plan_claims(suite)  # ... and so does a pre-registered claim the design cannot decide
     undecidable = undecidable_claims(suite)
-    out = Path(out).resolve()  # poison folders are absolute paths, valid wherever a task runs
-    store = ResultsStore(out)
-    previous = store.get_meta("suite")
-    if previous is not None and previous != suite.name:
-        raise ConfigError(f"{out} holds results of suite {previous!r}, not {suite.name!r}; choose another --out")
-    registered = None if plan is None else json.dumps(plan.record(), sort_keys=True)
-    if previous is not None and store.get_meta(CLAIMS_PLAN) != registered:
+    planned = suite.planned_cells()  # counted, not expanded: a suite of a million cells is refused at once
+    if planned > CELL_CAP and not yes:
         raise ConfigError(
-            f"{out} was run with other pre-registered claims ({store.get_meta(CLAIMS_PLAN) or 'none'}); a plan cannot "
-            "change once results exist: choose another --out"
+            f"suite {suite.name!r} plans {planned} cells, more than {CELL_CAP}: check its grids and craft_seeds, "
+            "or pass --yes to run it"
         )
-    store.set_meta("suite", suite.name)
-    store.set_meta("suite_source", suite.source)
-    if registered is not None:
-        store.set_meta(CLAIMS_PLAN, registered)
-    source = source or DataSource(suite.dataset)
-    if source.name != suite.dataset:
-        raise ConfigError(f"data source {source.name!r} does not match the suite's dataset {suite.dataset!r}")
-    cached_dataset(source)  # a missing or corrupt dataset fails here, before anything runs
-    device = str(resolved)
-    started, t0 = now(), time.perf_counter()
+    say(f"suite {suite.name}: plans {planned} cells and {len(suite.poisons())} poison set(s)")
+    out = Path(out).resolve()  # poison folders are absolute paths, valid wherever a task runs
+    with exclusive(out):  # a second run into the same folder is refused, not interleaved
+        store = ResultsStore(out)  # a folder holding another program's database is refused here, untouched
+        own_folder(out / "poisons", "poisons folder")
+        previous = store.get_meta("suite")
+        if previous is not None and previous != suite.name:
+            raise ConfigError(f"{out} holds results of suite {previous!r}, not {suite.name!r}; choose another --out")
+        registered = None if plan is None else json.dumps(plan.record(), sort_keys=True)
+        if previous is not None and store.get_meta(CLAIMS_PLAN) != registered:
+            raise ConfigError(
+                f"{out} was run with other pre-registered claims ({store.get_meta(CLAIMS_PLAN) or 'none'}); a plan cannot "
+                "change once results exist: choose another --out"
+            )
+        store.set_meta("suite", suite.name)
+        store.set_meta("suite_source", suite.source)
+        if registered is not None:
+            store.set_meta(CLAIMS_PLAN, registered)
+        source = source or DataSource(suite.dataset)
+        if source.name != suite.dataset:
+            raise ConfigError(f"data source {source.name!r} does not match the suite's dataset {suite.dataset!r}")
+        cached_dataset(source)  # a missing or corrupt dataset fails here, before anything runs
+        device = str(resolved)
+        started, t0 = now(), time.perf_counter()
 
-    numerics = resolve_numerics(suite.precision, suite.memory_format, resolved)
-    cells = suite.cells(numerics)
-    store.fill_settings({c.key: (c.poison.resolved_preset, dict(c.poison.options)) for c in cells if c.poison})
-    done = store.done_keys()
-    pending = [c for c in cells if c.key not in done]
-    say(
-        f"suite {suite.name}: {len(cells)} cells, {len(cells) - len(pending)} already done, {len(pending)} to run "
-        f"({executor.name} executor, device {device}, victims in {numerics.label}"
-        + (f", {size} per pack" if size > 1 else "")
-        + f") -> {out}"
-    )
-    if plan is not None:
+        numerics = resolve_numerics(suite.precision, suite.memory_format, resolved)
+        cells = suite.cells(numerics)
+        store.fill_settings({c.key: (c.poison.resolved_preset, dict(c.poison.options)) for c in cells if c.poison})
+        done = store.done_keys()
+        pending = [c for c in cells if c.key not in done]
         say(
-            f"pre-registered: {', '.join(plan.primary)} (Holm at alpha {plan.alpha:g}); other results are shown, not tested"
+            f"suite {suite.name}: {len(cells) - len(pending)} of {len(cells)} cells already done, {len(pending)} to run "
+            f"({executor.name} executor, device {device}, victims in {numerics.label}"
+            + (f", {size} per pack" if size > 1 else "")
+            + f") -> {out}"
         )
-    if undecidable:
-        few = ", ".join(f"{cid} ({n} poison{'s' if n > 1 else ''})" for cid, n in undecidable[:3])
-        more = f" and {len(undecidable) - 3} more" if len(undecidable) > 3 else ""
-        say(
-            f"note: {len(undecidable)} claim(s) this suite measures cannot be decided by its design, whatever the "
-            f"results: {few}{more}; a claim replicates over craft seeds (the exact two-sided floor with n poisons "
-            "is 2^(1-n)): list more craft_seeds to test them"
-        )
+        if plan is not None:
+            say(
+                f"pre-registered: {', '.join(plan.primary)} (Holm at alpha {plan.alpha:g}); other results are shown, not tested"
+            )
+        if undecidable:
+            few = ", ".join(f"{cid} ({n} poison{'s' if n > 1 else ''})" for cid, n in undecidable[:3])
+            more = f" and {len(undecidable) - 3} more" if len(undecidable) > 3 else ""
+            say(
+                f"note: {len(undecidable)} claim(s) this suite measures cannot be decided by its design, whatever the "
+                f"results: {few}{more}; a claim replicates over craft seeds (the exact two-sided floor with n poisons "
+                "is 2^(1-n)): list more craft_seeds to test them"
+            )
 
-    specs = {c.poison.key: c.poison for c in pending if c.poison is not None}
-    crafted: dict[str, CraftRecord] = {}
-    to_craft: dict[str, CraftTask] = {}
-    for key, spec in specs.items():
-        previous = store.poison(key)
-        if previous is not None and previous.poison is not None and Path(previous.poison.folder).is_dir():
-            try:  # a poison crafted by an earlier run is re-checked (seal, bounds) before any victim uses it
-                PoisonSet.load(previous.poison.folder)
-            except ConfigError as err:
-                raise ConfigError(f"{err}; delete {previous.poison.folder} to craft it again") from None
-            crafted[key] = previous
-        else:
-            to_craft[key] = CraftTask(spec, str(out / "poisons" / key), source, device, deterministic)
-    if to_craft:
-        say(f"crafting {len(to_craft)} poison set(s); each poison's cells start once it is crafted")
-    graph = Graph(
-        craft=craft,
-        run=run_cells,
-        craft_failed=craft_lost,
-        run_failed=cell_lost,
-        parents=to_craft,
-        known=crafted,
-        children=packs_of([CellTask(c, source, device, deterministic, train_step) for c in pending], size),
-    )
-
-    bar = Progress(len(pending), enabled=progress)
-    failed = 0
-    device_s = 0.0
-    try:
-        for finished in executor.stream(graph):
-            record = finished.result
-            if finished.kind == CRAFT:
-                device_s += record.task_s or 0.0
-                store.put_poison(to_craft[finished.item].spec, record)
-                if record.status == DONE:
-                    say(f"  crafted {finished.item} in {record.craft_s:.1f} s")
-                else:
-                    say(f"  FAILED to craft {finished.item}: {record.error}")
-                continue
-            tasks = finished.item.tasks
-            # a lost task gives one record (no seconds), which stands for each of its cells
-            records = record if isinstance(record, list) else [record] * len(tasks)
-            device_s += sum(r.task_s or 0.0 for r in records)
-            for task, rec in zip(tasks, records, strict=True):
-                cell = task.cell
-                store.put_trial(cell, rec)
-                failed += rec.status == FAILED
-                bar.update(f"{cell.attack} {cell.recipe} {cell.arch} seed {cell.trial_seed}", rec)
-                if rec.status == FAILED:
-                    say(f"  cell {cell.key} failed: {rec.error}")
-    finally:
-        bar.close()
-        wall = time.perf_counter() - t0
-        store.add_run(
-            {
-                "started_at": started,
-                "wall_s": round(wall, 3),
-                "device_s": round(device_s, 3),
-                "device": device,
-                "cells": len(pending),
-                "failed": failed,
-                **executor.describe(),
-            }
+        specs = {c.poison.key: c.poison for c in pending if c.poison is not None}
+        crafted: dict[str, CraftRecord] = {}
+        to_craft: dict[str, CraftTask] = {}
+        for key, spec in specs.items():
+            previous = store.poison(key)
+            if previous is not None and previous.poison is not None and Path(previous.poison.folder).is_dir():
+                try:  # a poison crafted by an earlier run is re-checked (seal, bounds) before any victim uses it
+                    PoisonSet.load(previous.poison.folder)
+                except ConfigError as err:
+                    raise ConfigError(f"{err}; delete {previous.poison.folder} to craft it again") from None
+                crafted[key] = previous
+            else:
+                to_craft[key] = CraftTask(spec, str(out / "poisons" / key), source, device, deterministic)
+        if to_craft:
+            say(f"crafting {len(to_craft)} poison set(s); each poison's cells start once it is crafted")
+        graph = Graph(
+            craft=craft,
+            run=run_cells,
+            craft_failed=craft_lost,
+            run_failed=cell_lost,
+            parents=to_craft,
+            known=crafted,
+            children=packs_of([CellTask(c, source, device, deterministic, train_step) for c in pending], size),
         )
 
-    write_leaderboard(out)
-    return RunReport(len(cells), len(cells) - len(pending), len(pending), failed, wall, out, device_s)
+        bar = Progress(len(pending), enabled=progress)
+        failed = 0
+        device_s = 0.0
+        try:
+            for finished in executor.stream(graph):
+                record = finished.result
+                if finished.kind == CRAFT:
+                    device_s += record.task_s or 0.0
+                    store.put_poison(to_craft[finished.item].spec, record)
+                    if record.status == DONE:
+                        say(f"  crafted {finished.item} in {record.craft_s:.1f} s")
+                    else:
+                        say(f"  FAILED to craft {finished.item}: {record.error}")
+                    continue
+                tasks = finished.item.tasks
+                # a lost task gives one record (no seconds), which stands for each of its cells
+                records = record if isinstance(record, list) else [record] * len(tasks)
+                device_s += sum(r.task_s or 0.0 for r in records)
+                for task, rec in zip(tasks, records, strict=True):
+                    cell = task.cell
+                    store.put_trial(cell, rec)
+                    failed += rec.status == FAILED
+                    bar.update(f"{cell.attack} {cell.recipe} {cell.arch} seed {cell.trial_seed}", rec)
+                    if rec.status == FAILED:
+                        say(f"  cell {cell.key} failed: {rec.error}")
+        finally:
+            bar.close()
+            wall = time.perf_counter() - t0
+            store.add_run(
+                {
+                    "started_at": started,
+                    "wall_s": round(wall, 3),
+                    "device_s": round(device_s, 3),
+                    "device": device,
+                    "cells": len(pending),
+                    "failed": failed,
+                    **executor.describe(),
+                }
+            )
+
+        write_leaderboard(out, say)
+        return RunReport(len(cells), len(cells) - len(pending), len(pending), failed, wall, out, device_s)

@@ -13,6 +13,7 @@ migrated when opened: seconds columns renamed to ``*_s``, later columns added.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from collections.abc import Iterator
 from contextlib import closing
@@ -20,6 +21,7 @@ from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from benchmark.suite import Cell, PoisonSpec, Setting
 from benchmark.trial import CraftRecord, TrialRecord
@@ -131,21 +133,70 @@ CLAIMS_PLAN = "claims_plan"
 """The meta key of the claims a run pre-registered (JSON: primary claim ids, alpha, correction)."""
 
 
+APPLICATION = "sapabench-results"
+"""The identity every results database carries in its ``meta`` table (key ``application``)."""
+STORE_VERSION = 2
+"""The results database layout this version writes: 1 carried no identity (recognised by its
+tables), 2 carries ``application`` and ``store_version`` in ``meta``. A newer one is refused."""
+_OUR_TABLES = {"meta", "poisons", "cells"}
+_CELL_IDENTITY = {"key", "suite", "attack", "trial_seed", "status", "finished_at"}
+
+
+def _not_ours(path: Path, why: str) -> ConfigError:
+    return ConfigError(
+        f"{path} is not a sapabench results database ({why}); it was left untouched: choose another --out"
+    )
+
+
+def check_identity(path: Path) -> None:
+    """Refuse, without writing a byte, a database that is not this harness's (another program's,
+    corrupt) or that a newer sapabench wrote. Opened read-only."""
+    if path.is_symlink() or not path.is_file():
+        raise _not_ours(path, "a link or not a regular file")
+    try:
+        with closing(sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True)) as con:
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            foreign = sorted(tables - _OUR_TABLES)
+            if foreign:
+                raise _not_ours(path, f"it has other tables: {', '.join(foreign[:5])}")
+            meta = dict(con.execute("SELECT key, value FROM meta").fetchall()) if "meta" in tables else {}
+            if meta.get("application") not in (None, APPLICATION):
+                raise _not_ours(path, f"it belongs to {str(meta['application'])[:60]!r}")
+            if meta.get("application") is None and tables:  # version 1: recognised by its cells table
+                columns = {r[1] for r in con.execute("PRAGMA table_info(cells)")}
+                if not columns >= _CELL_IDENTITY:
+                    raise _not_ours(path, "its tables are not sapabench's")
+            version = meta.get("store_version", "1")
+    except sqlite3.DatabaseError as err:
+        raise _not_ours(path, str(err)) from None
+    if not str(version).isdigit() or int(version) > STORE_VERSION:
+        raise ConfigError(
+            f"{path} was written by a newer sapabench (results layout {str(version)[:20]}, this one reads up to "
+            f"{STORE_VERSION}); upgrade sapabench or choose another --out"
+        )
+
+
 class ResultsStore:
     """Thin wrapper over the SQLite file; each write is its own committed transaction."""
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
+        if self.folder.exists() and not self.folder.is_dir():
+            raise ConfigError(f"{self.folder} is a file, not a run folder; choose another --out")
         self.folder.mkdir(parents=True, exist_ok=True)
         self.path = self.folder / DB_FILE
+        if self.path.exists() or self.path.is_symlink():
+            check_identity(self.path)
         try:
             with closing(self._connect()) as con, con:
                 con.executescript(SCHEMA)
                 self._migrate(con)
+                con.executemany(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                    [("application", APPLICATION), ("store_version", str(STORE_VERSION))],
+                )
         except sqlite3.DatabaseError as err:
-            raise ConfigError(
-                f"{self.path} is not a sapabench results database ({err}); choose another --out"
-            ) from None
+            raise _not_ours(self.path, str(err)) from None
 
     @staticmethod
     def _migrate(con: sqlite3.Connection) -> None:
@@ -165,11 +216,16 @@ class ResultsStore:
         return con
 
     def _insert(self, table: str, values: dict[str, Any]) -> None:
+        """Insert a row, or update the row of the same key unless that one is done and this one
+        is not: a finished result is never replaced by a failed attempt (a concurrent or late
+        writer, a retry that failed)."""
         encoded = {k: (json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v) for k, v in values.items()}
         cols = [*encoded, "finished_at"]
+        updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c != "key")
         with closing(self._connect()) as con, con:
             con.execute(
-                f"INSERT OR REPLACE INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
+                f"ON CONFLICT(key) DO UPDATE SET {updates} WHERE {table}.status != 'done' OR excluded.status = 'done'",
                 [*encoded.values(), now()],
             )
 
@@ -215,7 +271,8 @@ class ResultsStore:
             return {r["key"] for r in con.execute("SELECT key FROM cells WHERE status = 'done'")}
 
     def put_trial(self, cell: Cell, record: TrialRecord) -> None:
-        """Commit one cell's outcome (replacing an earlier attempt of the same cell)."""
+        """Commit one cell's outcome (replacing an earlier attempt of the same cell, unless that
+        one finished and this one did not)."""
         self._insert("cells", {**_cell_columns(cell), **asdict(record)})
 
     def fill_settings(self, settings: dict[str, tuple[str, dict[str, Any]]]) -> int:
@@ -237,8 +294,21 @@ class ResultsStore:
         for row in rows:
             for k in _JSON_COLUMNS:
                 if row.get(k):
-                    row[k] = json.loads(row[k])
+                    try:
+                        row[k] = json.loads(row[k])
+                    except (TypeError, ValueError, RecursionError):
+                        raise self._corrupt(row, f"its {k} is not JSON") from None
+            if row["status"] == "done" and not all(
+                isinstance(row[k], (int, float)) and math.isfinite(row[k]) for k in ("metric", "clean_accuracy")
+            ):
+                raise self._corrupt(row, "a finished cell without a finite metric")
         return rows
+
+    def _corrupt(self, row: dict[str, Any], why: str) -> ConfigError:
+        return ConfigError(
+            f"{self.path}: results row {str(row.get('key'))[:80]} is corrupt ({why}); it was not written by sapabench "
+            "as it stands: restore the file or choose another --out"
+        )
 
     def trials(self, status: str = "done") -> Iterator[StoredTrial]:
         """The cells of ``status``, typed: setting, seeds, poison key and record."""

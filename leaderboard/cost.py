@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.atomic import replacing
 from core.names import NO_DEFENSE
 from core.stats import PairedTest, adjust_p, sign_flip_p
 from core.threats import ADVERSARIAL_MARGIN, NO_THREAT
@@ -280,7 +281,8 @@ def cost_plots(entries: list[dict[str, Any]], out: Path, plt: Any) -> list[Figur
         fig.suptitle(f"{attack}: E&R (squares, KxR) vs SAPA (circles), {ds} {arch} {protocol}", fontsize=9)
         fig.tight_layout()
         path = out / f"cost--{ds}--{threat}--{attack}--{protocol.replace('/', '-').replace(' ', '_')}.png"
-        fig.savefig(path, metadata={"Software": None})
+        with replacing(path) as tmp:  # a link at ``path`` is replaced, never written through
+            fig.savefig(tmp, format="png", metadata={"Software": None})
         plt.close(fig)
         where = (("dataset", ds), ("arch", arch), ("protocol", protocol))
         written.append(Figure(path, "cost", threat, f"{attack}: E&R vs SAPA, {ds} {arch} {protocol}", where))

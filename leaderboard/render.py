@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.atomic import write_text
+from core.atomic import replacing, write_text
 from core.names import NO_DEFENSE, base_name, is_sapa, sapa_name
 from core.numerics import Numerics
+from core.owned import own_folder, replace_owned
 from core.stats import PairedTest, compare_arms
 from core.threats import ADVERSARIAL_MARGIN, NO_THREAT, THREATS
 from leaderboard.records import CLAIMS_FILE, RUNS_FILE, load_claims_record, load_runs
@@ -669,7 +670,8 @@ def _save(fig: Any, ax: Any, metric: str, higher_is_stronger: bool, path: Path, 
     if legend:
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, metadata={"Software": None})
+    with replacing(path) as tmp:  # a link at ``path`` is replaced, never written through
+        fig.savefig(tmp, format="png", metadata={"Software": None})
     plt.close(fig)
     return path
 
@@ -678,8 +680,7 @@ def render(entries_dir: str | Path, out: str | Path) -> list[Path]:
     """Render every format from the entry files in ``entries_dir`` into ``out`` (the page also
     reads ``out/runs.json`` and ``out/claims.json`` when they exist: :mod:`leaderboard.records`)."""
     entries = load_entries(entries_dir)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = own_folder(Path(out), "leaderboard folder")
     rows = [_row(e) for e in entries]
     pairs = sapa_pairs(entries)
     prow = [_pair_row(p) for p in pairs]
@@ -743,8 +744,6 @@ def render(entries_dir: str | Path, out: str | Path) -> list[Path]:
         ),
         **({"cost.md": _markdown_table(COST_COLUMNS, crows), "cost.csv": _csv(COST_COLUMNS, crows)} if crows else {}),
     }
-    for stale in [*out.glob("*.png"), *out.glob("defenses.*"), *out.glob("cost.*")]:
-        stale.unlink()
     written = []
     for name, text in files.items():
         write_text(out / name, text)
@@ -765,4 +764,5 @@ def render(entries_dir: str | Path, out: str | Path) -> list[Path]:
     )
     write_text(out / "leaderboard.html", page)
     written.append(out / "leaderboard.html")
+    replace_owned(out, written)  # tables and plots it no longer produces go; nothing it did not write
     return written
