@@ -36,7 +36,6 @@ interval on the mean difference for rates, at ``alpha`` = 0.01.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import random
 import tempfile
@@ -55,19 +54,23 @@ from benchmark.trial import DONE, CraftRecord, CraftTask, PoisonRef, Trial, craf
 from core.atomic import write_json
 from core.datasets import DataSource
 from core.errors import ConfigError
+from core.files import read_json
 from core.names import CLEAN, NO_DEFENSE
 from core.poison import META_FILE, PoisonSet, recorded_sha256
 from core.provenance import git_commit
 from core.runtime import UNKNOWN_ISA, device_name, isa, resolve_device, threads_of
 from core.stats import agreement
 from defenses import DEFENSES
-from leaderboard.schema import load_entry
+from leaderboard.schema import MAX_ENTRY_BYTES, load_entry
 
 EXACT_TOLERANCE = 1e-9
 ALL_TRIALS_UP_TO = 8  # entries with at most this many trials are re-run whole by default
 CATCH_PROBABILITY = 0.9  # above it, enough trials that one forged value is caught this often
 ALPHA = 0.01  # statistical mode: an entry is refused when its re-run trials disagree at this level
 REPORT_FILE = "verification.json"
+DETECTABLE_LIMIT = 0.10
+"""Statistical mode refuses an entry when its test could miss a forged mean this far from the
+truth (ten points of a rate in [0, 1]): such an acceptance would say nothing."""
 
 
 @dataclass(frozen=True)
@@ -246,7 +249,14 @@ class Verifier:
         if not exact and not problems:
             n, se = entry["metric"]["trials"], entry["metric"]["se"]
             test = agreement([c.recorded for c in checks], [c.measured for c in checks], se * math.sqrt(n), n, ALPHA)  # type: ignore[misc]
-            (notes if test.agree else problems).append(test.detail)
+            if test.detectable >= DETECTABLE_LIMIT:
+                problems.append(
+                    f"cannot verify across platforms: {len(checks)} trials, detectable difference "
+                    f"{test.detectable:.3g} > {DETECTABLE_LIMIT:g} of the metric's range [0, 1] ({test.test}), so a "
+                    "forged mean would pass: verify on the entry's own platform (exact mode) or submit more trials"
+                )
+            else:
+                (notes if test.agree else problems).append(test.detail)
         return Verdict(
             str(path),
             entry["entry_id"],
@@ -266,10 +276,13 @@ class Verifier:
         poison, note = None, ""
         if cell.poison is not None:
             expected = prov["poison_sha256"][prov["craft_seeds"].index(cell.craft_seed)]
-            shipped = None if exact else self._shipped_poison(cell.poison)
-            if shipped is not None:
-                if shipped.sha256 != expected:
-                    return None, f"{shipped.folder} is not the poison the entry records ({expected[:16]}...)", ""
+            try:  # every shipped file must be what the entry records
+                shipped = self._shipped_poison(cell.poison)
+            except ConfigError as err:
+                return None, str(err), ""
+            if shipped is not None and shipped.sha256 != expected:
+                return None, f"{shipped.folder} is not the poison the entry records ({expected[:16]}...)", ""
+            if shipped is not None and not exact:
                 poison, note = shipped, f"poison of craft seed {cell.craft_seed} taken from {shipped.folder}"
             else:
                 crafted = self._poison(cell.poison, source)
@@ -317,13 +330,15 @@ class Verifier:
 def check_manifest(folder: Path, files: list[Path]) -> list[str]:
     """A submission's manifest must list exactly its entry files, with their content hashes."""
     path = folder / MANIFEST_FILE
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         return []
     try:
-        manifest = json.loads(path.read_text())
+        manifest = read_json(path, "submission manifest")
         listed = {e["file"]: e["content_sha256"] for e in manifest["entries"]}
         submitted = sum(e["role"] == "submitted" for e in manifest["entries"])
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as err:
+    except ConfigError as err:
+        return [str(err)]
+    except (KeyError, TypeError) as err:
         return [f"{path}: not a readable submission manifest ({err})"]
     problems = []
     if not submitted:
@@ -334,8 +349,8 @@ def check_manifest(folder: Path, files: list[Path]) -> list[str]:
             problems.append(f"{MANIFEST_FILE} lists {name}, which is missing")
             continue
         try:
-            actual = json.loads(present[name].read_text()).get("content_sha256")
-        except (OSError, json.JSONDecodeError, AttributeError):
+            actual = read_json(present[name], "entry", MAX_ENTRY_BYTES).get("content_sha256")
+        except (ConfigError, AttributeError):
             actual = None
         if actual != digest:
             problems.append(

@@ -211,6 +211,9 @@ class Agreement:
     test: str
     agree: bool
     detail: str
+    detectable: float = 0.0
+    """The smallest difference of the mean the test refuses (rates: the interval's half-width;
+    0/1 trials: 1.0 when even every success flipped could not be refused, else 0)."""
 
 
 RESOLUTION = 0.01
@@ -239,11 +242,13 @@ def agreement(
     if all(v in (0.0, 1.0) for v in (*recorded, *measured)):
         a, b = int(sum(recorded)), int(sum(measured))
         p = float(sps.fisher_exact([[a, k - a], [b, k - b]]).pvalue)
+        floor = float(sps.fisher_exact([[k, 0], [0, k]]).pvalue)  # every trial flipped
         return Agreement(
             "Fisher's exact test",
             p >= alpha,
             f"0/1 trials: {a}/{k} successes recorded, {b}/{k} re-measured; Fisher's exact test p = {p:.3g} "
-            f"(refused below {alpha})",
+            f"(refused below {alpha}; with {k} trials p cannot go below {floor:.3g})",
+            1.0 if floor >= alpha else 0.0,
         )
     diff = float(np.mean(measured) - np.mean(recorded))
     sd = max(trial_sd, RESOLUTION)
@@ -254,6 +259,7 @@ def agreement(
         abs(diff) <= half,
         f"mean of {k} re-run trials differs by {diff:+.4f} from the recorded ones; accepted within "
         f"+/-{half:.4f} (t_{{{1 - alpha / 2:g}, {df}}} x sqrt(2) x trial sd {sd:.4f} / sqrt({k}))",
+        half,
     )
 
 

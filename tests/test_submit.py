@@ -184,15 +184,37 @@ def test_an_entry_edited_without_resealing_is_refused(submission, tmp_path, caps
     assert "content_sha256 does not match" in capsys.readouterr().out
 
 
-def test_another_platform_is_compared_statistically(submission, tmp_path):
+def test_a_resealed_forgery_claiming_another_platform_is_refused_with_its_detectable_difference(submission, tmp_path):
     out = _copy(submission, tmp_path)
     path = _entry_file(out, "error-max")
-    _reseal(path, lambda e: e["provenance"].__setitem__("device", "cuda:NVIDIA H200"))
+
+    def forge(e):  # another platform claimed, so no exact re-run; the numbers made up
+        e["provenance"]["device"] = "cuda:NVIDIA H200"
+        e["metric"]["values"] = [0.95, 0.95]
+
+    _reseal(path, forge)
     report = verify(out, device="cpu")
     (v,) = [v for v in report.verdicts if v.path == str(path)]
-    assert v.accepted and v.mode == "statistical" and "cuda:NVIDIA H200" in v.notes[0]
+    assert not v.accepted and v.mode == "statistical" and "cuda:NVIDIA H200" in v.notes[0]
     assert any("taken from" in n for n in v.notes)  # the submission's own poison, hash-checked
-    assert any("t interval" in n or "within" in n for n in v.notes) and all(c.tolerance is None for c in v.checks)
+    (problem,) = v.problems
+    assert problem.startswith("cannot verify across platforms: 2 trials, detectable difference ")
+    detectable = float(problem.split("detectable difference ")[1].split()[0])
+    assert detectable > 0.10  # the band a forger could hide in, stated
+
+
+def test_a_shipped_poison_swapped_for_another_seeds_is_refused_in_exact_mode(submission, tmp_path, capsys):
+    out = _copy(submission, tmp_path)
+    (mine,) = (out / "poisons").glob("error-max-s0-*")
+    other = tmp_path / "other"
+    assert (
+        main(["attack", "error-max", "--preset", "smoke", "--seed", "5", "--out", str(other), "--device", "cpu"]) == 0
+    )
+    shutil.rmtree(mine)
+    shutil.copytree(other, mine)  # a valid, sealed poison, but not the one the entry's numbers came from
+    assert main(["verify", str(out), "--cells", "1", "--device", "cpu", "--quiet"]) == 1
+    text = capsys.readouterr().out
+    assert "is not the poison the entry records" in text and "exact" in text
 
 
 CROSS = """
