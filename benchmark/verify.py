@@ -36,6 +36,7 @@ interval on the mean difference for rates, at ``alpha`` = 0.01.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import random
 import tempfile
@@ -48,13 +49,13 @@ import torch
 
 from attacks import ATTACKS
 from benchmark.entries import entries_dir, entry_cells
-from benchmark.submit import MANIFEST_FILE
+from benchmark.submit import MANIFEST_FILE, SUITE_FILE
 from benchmark.suite import Cell, PoisonSpec
 from benchmark.trial import DONE, CraftRecord, CraftTask, PoisonRef, Trial, craft, run_trial
 from core.atomic import write_json
 from core.datasets import DataSource
 from core.errors import ConfigError
-from core.files import read_json
+from core.files import parse_toml, read_bytes, read_json
 from core.names import CLEAN, NO_DEFENSE
 from core.poison import META_FILE, PoisonSet, recorded_sha256
 from core.provenance import git_commit
@@ -341,6 +342,7 @@ def check_manifest(folder: Path, files: list[Path]) -> list[str]:
     except (KeyError, TypeError) as err:
         return [f"{path}: not a readable submission manifest ({err})"]
     problems = []
+    suite = _submission_suite(folder, manifest, problems)
     if not submitted:
         problems.append(f"{MANIFEST_FILE} lists no submitted entry: the submission's attack or defense produced none")
     present = {f.name: f for f in files}
@@ -349,9 +351,15 @@ def check_manifest(folder: Path, files: list[Path]) -> list[str]:
             problems.append(f"{MANIFEST_FILE} lists {name}, which is missing")
             continue
         try:
-            actual = read_json(present[name], "entry", MAX_ENTRY_BYTES).get("content_sha256")
-        except (ConfigError, AttributeError):
-            actual = None
+            listed_entry = read_json(present[name], "entry", MAX_ENTRY_BYTES)
+            actual = listed_entry.get("content_sha256")
+            entry_suite = listed_entry["setting"]["suite"]
+        except (ConfigError, AttributeError, KeyError, TypeError):
+            actual, entry_suite = None, None
+        if suite is not None and entry_suite is not None and entry_suite != suite:
+            problems.append(
+                f"{name} is an entry of suite {str(entry_suite)[:60]!r}, not of this submission's {suite!r}"
+            )
         if actual != digest:
             problems.append(
                 f"{name} is not the entry {MANIFEST_FILE} lists (content hash differs): replaced after submission"
@@ -361,6 +369,23 @@ def check_manifest(folder: Path, files: list[Path]) -> list[str]:
         for name in sorted(set(present) - set(listed))
     ]
     return problems
+
+
+def _submission_suite(folder: Path, manifest: dict[str, Any], problems: list[str]) -> str | None:
+    """The name of the suite in the submission's ``suite.toml`` (None without one), after checking
+    it is the file the manifest hashed."""
+    path = folder / SUITE_FILE
+    if not path.exists():
+        return None
+    try:
+        text = read_bytes(path, "submission suite")
+        name = parse_toml(text, str(path), "submission suite").get("name")
+    except ConfigError as err:
+        problems.append(str(err))
+        return None
+    if manifest.get("suite_sha256") not in (None, hashlib.sha256(text).hexdigest()):
+        problems.append(f"{SUITE_FILE} is not the suite {MANIFEST_FILE} hashed: replaced after submission")
+    return name if isinstance(name, str) else None
 
 
 def check_poisons(folder: Path) -> list[str]:

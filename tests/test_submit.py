@@ -374,3 +374,16 @@ def test_entries_from_single_thread_workers_are_re_run_with_one_thread(submissio
     threads = torch.get_num_threads()
     (v,) = verify(path, cells=2, device="cpu").verdicts
     assert v.accepted and v.mode == "exact" and torch.get_num_threads() == threads
+
+
+def test_an_entry_of_another_suite_listed_in_the_manifest_is_refused(submission, tmp_path, capsys):
+    out = _copy(submission, tmp_path)
+    path = _entry_file(out, "error-max")
+    _reseal(path, lambda e: e["setting"].__setitem__("suite", "someone-elses"))
+    manifest = json.loads((out / "submission.json").read_text())
+    for item in manifest["entries"]:  # the manifest re-hashed to match, as a forger would
+        if item["file"] == path.name:
+            item["content_sha256"] = json.loads(path.read_text())["content_sha256"]
+    (out / "submission.json").write_text(json.dumps(manifest))
+    assert main(["verify", str(out), "--cells", "1", "--device", "cpu", "--quiet"]) == 1
+    assert "is an entry of suite 'someone-elses'" in capsys.readouterr().out
