@@ -124,8 +124,8 @@ def entry_files(target: str | Path) -> tuple[Path | None, list[Path]]:
     """The run/submission folder (None for a bare entry file or entries folder) and the entry
     files under ``target`` (an entry file, an entries folder, or a run/submission folder)."""
     target = Path(target)
-    if target.is_file():
-        return None, [target]
+    if not target.is_dir() and (target.exists() or target.is_symlink()):
+        return None, [target]  # a FIFO or a link is refused by the entry's reader, with its reason
     if not target.is_dir():
         raise ConfigError(
             f"{target} does not exist; pass an entry .json file or a folder written by sapabench run/submit"
