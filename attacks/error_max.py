@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
+from torch import Tensor, nn
 
 from attacks._untargeted import batches, per_sample_loss, perturbed_subset, pgd_perturb
 from attacks.base import (
@@ -21,6 +23,15 @@ from attacks.surrogate import SurrogateSpec
 from core.errors import ConfigError
 from core.threats import ThreatModel
 
+SAPA_LOSSES = ("attack", "true-label")
+
+
+def attack_objective(model: nn.Module, x: Tensor, labels: Tensor, sign: float, delta: Tensor) -> Iterator[Tensor]:
+    """What error-max maximises, as per-chunk terms: ``sign x`` the mean cross-entropy of
+    ``model`` on ``x + delta`` towards ``labels`` (sign +1: away from the true label; -1: towards
+    the shifted class)."""
+    return (sign * term for term in mean_loss_terms(model, x, labels, delta=delta))
+
 
 @dataclass(frozen=True)
 class ErrorMaxConfig(SurrogateConfig):
@@ -33,6 +44,12 @@ class ErrorMaxConfig(SurrogateConfig):
         class_shift: push towards class (y + 1) mod C (Fowl et al.'s class-targeted variant)
             instead of maximising CE on the true label (the paper's eq.).
         batch_size: images per PGD batch (256).
+        sapa_loss: the loss SAPA's ``v_hat`` maximises. ``attack`` (default): the attack's own
+            objective, the one the PGD maximises (Algorithm 4: the same sum of losses is
+            maximised over delta and over v), which with ``class_shift`` is the negative
+            cross-entropy towards (y + 1) mod C. ``true-label``: cross-entropy on the true label
+            whatever ``class_shift`` says (how sapabench crafted before 2026-11-24; kept so
+            earlier entries can be reproduced). Without ``class_shift`` both are the same.
     """
 
     steps: int = 250
@@ -40,10 +57,13 @@ class ErrorMaxConfig(SurrogateConfig):
     restarts: int = 1
     class_shift: bool = False
     batch_size: int = 256
+    sapa_loss: str = "attack"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_positive_ints(self, "steps", "restarts", "batch_size")
+        if self.sapa_loss not in SAPA_LOSSES:
+            raise ConfigError(f"invalid sapa_loss={self.sapa_loss!r}: {' or '.join(SAPA_LOSSES)}")
         if not 0 < self.step_scale <= 100:
             raise ConfigError(f"invalid step_scale={self.step_scale!r}: in (0, 100]")
 
@@ -60,7 +80,9 @@ class ErrorMax(Attack):
     Objective: PGD on a fixed clean-trained surrogate, maximising CE(f(x + delta), y) (or, with
     ``class_shift``, minimising CE towards (y + 1) mod C). SAPA (Algorithm 4): after the random
     initialisation, move the surrogate to theta* + v_hat, v_hat = rho g / ||g|| with g the
-    gradient of the training loss on x + delta, and run the PGD against theta* + v_hat.
+    gradient of the attack's own objective on x + delta (the loss the PGD maximises: Algorithm
+    4 maximises one sum of losses over delta and over v, so "the worst case" of v is the one
+    that helps the attack's loss most), and run the PGD against theta* + v_hat.
 
     Options (paper preset): eps 8/255, budget 1.0, steps 250, restarts 1, rho 0.05, surrogate
     ResNet-18 / sgd.
@@ -92,7 +114,10 @@ class ErrorMax(Attack):
         best, best_score, v_norms = None, None, []
         for _ in range(cfg.restarts):
             delta = random_delta(x, cfg.eps, ctx.generator)
-            objective = lambda d=delta: mean_loss_terms(model, x, y, delta=d)  # noqa: E731
+            if cfg.sapa_loss == "attack":
+                objective = lambda d=delta: attack_objective(model, x, labels, sign, d)  # noqa: E731
+            else:  # the earlier reading: the true label's cross-entropy whatever the attack maximises
+                objective = lambda d=delta: mean_loss_terms(model, x, y, delta=d)  # noqa: E731
             with worst_case_weights(model, objective, self.rho) as sapa:
                 v_norms.append(sapa.v_norm)
                 for b in batches(len(x), cfg.batch_size):
