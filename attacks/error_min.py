@@ -37,6 +37,10 @@ class ErrorMinConfig(SurrogateConfig):
         stop_accuracy: stop once the model's accuracy on x + delta exceeds this (0.99).
         batch_size: minibatch for model and perturbation steps (128).
         model_lr: SGD learning rate of the model steps (0.1, momentum 0.9, wd 5e-4).
+        train_on: with a budget below 1, what the model steps, SAPA's loss and the stopping
+            accuracy use: ``full`` (default; Algorithm 1: the whole training set, the poisoned
+            share perturbed and the rest clean) or ``subset`` (the poisoned share only, how
+            sapabench crafted before 2026-11-24). With budget 1 both are the same.
     """
 
     model_steps: int = 10
@@ -46,6 +50,7 @@ class ErrorMinConfig(SurrogateConfig):
     stop_accuracy: float = 0.99
     batch_size: int = 128
     model_lr: float = 0.1
+    train_on: str = "full"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -54,6 +59,8 @@ class ErrorMinConfig(SurrogateConfig):
             raise ConfigError(f"invalid step_fraction={self.step_fraction!r}: in (0, 1]")
         if not 0 < self.stop_accuracy <= 1:
             raise ConfigError(f"invalid stop_accuracy={self.stop_accuracy!r}: in (0, 1]")
+        if self.train_on not in ("full", "subset"):
+            raise ConfigError(f"invalid train_on={self.train_on!r}: full or subset")
 
 
 @register_attack(
@@ -127,29 +134,43 @@ class ErrorMin(Attack):
         opt = torch.optim.SGD(model.parameters(), lr=cfg.model_lr, momentum=0.9, weight_decay=5e-4)
         delta = random_delta(x, cfg.eps, ctx.generator)
         step = cfg.step_fraction * cfg.eps
+        # What the model trains on: the whole training set with the poisoned share perturbed
+        # (Algorithm 1), or the poisoned share alone (``subset``; the same set at budget 1).
+        whole = cfg.train_on == "full" and len(indices) < ds.num_train
+        train_x, train_y = (ds.train_x, ds.train_y) if whole else (x, y)
+        idx = indices.to(ctx.device)
+
+        def training_delta() -> torch.Tensor:
+            if not whole:
+                return delta
+            full = torch.zeros_like(train_x)
+            full[idx] = delta
+            return full
+
         stream = iter(())
         rounds, train_acc, v_norms = 0, 0.0, []
         for rounds in range(1, cfg.max_rounds + 1):
             model.train()  # 1. M model steps on the perturbed data
+            current = training_delta()
             for _ in range(cfg.model_steps):
                 b = next(stream, None)
                 if b is None:
-                    stream = iter(list(batches(len(x), cfg.batch_size, ctx.generator)))
+                    stream = iter(list(batches(len(train_x), cfg.batch_size, ctx.generator)))
                     b = next(stream)
                 b = b.to(ctx.device)
                 opt.zero_grad(set_to_none=True)
-                nn.functional.cross_entropy(model(x[b] + delta[b]), y[b]).backward()
+                nn.functional.cross_entropy(model(train_x[b] + current[b]), train_y[b]).backward()
                 opt.step()
             model.eval()
-            # 2. SAPA: theta + v_hat maximising the training loss on x + delta (base: theta).
-            objective = lambda: mean_loss_terms(model, x, y, delta=delta)  # noqa: E731
+            # 2. SAPA: theta + v_hat maximising the training loss on the training set (base: theta).
+            objective = lambda d=current: mean_loss_terms(model, train_x, train_y, delta=d)  # noqa: E731
             with worst_case_weights(model, objective, self.rho) as sapa:
                 v_norms.append(sapa.v_norm)
                 # 3. T error-minimising steps on every batch, against the (perturbed) model.
                 for b in batches(len(x), cfg.batch_size):
                     b = b.to(ctx.device)
                     delta[b] = pgd_perturb(model, x[b], y[b], delta[b], cfg.eps, step, cfg.pgd_steps, sign=-1.0)
-            train_acc = accuracy(model, x + delta, y)
+            train_acc = accuracy(model, train_x + training_delta(), train_y)
             ctx.log(f"error-min round {rounds}: surrogate accuracy on x+delta {train_acc:.4f}")
             if train_acc > cfg.stop_accuracy:
                 break
