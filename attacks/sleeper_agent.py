@@ -25,7 +25,7 @@ from core.errors import ConfigError
 from core.threats import TRIGGER_PLACEMENTS, ThreatModel
 from victims.train import train_victim
 
-SELECTIONS = ("gradient-norm", "random")
+SELECTIONS = ("gradient-norm", "random", "gradient-norm-first")
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,10 @@ class SleeperConfig(MatchingConfig):
         patch_fraction: trigger side as a fraction of the image side (8 px of 32 = 0.25).
         placement: where the trigger goes at crafting and test time (``random`` or ``corner``).
         selection: which target-class images become poisons: ``gradient-norm`` (those with the
-            largest training-gradient norm on the surrogate, as Souri et al. do) or ``random``.
+            largest training-gradient norm, averaged over the surrogates of an E&R ensemble as
+            the original's ``select_poisons`` does; one surrogate: its own norm), ``random``, or
+            ``gradient-norm-first`` (the norm on member (0, 0) alone, how sapabench selected for
+            E&R before 2026-11-24; the same as ``gradient-norm`` without E&R).
     """
 
     retrainings: int = 4
@@ -89,8 +92,8 @@ class SleeperAgent(Attack):
 
     Ensemble and re-initialisation (``ensemble`` K, ``reinit`` R): the poisons match K x R clean
     surrogates at once, and every retraining re-trains each of them (member (k, r) with its own
-    seed + 1000 x stage), so E&R pays K x R times the retraining; the poisons are selected on
-    the craft seed's own surrogate whatever K and R. ``sapa_v_norms`` lists every stage's
+    seed + 1000 x stage), so E&R pays K x R times the retraining; the poisons are the ones
+    with the largest gradient norm averaged over the K x R members. ``sapa_v_norms`` lists every stage's
     members in order.
 
     Options (paper preset): eps 16/255, budget 0.01, steps 250, restarts 1 (8 at the start in
@@ -153,9 +156,11 @@ class SleeperAgent(Attack):
         count = budget_count(cfg, ds.num_train)
         members = cfg.members(ctx)
         models = [m.model for m in members]
-        if cfg.selection == "gradient-norm":  # on the craft seed's own surrogate (member (0, 0))
+        if cfg.selection.startswith("gradient-norm"):  # averaged over the members (or member (0, 0) only)
             pool = torch.nonzero(ds.train_y.cpu() == target_class).flatten()
-            norms = gradient_norms(models[0], ds.train_x[pool.to(ctx.device)], ds.train_y[pool.to(ctx.device)]).cpu()
+            x_pool, y_pool = ds.train_x[pool.to(ctx.device)], ds.train_y[pool.to(ctx.device)]
+            scored = models[:1] if cfg.selection == "gradient-norm-first" else models
+            norms = torch.stack([gradient_norms(m, x_pool, y_pool).cpu() for m in scored]).mean(0)
             indices = pool[norms.argsort(descending=True, stable=True)[:count]].sort().values
         else:
             indices = pick_indices(ds.train_y, target_class, count, ctx.generator)
