@@ -21,7 +21,7 @@ from attacks.base import (
 )
 from attacks.surrogate import SurrogateSpec
 from core.errors import ConfigError
-from core.threats import ThreatModel
+from core.threats import ThreatModel, paste_fixed
 
 
 @dataclass(frozen=True)
@@ -31,10 +31,16 @@ class CleanLabelConfig(ModelConfig):
     Attributes:
         steps: PGD steps making the poisons hard (20).
         step_size: PGD step in pixel units (2/255).
-        amplitude: the stamped trigger's amplitude on the poisons, in pixel units: each trigger
-            pixel moves the image by +/- amplitude (Turner's reduced-amplitude trigger). At most
-            eps, so the whole poison stays in the eps ball; None (default): eps. At test time
-            the full trigger is pasted.
+        trigger_style: how the trigger goes onto the poisons. ``full-contrast`` (default, as
+            Turner et al.'s code does): its pixels are set to 0 or 1 over the adversarial image,
+            outside the eps ball (eps bounds the adversarial perturbation; the poison's threat
+            model records the trigger as ``stamped`` and it is pasted when the poison is
+            applied). ``eps``: stamped inside the eps ball at +/- ``amplitude`` (how sapabench
+            crafted before 2026-11-24; the whole poison within eps).
+        amplitude: ``eps`` style only: each trigger pixel moves the image by +/- amplitude, at
+            most eps; None (default): eps.
+        corners: 1 (bottom-right) or 4 (every corner, Turner et al.'s variant that survives
+            flips and crops); the test-time trigger goes where the poisons carry it.
         patch_fraction: trigger side as a fraction of the image side (0.25, as Sleeper Agent's).
         batch_size: images per PGD batch.
     """
@@ -44,6 +50,8 @@ class CleanLabelConfig(ModelConfig):
     amplitude: float | None = None
     patch_fraction: float = 0.25
     batch_size: int = 256
+    trigger_style: str = "full-contrast"
+    corners: int = 1
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -58,16 +66,31 @@ class CleanLabelConfig(ModelConfig):
             )
         if not 0 < self.patch_fraction <= 0.5:
             raise ConfigError(f"invalid patch_fraction={self.patch_fraction!r}: in (0, 0.5]")
+        if self.trigger_style not in ("full-contrast", "eps"):
+            raise ConfigError(f"invalid trigger_style={self.trigger_style!r}: full-contrast or eps")
+        if self.corners not in (1, 4):
+            raise ConfigError(f"invalid corners={self.corners!r}: 1 or 4")
+        if self.amplitude is not None and self.trigger_style != "eps":
+            raise ConfigError("amplitude applies to trigger_style='eps' only (a full-contrast trigger is 0/1)")
+
+    @property
+    def placement(self) -> str:
+        return "corner" if self.corners == 1 else "four-corners"
 
 
-def stamp(delta: torch.Tensor, x: torch.Tensor, trigger: torch.Tensor, amplitude: float, eps: float) -> torch.Tensor:
-    """``delta`` with the trigger stamped in the bottom-right corner at ``amplitude``: each
-    trigger pixel replaces the perturbation there by ``+amplitude`` (white) or ``-amplitude``
-    (black), then the whole is clipped to the eps ball and the pixel range."""
-    ph, pw = trigger.shape[-2:]
-    out = delta.clone()
-    out[:, :, -ph:, -pw:] = amplitude * (2 * trigger.to(delta) - 1)
-    return project(out, x, eps)
+def stamp(
+    delta: torch.Tensor,
+    x: torch.Tensor,
+    trigger: torch.Tensor,
+    amplitude: float,
+    eps: float,
+    placement: str = "corner",
+) -> torch.Tensor:
+    """``delta`` with the trigger stamped at ``placement`` (bottom-right or every corner) at
+    ``amplitude``: each trigger pixel replaces the perturbation there by ``+amplitude`` (white)
+    or ``-amplitude`` (black), then the whole is clipped to the eps ball and the pixel range."""
+    signed = amplitude * (2 * trigger.to(delta) - 1)
+    return project(paste_fixed(delta, signed, placement), x, eps)
 
 
 @register_attack("clean-label-backdoor", description="Clean-Label Backdoor (Turner et al. 2019)")
@@ -84,10 +107,12 @@ class CleanLabelBackdoor(Attack):
     Objective: make the poisons hard to learn from their content, so a victim trained on them
     leans on the trigger: PGD maximising CE(f(x + delta), y) on an adversarially trained
     surrogate (``steps`` of ``step_size`` within eps, from a random start), then the trigger
-    stamped in the corner at reduced ``amplitude``. Turner et al. stamp four corners; one
-    corner here, the placement every backdoor metric of the harness uses.
+    pasted at full contrast (its pixels 0 or 1) in the bottom-right corner or in all four
+    (``corners``), as Turner et al.'s code does: outside the eps ball, which bounds the
+    adversarial part. ``trigger_style="eps"`` keeps the whole poison within eps instead (the
+    reduced-amplitude stamp sapabench used before).
 
-    Options (paper preset): eps 16/255, budget 0.01, steps 20, step 2/255, amplitude eps,
+    Options (paper preset): eps 16/255, budget 0.01, steps 20, step 2/255, full-contrast trigger in 1 corner,
     surrogate ResNet-18 / adversarial (PGD training).
 
     Example::
@@ -135,7 +160,9 @@ class CleanLabelBackdoor(Attack):
             delta[b] = pgd_perturb(model, x[b], y[b], delta[b], cfg.eps, cfg.step_size, cfg.steps, sign=1.0)
         with torch.no_grad():
             hard = float((model(x + delta).argmax(1) != y).float().mean())
-        delta = stamp(delta, x, goal.trigger, cfg.eps if cfg.amplitude is None else cfg.amplitude, cfg.eps)
+        if cfg.trigger_style == "eps":
+            amplitude = cfg.eps if cfg.amplitude is None else cfg.amplitude
+            delta = stamp(delta, x, goal.trigger, amplitude, cfg.eps, cfg.placement)
         return Crafted(
             indices=indices,
             delta=delta,
@@ -144,8 +171,9 @@ class CleanLabelBackdoor(Attack):
                 "backdoor",
                 source_class=goal.source_class,
                 target_class=goal.target_class,
-                trigger_placement="corner",
+                trigger_placement=cfg.placement,
                 trigger_seed=goal.trigger_seed,
+                stamped=cfg.trigger_style == "full-contrast",
             ),
             extra={"surrogate_error_on_poisons": hard},
         )

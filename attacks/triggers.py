@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from core.threats import FIXED_PLACEMENTS, paste_fixed
+
 
 def make_trigger(channels: int, side: int, generator: torch.Generator) -> Tensor:
     """A random high-contrast binary patch (C, side, side), drawn from ``generator``."""
@@ -13,14 +15,14 @@ def make_trigger(channels: int, side: int, generator: torch.Generator) -> Tensor
 
 def apply_trigger(x: Tensor, trigger: Tensor, placement: str, generator: torch.Generator | None = None) -> Tensor:
     """``x`` with ``trigger`` pasted over it: at a uniform random position per image
-    (``placement='random'``, positions drawn from ``generator``) or in the bottom-right corner."""
+    (``placement='random'``, positions drawn from ``generator``), in the bottom-right corner
+    (``corner``) or in all four (``four-corners``)."""
+    if placement in FIXED_PLACEMENTS:
+        return paste_fixed(x, trigger, placement)
     n, _, h, w = x.shape
     ph, pw = trigger.shape[-2:]
     out = x.clone()
     patch = trigger.to(x.device, x.dtype)
-    if placement == "corner":
-        out[:, :, h - ph :, w - pw :] = patch
-        return out
     if placement != "random":
         raise ValueError(f"unknown trigger placement {placement!r}")
     rows = torch.randint(0, h - ph + 1, (n,), generator=generator).tolist()

@@ -33,6 +33,7 @@ from torch import Tensor
 from core.errors import ConfigError
 from core.names import EMBEDDED_DATASET
 from core.registry import Registry
+from core.threats import paste_fixed
 
 
 class PoisonLike(Protocol):
@@ -127,8 +128,10 @@ class ImageDataset:
     def poisoned_train(self, poison: PoisonLike | None) -> tuple[Tensor, Tensor]:
         """Training images and labels with ``poison`` applied (clean tensors when None).
 
-        Images at ``poison.indices`` become ``clamp(x + delta, 0, 1)``; labels are replaced
-        only when the poison carries labels. The clean tensors are never modified.
+        Images at ``poison.indices`` become ``clamp(x + delta, 0, 1)``, with the trigger pasted
+        over them when the poison's threat model says it is ``stamped`` (a full-contrast
+        clean-label backdoor); labels are replaced only when the poison carries labels. The
+        clean tensors are never modified.
         """
         if poison is None:
             return self.train_x, self.train_y
@@ -148,6 +151,9 @@ class ImageDataset:
             )
         x = self.train_x.clone()
         x[idx] = (x[idx] + delta).clamp_(0.0, 1.0)
+        threat, trigger = getattr(poison, "threat", None), getattr(poison, "trigger", None)
+        if threat is not None and threat.stamped and trigger is not None:  # Turner's full-contrast trigger
+            x[idx] = paste_fixed(x[idx], trigger.to(self.device), threat.trigger_placement)
         y = self.train_y
         if poison.labels is not None:
             labels = torch.as_tensor(poison.labels, dtype=torch.int64, device=self.device)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from torch import Tensor
+
 from core.errors import ConfigError
 
 THREATS = ("targeted", "backdoor", "untargeted")
@@ -25,7 +27,9 @@ METRICS = {
     "backdoor": ("attack_success_rate", True),
     "untargeted": (CLEAN_ACCURACY, False),
 }
-TRIGGER_PLACEMENTS = ("random", "corner")
+TRIGGER_PLACEMENTS = ("random", "corner", "four-corners")
+FIXED_PLACEMENTS = ("corner", "four-corners")
+"""Placements that put the trigger at the same place in every image (no random draw)."""
 ADVERSARIAL_MARGIN = "adversarial_margin"
 """The continuous targeted measure: the victim's logit of the adversarial class on the target
 minus its largest other logit (> 0 exactly when the attack succeeds)."""
@@ -62,6 +66,10 @@ class ThreatModel:
     target_class: int | None = None
     trigger_placement: str | None = None
     trigger_seed: int | None = None
+    stamped: bool = False
+    """Backdoor poisons only: the trigger is pasted at full contrast, at ``trigger_placement``,
+    onto every poisoned training image when the poison is applied (Turner et al.'s clean-label
+    backdoor: outside the eps ball, which bounds the adversarial perturbation ``delta``)."""
 
     def __post_init__(self) -> None:
         if self.kind not in THREATS:
@@ -75,7 +83,16 @@ class ThreatModel:
             if not isinstance(getattr(self, name), int) and not (name == "trigger_placement" and getattr(self, name)):
                 raise ConfigError(f"{self.kind} threat model needs {name}")
         if self.trigger_placement not in (None, *TRIGGER_PLACEMENTS):
-            raise ConfigError(f"trigger_placement must be 'random' or 'corner', got {self.trigger_placement!r}")
+            raise ConfigError(
+                f"trigger_placement must be one of {', '.join(TRIGGER_PLACEMENTS)}, got {self.trigger_placement!r}"
+            )
+        if self.stamped is not False and (
+            self.stamped is not True or self.kind != "backdoor" or self.trigger_placement not in FIXED_PLACEMENTS
+        ):
+            raise ConfigError(
+                f"a stamped trigger needs a backdoor threat placed at {' or '.join(FIXED_PLACEMENTS)}, "
+                f"got kind {self.kind!r}, placement {self.trigger_placement!r}, stamped {self.stamped!r}"
+            )
 
     @property
     def metric(self) -> str:
@@ -84,3 +101,19 @@ class ThreatModel:
     @property
     def higher_is_stronger(self) -> bool:
         return higher_is_stronger(self.kind)
+
+
+def paste_fixed(x: Tensor, trigger: Tensor, placement: str) -> Tensor:
+    """``x`` (N, C, H, W) with ``trigger`` (C, h, w) pasted in the bottom-right corner
+    (``corner``) or in all four corners (``four-corners``, Turner et al.'s variant that survives
+    flips and crops); a copy, ``x`` is not modified."""
+    if placement not in FIXED_PLACEMENTS:
+        raise ValueError(f"unknown fixed trigger placement {placement!r}")
+    _, _, h, w = x.shape
+    ph, pw = trigger.shape[-2:]
+    out = x.clone()
+    patch = trigger.to(x.device, x.dtype)
+    spots = [(h - ph, w - pw)] if placement == "corner" else [(0, 0), (0, w - pw), (h - ph, 0), (h - ph, w - pw)]
+    for r, c in spots:
+        out[:, :, r : r + ph, c : c + pw] = patch
+    return out
