@@ -27,6 +27,7 @@ from core.poison import PoisonSet
 from core.provenance import VERSION
 from core.registry import Registry
 from core.runtime import check_seed, resolve_device, seeded
+from core.sharpness import RHO_SCALES, Radius
 from core.threats import ThreatModel
 from victims.archs import Victim
 
@@ -97,14 +98,23 @@ class SurrogateConfig(ModelConfig):
 
     Attributes:
         rho: SAPA's radius (0.05 in the paper); used only by the SAPA version.
+        rho_scale: ``absolute`` (default, the paper's): ``rho`` is the radius. ``resnet18``:
+            ``rho`` is read relative to a CIFAR-10 ResNet-18's weight norm at initialisation,
+            radius = rho x ||theta|| / :data:`attacks.sapa.RESNET18_INIT_NORM` with ``theta``
+            the weights SAPA perturbs, so a small model gets the relative radius the paper's
+            ResNet-18 had (the embedded convnet's ||theta|| is about 21: rho 0.05 absolute is
+            about 4x the paper's relative radius there).
     """
 
     rho: float = 0.05
+    rho_scale: str = "absolute"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not isinstance(self.rho, (int, float)) or not self.rho > 0:
             raise ConfigError(f"invalid rho={self.rho!r}: SAPA's radius must be > 0 (paper: 0.05)")
+        if self.rho_scale not in RHO_SCALES:
+            raise ConfigError(f"invalid rho_scale={self.rho_scale!r}: {' or '.join(RHO_SCALES)}")
 
 
 def check_positive_ints(config: AttackConfig, *names: str) -> None:
@@ -221,7 +231,9 @@ class Attack(ABC):
     :class:`AttackConfig` subclass; :class:`SurrogateConfig` for attacks crafted against a
     model) and ``presets`` (one dict of config values per scale: ``paper``, ``embedded``,
     ``smoke``), implement :meth:`craft`, and register with :func:`register_attack`.
-    ``self.rho`` is the SAPA radius for a SAPA version and None otherwise; pass it to
+    ``self.rho`` is the SAPA radius for a SAPA version (a number, or a
+    :class:`core.sharpness.Radius` read against the weights' norm with ``rho_scale``) and None
+    otherwise; pass it to
     :func:`attacks.sapa.worst_case_weights` where the attack takes the gradient SAPA replaces,
     and nowhere else.
     """
@@ -238,8 +250,13 @@ class Attack(ABC):
         return {**self.config.to_json(), "sapa": self.sapa}
 
     @property
-    def rho(self) -> float | None:
-        return self.config.rho if self.sapa else None  # type: ignore[attr-defined]  (register_attack checks it)
+    def rho(self) -> float | Radius | None:
+        if not self.sapa:
+            return None
+        cfg = self.config
+        scale = getattr(cfg, "rho_scale", "absolute")
+        # the paper's absolute radius stays a plain number (what plugins written for it expect)
+        return cfg.rho if scale == "absolute" else Radius(cfg.rho, scale)  # type: ignore[attr-defined]
 
     @abstractmethod
     def craft(self, ctx: CraftContext) -> Crafted:

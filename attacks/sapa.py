@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from core.sharpness import perturbed_weights, worst_case_direction
+from core.sharpness import Radius, perturbed_weights, worst_case_direction
 
 
 @dataclass
@@ -84,7 +84,7 @@ def objective_grad(objective: Objective, params: list[nn.Parameter]) -> list[Ten
 
 
 @contextmanager
-def worst_case_weights(model: nn.Module, objective: Objective, rho: float | None) -> Iterator[SapaRecord]:
+def worst_case_weights(model: nn.Module, objective: Objective, rho: float | Radius | None) -> Iterator[SapaRecord]:
     """Inside the block the model's weights are ``theta + v_hat`` (SAPA) or ``theta`` (``rho=None``).
 
     Args:
@@ -92,15 +92,17 @@ def worst_case_weights(model: nn.Module, objective: Objective, rho: float | None
         objective: computes the scalar Q whose worst case SAPA takes (the adversarial objective
             for targeted/backdoor attacks, the training loss on x + delta for untargeted ones),
             or yields terms summing to Q (:func:`mean_loss_terms`) for bounded memory.
-        rho: the radius (0.05 in the paper), or None for the plain base attack.
+        rho: the radius (0.05 in the paper), a :class:`core.sharpness.Radius` (read against
+            the perturbed weights' norm), or None for the plain base attack.
     """
-    record = SapaRecord(rho)
     if rho is None:
-        yield record
+        yield SapaRecord(None)
         return
     params = trainable(model)
+    radius = rho.at(params) if isinstance(rho, Radius) else float(rho)
+    record = SapaRecord(radius)
     grads = objective_grad(objective, params)
-    v_hat = worst_case_direction(grads, rho)
+    v_hat = worst_case_direction(grads, radius)
     record.grad_norm = float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads if g is not None])))
     record.v_norm = float(torch.linalg.vector_norm(torch.stack([v.norm() for v in v_hat if v is not None])))
     record.v_hat = v_hat
@@ -108,7 +110,9 @@ def worst_case_weights(model: nn.Module, objective: Objective, rho: float | None
         yield record
 
 
-def objective_gradient(model: nn.Module, objective: Objective, rho: float | None) -> tuple[list[Tensor], SapaRecord]:
+def objective_gradient(
+    model: nn.Module, objective: Objective, rho: float | Radius | None
+) -> tuple[list[Tensor], SapaRecord]:
     """``grad_theta Q`` at theta (``rho=None``) or at theta + v_hat (SAPA, eq. 12), detached."""
     with worst_case_weights(model, objective, rho) as record:
         params = trainable(model)

@@ -9,9 +9,32 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+
+RESNET18_INIT_NORM = 102.85
+"""||theta|| of a CIFAR-10 ResNet-18 (the paper's surrogate) at initialisation: 102.78-102.92
+over seeds 0-2 (``victims.archs.build_model``, 2026-11-24); the reference of ``rho_scale =
+"resnet18"``."""
+RHO_SCALES = ("absolute", "resnet18")
+
+
+@dataclass(frozen=True)
+class Radius:
+    """SAPA's radius as configured: ``rho`` itself (``absolute``) or ``rho`` relative to a
+    ResNet-18's weight norm (``resnet18``: rho x ||theta|| / :data:`RESNET18_INIT_NORM`)."""
+
+    rho: float
+    scale: str = "absolute"
+
+    def at(self, params: Sequence[Tensor]) -> float:
+        """The radius for the weights ``params`` that SAPA perturbs."""
+        if self.scale == "absolute":
+            return float(self.rho)
+        norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.detach()) for p in params])))
+        return float(self.rho) * norm / RESNET18_INIT_NORM
 
 
 def worst_case_direction(grads: Sequence[Tensor | None], rho: float) -> list[Tensor | None]:

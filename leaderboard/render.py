@@ -608,25 +608,31 @@ PAPER_RHO = 0.05  # the SAPA radius of every preset; a SAPA entry without a rho 
 
 
 def rho_ablation(entries: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
-    """The Table-10 view: per setting (dataset, arch, recipe, protocol, base attack), the SAPA
-    entries by their radius rho and the baseline (rho = none), where two or more radii were run."""
+    """The Table-10 view: per setting (dataset, arch, recipe, protocol, base attack, other
+    options) and radius scale (``rho_scale``: absolute or relative), the SAPA entries by their
+    radius rho and the baseline (rho = none, shared by both scales), where two or more radii
+    were run."""
     groups: dict[tuple, dict[str, Any]] = defaultdict(lambda: {"sapa": {}, "baseline": None})
+    baselines: dict[tuple, dict[str, Any]] = {}
     for e in entries:
         s = e["setting"]
         if e["defense"] != NO_DEFENSE or s["threat"] == NO_THREAT:
             continue
-        options = {k: v for k, v in s["options"].items() if k != "rho"}
+        options = {k: v for k, v in s["options"].items() if k not in ("rho", "rho_scale")}
         key = (s["dataset"], s["arch"], s["recipe"], protocol_label(s), e["base_attack"], json.dumps(options))
         if e["sapa"]:
-            groups[key]["sapa"][float(s["options"].get("rho", PAPER_RHO))] = e
-        elif "rho" not in s["options"]:
-            groups[key]["baseline"] = e
+            scale = str(s["options"].get("rho_scale", "absolute"))
+            groups[(*key, scale)]["sapa"][float(s["options"].get("rho", PAPER_RHO))] = e
+        elif "rho" not in s["options"] and "rho_scale" not in s["options"]:
+            baselines[key] = e
+    for key, g in groups.items():
+        g["baseline"] = baselines.get(key[:-1])
     return {k: g for k, g in sorted(groups.items()) if len(g["sapa"]) >= 2}
 
 
 def _rho_plots(entries: list[dict[str, Any]], out: Path, plt: Any) -> list[Figure]:
     written = []
-    for (ds, arch, recipe, protocol, attack, _), g in rho_ablation(entries).items():
+    for (ds, arch, recipe, protocol, attack, _, scale), g in rho_ablation(entries).items():
         rhos = sorted(g["sapa"])
         fig, ax = plt.subplots(figsize=(5.0, 3.6), dpi=100)
         ax.errorbar(
@@ -645,9 +651,11 @@ def _rho_plots(entries: list[dict[str, Any]], out: Path, plt: Any) -> list[Figur
             ax.axhspan(m - se, m + se, color="#8da0cb", alpha=0.25)
         metric = g["sapa"][rhos[0]]["metric"]
         ax.set_xscale("log")
-        ax.set_xlabel("SAPA radius rho")
+        relative = scale != "absolute"
+        ax.set_xlabel("SAPA radius rho" + (" (x ||theta|| / ||theta ResNet-18 at init||)" if relative else ""))
         ax.set_title(f"rho ablation: {attack}, {ds}/{arch}/{recipe}/{protocol}", fontsize=9)
-        name = f"rho--{ds}--{arch}--{recipe}--{protocol.replace('/', '-').split(' ')[0]}--{attack}.png"
+        tail = f"--{scale}" if relative else ""
+        name = f"rho--{ds}--{arch}--{recipe}--{protocol.replace('/', '-').split(' ')[0]}--{attack}{tail}.png"
         path = _save(fig, ax, metric["name"], metric["higher_is_stronger"], out / name)
         threat = g["sapa"][rhos[0]]["setting"]["threat"]
         where = (("dataset", ds), ("arch", arch), ("recipe", recipe), ("protocol", protocol))

@@ -114,3 +114,21 @@ def test_the_clean_label_trigger_is_full_contrast_in_the_stamped_corners(tiny_di
     x_old, _ = tiny_digits.poisoned_train(earlier)
     moved = (x_old[earlier.indices] - tiny_digits.train_x[earlier.indices]).abs().max()
     assert float(moved) <= earlier.eps + 1e-6
+
+
+def test_a_resnet18_relative_radius_scales_with_the_weights_sapa_perturbs(tiny_digits):
+    from attacks.sapa import worst_case_weights
+    from core.sharpness import RESNET18_INIT_NORM
+    from victims.archs import build_model
+
+    torch.manual_seed(0)
+    model = build_model("convnet", tiny_digits).eval()
+    norm = float(torch.sqrt(sum((p.detach() ** 2).sum() for p in model.parameters())))
+    x, y = tiny_digits.train_x[:64], tiny_digits.train_y[:64]
+    attack = create_attack("sapa-error-max", dataset="digits", preset="smoke", rho_scale="resnet18")
+    assert create_attack("sapa-error-max", dataset="digits", preset="smoke").rho == 0.05  # the paper's, unchanged
+    with worst_case_weights(model, lambda: nn.functional.cross_entropy(model(x), y), attack.rho) as record:
+        pass
+    assert record.rho == pytest.approx(0.05 * norm / RESNET18_INIT_NORM, rel=1e-5)
+    assert record.v_norm == pytest.approx(record.rho, rel=1e-4)  # v_hat has the scaled radius
+    assert norm < 30 and record.rho < 0.05 / 3  # the embedded convnet: about a quarter of the absolute radius

@@ -329,3 +329,22 @@ def test_the_threat_model_view_breaks_ties_of_success_by_the_margin():
     frogs, _, meta = rows
     assert frogs["gap"] == "+0.0" and frogs["margin_gap"] == "-2.00" and frogs["margin_p"] == "1.000"
     assert meta["margin_gap"] == "+3.50" and meta["margin_p"] == "0.062" and meta["pairs"] == "4 craft seeds"
+
+
+def test_rho_ablation_keeps_absolute_and_relative_radii_apart_with_one_baseline():
+    from leaderboard.render import rho_ablation
+    from leaderboard.schema import seal
+
+    def with_options(e, **options):
+        e = dict(e, setting={**e["setting"], "options": options})
+        e.pop("content_sha256")
+        return seal(e)
+
+    kw = dict(threat="backdoor", metric="attack_success_rate", higher=True)
+    entries = [make_entry("sleeper-agent", (0.3, 0.4), **kw)]
+    for scale in ("absolute", "resnet18"):
+        for rho in (0.05, 0.5):
+            entries.append(with_options(make_entry("sapa-sleeper-agent", (0.5, 0.6), **kw), rho=rho, rho_scale=scale))
+    view = rho_ablation(entries)
+    assert sorted(k[-1] for k in view) == ["absolute", "resnet18"]
+    assert all(sorted(g["sapa"]) == [0.05, 0.5] and g["baseline"]["attack"] == "sleeper-agent" for g in view.values())
