@@ -132,3 +132,11 @@ def test_a_resnet18_relative_radius_scales_with_the_weights_sapa_perturbs(tiny_d
     assert record.rho == pytest.approx(0.05 * norm / RESNET18_INIT_NORM, rel=1e-5)
     assert record.v_norm == pytest.approx(record.rho, rel=1e-4)  # v_hat has the scaled radius
     assert norm < 30 and record.rho < 0.05 / 3  # the embedded convnet: about a quarter of the absolute radius
+
+
+@pytest.mark.parametrize("units", ["normalised", "pixel"])
+def test_bullseye_steps_in_normalised_units_as_the_original(tiny_digits, units):
+    attack = create_attack("bullseye-polytope", dataset="digits", preset="smoke", steps=1, ensemble=1, lr_units=units)
+    poison = attack.run(tiny_digits, seed=0)
+    expected = 0.04 * tiny_digits.std[0] if units == "normalised" else 0.04  # Adam's first step: lr per element
+    assert float(poison.delta.abs().max()) == pytest.approx(min(expected, poison.eps), rel=1e-3)
