@@ -272,6 +272,7 @@ def test_run_render_and_claims_from_the_cli(capsys, smoke_cli):
 def test_list_suites(capsys):
     code, out, _ = run(capsys, "list", "suites")
     assert code == 0 and [r.split()[0] for r in out.strip().splitlines()] == [
+        "as-authors",
         "backdoor",
         "claims",
         "cost",
