@@ -193,14 +193,14 @@ def run_suite(
     resolved = executor.resolve_device(device)
     size = resolve_pack(pack, resolved)
     resolve_step(train_step, resolved)  # bad values fail here, before anything is written
-    plan = plan_claims(suite)  # ... and so does a pre-registered claim the design cannot decide
-    undecidable = undecidable_claims(suite)
     planned = suite.planned_cells()  # counted, not expanded: a suite of a million cells is refused at once
     if planned > CELL_CAP and not yes:
         raise ConfigError(
             f"suite {suite.name!r} plans {planned} cells, more than {CELL_CAP}: check its grids and craft_seeds, "
             "or pass --yes to run it"
         )
+    plan = plan_claims(suite)  # ... and so does a pre-registered claim the design cannot decide
+    undecidable = undecidable_claims(suite)
     say(f"suite {suite.name}: plans {planned} cells and {len(suite.poisons())} poison set(s)")
     out = Path(out).resolve()  # poison folders are absolute paths, valid wherever a task runs
     with exclusive(out):  # a second run into the same folder is refused, not interleaved

@@ -68,7 +68,7 @@ from victims.protocols import FILE_PREFIX, NO_PRETRAINED, PRETRAINED_SOURCES, PR
 from victims.recipes import RECIPES
 
 MAX_COUNT = 10_000
-"""The largest trial count a suite may ask for (per grid)."""
+"""The most trials, and the most craft seeds, a suite may list (per grid)."""
 
 SUITE_KEYS = {
     "name",
@@ -517,8 +517,10 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
             return None
         if not isinstance(seeds, list) or not seeds or not all(type(s) is int and 0 <= s <= MAX_SEED for s in seeds):
             raise fail(f"craft_seeds must be a non-empty list of integers from 0 to {MAX_SEED}", "craft_seeds", after)
+        if len(seeds) > MAX_COUNT:
+            raise fail(f"craft_seeds lists {len(seeds)} seeds, more than {MAX_COUNT}", "craft_seeds", after)
         if len(set(seeds)) != len(seeds):
-            raise fail(f"craft_seeds lists a seed twice: {seeds}", "craft_seeds", after)
+            raise fail(f"craft_seeds lists a seed twice: {seeds[:20]}", "craft_seeds", after)
         return tuple(seeds)
 
     dataset = data["dataset"]
@@ -646,7 +648,14 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
     )
     # Build every attack config and recipe now, so bad options fail before anything runs (a
     # config does not depend on the craft seed: one check per attack and options).
-    checked = {json.dumps([s.attack, s.surrogate, s.options], sort_keys=True, default=str): s for s in suite.poisons()}
+    checked = {
+        json.dumps([attack, g.surrogate, g.options], sort_keys=True, default=str): PoisonSpec(
+            attack, suite.dataset, suite.preset, g.surrogate, g.options, (g.craft_seeds or suite.craft_seeds)[0]
+        )
+        for g in suite.grids
+        for attack in g.attacks
+        if attack != CLEAN
+    }
     for spec in checked.values():
         try:
             create_attack(spec.attack, dataset=spec.dataset, preset=spec.preset, **spec.overrides())
