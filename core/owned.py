@@ -10,6 +10,7 @@ refused before anything is written.
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import stat
@@ -87,20 +88,26 @@ LOCK_FILE = ".sapabench.lock"
 
 @contextmanager
 def exclusive(folder: Path) -> Iterator[None]:
-    """Hold ``folder``'s run lock for the block (an advisory ``flock``, released by the kernel
-    when the process ends, however it ends); a second holder is refused with who holds it."""
+    """Hold ``folder``'s run lock for the block; a second holder is refused with who holds it.
+
+    A POSIX record lock (``lockf``), not ``flock``: it belongs to this process alone, so worker
+    processes forked while it is held do not inherit it, and the kernel releases it the moment
+    this process ends, however it ends (a ``flock`` would live on in a forked worker until that
+    worker died)."""
     own_folder(folder, "run folder")
     path = folder / LOCK_FILE
     if path.is_symlink():
         raise ConfigError(f"{path} is a symbolic link; remove it")
-    if fcntl is None:  # no flock (Windows): runs into one folder are not guarded
+    if fcntl is None:  # no POSIX locks (Windows): runs into one folder are not guarded
         yield
         return
     fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno not in (errno.EACCES, errno.EAGAIN):
+                raise
             holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
             raise ConfigError(
                 f"{folder} is in use by another sapabench run ({holder}); wait for it to end or choose another --out"
