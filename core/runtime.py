@@ -93,6 +93,19 @@ def isa(device: torch.device) -> str:
 
 
 _CPU_NAME = re.compile(r"cpu:(.+)x(\d+)threads")
+MANY_THREADS = 10**6
+"""What a recorded thread count of more than six digits reads as (Python will not convert an
+integer of thousands of digits, and no machine has that many)."""
+
+
+def cpu_threads(recorded: str) -> tuple[str, int] | None:
+    """The CPU architecture and thread count a :func:`device_name` records (None for a GPU or
+    anything else); a count of more than six digits reads as :data:`MANY_THREADS`."""
+    match = _CPU_NAME.fullmatch(recorded)
+    if match is None:
+        return None
+    digits = match.group(2).lstrip("0") or "0"
+    return match.group(1), int(digits) if len(digits) <= 6 else MANY_THREADS
 
 
 @contextmanager
@@ -100,11 +113,11 @@ def threads_of(recorded: str, device: torch.device) -> Iterator[None]:
     """Inside the block, torch uses the CPU thread count of ``recorded`` (a :func:`device_name`)
     when it names this machine's CPU architecture and ``device`` is the CPU; otherwise nothing
     changes. Re-running a result with its own thread count reproduces it exactly."""
-    match = _CPU_NAME.fullmatch(recorded)
-    if device.type != "cpu" or match is None or match.group(1) != platform.machine():
+    parsed = cpu_threads(recorded)
+    if device.type != "cpu" or parsed is None or parsed[0] != platform.machine():
         yield
         return
-    threads = int(match.group(2)[:6])
+    threads = parsed[1]
     if not 1 <= threads <= (os.cpu_count() or 1):  # more threads than cores cannot reproduce anything faster
         yield
         return

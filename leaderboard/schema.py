@@ -30,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,7 @@ from core.errors import ConfigError
 from core.files import read_json
 from core.names import NO_POISON, PRESETS, is_sapa
 from core.numerics import FP32, MEMORY_FORMATS, PRECISIONS, STEPS, Numerics
-from core.runtime import UNKNOWN_ISA
+from core.runtime import MANY_THREADS, UNKNOWN_ISA, cpu_threads
 from core.stats import mean_se
 from core.threats import ADVERSARIAL_MARGIN, NO_THREAT, THREATS
 from victims.protocols import NO_PRETRAINED, PROTOCOLS, SCRATCH
@@ -273,9 +272,10 @@ def validate(entry: Any, where: str = "entry") -> dict[str, Any]:
         RECIPES.create(setting["recipe"], **setting["victim"])
     except (ConfigError, TypeError) as err:
         raise EntryError(f"{where}: setting.recipe/victim: {' '.join(str(err).split())}") from None
-    threads = re.fullmatch(r"cpu:.+x(\d+)threads", entry["provenance"]["device"])
-    if threads and not 1 <= int(threads.group(1)) <= MAX_THREADS:
-        raise EntryError(f"{where}: provenance.device names {threads.group(1)[:20]} threads, not 1 to {MAX_THREADS}")
+    cpu = cpu_threads(entry["provenance"]["device"])
+    if cpu is not None and not 1 <= cpu[1] <= MAX_THREADS:
+        count = "a million or more" if cpu[1] >= MANY_THREADS else cpu[1]
+        raise EntryError(f"{where}: provenance.device names {count} threads, not 1 to {MAX_THREADS}")
     _check_timings(entry, where)
     for key, value in entry["defense_stats"].items():
         if (

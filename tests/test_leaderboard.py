@@ -44,6 +44,9 @@ def _tamper(entry, path, value):
         (("colour",), "red", r"unknown field 'colour'"),
         (("sapa",), False, r"sapa flag does not match"),
         (("metric", "mean"), float("nan"), r"must be finite"),
+        (("provenance", "device"), "cpu:x86_64x0threads", r"names 0 threads, not 1 to 1024"),
+        (("provenance", "device"), "cpu:x86_64x" + "9" * 5000 + "threads", r"names a million or more threads"),
+        (("setting", "victim"), {"epochs": 10**8}, r"setting.recipe/victim: invalid epochs=100000000"),
     ],
 )
 def test_bad_entries_are_refused_with_the_reason(path, value, message):
