@@ -111,13 +111,12 @@ class ErrorMax(Attack):
         model = ctx.surrogate(cfg.surrogate).eval()
         labels, sign = ((y + 1) % ds.num_classes, -1.0) if cfg.class_shift else (y, 1.0)
         step = cfg.step_scale * cfg.eps / cfg.steps
+        # what SAPA's v_hat maximises: the attack's own loss, or (the earlier reading) the true label's CE
+        v_labels, v_sign = (labels, sign) if cfg.sapa_loss == "attack" else (y, 1.0)
         best, best_score, v_norms = None, None, []
         for _ in range(cfg.restarts):
             delta = random_delta(x, cfg.eps, ctx.generator)
-            if cfg.sapa_loss == "attack":
-                objective = lambda d=delta: attack_objective(model, x, labels, sign, d)  # noqa: E731
-            else:  # the earlier reading: the true label's cross-entropy whatever the attack maximises
-                objective = lambda d=delta: mean_loss_terms(model, x, y, delta=d)  # noqa: E731
+            objective = lambda d=delta: attack_objective(model, x, v_labels, v_sign, d)  # noqa: E731
             with worst_case_weights(model, objective, self.rho) as sapa:
                 v_norms.append(sapa.v_norm)
                 for b in batches(len(x), cfg.batch_size):

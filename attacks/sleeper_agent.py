@@ -36,7 +36,8 @@ class SleeperConfig(MatchingConfig):
         retrainings: how often the surrogate is re-trained from scratch on the current poisoned
             set during crafting (paper: every 50 of 250 steps, i.e. 4 times).
         patch_fraction: trigger side as a fraction of the image side (8 px of 32 = 0.25).
-        placement: where the trigger goes at crafting and test time (``random`` or ``corner``).
+        placement: where the trigger goes at crafting and test time (``random``, ``corner`` or
+            ``four-corners``).
         selection: which target-class images become poisons: ``gradient-norm`` (those with the
             largest training-gradient norm, averaged over the surrogates of an E&R ensemble as
             the original's ``select_poisons`` does; one surrogate: its own norm), ``random``, or
@@ -56,7 +57,7 @@ class SleeperConfig(MatchingConfig):
         if not 0 < self.patch_fraction <= 0.5:
             raise ConfigError(f"invalid patch_fraction={self.patch_fraction!r}: in (0, 0.5]")
         if self.placement not in TRIGGER_PLACEMENTS:
-            raise ConfigError(f"invalid placement={self.placement!r}: random or corner")
+            raise ConfigError(f"invalid placement={self.placement!r}: one of {', '.join(TRIGGER_PLACEMENTS)}")
         if self.selection not in SELECTIONS:
             raise ConfigError(f"invalid selection={self.selection!r}: {' or '.join(SELECTIONS)}")
 

@@ -57,7 +57,7 @@ from attacks import ATTACKS, create_attack
 from benchmark.executor import RESOURCE_KEYS, Resources
 from core.datasets import DATASETS
 from core.errors import ConfigError
-from core.files import parse_toml, read_bytes
+from core.files import decode_text, parse_toml, read_bytes
 from core.names import CLEAN, NO_DEFENSE, NO_POISON, PRESET_SURROGATE, PRESETS, default_preset
 from core.numerics import AUTO, FP32, MEMORY_FORMATS, PRECISIONS, Numerics
 from core.runtime import MAX_SEED
@@ -449,7 +449,7 @@ def load_suite(name_or_path: str) -> Suite:
         if not path.exists():
             raise ConfigError(f"suite file {path} does not exist")
         # a link the user made to their own suite is followed; what it names must be a regular file
-        text, source = _decode_suite(read_bytes(path.resolve(), "suite file"), str(path)), str(path)
+        text, source = decode_text(read_bytes(path.resolve(), "suite file"), str(path), "suite"), str(path)
     else:
         builtin = builtin_suites()
         if name_or_path not in builtin:
@@ -459,13 +459,6 @@ def load_suite(name_or_path: str) -> Suite:
         text = (resources.files("benchmark.suites") / f"{name_or_path}.toml").read_text()
         source = f"{name_or_path}.toml"
     return parse_suite(text, source)
-
-
-def _decode_suite(data: bytes, source: str) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{source}: the suite is not UTF-8 text (byte {err.start})") from None
 
 
 def _line_of(text: str, needle: str, after: int = 0) -> int:

@@ -60,7 +60,8 @@ def read_bytes(path: str | Path, what: str, cap: int = MAX_DOCUMENT_BYTES) -> by
     return data
 
 
-def _decode(data: bytes | str, where: str, what: str) -> str:
+def decode_text(data: bytes | str, where: str, what: str) -> str:
+    """``data`` as UTF-8 text, or a one-line :class:`ConfigError` naming ``where``."""
     if isinstance(data, str):
         return data
     try:
@@ -80,7 +81,7 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def parse_json(data: bytes | str, where: str, what: str = "JSON document") -> Any:
     """``data`` as JSON (no duplicate keys), or a one-line :class:`ConfigError` naming ``where``."""
-    text = _decode(data, where, what)
+    text = decode_text(data, where, what)
     try:
         return json.loads(text, object_pairs_hook=_unique_keys)
     except RecursionError:
@@ -92,7 +93,7 @@ def parse_json(data: bytes | str, where: str, what: str = "JSON document") -> An
 
 def parse_toml(data: bytes | str, where: str, what: str = "TOML file") -> dict[str, Any]:
     """``data`` as TOML, or a one-line :class:`ConfigError` naming ``where``."""
-    text = _decode(data, where, what)
+    text = decode_text(data, where, what)
     if len(text) > MAX_DOCUMENT_BYTES:
         raise ConfigError(f"{where}: the {what} is over the limit of {MAX_DOCUMENT_BYTES} bytes")
     try:

@@ -44,8 +44,9 @@ SEAL = "seal"
 UNSEALED = ("format_version", SEAL)
 TENSORS_FILE = "poison.safetensors"
 MAX_TENSOR_BYTES = 4 << 30
-POISON_TENSORS = frozenset({"indices", "delta", "labels", "trigger"})
 """The largest poison tensors file read (a perturbation of all of CIFAR-10 in float32 is 0.6 GB)."""
+POISON_TENSORS = frozenset({"indices", "delta", "labels", "trigger"})
+"""The tensors a poison file may hold (indices and delta always; labels and trigger when used)."""
 META_FILE = "poison.json"
 EPS_TOLERANCE = 1e-6
 

@@ -33,8 +33,12 @@ class Radius:
         """The radius for the weights ``params`` that SAPA perturbs."""
         if self.scale == "absolute":
             return float(self.rho)
-        norm = float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.detach()) for p in params])))
-        return float(self.rho) * norm / RESNET18_INIT_NORM
+        return float(self.rho) * float(global_norm(params)) / RESNET18_INIT_NORM
+
+
+def global_norm(tensors: Sequence[Tensor]) -> Tensor:
+    """The 2-norm of ``tensors`` taken together, as a tensor (no host synchronisation)."""
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t.detach(), 2) for t in tensors]), 2)
 
 
 def worst_case_direction(grads: Sequence[Tensor | None], rho: float) -> list[Tensor | None]:
@@ -47,7 +51,7 @@ def worst_case_direction(grads: Sequence[Tensor | None], rho: float) -> list[Ten
     present = [g for g in grads if g is not None]
     if not present:
         return [None for _ in grads]
-    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.detach(), 2) for g in present]), 2)
+    norm = global_norm(present)
     # No host synchronisation (a captured CUDA graph holds this): a zero norm selects zero.
     scale = torch.where(norm > 0, rho / norm, torch.zeros_like(norm))
     return [None if g is None else g.detach() * scale for g in grads]
