@@ -9,6 +9,7 @@ from torch import nn
 
 import attacks.error_max as error_max
 import attacks.error_min as error_min
+import attacks.metapoison as metapoison
 import attacks.sleeper_agent as sleeper_agent
 from attacks import create_attack
 
@@ -140,3 +141,90 @@ def test_bullseye_steps_in_normalised_units_as_the_original(tiny_digits, units):
     poison = attack.run(tiny_digits, seed=0)
     expected = 0.04 * tiny_digits.std[0] if units == "normalised" else 0.04  # Adam's first step: lr per element
     assert float(poison.delta.abs().max()) == pytest.approx(min(expected, poison.eps), rel=1e-3)
+
+
+_EARLIER_METAPOISON = dict(objective="xent-final", trajectory="poison", batches="sampled", craft_schedule="constant")
+
+
+def _first_meta_gradient(monkeypatch, dataset, **options) -> torch.Tensor:
+    """The meta-gradient of MetaPoison's first craft step (read at Adam's first step)."""
+    seen = []
+
+    def spy(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["params"][0].grad.detach().clone())
+        raise _Stop
+
+    monkeypatch.setattr(torch.optim.Adam, "step", spy)
+    attack = create_attack("metapoison", dataset="digits", preset="smoke", budget=0.3, batch_size=16, **options)
+    with pytest.raises(_Stop):
+        attack.run(dataset, seed=0)
+    return seen[0]
+
+
+def test_every_metapoison_poison_gets_a_meta_gradient_every_craft_step(monkeypatch, tiny_digits):
+    """The authors run every surrogate through an epoch of batches per craft step, so every poison
+    is in some batch; the earlier reading sampled at most batch_size / 2 poisons per surrogate."""
+    reached = (_first_meta_gradient(monkeypatch, tiny_digits).flatten(1).abs().sum(1) > 0).float()
+    assert float(reached.mean()) == 1.0
+    earlier = _first_meta_gradient(monkeypatch, tiny_digits, **_EARLIER_METAPOISON).flatten(1).abs().sum(1) > 0
+    assert int(earlier.sum()) <= 2 * 8 < len(earlier)  # 2 surrogates x 8 sampled poisons of 20 (tiny_digits)
+
+
+def test_metapoison_averages_the_carlini_wagner_loss_over_the_unrolled_steps():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3)).double()
+    params = {k: v.detach().clone().requires_grad_(True) for k, v in model.named_parameters()}
+    x, y = torch.randn(5, 1, 2, 2, dtype=torch.float64), torch.tensor([0, 1, 2, 0, 1])
+    x2, y2 = torch.randn(5, 1, 2, 2, dtype=torch.float64), torch.tensor([2, 2, 1, 0, 1])
+    x_t, y_adv = torch.randn(1, 1, 2, 2, dtype=torch.float64), torch.tensor([2])
+    cw = metapoison.unrolled_target_losses(model, params, [(x, y), (x2, y2)], x_t, y_adv, 0.5, "cw")
+    # by hand: two plain SGD steps, the first on (x, y), the second on the next batch
+    theta, margins = {k: v.detach() for k, v in params.items()}, []
+    for xb, yb in ((x, y), (x2, y2)):
+        th = {k: v.clone().requires_grad_(True) for k, v in theta.items()}
+        loss = nn.functional.cross_entropy(torch.func.functional_call(model, th, (xb,)), yb)
+        grads = torch.autograd.grad(loss, list(th.values()))
+        theta = {k: v - 0.5 * g for (k, v), g in zip(th.items(), grads, strict=True)}
+        z = torch.func.functional_call(model, theta, (x_t,))[0].detach()
+        margins.append(float(max(z[0], z[1]) - z[2]))
+    assert [float(c.detach()) for c in cw] == pytest.approx(margins, rel=1e-9)
+    cfg = create_attack("metapoison", dataset="digits").config
+    assert cfg.objective == "cwT" and float(metapoison.meta_objective(cfg, cw)) == pytest.approx(sum(margins) / 2)
+    earlier = create_attack("metapoison", dataset="digits", objective="xent-final").config
+    assert float(metapoison.meta_objective(earlier, cw)) == pytest.approx(margins[-1])  # the last step only
+    assert float(metapoison.carlini_wagner(torch.tensor([[0.0, 500.0, 0.0]]), torch.tensor([1]))) == -100  # floored
+
+
+@pytest.mark.parametrize(("trajectory", "moves_with_delta"), [("clean", False), ("poison", True)])
+def test_metapoison_surrogates_follow_the_clean_trajectory(tiny_digits, trajectory, moves_with_delta):
+    """The authors' surrogates take one step per batch on clean data (``-trajectory clean``): their
+    weights after an epoch do not depend on the poisons; on the poisoned trajectory they do."""
+    from attacks.base import CraftContext
+
+    attack = create_attack("metapoison", dataset="digits", preset="smoke", budget=0.3, trajectory=trajectory)
+    cfg = attack.config
+    idx = torch.nonzero(tiny_digits.train_y == 3).flatten()
+    x_p = tiny_digits.train_x[idx]
+    after = []
+    for scale in (0.0, 0.3):
+        torch.manual_seed(0)
+        ctx = CraftContext(
+            dataset=tiny_digits, seed=0, device=torch.device("cpu"), generator=torch.Generator().manual_seed(0)
+        )
+        member = attack._fresh(ctx, cfg)
+        delta = torch.full_like(x_p, scale).requires_grad_(True)
+        attack._epoch(ctx, cfg, member, x_p, delta, idx, tiny_digits.test_x[:1], torch.tensor([5]))
+        after.append(torch.cat([p.detach().flatten() for p in member["model"].parameters()]))
+        assert member["age"] == -(-tiny_digits.num_train // cfg.batch_size)  # one epoch
+    assert (not torch.equal(after[0], after[1])) == moves_with_delta
+
+
+def test_metapoison_craft_rate_follows_the_authors_schedule():
+    cfg = create_attack("metapoison", dataset="digits", preset="paper").config
+    rates = [metapoison.craft_rate(cfg, s) for s in range(cfg.steps)]
+    assert rates[:5] == pytest.approx([0.04, 0.16, 0.36, 0.64, 1.0])  # ((s + 1) / 5)^2
+    assert rates[5:20] == [1.0] * 15 and rates[20:40] == [0.1] * 20 and rates[40:] == [0.01] * 20
+    constant = create_attack("metapoison", dataset="digits", craft_schedule="constant").config
+    assert {metapoison.craft_rate(constant, s) for s in range(60)} == {1.0}
+    with pytest.raises(Exception, match="invalid objective='xent'"):
+        create_attack("metapoison", dataset="digits", objective="xent")
