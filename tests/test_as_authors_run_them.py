@@ -9,6 +9,7 @@ from torch import nn
 
 import attacks.error_max as error_max
 import attacks.error_min as error_min
+import attacks.hidden_trigger as hidden_trigger
 import attacks.metapoison as metapoison
 import attacks.sleeper_agent as sleeper_agent
 from attacks import create_attack
@@ -228,3 +229,32 @@ def test_metapoison_craft_rate_follows_the_authors_schedule():
     assert {metapoison.craft_rate(constant, s) for s in range(60)} == {1.0}
     with pytest.raises(Exception, match="invalid objective='xent'"):
         create_attack("metapoison", dataset="digits", objective="xent")
+
+
+@pytest.mark.parametrize(("positions", "pastes"), [("per-batch", [4, 4, 2]), ("per-step", None)])
+def test_hidden_trigger_positions_are_fixed_per_batch_as_the_original(monkeypatch, tiny_digits, positions, pastes):
+    """The authors paste the trigger once per batch of sources (``rand_loc``) and match those
+    fixed features for every iteration; the earlier reading re-pasted it every step."""
+    seen = []
+    real = hidden_trigger.apply_trigger
+
+    def spy(x, *args, **kwargs):
+        seen.append(len(x))
+        return real(x, *args, **kwargs)
+
+    monkeypatch.setattr(hidden_trigger, "apply_trigger", spy)
+    attack = create_attack(
+        "hidden-trigger",
+        dataset="digits",
+        preset="smoke",
+        steps=5,
+        budget=0.05,
+        batch_size=4,
+        trigger_positions=positions,
+    )
+    poison = attack.run(tiny_digits, seed=0)
+    assert len(poison.indices) == 10
+    sources = int((tiny_digits.train_y == poison.threat.source_class).sum())
+    # per batch: one paste on as many sources as poisons; per step: on every source, each step
+    assert seen == (pastes or [sources] * 5)
+    assert float(poison.delta.abs().max()) <= poison.eps + 1e-6
