@@ -72,9 +72,9 @@ def test_metapoison_differentiates_through_the_unrolled_sgd_steps():
     assert float((plus - minus).detach() / (2 * h)) == pytest.approx(float((grad * direction).sum()), rel=1e-5)
 
 
-def test_separable_noise_is_one_pattern_per_class(tiny_digits):
+def test_class_wise_separable_noise_is_one_pattern_per_class(tiny_digits):
     gray = replace(tiny_digits, train_x=torch.full_like(tiny_digits.train_x, 0.5))  # nothing is clipped
-    poison = create_attack("separable", dataset="digits", preset="smoke").run(gray, seed=0)
+    poison = create_attack("separable", dataset="digits", preset="smoke", noise="class-wise").run(gray, seed=0)
     labels = gray.train_y[poison.indices]
     patterns = []
     for c in labels.unique():
@@ -83,6 +83,29 @@ def test_separable_noise_is_one_pattern_per_class(tiny_digits):
         patterns.append(rows[0])
         assert float(rows.abs().max()) == pytest.approx(poison.eps, rel=1e-5)  # scaled to eps (L_inf)
     assert len({tuple(p.flatten().tolist()) for p in patterns}) == len(patterns)  # one per class, all different
+
+
+def test_separable_noise_is_a_point_per_image_linearly_separable_by_class(tiny_digits):
+    """The authors' synthetic noise: every image its own point of its class's cluster, expanded to
+    patch blocks; a linear classifier separates the perturbations alone by class."""
+    from sklearn.svm import LinearSVC
+
+    gray = replace(tiny_digits, train_x=torch.full_like(tiny_digits.train_x, 0.5))
+    poison = create_attack("separable", dataset="digits", preset="smoke", budget=1.0).run(gray, seed=0)
+    labels, delta = gray.train_y[poison.indices], poison.delta
+    assert len({tuple(d.flatten().tolist()) for d in delta}) == len(delta)  # sample-wise, not per class
+    blocks = delta.unfold(2, 4, 4).unfold(3, 4, 4)  # patch 4 (smoke): constant over each 4 x 4 block
+    assert torch.equal(blocks, blocks[..., :1, :1].expand_as(blocks))
+    assert float(delta.abs().max()) <= poison.eps + 1e-6
+    svm = LinearSVC(C=10.0, max_iter=20000).fit(delta.flatten(1).numpy(), labels.numpy())
+    assert svm.score(delta.flatten(1).numpy(), labels.numpy()) == 1.0
+    shuffled = labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))]
+    assert (
+        LinearSVC(C=10.0, max_iter=20000)
+        .fit(delta.flatten(1).numpy(), shuffled.numpy())
+        .score(delta.flatten(1).numpy(), shuffled.numpy())
+        < 0.9
+    )  # the separation is by class, not by having more dimensions than images
 
 
 def test_autoregressive_noise_follows_its_filters(tiny_digits):
