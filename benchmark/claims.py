@@ -77,6 +77,12 @@ from victims.protocols import PROTOCOLS, SCRATCH, get_protocol, is_white_box
 
 PAPER_MAIN_ARCH = "resnet18"
 PAPER_PRESET = "paper"
+EMBEDDED_PRESET = "embedded"
+CLAIM_PRESETS = (PAPER_PRESET, EMBEDDED_PRESET)
+"""The attack presets whose results can test a claim: the paper's settings and their embedded
+twins. Any other (``smoke``: one-epoch surrogates and two-step crafting) stands for no setting
+of the paper and never tests a claim."""
+PAPER_DATASET = "cifar10"
 METRIC = "metric"
 MEASURES = (METRIC, ADVERSARIAL_MARGIN)
 
@@ -109,10 +115,18 @@ class Claim:
         """(SAPA attack, baseline attack) the claim compares."""
         return sapa_name(self.attack), self.baseline or self.attack
 
+    @property
+    def paper_dataset(self) -> str:
+        """The dataset of the paper's row (Tables 4-5 are CIFAR-10's)."""
+        return self.dataset or PAPER_DATASET
+
     def matches(self, pair: dict[str, Any]) -> bool:
-        """Whether a measured pair is in this claim's setting (dataset and attack options). A claim
-        that names no options is about the attack's preset as it is: swept options (a budget of
-        Table 3, a rho of the ablation) are other settings."""
+        """Whether a measured pair is in this claim's setting (preset, dataset and attack options).
+        Only the ``paper`` preset and its ``embedded`` twins test claims (:data:`CLAIM_PRESETS`).
+        A claim that names no options is about the attack's preset as it is: swept options (a
+        budget of Table 3, a rho of the ablation) are other settings."""
+        if pair["preset"] not in CLAIM_PRESETS:
+            return False
         if self.options is None and self.embedded is None:
             return not pair["options"]
         if pair["preset"] == PAPER_PRESET:
@@ -521,10 +535,21 @@ COST_DESCRIPTION = (
 )
 
 
+def tested_elsewhere(v: Verdict) -> str | None:
+    """Where a claim was measured on another dataset than the paper's row (the embedded twins):
+    the dataset it was tested on; None where it was tested on the paper's own (or not at all)."""
+    if v.measured is None or v.measured["dataset"] == v.claim.paper_dataset:
+        return None
+    return v.measured["dataset"]
+
+
 def describe(v: Verdict) -> str:
     """One claim's verdict as one line: the paper's numbers, what was measured and the test."""
     c = v.claim
     paper = f"paper {c.paper[0]:.1f} -> {c.paper[1]:.1f}"
+    elsewhere = tested_elsewhere(v)
+    if elsewhere is not None:
+        paper += f" on {c.paper_dataset}, tested on its {elsewhere} twin"
     if v.measured is None:
         return f"{paper}; no matching black-box {c.protocol} results"
     if v.test is None:
@@ -620,6 +645,8 @@ def claims_record(
                 "power": v.power,
                 "decided_on": "adversarial margin" if v.on_proxy else "metric",
                 "label": v.label,
+                "paper_dataset": v.claim.paper_dataset,
+                "tested_on": None if v.measured is None else v.measured["dataset"],
             }
         )
     for c, cv in cost:
@@ -639,6 +666,8 @@ def claims_record(
                 "power": None,
                 "decided_on": c.measure if c.measure != METRIC else "metric",
                 "label": "untested" if cv is None else cv.verdict,
+                "paper_dataset": None,
+                "tested_on": None if cv is None else cv.setting[1],
             }
         )
     family = PRIMARY if plan is not None else SECONDARY

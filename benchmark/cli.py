@@ -40,7 +40,8 @@ from core.stats import mean_se
 from defenses import DEFENSES
 from leaderboard.records import CLAIMS_FILE, VERDICTS
 from leaderboard.render import render
-from leaderboard.schema import json_schema
+from leaderboard.schema import json_schema, load_entries
+from leaderboard.summary import threat_summaries
 from victims.archs import ARCHS
 from victims.protocols import NO_PRETRAINED, PRETRAINED_SOURCES, PROTOCOLS, SCRATCH, get_protocol
 from victims.recipes import RECIPES, Recipe
@@ -501,7 +502,8 @@ def _resources(suite: Suite, args: argparse.Namespace) -> Resources:
 
 
 def _run_and_show(suite: Suite, out: Path, args: argparse.Namespace) -> RunReport:
-    """Run ``suite`` into ``out`` with the run options of ``args``; print its leaderboard."""
+    """Run ``suite`` into ``out`` with the run options of ``args``; print what ran and, per threat
+    model, how SAPA fared against its base (:mod:`leaderboard.summary`)."""
     if args.precision is not None:
         suite = replace(suite, precision=args.precision)
     if args.memory_format is not None:
@@ -532,8 +534,9 @@ def _run_and_show(suite: Suite, out: Path, args: argparse.Namespace) -> RunRepor
         )
     finally:
         executor.close()
-    print((board_dir(out) / "leaderboard.md").read_text())
     print(f"{report.ran} cells run ({report.failed} failed), {report.skipped} already done, in {report.wall_s:.0f} s")
+    for summary in threat_summaries(load_entries(entries_dir(out))):
+        print(summary.line())
     return report
 
 
@@ -541,9 +544,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite)
     out = Path(args.out or f"runs/{suite.name}")
     report = _run_and_show(suite, out, args)
-    print(
-        f"results: {out / 'results.sqlite'}; leaderboard: {board_dir(out)} (leaderboard.md, .csv, .html, table4.md, *.png)"
-    )
+    print(f"page: {board_dir(out) / 'leaderboard.html'} (beside it leaderboard.md, .csv, table4.md, *.png)")
+    print(f"next: sapabench claims --results {out}  (tests the paper's claims; the page then shows the verdicts)")
     return 1 if report.failed else 0
 
 
@@ -640,6 +642,13 @@ def _cmd_migrate_poison(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verdict_tag(r: dict[str, Any]) -> str:
+    """A verdict as ``sapabench claims`` prints it: upper case, with the proxy it rests on and a
+    twin dataset named (``HELD (MARGIN) [DIGITS]``)."""
+    twin = r["tested_on"] is not None and r["paper_dataset"] not in (None, r["tested_on"])
+    return r["label"].upper() + (f" [{r['tested_on']}]" if twin else "")
+
+
 def _cmd_claims(args: argparse.Namespace) -> int:
     record = check_claims(args.results, args.alpha, args.claims)
     rows = record["verdicts"]
@@ -653,10 +662,14 @@ def _cmd_claims(args: argparse.Namespace) -> int:
     for kind in ("claim", "cost"):
         if kind == "cost" and any(r["kind"] == "cost" for r in rows):
             print(f"cost claims (section 5.5): {COST_DESCRIPTION}")
-        for r in (r for r in rows if r["kind"] == kind):
-            print(f"  {r['label'].upper():<21} {r['id']:<34} {r['summary']}")
+        for r in (r for r in rows if r["kind"] == kind and (args.all or r["verdict"] != "untested")):
+            print(f"  {_verdict_tag(r):<21} {r['id']:<34} {r['summary']}")
     counts = {k: sum(r["verdict"] == k for r in rows) for k in VERDICTS}
     print("summary: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+    if counts["untested"] and not args.all:
+        print(
+            f"{counts['untested']} untested claim(s) not listed (no matching results or too few poisons): --all lists them"
+        )
     if plan is not None:
         print("the run's other results are shown on the leaderboard, not tested (they were not pre-registered)")
     print(f"verdicts written to {board_dir(args.results) / CLAIMS_FILE}; leaderboard.html shows them at the top")
@@ -786,6 +799,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", required=True, help="an output folder of sapabench run")
     p.add_argument("--alpha", type=_number, help="significance level of the one-sided tests (default 0.05)")
     p.add_argument("--claims", help="a claims TOML file (default: the paper's Tables 1-5)")
+    p.add_argument("--all", action="store_true", help="list the untested claims too (default: counted only)")
     p.set_defaults(func=_cmd_claims)
     return parser
 

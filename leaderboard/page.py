@@ -30,6 +30,7 @@ from core.names import NO_DEFENSE
 from core.threats import ADVERSARIAL_MARGIN, NO_THREAT, THREATS
 from leaderboard.records import VERDICTS, entries_digest
 from leaderboard.render import ALPHA, Figure, numerics_label, protocol_label
+from leaderboard.summary import threat_summaries
 
 TEMPLATE = "leaderboard.html.j2"
 FILTERS = ("dataset", "arch", "recipe", "protocol", "defense")
@@ -314,6 +315,8 @@ def _verdict_row(r: dict[str, Any]) -> dict[str, Any]:
         "q": "-" if r["p_adjusted"] is None else f"{r['p_adjusted']:.4f}",
         "floor": "-" if r["p_floor"] is None else f"{r['p_floor']:.4f}",
         "power_text": "-" if r.get("power") is None else f"{100 * r['power']:.0f}%",
+        "proxy": r["kind"] == "claim" and r["decided_on"] != "metric",
+        "twin": r["tested_on"] is not None and r["paper_dataset"] is not None and r["tested_on"] != r["paper_dataset"],
     }
 
 
@@ -649,6 +652,7 @@ def render_page(
         keep_trailing_newline=True,
     )
     return env.get_template(TEMPLATE).render(
+        answers=[a.line() for a in threat_summaries(entries)],
         summary=run_summary(entries, runs),
         claims=claims_view(claims, entries),
         filters=filters,

@@ -28,7 +28,7 @@ from leaderboard.schema import EntryError
 RUNS_FILE = "runs.json"
 CLAIMS_FILE = "claims.json"
 CLAIMS_FORMAT = "sapabench-claims"
-CLAIMS_VERSION = 3  # 2: two-sided p, the multiplicity correction, adjusted p, proxy labels; 3: families, plan, power
+CLAIMS_VERSION = 4  # 2: two-sided p, correction, adjusted p, proxy labels; 3: families, plan, power; 4: datasets
 VERDICTS = ("held", "failed", "inconclusive", "untested")
 NUMBER = (int, float)
 OPTIONAL_NUMBER = (int, float, type(None))
@@ -59,6 +59,8 @@ VERDICT_SPEC: dict[str, tuple[type, ...]] = {
     "decided_on": (str,),
     "label": (str,),
     "family": (str,),
+    "paper_dataset": (str, type(None)),
+    "tested_on": (str, type(None)),
 }
 FAMILIES = ("primary", "secondary", "cost")
 

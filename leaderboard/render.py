@@ -239,6 +239,7 @@ def pair(sapa: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
         "protocol": protocol_label(s),
         "protocol_name": s["protocol"],
         "white_box": white_box(s),
+        "threat": s["threat"],
         "numerics": numerics_label(s),
         "defense": sapa["defense"],
         "attack": base["attack"],

@@ -107,6 +107,8 @@ def claims_record(entries: list[dict]) -> dict:
                 "family": "primary",
                 "decided_on": "metric",
                 "label": "held",
+                "paper_dataset": "cifar10",
+                "tested_on": "digits",
             },
             {
                 "id": "T1-gradient-matching",
@@ -122,6 +124,8 @@ def claims_record(entries: list[dict]) -> dict:
                 "family": "primary",
                 "decided_on": "metric",
                 "label": "untested",
+                "paper_dataset": "cifar10",
+                "tested_on": None,
             },
         ],
     }

@@ -93,7 +93,9 @@ def test_the_verdicts_are_recorded_for_the_page_with_the_p_value_each_rests_on(t
     assert held["p_adjusted"] == pytest.approx(2**-7) and held["label"] == "held" and held["decided_on"] == "metric"
     assert failed["verdict"] == "failed" and failed["p_value"] == 2**-7
     assert untested["p_value"] is None and "no matching black-box scratch results" in untested["summary"]
-    assert held["summary"].startswith("paper 21.2 -> 10.9; digits/convnet/sgd/scratch:")
+    # the paper's row is CIFAR-10's: the verdict says it was tested on the digits twin
+    assert held["summary"].startswith("paper 21.2 -> 10.9 on cifar10, tested on its digits twin; digits/convnet/sgd/")
+    assert (held["paper_dataset"], held["tested_on"], untested["tested_on"]) == ("cifar10", "digits", None)
     assert {r["kind"] for r in rows.values()} == {"claim", "cost"}  # cost claims recorded (untested here)
     page = (tmp_path / "leaderboard" / "leaderboard.html").read_text()
     assert "T4-adam-error-min" in page and 'class="verdict v-failed"' in page
@@ -437,3 +439,18 @@ def test_a_design_that_cannot_decide_is_shown_not_tested(tmp_path):
     ]
     v = _verdicts(tmp_path, entries)["T4-sgd-error-min"]
     assert v.verdict == "untested" and "4 poisons cannot decide it: floor 0.125 >= alpha 0.05" in describe(v)
+
+
+@pytest.mark.parametrize(("preset", "verdict"), [("embedded", "held"), ("smoke", "untested")])
+def test_a_smoke_run_tests_no_claim_of_the_paper(tmp_path, preset, verdict):
+    """Only the paper preset (on the paper's settings) and its embedded twins test claims: the
+    smoke preset (one-epoch surrogates, two-step crafting) stands for no row of the paper, even
+    where the row names no options (Table 4) or its embedded twin has none (Table 1)."""
+    entries = [
+        make_entry("error-min", HIGH, recipe="sgd", cells=EIGHT, preset=preset),
+        make_entry("sapa-error-min", LOW, recipe="sgd", cells=EIGHT, preset=preset),
+    ]
+    v = _verdicts(tmp_path, entries)
+    assert v["T4-sgd-error-min"].verdict == verdict
+    if preset == "smoke":
+        assert {x.verdict for x in v.values()} == {"untested"} and all(x.measured is None for x in v.values())

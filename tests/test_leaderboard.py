@@ -351,3 +351,32 @@ def test_rho_ablation_keeps_absolute_and_relative_radii_apart_with_one_baseline(
     view = rho_ablation(entries)
     assert sorted(k[-1] for k in view) == ["absolute", "resnet18"]
     assert all(sorted(g["sapa"]) == [0.05, 0.5] and g["baseline"]["attack"] == "sleeper-agent" for g in view.values())
+
+
+def test_the_answer_line_counts_sapa_against_its_own_base_with_the_designs_floor():
+    from leaderboard.summary import threat_summaries
+
+    eight = [(c, 100) for c in range(8)]
+    low, high = [0.50 + 0.01 * i for i in range(8)], [0.70 + 0.01 * i for i in range(8)]
+    entries = [
+        # sgd: SAPA lowers accuracy on every poison (stronger, decidable); adam: the reverse
+        make_entry("error-min", high, recipe="sgd", cells=eight),
+        make_entry("sapa-error-min", low, recipe="sgd", cells=eight),
+        make_entry("error-min", low, recipe="adam", cells=eight),
+        make_entry("sapa-error-min", high, recipe="adam", cells=eight),
+        # sam: stronger on three poisons only: the design cannot reach 0.05 (floor 0.25)
+        make_entry("error-min", high[:3], recipe="sam", cells=eight[:3]),
+        make_entry("sapa-error-min", low[:3], recipe="sam", cells=eight[:3]),
+        # a SAPA attack against another family's base is no SAPA-vs-base setting
+        make_entry("error-max", high, recipe="sgd", cells=eight),
+    ]
+    (s,) = threat_summaries(entries)
+    assert (s.threat, s.settings, s.stronger, s.stronger_significant, s.weaker, s.weaker_significant) == (
+        "untargeted",
+        3,
+        2,
+        1,
+        1,
+        1,
+    )
+    assert s.underpowered == 1 and "1 underpowered (need >= 6 poisons to reach p < 0.05)" in s.line()

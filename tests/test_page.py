@@ -37,13 +37,17 @@ def test_the_crafting_time_plot_is_split_per_threat_model(tmp_path):
 
 def test_the_page_shows_what_was_run_and_the_verdicts_first(tmp_path):
     html = write_board(tmp_path).read_text()
-    run, claims, pairs = html.index('id="run"'), html.index('id="claims"'), html.index('id="pairs"')
-    assert run < claims < pairs < html.index('id="threat-targeted"') < html.index('id="defenses"')
+    answer, run, claims = html.index('id="answer"'), html.index('id="run"'), html.index('id="claims"')
+    pairs = html.index('id="pairs"')
+    assert answer < run < claims < pairs < html.index('id="threat-targeted"') < html.index('id="defenses"')
+    assert '<details id="run">' in html  # the run's metadata is folded under the answer
+    assert "<li>untargeted: SAPA stronger than its base in " in html
     assert "40 min 47 s over 1 run(s)" in html and "2 x 1 threads" in html and "processes" in html
     assert "cifar10, digits" in html and "48 victims in 9 entries" in html and "none, spectral-signatures" in html
     assert "T4-sgd-error-min" in html and 'class="verdict v-held"' in html and "1 untested" in html
     # untested claims (most rows, for any one suite) are listed apart, folded
-    assert html.index('<details class="untested">') < html.rindex("T1-gradient-matching") < html.index("</details>")
+    folded = html.index('<details class="untested">')
+    assert folded < html.rindex("T1-gradient-matching") < html.index("</details>", folded)
     assert "Pre-registered by the run: T4-sgd-error-min, T1-gradient-matching (Holm" in html and ">81%<" in html
     assert "different set of entries" not in html
 
@@ -90,7 +94,7 @@ def test_rendering_twice_gives_the_same_bytes(tmp_path):
         (lambda d: d["verdicts"][0].update(p_value=None), "a held verdict needs its p_value"),
         (lambda d: d["verdicts"][0].pop("summary"), "missing field 'summary'"),
         (lambda d: d.update(alpha=2), "alpha must lie in (0, 1)"),
-        (lambda d: d.update(version=99), "not a sapabench-claims v3 record"),
+        (lambda d: d.update(version=99), "not a sapabench-claims v4 record"),
     ],
 )
 def test_a_tampered_claims_record_is_refused_with_the_fix(tmp_path, edit, message):
@@ -128,3 +132,20 @@ def test_a_tampered_plan_in_the_runs_record_is_refused_with_the_fix(tmp_path, cl
         EntryError, match=r"'claims' must be an object with a non-empty list 'primary'.*it is written by"
     ):
         render(tmp_path / "entries", tmp_path)
+
+
+def test_a_verdict_decided_on_a_proxy_or_on_a_twin_dataset_says_so_on_the_page(tmp_path):
+    from leaderboard.render import render
+
+    write_board(tmp_path)
+    record = json.loads((tmp_path / "claims.json").read_text())
+    held = record["verdicts"][0]
+    assert 'class="badge proxy"' not in (tmp_path / "leaderboard.html").read_text()
+    held.update(decided_on="adversarial margin", label="held (margin)")
+    (tmp_path / "claims.json").write_text(json.dumps(record))
+    render(tmp_path / "entries", tmp_path)
+    html = (tmp_path / "leaderboard.html").read_text()
+    row = html[html.index('<td class="verdict v-held">') :]
+    row = row[: row.index("</tr>")]
+    assert ">proxy: adversarial margin</span>" in row  # the badge beside the verdict
+    assert ">digits, not cifar10</span>" in row  # tested on the embedded twin's dataset

@@ -1,0 +1,86 @@
+"""The first answer of a leaderboard: per threat model, how often SAPA beat its own base attack,
+how often significantly, and how many settings could not decide either way.
+
+Each setting (dataset, victim, recipe, protocol, numerics, defense, attack options) pairs a SAPA
+attack with its own base attack by craft seed; the exact two-sided sign-flip test of the
+paper's metric decides it (:func:`core.stats.compare_arms`). Settings whose design floor is not
+below alpha (fewer than 6 poisons: 2^(1-n) >= 0.05) are counted as underpowered and left out of
+the family; the others are adjusted together with Benjamini-Hochberg, as the secondary claims
+are. White-box victims are left out, as the claims leave them out.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from core.names import sapa_name
+from core.stats import adjust_p, two_sided_floor
+from core.threats import THREATS
+from leaderboard.render import ALPHA, rival_pairs
+
+MIN_PAIRS = next(n for n in range(2, 64) if two_sided_floor(n) < ALPHA)
+"""The fewest poisons (pairs) whose exact two-sided test can reach :data:`ALPHA` (6 at 0.05)."""
+
+
+@dataclass(frozen=True)
+class ThreatSummary:
+    """SAPA against its own base in every setting of one threat model.
+
+    Attributes:
+        threat: ``targeted``, ``backdoor`` or ``untargeted``.
+        settings: SAPA-vs-base settings measured (black-box).
+        stronger / weaker: settings where SAPA's mean is stronger / weaker (ties are neither).
+        stronger_significant / weaker_significant: of those, decided at ``alpha`` after
+            Benjamini-Hochberg over the decidable settings.
+        underpowered: settings whose design cannot reach ``alpha`` (fewer than
+            :data:`MIN_PAIRS` poisons, or one poison).
+        alpha: the level.
+    """
+
+    threat: str
+    settings: int
+    stronger: int
+    stronger_significant: int
+    weaker: int
+    weaker_significant: int
+    underpowered: int
+    alpha: float = ALPHA
+
+    def line(self) -> str:
+        """One line: ``targeted: SAPA stronger than its base in 3 of 8 settings (1 significant) ...``."""
+        text = (
+            f"{self.threat}: SAPA stronger than its base in {self.stronger} of {self.settings} setting(s) "
+            f"({self.stronger_significant} significant), weaker in {self.weaker} ({self.weaker_significant} significant)"
+        )
+        if self.underpowered:
+            text += f"; {self.underpowered} underpowered (need >= {MIN_PAIRS} poisons to reach p < {self.alpha:g})"
+        return text
+
+
+def threat_summaries(entries: list[dict[str, Any]], alpha: float = ALPHA) -> list[ThreatSummary]:
+    """One :class:`ThreatSummary` per threat model with a SAPA-vs-base pair among ``entries``."""
+    by_threat: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for p in rival_pairs(entries):
+        if p["sapa_attack"] == sapa_name(p["attack"]) and not p["white_box"]:
+            by_threat[p["threat"]].append(p)
+    out = []
+    for threat in (t for t in THREATS if t in by_threat):
+        pairs = by_threat[threat]
+        decidable = [p for p in pairs if p["test"].n >= 2 and p["test"].p_floor_two_sided < alpha]
+        adjusted = adjust_p([p["test"].p_two_sided for p in decidable], "bh")
+        significant = {id(p) for p, q in zip(decidable, adjusted, strict=True) if q < alpha}
+        out.append(
+            ThreatSummary(
+                threat=threat,
+                settings=len(pairs),
+                stronger=sum(p["gap"] > 0 for p in pairs),
+                stronger_significant=sum(p["gap"] > 0 and id(p) in significant for p in pairs),
+                weaker=sum(p["gap"] < 0 for p in pairs),
+                weaker_significant=sum(p["gap"] < 0 and id(p) in significant for p in pairs),
+                underpowered=len(pairs) - len(decidable),
+                alpha=alpha,
+            )
+        )
+    return out
