@@ -335,8 +335,18 @@ def build_config(cls: type[Attack], preset: str, overrides: dict[str, Any]) -> A
         raise ConfigError(f"bad attack options: {err}") from None
 
 
+SAPA_ONLY = ("rho", "rho_scale")
+"""Options that only a SAPA attack reads: refused when given to its base attack."""
+
+
 def _factory(cls: type[Attack], name: str, sapa: bool) -> Callable[..., Attack]:
     def create(dataset: str = EMBEDDED_DATASET, preset: str | None = None, **overrides: Any) -> Attack:
+        given = sorted(set(overrides) & set(SAPA_ONLY) & {f.name for f in fields(cls.Config)})
+        if not sapa and given:
+            raise ConfigError(
+                f"attack {name!r}: {' and '.join(given)} is an option of SAPA attacks only; "
+                f"use {sapa_name(name)!r} (or drop the option)"
+            )
         return cls(name, build_config(cls, preset or default_preset(dataset), overrides), sapa)
 
     create.__doc__ = cls.__doc__

@@ -304,6 +304,10 @@ def _cmd_attack(args: argparse.Namespace) -> int:
     return 0
 
 
+NEAR_CHANCE = 2.0
+"""``evaluate`` warns when the clean baseline's accuracy is below this multiple of chance."""
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     ARCHS.entry(args.arch)
     check_seed(args.seed)
@@ -320,7 +324,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     except (ConfigError, AttributeError):
         dataset_name = None
     source = _source(args, args.dataset or dataset_name or EMBEDDED_DATASET)
-    poison = PoisonSet.load(args.poison, source.load())  # refuses a bad artifact before anything trains
+    data = source.load()
+    poison = PoisonSet.load(args.poison, data)  # refuses a bad artifact before anything trains
     ref = PoisonRef(str(args.poison), recorded_sha256(args.poison), poison.craft_s)
     pretrained = _pretrained(args)
     report: dict[str, Any] = {
@@ -366,8 +371,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             records.append(record)
             if not args.quiet:
                 print(
-                    f"  {label} trial {i + 1}/{args.trials} (seed {trial.seed}): metric {record.metric:.4f}, "
-                    f"clean accuracy {record.clean_accuracy:.4f}, {record.train_s:.1f} s",
+                    f"  {label} trial {i + 1}/{args.trials} (seed {trial.seed}): {poison.threat.metric} "
+                    f"{100 * record.metric:.1f} %, clean accuracy {100 * record.clean_accuracy:.1f} %, "
+                    f"{record.train_s:.1f} s",
                     file=sys.stderr,
                 )
         values = [float(r.metric) for r in records]  # type: ignore[arg-type]
@@ -388,13 +394,24 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         }
         if not args.json:
             direction = "higher" if poison.threat.higher_is_stronger else "lower"
+            trials = "1 trial" if args.trials == 1 else f"{args.trials} trials, SE"
+            spread = "" if args.trials == 1 else f" +/- {100 * se:.1f}"
+            clean_spread = "" if args.trials == 1 else f" +/- {100 * clean_se:.1f}"
             print(
-                f"{label:>14}: {poison.threat.metric} {mean:.4f} +/- {se:.4f} (SE, {args.trials} trials; "
-                f"{direction} = stronger attack)  clean accuracy {clean_mean:.4f} +/- {clean_se:.4f}  "
+                f"{label:>14}: {poison.threat.metric} {100 * mean:.1f}{spread} % ({trials}; {direction} = stronger "
+                f"attack)  clean accuracy {100 * clean_mean:.1f}{clean_spread} %  "
                 f"training {sum(train_s) / len(train_s):.1f} s/victim"
             )
             for key, (m, e) in diagnostics.items():
-                print(f"{'':>14}  diagnostic {key} {m:.4f} +/- {e:.4f}")
+                print(f"{'':>14}  diagnostic {key} {m:.4f}" + ("" if args.trials == 1 else f" +/- {e:.4f}"))
+        chance = 1 / data.num_classes
+        if not on_poison and clean_mean < NEAR_CHANCE * chance:
+            print(
+                f"sapabench: warning: the clean baseline's accuracy {100 * clean_mean:.1f} % is near chance "
+                f"({100 * chance:.1f} % for {data.num_classes} classes): the victims are undertrained, so the "
+                "poisoned numbers say little about the attack; train longer (--epochs)",
+                file=sys.stderr,
+            )
     if args.json:
         report["craft_s"] = poison.craft_s
         print(json.dumps(report, indent=2))

@@ -1,5 +1,6 @@
 import io
 import json
+import re
 import subprocess
 import sys
 
@@ -194,7 +195,19 @@ def test_evaluate_prints_mean_and_standard_error(capsys, smoke_poison):
     code, out, err = run(capsys, *argv.split())
     assert code == 0
     assert "poisoned: target_success" in out and "+/-" in out and "clean baseline" in out and "crafting" in out
-    assert err.count("trial") == 4
+    assert re.search(r"clean baseline: target_success \d+\.\d \+/- \d+\.\d % \(2 trials, SE", out)  # percent
+    assert err.count(" trial ") == 4 and "%, clean accuracy" in err
+    # one epoch leaves the victims near chance: said, since the poisoned numbers then mean little
+    clean = float(re.search(r"clean baseline: .*clean accuracy (\d+\.\d)", out).group(1))
+    assert ("near chance" in err) == (clean < 20.0)
+
+
+def test_evaluate_says_one_trial_and_warns_when_victims_are_near_chance(capsys, smoke_poison):
+    argv = f"evaluate --poison {smoke_poison} --trials 1 --epochs 1 --baseline --device cpu --quiet"
+    code, out, err = run(capsys, *argv.split())
+    assert code == 0 and "(1 trial;" in out and not re.search(r"\b1 trials", out) and "+/-" not in out
+    clean = float(re.search(r"clean baseline: .*clean accuracy (\d+\.\d)", out).group(1))
+    assert clean < 20.0 and "is near chance (10.0 % for 10 classes)" in err and "--epochs" in err
 
 
 def test_evaluate_json(capsys, smoke_poison):
@@ -210,6 +223,10 @@ def test_evaluate_json(capsys, smoke_poison):
     [
         (["attack", "gradient-matchin", "--out", "X"], "did you mean 'gradient-matching'"),
         (["attack", "error-min", "--eps", "2", "--out", "X"], "invalid eps=2.0"),
+        (
+            ["attack", "error-min", "--rho", "0.5", "--out", "X"],
+            "rho is an option of SAPA attacks only; use 'sapa-error-min'",
+        ),
         (["attack", "error-min", "--eps=-1/255", "--out", "X"], "invalid eps=-0.0039"),
         (["attack", "error-min", "--budget", "1.5", "--out", "X"], "invalid budget=1.5"),
         (["attack", "error-min", "--budget", "0", "--out", "X"], "invalid budget=0.0"),
