@@ -1,6 +1,6 @@
 """Poisoning attacks: the four attacks SAPA augments and their SAPA versions, the other
 baselines of the paper's Tables 1-3, and everything an attack author needs, importable from
-here (``from attacks import ...``).
+here (``from sapabench.attacks import ...``).
 
 Registered attacks (``sapabench list attacks``)::
 
@@ -14,7 +14,7 @@ Registered attacks (``sapabench list attacks``)::
 
 Each SAPA pair is one class; the SAPA version differs only by :func:`worst_case_weights`.
 Attacks of one threat model draw their goal from the craft seed the same way
-(:mod:`attacks._draws`), so results of the same craft seed are paired across attacks.
+(:mod:`sapabench.attacks._draws`), so results of the same craft seed are paired across attacks.
 
 To write an attack: subclass :class:`Attack` (set ``threat``, ``Config`` and ``presets``,
 implement ``craft(ctx: CraftContext) -> Crafted``) and decorate it with
@@ -26,7 +26,7 @@ model-based baselines). Helpers: :func:`pick_indices`, :func:`budget_count`,
 :func:`worst_case_weights` / :func:`objective_gradient`; errors :class:`ConfigError`.
 """
 
-from attacks import (  # noqa: F401  (registration)
+from sapabench.attacks import (  # noqa: F401  (registration)
     autoregressive,
     bullseye_polytope,
     clean_label_backdoor,
@@ -39,7 +39,7 @@ from attacks import (  # noqa: F401  (registration)
     separable,
     sleeper_agent,
 )
-from attacks.base import (
+from sapabench.attacks.base import (
     ATTACKS,
     SURROGATES_S,
     Attack,
@@ -56,12 +56,12 @@ from attacks.base import (
     random_delta,
     register_attack,
 )
-from attacks.metrics import Measurement, clean_reference, measure, test_logits
-from attacks.sapa import objective_gradient, worst_case_weights
-from attacks.surrogate import SurrogateSpec
-from core.errors import ConfigError
-from core.poison import PoisonSet
-from core.threats import ThreatModel
+from sapabench.attacks.metrics import Measurement, clean_reference, measure, test_logits
+from sapabench.attacks.sapa import objective_gradient, worst_case_weights
+from sapabench.attacks.surrogate import SurrogateSpec
+from sapabench.core.errors import ConfigError
+from sapabench.core.poison import PoisonSet
+from sapabench.core.threats import ThreatModel
 
 __all__ = [
     "ATTACKS",

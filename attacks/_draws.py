@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from attacks.base import CraftContext
-from attacks.triggers import make_trigger
+from sapabench.attacks.base import CraftContext
+from sapabench.attacks.triggers import make_trigger
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from victims.protocols import head
+from sapabench.victims.protocols import head
 
 
 def penultimate(model: nn.Module, x: Tensor) -> Tensor:

@@ -1,7 +1,7 @@
 """Head-trajectory surrogates: what a ``linear``-protocol victim trains, seen by the attacker.
 
 A ``linear`` victim freezes a clean pretrained feature extractor and trains only a freshly
-initialised head (:mod:`victims.protocols`). Matching the whole surrogate's gradient at its
+initialised head (:mod:`sapabench.victims.protocols`). Matching the whole surrogate's gradient at its
 trained weights aims at a model the victim never has: the victim's head starts from a new
 initialisation and moves through a short training trajectory. Geiping et al.'s transfer setting
 (forest's ``scenario='transfer'``: only the trainable parameters enter the matched gradient) and
@@ -19,12 +19,12 @@ from collections.abc import Sequence
 
 import torch
 
-from attacks.base import Member
-from attacks.surrogate import SurrogateSpec
-from core.datasets import ImageDataset
-from victims.archs import Victim
-from victims.protocols import get_protocol
-from victims.train import Trainer
+from sapabench.attacks.base import Member
+from sapabench.attacks.surrogate import SurrogateSpec
+from sapabench.core.datasets import ImageDataset
+from sapabench.victims.archs import Victim
+from sapabench.victims.protocols import get_protocol
+from sapabench.victims.train import Trainer
 
 HEAD_EPOCHS = "0,1,2,4,6"
 """The default snapshots of the fresh head's clean training: its initialisation, then epochs."""

@@ -7,7 +7,7 @@ induce points along the attacker's objective gradient::
 
 with signed Adam steps, a step-down schedule at 3/8, 5/8, 7/8 of the run, differentiable
 augmentation inside the loop, and restarts keeping the lowest loss. ``grad_theta Q`` comes from
-:func:`attacks.sapa.objective_gradient`, so the SAPA variants change it and nothing else.
+:func:`sapabench.attacks.sapa.objective_gradient`, so the SAPA variants change it and nothing else.
 
 Ensemble and re-initialisation (E&R; Huang et al. 2020, Geiping et al. 2021): with ``ensemble``
 K architectures and ``reinit`` R initialisations of each, the poisons match K x R clean
@@ -26,10 +26,18 @@ import kornia.augmentation as K
 import torch
 from torch import Tensor, nn
 
-from attacks.base import MAX_MEMBERS, CraftContext, Member, SurrogateConfig, check_positive_ints, project, random_delta
-from attacks.sapa import trainable
-from core.errors import ConfigError
-from victims.archs import ARCHS
+from sapabench.attacks.base import (
+    MAX_MEMBERS,
+    CraftContext,
+    Member,
+    SurrogateConfig,
+    check_positive_ints,
+    project,
+    random_delta,
+)
+from sapabench.attacks.sapa import trainable
+from sapabench.core.errors import ConfigError
+from sapabench.victims.archs import ARCHS
 
 ENSEMBLE_ARCHS = "resnet18,vgg11,mobilenetv2,resnet50"
 """Architectures an ensemble adds after the surrogate's own, in order (the paper's victims)."""

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
-from attacks.base import AttackConfig
-from core.errors import ConfigError
+from sapabench.attacks.base import AttackConfig
+from sapabench.core.errors import ConfigError
 
 NORMS = ("linf", "l2")
 

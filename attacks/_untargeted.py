@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor, nn
 
-from attacks.base import AttackConfig, CraftContext, budget_indices, project
+from sapabench.attacks.base import AttackConfig, CraftContext, budget_indices, project
 
 
 def batches(n: int, batch_size: int, generator: torch.Generator | None = None) -> Iterator[Tensor]:

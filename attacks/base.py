@@ -18,18 +18,18 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from torch import Tensor
 
-from attacks.surrogate import SurrogateSpec, get_surrogate
-from core.checks import positive
-from core.datasets import ImageDataset
-from core.errors import ConfigError
-from core.names import EMBEDDED_DATASET, default_preset, sapa_name
-from core.poison import PoisonSet
-from core.provenance import VERSION
-from core.registry import Registry
-from core.runtime import check_seed, resolve_device, seeded
-from core.sharpness import RHO_SCALES, Radius
-from core.threats import ThreatModel
-from victims.archs import Victim
+from sapabench.attacks.surrogate import SurrogateSpec, get_surrogate
+from sapabench.core.checks import positive
+from sapabench.core.datasets import ImageDataset
+from sapabench.core.errors import ConfigError
+from sapabench.core.names import EMBEDDED_DATASET, default_preset, sapa_name
+from sapabench.core.poison import PoisonSet
+from sapabench.core.provenance import VERSION
+from sapabench.core.registry import Registry
+from sapabench.core.runtime import check_seed, resolve_device, seeded
+from sapabench.core.sharpness import RHO_SCALES, Radius
+from sapabench.core.threats import ThreatModel
+from sapabench.victims.archs import Victim
 
 ENSEMBLE_SEED_STRIDE = 100_003
 """Seeds of an attacker's extra ensemble members: apart from every craft seed's own surrogate
@@ -100,7 +100,7 @@ class SurrogateConfig(ModelConfig):
         rho: SAPA's radius (0.05 in the paper); used only by the SAPA version.
         rho_scale: ``absolute`` (default, the paper's): ``rho`` is the radius. ``resnet18``:
             ``rho`` is read relative to a CIFAR-10 ResNet-18's weight norm at initialisation,
-            radius = rho x ||theta|| / :data:`attacks.sapa.RESNET18_INIT_NORM` with ``theta``
+            radius = rho x ||theta|| / :data:`sapabench.attacks.sapa.RESNET18_INIT_NORM` with ``theta``
             the weights SAPA perturbs, so a small model gets the relative radius the paper's
             ResNet-18 had (the embedded convnet's ||theta|| is about 21: rho 0.05 absolute is
             about 4x the paper's relative radius there).
@@ -232,9 +232,9 @@ class Attack(ABC):
     model) and ``presets`` (one dict of config values per scale: ``paper``, ``embedded``,
     ``smoke``), implement :meth:`craft`, and register with :func:`register_attack`.
     ``self.rho`` is the SAPA radius for a SAPA version (a number, or a
-    :class:`core.sharpness.Radius` read against the weights' norm with ``rho_scale``) and None
+    :class:`sapabench.core.sharpness.Radius` read against the weights' norm with ``rho_scale``) and None
     otherwise; pass it to
-    :func:`attacks.sapa.worst_case_weights` where the attack takes the gradient SAPA replaces,
+    :func:`sapabench.attacks.sapa.worst_case_weights` where the attack takes the gradient SAPA replaces,
     and nowhere else.
     """
 

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
-from attacks._draws import draw_backdoor
-from attacks._untargeted import batches, pgd_perturb
-from attacks.base import (
+from sapabench.attacks._draws import draw_backdoor
+from sapabench.attacks._untargeted import batches, pgd_perturb
+from sapabench.attacks.base import (
     Attack,
     CraftContext,
     Crafted,
@@ -19,9 +19,9 @@ from attacks.base import (
     random_delta,
     register_attack,
 )
-from attacks.surrogate import SurrogateSpec
-from core.errors import ConfigError
-from core.threats import ThreatModel, paste_fixed
+from sapabench.attacks.surrogate import SurrogateSpec
+from sapabench.core.errors import ConfigError
+from sapabench.core.threats import ThreatModel, paste_fixed
 
 
 @dataclass(frozen=True)

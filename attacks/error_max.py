@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from attacks._untargeted import batches, per_sample_loss, perturbed_subset, pgd_perturb
-from attacks.base import (
+from sapabench.attacks._untargeted import batches, per_sample_loss, perturbed_subset, pgd_perturb
+from sapabench.attacks.base import (
     Attack,
     CraftContext,
     Crafted,
@@ -18,10 +18,10 @@ from attacks.base import (
     random_delta,
     register_attack,
 )
-from attacks.sapa import mean_loss_terms, worst_case_weights
-from attacks.surrogate import SurrogateSpec
-from core.errors import ConfigError
-from core.threats import ThreatModel
+from sapabench.attacks.sapa import mean_loss_terms, worst_case_weights
+from sapabench.attacks.surrogate import SurrogateSpec
+from sapabench.core.errors import ConfigError
+from sapabench.core.threats import ThreatModel
 
 SAPA_LOSSES = ("attack", "true-label")
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from attacks._untargeted import batches, perturbed_subset, pgd_perturb
-from attacks.base import (
+from sapabench.attacks._untargeted import batches, perturbed_subset, pgd_perturb
+from sapabench.attacks.base import (
     Attack,
     CraftContext,
     Crafted,
@@ -17,12 +17,12 @@ from attacks.base import (
     random_delta,
     register_attack,
 )
-from attacks.sapa import mean_loss_terms, worst_case_weights
-from attacks.surrogate import SurrogateSpec
-from core.errors import ConfigError
-from core.threats import ThreatModel
-from victims.archs import build_model
-from victims.train import accuracy
+from sapabench.attacks.sapa import mean_loss_terms, worst_case_weights
+from sapabench.attacks.surrogate import SurrogateSpec
+from sapabench.core.errors import ConfigError
+from sapabench.core.threats import ThreatModel
+from sapabench.victims.archs import build_model
+from sapabench.victims.train import accuracy
 
 
 @dataclass(frozen=True)

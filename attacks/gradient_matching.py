@@ -7,29 +7,29 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from attacks._draws import draw_target
-from attacks._head import HEAD_EPOCHS, head_trajectory, parse_head_epochs
-from attacks._matching import MatchingConfig, brew, ensemble_extra
-from attacks.base import Attack, CraftContext, Crafted, Member, budget_indices, register_attack
-from attacks.sapa import objective_gradient
-from attacks.surrogate import SurrogateSpec
-from core.errors import ConfigError
-from core.threats import ThreatModel
-from victims.archs import Victim
+from sapabench.attacks._draws import draw_target
+from sapabench.attacks._head import HEAD_EPOCHS, head_trajectory, parse_head_epochs
+from sapabench.attacks._matching import MatchingConfig, brew, ensemble_extra
+from sapabench.attacks.base import Attack, CraftContext, Crafted, Member, budget_indices, register_attack
+from sapabench.attacks.sapa import objective_gradient
+from sapabench.attacks.surrogate import SurrogateSpec
+from sapabench.core.errors import ConfigError
+from sapabench.core.threats import ThreatModel
+from sapabench.victims.archs import Victim
 
 MATCH_MODES = ("full", "head-trajectory")
 
 
 @dataclass(frozen=True)
 class GradientMatchingConfig(MatchingConfig):
-    """Witches' Brew settings: :class:`attacks._matching.MatchingConfig` and what is matched.
+    """Witches' Brew settings: :class:`sapabench.attacks._matching.MatchingConfig` and what is matched.
 
     Attributes:
         match: ``full`` (default, the paper's): the whole surrogate's gradient at its trained
             weights. ``head-trajectory``: for victims that train only a fresh head on a frozen
             extractor (the ``linear`` protocol), the head's gradient only, averaged over
             snapshots of a fresh head trained on the surrogate's frozen features
-            (:mod:`attacks._head`; forest's transfer scenario with Huang et al.'s
+            (:mod:`sapabench.attacks._head`; forest's transfer scenario with Huang et al.'s
             re-initialisation). Against ``linear`` victims whose extractor is the surrogate this
             is white-box, as the victim's label says.
         head_epochs: the snapshots of ``head-trajectory``: epochs of the fresh head's training,
@@ -67,7 +67,7 @@ class GradientMatching(Attack):
     ``theta*``, ``v_hat = rho grad Q / ||grad Q||`` (Algorithm 2 of the SAPA paper).
 
     Ensemble and re-initialisation (``ensemble`` K, ``reinit`` R): the poisons match K x R
-    clean surrogates at once (:mod:`attacks._matching`); SAPA takes each one's own v_hat.
+    clean surrogates at once (:mod:`sapabench.attacks._matching`); SAPA takes each one's own v_hat.
 
     ``match="head-trajectory"`` matches only the head's gradient over a fresh head's training
     trajectory, for ``linear``-protocol victims (:class:`GradientMatchingConfig`); the default

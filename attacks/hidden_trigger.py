@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
-from attacks._draws import draw_backdoor
-from attacks._features import penultimate
-from attacks.base import (
+from sapabench.attacks._draws import draw_backdoor
+from sapabench.attacks._features import penultimate
+from sapabench.attacks.base import (
     Attack,
     CraftContext,
     Crafted,
@@ -18,10 +18,10 @@ from attacks.base import (
     project,
     register_attack,
 )
-from attacks.surrogate import SurrogateSpec
-from attacks.triggers import apply_trigger
-from core.errors import ConfigError
-from core.threats import ThreatModel
+from sapabench.attacks.surrogate import SurrogateSpec
+from sapabench.attacks.triggers import apply_trigger
+from sapabench.core.errors import ConfigError
+from sapabench.core.threats import ThreatModel
 
 TRIGGER_POSITIONS = ("per-batch", "per-step")
 

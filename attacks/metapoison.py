@@ -8,8 +8,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from attacks._draws import draw_target
-from attacks.base import (
+from sapabench.attacks._draws import draw_target
+from sapabench.attacks.base import (
     Attack,
     CraftContext,
     Crafted,
@@ -20,11 +20,11 @@ from attacks.base import (
     random_delta,
     register_attack,
 )
-from attacks.sapa import trainable
-from attacks.surrogate import SurrogateSpec
-from core.errors import ConfigError
-from core.threats import ThreatModel
-from victims.archs import build_model
+from sapabench.attacks.sapa import trainable
+from sapabench.attacks.surrogate import SurrogateSpec
+from sapabench.core.errors import ConfigError
+from sapabench.core.threats import ThreatModel
+from sapabench.victims.archs import build_model
 
 OBJECTIVES = ("cwT", "xentT", "xent-final")
 TRAJECTORIES = ("clean", "poison")

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from attacks.triggers import apply_trigger
-from core.datasets import ImageDataset
-from core.poison import PoisonSet
-from core.threats import ADVERSARIAL_MARGIN, CLEAN_PREFIX
-from victims.train import accuracy, predict
+from sapabench.attacks.triggers import apply_trigger
+from sapabench.core.datasets import ImageDataset
+from sapabench.core.poison import PoisonSet
+from sapabench.core.threats import ADVERSARIAL_MARGIN, CLEAN_PREFIX
+from sapabench.victims.train import accuracy, predict
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ def measure(
     model: nn.Module, poison: PoisonSet, dataset: ImageDataset, clean_accuracy: float | None = None
 ) -> Measurement:
     """The poison's threat-model metric and the clean test accuracy of ``model`` (pass
-    ``clean_accuracy`` when it is already known, e.g. from :func:`victims.train_victim`)."""
+    ``clean_accuracy`` when it is already known, e.g. from :func:`sapabench.victims.train_victim`)."""
     device = next(model.parameters()).device
     ds = dataset.to(device)
     clean = accuracy(model, ds.test_x, ds.test_y) if clean_accuracy is None else clean_accuracy

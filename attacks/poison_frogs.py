@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
-from attacks._draws import draw_target
-from attacks._features import penultimate
-from attacks.base import (
+from sapabench.attacks._draws import draw_target
+from sapabench.attacks._features import penultimate
+from sapabench.attacks.base import (
     Attack,
     CraftContext,
     Crafted,
@@ -18,9 +18,9 @@ from attacks.base import (
     project,
     register_attack,
 )
-from attacks.surrogate import SurrogateSpec
-from core.errors import ConfigError
-from core.threats import ThreatModel
+from sapabench.attacks.surrogate import SurrogateSpec
+from sapabench.core.errors import ConfigError
+from sapabench.core.threats import ThreatModel
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from core.sharpness import Radius, perturbed_weights, worst_case_direction
+from sapabench.core.sharpness import Radius, perturbed_weights, worst_case_direction
 
 
 @dataclass
@@ -92,7 +92,7 @@ def worst_case_weights(model: nn.Module, objective: Objective, rho: float | Radi
         objective: computes the scalar Q whose worst case SAPA takes (the adversarial objective
             for targeted/backdoor attacks, the training loss on x + delta for untargeted ones),
             or yields terms summing to Q (:func:`mean_loss_terms`) for bounded memory.
-        rho: the radius (0.05 in the paper), a :class:`core.sharpness.Radius` (read against
+        rho: the radius (0.05 in the paper), a :class:`sapabench.core.sharpness.Radius` (read against
             the perturbed weights' norm), or None for the plain base attack.
     """
     if rho is None:

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 import torch
 
-from attacks._noise import NoiseConfig, scale
-from attacks._untargeted import perturbed_subset
-from attacks.base import Attack, CraftContext, Crafted, project, register_attack
-from core.errors import ConfigError
-from core.threats import ThreatModel
+from sapabench.attacks._noise import NoiseConfig, scale
+from sapabench.attacks._untargeted import perturbed_subset
+from sapabench.attacks.base import Attack, CraftContext, Crafted, project, register_attack
+from sapabench.core.errors import ConfigError
+from sapabench.core.threats import ThreatModel
 
 SEPARABLE_NOISE = ("clusters", "class-wise")
 

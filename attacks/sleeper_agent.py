@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from attacks._draws import draw_backdoor
-from attacks._matching import (
+from sapabench.attacks._draws import draw_backdoor
+from sapabench.attacks._matching import (
     Brew,
     MatchingConfig,
     brew_restarts,
@@ -17,13 +17,13 @@ from attacks._matching import (
     ensemble_extra,
     gradient_norms,
 )
-from attacks.base import Attack, CraftContext, Crafted, budget_count, pick_indices, register_attack
-from attacks.sapa import mean_loss_terms, objective_gradient
-from attacks.surrogate import SurrogateSpec
-from attacks.triggers import apply_trigger
-from core.errors import ConfigError
-from core.threats import TRIGGER_PLACEMENTS, ThreatModel
-from victims.train import train_victim
+from sapabench.attacks.base import Attack, CraftContext, Crafted, budget_count, pick_indices, register_attack
+from sapabench.attacks.sapa import mean_loss_terms, objective_gradient
+from sapabench.attacks.surrogate import SurrogateSpec
+from sapabench.attacks.triggers import apply_trigger
+from sapabench.core.errors import ConfigError
+from sapabench.core.threats import TRIGGER_PLACEMENTS, ThreatModel
+from sapabench.victims.train import train_victim
 
 SELECTIONS = ("gradient-norm", "random", "gradient-norm-first")
 

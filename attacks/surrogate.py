@@ -1,7 +1,7 @@
 """Clean-trained surrogates: the model an attack crafts against.
 
-A surrogate is a clean training run (:class:`victims.pretrained.CleanRun`) seeded with the craft
-seed, cached on disk as safetensors by :func:`victims.pretrained.clean_model`, so a baseline
+A surrogate is a clean training run (:class:`sapabench.victims.pretrained.CleanRun`) seeded with the craft
+seed, cached on disk as safetensors by :func:`sapabench.victims.pretrained.clean_model`, so a baseline
 attack and its SAPA variant crafted with the same seed share one surrogate, and a ``linear`` or
 ``finetune`` victim whose pretrained source is ``surrogate`` starts from that very model.
 """
@@ -13,11 +13,11 @@ from typing import Any
 
 import torch
 
-from core.datasets import ImageDataset
-from core.errors import ConfigError
-from victims.archs import Victim
-from victims.pretrained import CleanRun, clean_model
-from victims.recipes import Recipe
+from sapabench.core.datasets import ImageDataset
+from sapabench.core.errors import ConfigError
+from sapabench.victims.archs import Victim
+from sapabench.victims.pretrained import CleanRun, clean_model
+from sapabench.victims.recipes import Recipe
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from core.threats import FIXED_PLACEMENTS, paste_fixed
+from sapabench.core.threats import FIXED_PLACEMENTS, paste_fixed
 
 
 def make_trigger(channels: int, side: int, generator: torch.Generator) -> Tensor:

@@ -6,6 +6,6 @@ contract checks it): ``benchmark`` > ``leaderboard`` | ``defenses`` | ``attacks`
 > ``core``.
 """
 
-from core.provenance import VERSION as __version__
+from sapabench.core.provenance import VERSION as __version__
 
 __all__ = ["__version__"]

@@ -6,7 +6,7 @@ Tables 4-5: against its own base attack), the victim protocol it is tested in (`
 the claim says otherwise: the paper's ViT is a fine-tuned pretrained model) and the measure it
 tests (the threat model's ``metric``, or the continuous ``adversarial_margin`` of targeted
 attacks). The SAPA entry and its baseline are compared paired
-(:func:`leaderboard.render.compare`): per craft seed (poison) the mean over its victims, then an
+(:func:`sapabench.leaderboard.render.compare`): per craft seed (poison) the mean over its victims, then an
 exact sign-flip permutation test over craft seeds. The poison is the unit of replication: a
 claim measured on one poison is ``untested`` (its victims are not independent draws of the
 attack). The test needs no distributional assumption, and with ``n`` poisons no two-sided p
@@ -35,7 +35,7 @@ Claims about the paper's main victim (ResNet-18) are matched to the results' mai
 architecture when the results have no ResNet-18 rows (the embedded suites use the convnet);
 the output names what was actually measured. White-box pairs never test a claim: known-init,
 and linear/finetune victims whose pretrained model is the attacker's surrogate
-(:func:`victims.protocols.is_white_box`). Where several black-box settings match a claim with
+(:func:`sapabench.victims.protocols.is_white_box`). Where several black-box settings match a claim with
 the same number of poisons, the claim rests on the weakest (largest p) of them.
 
 Rows of Tables 1-3 name their setting: ``dataset`` and the attack ``options`` (eps, budget) of
@@ -47,7 +47,7 @@ entries share no seeds the comparison is unpaired (a two-sample permutation test
 
 Cost claims (``[[cost_claim]]``, section 5.5 / Figure 2 / Table 11): SAPA at K = R = 1 is not
 weaker than the same attack with ensemble and re-initialisation at any K x R measured by more
-than the claim's ``margin`` (non-inferiority, :func:`leaderboard.cost.cost_verdicts`).
+than the claim's ``margin`` (non-inferiority, :func:`sapabench.leaderboard.cost.cost_verdicts`).
 """
 
 from __future__ import annotations
@@ -60,20 +60,27 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from attacks import ATTACKS, create_attack
-from benchmark.entries import board_dir, entries_dir
-from benchmark.suite import Grid, Suite
-from core.atomic import write_json
-from core.errors import ConfigError
-from core.files import parse_toml, read_toml
-from core.names import NO_DEFENSE, default_preset, sapa_name
-from core.stats import CORRECTION_NAMES, EXACT_UP_TO, PairedTest, adjust_p, sign_flip_power, two_sided_floor
-from core.threats import ADVERSARIAL_MARGIN
-from leaderboard.cost import CostVerdict, cost_verdicts
-from leaderboard.records import CLAIMS_FILE, CLAIMS_FORMAT, CLAIMS_VERSION, RUNS_FILE, entries_digest, load_runs
-from leaderboard.render import render, rival_pairs
-from leaderboard.schema import load_entries
-from victims.protocols import PROTOCOLS, SCRATCH, get_protocol, is_white_box
+from sapabench.attacks import ATTACKS, create_attack
+from sapabench.benchmark.entries import board_dir, entries_dir
+from sapabench.benchmark.suite import Grid, Suite
+from sapabench.core.atomic import write_json
+from sapabench.core.errors import ConfigError
+from sapabench.core.files import parse_toml, read_toml
+from sapabench.core.names import NO_DEFENSE, default_preset, sapa_name
+from sapabench.core.stats import CORRECTION_NAMES, EXACT_UP_TO, PairedTest, adjust_p, sign_flip_power, two_sided_floor
+from sapabench.core.threats import ADVERSARIAL_MARGIN
+from sapabench.leaderboard.cost import CostVerdict, cost_verdicts
+from sapabench.leaderboard.records import (
+    CLAIMS_FILE,
+    CLAIMS_FORMAT,
+    CLAIMS_VERSION,
+    RUNS_FILE,
+    entries_digest,
+    load_runs,
+)
+from sapabench.leaderboard.render import render, rival_pairs
+from sapabench.leaderboard.schema import load_entries
+from sapabench.victims.protocols import PROTOCOLS, SCRATCH, get_protocol, is_white_box
 
 PAPER_MAIN_ARCH = "resnet18"
 PAPER_PRESET = "paper"
@@ -159,7 +166,7 @@ class Verdict:
     one-sided p, at most 1: HELD and FAILED together keep alpha); ``p_adjusted`` that p after its
     family's multiplicity correction (:data:`CORRECTIONS`), which the verdict is decided on.
     ``power``: the power its design had for the effect and spread it measured
-    (:func:`core.stats.sign_flip_power`; at Holm's first-step level for a primary claim, at alpha
+    (:func:`sapabench.core.stats.sign_flip_power`; at Holm's first-step level for a primary claim, at alpha
     for a secondary one); ``reason``: why a claim
     with results is untested; ``settings``: how many black-box settings tied for it (the
     verdict rests on the weakest of them)."""
@@ -214,7 +221,7 @@ class CostClaim:
 def _claims_data(path: str | Path | None) -> dict[str, Any]:
     if path:
         return read_toml(Path(path).resolve(), "claims file")
-    return parse_toml((resources.files("benchmark") / "claims.toml").read_text(), "claims file")
+    return parse_toml((resources.files("sapabench.benchmark") / "claims.toml").read_text(), "claims file")
 
 
 def load_cost_claims(path: str | Path | None = None) -> list[CostClaim]:
@@ -401,7 +408,7 @@ def undecidable_claims(suite: Suite, claims_file: str | Path | None = None) -> l
 
 def recorded_plan(results: str | Path) -> ClaimsPlan | None:
     """The plan the runs into ``results`` pre-registered (their ``runs.json``, validated by
-    :func:`leaderboard.records.load_runs`), or None."""
+    :func:`sapabench.leaderboard.records.load_runs`), or None."""
     runs = load_runs(board_dir(results) / RUNS_FILE)
     raw = None if runs is None else runs.get("claims")
     return None if raw is None else ClaimsPlan(tuple(raw["primary"]), float(raw["alpha"]))
@@ -625,7 +632,7 @@ def claims_record(
     entries: list[dict[str, Any]],
     plan: ClaimsPlan | None = None,
 ) -> dict[str, Any]:
-    """What ``claims.json`` holds (:mod:`leaderboard.records`): every verdict with its one-line
+    """What ``claims.json`` holds (:mod:`sapabench.leaderboard.records`): every verdict with its one-line
     statistics, the family and correction it was decided in, the pre-registered plan (if any),
     and the digest of the entries they were checked against."""
     rows = []

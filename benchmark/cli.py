@@ -19,33 +19,33 @@ from typing import Any, NoReturn
 import torch
 from tqdm import tqdm
 
-from attacks import ATTACKS, create_attack
-from benchmark.claims import COST_DESCRIPTION, TEST_DESCRIPTION, check_claims
-from benchmark.entries import board_dir, entries_dir
-from benchmark.executor import RESOURCE_KEYS, Resources, make_executor
-from benchmark.runner import CELL_CAP, RunReport, run_suite
-from benchmark.submit import prepare, submission_suite, write_manifest
-from benchmark.suite import Suite, builtin_suites, load_suite, pretrained_label
-from benchmark.trial import DONE, PoisonRef, Trial, TrialRecord, run_trial, start_of
-from benchmark.verify import REPORT_FILE, verify
-from core.datasets import DATASETS, DataSource, ImageDataset
-from core.errors import ConfigError
-from core.files import read_json
-from core.names import EMBEDDED_DATASET, NO_DEFENSE
-from core.numerics import AUTO, MEMORY_FORMATS, PRECISIONS, STEPS, Numerics, resolve_numerics
-from core.poison import META_FILE, PoisonSet, migrate, recorded_sha256
-from core.provenance import VERSION
-from core.runtime import check_seed, resolve_device
-from core.stats import mean_se
-from defenses import DEFENSES
-from leaderboard.records import CLAIMS_FILE, VERDICTS
-from leaderboard.render import render
-from leaderboard.schema import json_schema, load_entries
-from leaderboard.summary import threat_summaries
-from victims.archs import ARCHS
-from victims.protocols import NO_PRETRAINED, PRETRAINED_SOURCES, PROTOCOLS, SCRATCH, get_protocol
-from victims.recipes import RECIPES, Recipe
-from victims.train import EpochStats, resolve_step, train_victim
+from sapabench.attacks import ATTACKS, create_attack
+from sapabench.benchmark.claims import COST_DESCRIPTION, TEST_DESCRIPTION, check_claims
+from sapabench.benchmark.entries import board_dir, entries_dir
+from sapabench.benchmark.executor import RESOURCE_KEYS, Resources, make_executor
+from sapabench.benchmark.runner import CELL_CAP, RunReport, run_suite
+from sapabench.benchmark.submit import prepare, submission_suite, write_manifest
+from sapabench.benchmark.suite import Suite, builtin_suites, load_suite, pretrained_label
+from sapabench.benchmark.trial import DONE, PoisonRef, Trial, TrialRecord, run_trial, start_of
+from sapabench.benchmark.verify import REPORT_FILE, verify
+from sapabench.core.datasets import DATASETS, DataSource, ImageDataset
+from sapabench.core.errors import ConfigError
+from sapabench.core.files import read_json
+from sapabench.core.names import EMBEDDED_DATASET, NO_DEFENSE
+from sapabench.core.numerics import AUTO, MEMORY_FORMATS, PRECISIONS, STEPS, Numerics, resolve_numerics
+from sapabench.core.poison import META_FILE, PoisonSet, migrate, recorded_sha256
+from sapabench.core.provenance import VERSION
+from sapabench.core.runtime import check_seed, resolve_device
+from sapabench.core.stats import mean_se
+from sapabench.defenses import DEFENSES
+from sapabench.leaderboard.records import CLAIMS_FILE, VERDICTS
+from sapabench.leaderboard.render import render
+from sapabench.leaderboard.schema import json_schema, load_entries
+from sapabench.leaderboard.summary import threat_summaries
+from sapabench.victims.archs import ARCHS
+from sapabench.victims.protocols import NO_PRETRAINED, PRETRAINED_SOURCES, PROTOCOLS, SCRATCH, get_protocol
+from sapabench.victims.recipes import RECIPES, Recipe
+from sapabench.victims.train import EpochStats, resolve_step, train_victim
 
 EXIT_USAGE = 2
 
@@ -520,7 +520,7 @@ def _resources(suite: Suite, args: argparse.Namespace) -> Resources:
 
 def _run_and_show(suite: Suite, out: Path, args: argparse.Namespace) -> RunReport:
     """Run ``suite`` into ``out`` with the run options of ``args``; print what ran and, per threat
-    model, how SAPA fared against its base (:mod:`leaderboard.summary`)."""
+    model, how SAPA fared against its base (:mod:`sapabench.leaderboard.summary`)."""
     if args.precision is not None:
         suite = replace(suite, precision=args.precision)
     if args.memory_format is not None:
@@ -677,7 +677,7 @@ def _cmd_claims(args: argparse.Namespace) -> int:
     if plan is not None:
         print(f"pre-registered by the run: {len(plan['primary'])} primary claim(s), Holm at alpha {plan['alpha']:g}")
     for kind in ("claim", "cost"):
-        if kind == "cost" and any(r["kind"] == "cost" for r in rows):
+        if kind == "cost" and any(r["kind"] == "cost" and (args.all or r["verdict"] != "untested") for r in rows):
             print(f"cost claims (section 5.5): {COST_DESCRIPTION}")
         for r in (r for r in rows if r["kind"] == kind and (args.all or r["verdict"] != "untested")):
             print(f"  {_verdict_tag(r):<21} {r['id']:<34} {r['summary']}")

@@ -1,7 +1,7 @@
 """Leaderboard entries from a run's results, and the trials an entry came from.
 
 A run folder holds ``results.sqlite`` and ``leaderboard/``: ``leaderboard/entries/*.json`` (one
-sealed entry per :class:`~benchmark.suite.Setting`) and the renderings of those files. This
+sealed entry per :class:`~sapabench.benchmark.suite.Setting`) and the renderings of those files. This
 module is the only one that maps results to entries (:func:`build_entries`) and entries back
 to cells (:func:`entry_cells`); ``leaderboard`` validates and renders entry files.
 """
@@ -14,19 +14,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from attacks import create_attack
-from benchmark.store import CLAIMS_PLAN, ResultsStore, StoredTrial
-from benchmark.suite import Cell, Setting
-from benchmark.trial import TrialRecord
-from core.atomic import write_json
-from core.names import CLEAN, NO_POISON, base_name, is_sapa
-from core.owned import own_folder, replace_owned
-from core.runtime import UNKNOWN_ISA
-from core.stats import mean_se
-from core.threats import ADVERSARIAL_MARGIN, CLEAN_PREFIX, higher_is_stronger
-from leaderboard.records import RUNS_FILE
-from leaderboard.render import render
-from leaderboard.schema import PER_DEVICE, SCHEMA_VERSION, measure_summary, seal
+from sapabench.attacks import create_attack
+from sapabench.benchmark.store import CLAIMS_PLAN, ResultsStore, StoredTrial
+from sapabench.benchmark.suite import Cell, Setting
+from sapabench.benchmark.trial import TrialRecord
+from sapabench.core.atomic import write_json
+from sapabench.core.names import CLEAN, NO_POISON, base_name, is_sapa
+from sapabench.core.owned import own_folder, replace_owned
+from sapabench.core.runtime import UNKNOWN_ISA
+from sapabench.core.stats import mean_se
+from sapabench.core.threats import ADVERSARIAL_MARGIN, CLEAN_PREFIX, higher_is_stronger
+from sapabench.leaderboard.records import RUNS_FILE
+from sapabench.leaderboard.render import render
+from sapabench.leaderboard.schema import PER_DEVICE, SCHEMA_VERSION, measure_summary, seal
 
 LEADERBOARD = "leaderboard"
 ENTRIES = "entries"
@@ -226,7 +226,7 @@ def build_entries(store: ResultsStore) -> list[dict[str, Any]]:
 
 def write_entries(store: ResultsStore, folder: Path) -> tuple[list[Path], list[Path]]:
     """Write every entry of ``store`` into ``folder``, removing the entries it wrote earlier and
-    no longer produces (:mod:`core.owned`: never a file it did not write); returns the entries
+    no longer produces (:mod:`sapabench.core.owned`: never a file it did not write); returns the entries
     written and the files in ``folder`` it left alone."""
     own_folder(folder.parent, "leaderboard folder")
     own_folder(folder, "entries folder")

@@ -35,8 +35,8 @@ from typing import Any, Literal, Protocol
 
 import torch
 
-from core.errors import ConfigError
-from core.runtime import resolve_device
+from sapabench.core.errors import ConfigError
+from sapabench.core.runtime import resolve_device
 
 CRAFT, CELL = "craft", "cell"
 
@@ -297,6 +297,6 @@ def make_executor(
         return LocalExecutor()
     if name == "processes":
         return ProcessExecutor(workers)
-    from benchmark.ray_executor import RayExecutor  # needs the sapabench[ray] extra
+    from sapabench.benchmark.ray_executor import RayExecutor  # needs the sapabench[ray] extra
 
     return RayExecutor(address, resources or Resources())

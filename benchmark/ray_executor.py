@@ -3,7 +3,7 @@
 Every poison set is one craft task; every cell one task that takes its craft task's result (an
 ``ObjectRef``) as its argument, submitted the moment that poison is crafted, ahead of the next
 craft, so a victim starts as soon as its own poison exists. Tasks
-ask for :class:`~benchmark.executor.Resources` (CPUs and torch threads, a GPU share per victim
+ask for :class:`~sapabench.benchmark.executor.Resources` (CPUs and torch threads, a GPU share per victim
 and per craft) and are retried ``max_retries`` times when their worker is lost; a task's own
 failures come back as failed records (the task functions never raise), so they are not retried.
 
@@ -23,9 +23,9 @@ from typing import Any
 
 import torch
 
-from benchmark.executor import CELL, CRAFT, Finished, Graph, Resources
-from core.errors import ConfigError
-from core.runtime import resolve_device
+from sapabench.benchmark.executor import CELL, CRAFT, Finished, Graph, Resources
+from sapabench.core.errors import ConfigError
+from sapabench.core.runtime import resolve_device
 
 try:
     import ray

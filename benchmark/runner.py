@@ -20,12 +20,12 @@ from typing import Any, TextIO
 import torch
 from tqdm import tqdm
 
-from benchmark.claims import plan_claims, undecidable_claims
-from benchmark.entries import write_leaderboard
-from benchmark.executor import CRAFT, Executor, Graph, LocalExecutor
-from benchmark.store import CLAIMS_PLAN, ResultsStore, now
-from benchmark.suite import Cell, Suite
-from benchmark.trial import (
+from sapabench.benchmark.claims import plan_claims, undecidable_claims
+from sapabench.benchmark.entries import write_leaderboard
+from sapabench.benchmark.executor import CRAFT, Executor, Graph, LocalExecutor
+from sapabench.benchmark.store import CLAIMS_PLAN, ResultsStore, now
+from sapabench.benchmark.suite import Cell, Suite
+from sapabench.benchmark.trial import (
     DONE,
     FAILED,
     CraftRecord,
@@ -38,12 +38,12 @@ from benchmark.trial import (
     run_trials,
     where_it_ran,
 )
-from core.datasets import DataSource
-from core.errors import ConfigError
-from core.numerics import resolve_numerics
-from core.owned import exclusive, own_folder
-from core.poison import PoisonSet
-from victims.train import resolve_step
+from sapabench.core.datasets import DataSource
+from sapabench.core.errors import ConfigError
+from sapabench.core.numerics import resolve_numerics
+from sapabench.core.owned import exclusive, own_folder
+from sapabench.core.poison import PoisonSet
+from sapabench.victims.train import resolve_step
 
 CELL_CAP = 5_000
 """The most cells a run starts without ``--yes`` (the largest built-in suite, table1, has 3,060)."""
@@ -65,7 +65,7 @@ class CellTask:
 
 @dataclass(frozen=True)
 class CellPack:
-    """Cells whose victims train together in one task (:func:`benchmark.trial.run_trials`): the
+    """Cells whose victims train together in one task (:func:`sapabench.benchmark.trial.run_trials`): the
     same poison (or none), architecture, recipe, defense, protocol and numerics, different
     seeds. One cell when the run does not pack."""
 
@@ -179,12 +179,12 @@ def run_suite(
     yes: bool = False,
 ) -> RunReport:
     """Run every unfinished cell of ``suite`` into ``out`` (resumable) and write its leaderboard;
-    ``deterministic``: craft and train under :func:`core.runtime.deterministic_algorithms`;
+    ``deterministic``: craft and train under :func:`sapabench.core.runtime.deterministic_algorithms`;
     ``pack``: victims trained together per task (:func:`resolve_pack`; ``None``: auto);
-    ``train_step``: how victims' steps run (:data:`victims.train.STEPS` or ``auto``);
+    ``train_step``: how victims' steps run (:data:`sapabench.victims.train.STEPS` or ``auto``);
     ``yes``: run a suite of more than :data:`CELL_CAP` cells (refused otherwise, before any work).
 
-    Crafting and cells are streamed (:class:`benchmark.executor.Graph`): a cell starts once its
+    Crafting and cells are streamed (:class:`sapabench.benchmark.executor.Graph`): a cell starts once its
     own poison is crafted. Only this process writes the results store, each result as it
     arrives, so a killed run loses at most the tasks in flight.
     """

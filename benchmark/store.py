@@ -4,9 +4,9 @@ Every finished cell (or failed cell, with its error) is committed at once, so a 
 mid-way loses at most the cell in flight, and re-running the same command skips finished cells.
 
 This module is the only place that knows the tables' columns. A cells row is the cell's
-identity (:func:`_cell_columns`) beside its :class:`~benchmark.trial.TrialRecord`, one column
+identity (:func:`_cell_columns`) beside its :class:`~sapabench.benchmark.trial.TrialRecord`, one column
 per record field of the same name; a poisons row holds a
-:class:`~benchmark.trial.CraftRecord` the same way. Databases written by older versions are
+:class:`~sapabench.benchmark.trial.CraftRecord` the same way. Databases written by older versions are
 migrated when opened: seconds columns renamed to ``*_s``, later columns added.
 """
 
@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from benchmark.suite import Cell, PoisonSpec, Setting
-from benchmark.trial import CraftRecord, TrialRecord
-from core.errors import ConfigError
+from sapabench.benchmark.suite import Cell, PoisonSpec, Setting
+from sapabench.benchmark.trial import CraftRecord, TrialRecord
+from sapabench.core.errors import ConfigError
 
 DB_FILE = "results.sqlite"
 SCHEMA = """

@@ -23,17 +23,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from attacks import ATTACKS
-from benchmark.entries import entries_dir
-from benchmark.store import now
-from benchmark.suite import Suite, load_suite
-from core.atomic import write_json, write_text
-from core.datasets import DATASETS
-from core.errors import ConfigError
-from core.names import CLEAN, EMBEDDED_DATASET, NO_DEFENSE, is_sapa, twin_name
-from core.provenance import VERSION, git_commit
-from defenses import DEFENSES
-from leaderboard.schema import load_entry
+from sapabench.attacks import ATTACKS
+from sapabench.benchmark.entries import entries_dir
+from sapabench.benchmark.store import now
+from sapabench.benchmark.suite import Suite, load_suite
+from sapabench.core.atomic import write_json, write_text
+from sapabench.core.datasets import DATASETS
+from sapabench.core.errors import ConfigError
+from sapabench.core.names import CLEAN, EMBEDDED_DATASET, NO_DEFENSE, is_sapa, twin_name
+from sapabench.core.provenance import VERSION, git_commit
+from sapabench.defenses import DEFENSES
+from sapabench.leaderboard.schema import load_entry
 
 SUITE_FILE = "suite.toml"
 MANIFEST_FILE = "submission.json"

@@ -53,19 +53,19 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from attacks import ATTACKS, create_attack
-from benchmark.executor import RESOURCE_KEYS, Resources
-from core.datasets import DATASETS
-from core.errors import ConfigError
-from core.files import decode_text, parse_toml, read_bytes
-from core.names import CLEAN, NO_DEFENSE, NO_POISON, PRESET_SURROGATE, PRESETS, default_preset
-from core.numerics import AUTO, FP32, MEMORY_FORMATS, PRECISIONS, Numerics
-from core.runtime import MAX_SEED
-from defenses import DEFENSES
-from victims.archs import ARCHS
-from victims.pretrained import Checkpoint
-from victims.protocols import FILE_PREFIX, NO_PRETRAINED, PRETRAINED_SOURCES, PROTOCOLS, SCRATCH, get_protocol
-from victims.recipes import RECIPES
+from sapabench.attacks import ATTACKS, create_attack
+from sapabench.benchmark.executor import RESOURCE_KEYS, Resources
+from sapabench.core.datasets import DATASETS
+from sapabench.core.errors import ConfigError
+from sapabench.core.files import decode_text, parse_toml, read_bytes
+from sapabench.core.names import CLEAN, NO_DEFENSE, NO_POISON, PRESET_SURROGATE, PRESETS, default_preset
+from sapabench.core.numerics import AUTO, FP32, MEMORY_FORMATS, PRECISIONS, Numerics
+from sapabench.core.runtime import MAX_SEED
+from sapabench.defenses import DEFENSES
+from sapabench.victims.archs import ARCHS
+from sapabench.victims.pretrained import Checkpoint
+from sapabench.victims.protocols import FILE_PREFIX, NO_PRETRAINED, PRETRAINED_SOURCES, PROTOCOLS, SCRATCH, get_protocol
+from sapabench.victims.recipes import RECIPES
 
 MAX_COUNT = 10_000
 """The most trials, and the most craft seeds, a suite may list (per grid)."""
@@ -335,7 +335,7 @@ class Suite:
     def cells(self, numerics: Numerics = FP32) -> list[Cell]:
         """Every cell of the suite, in a stable order, without duplicates, its victims trained
         with ``numerics`` (the suite's ``precision`` and ``memory_format`` resolved on the device
-        that runs it: :func:`core.numerics.resolve_numerics`)."""
+        that runs it: :func:`sapabench.core.numerics.resolve_numerics`)."""
         seen: dict[str, Cell] = {}
         for grid in self.grids:
             for defense, protocol in itertools.product(grid.defenses, grid.protocols):
@@ -424,7 +424,7 @@ def checkpoint_of(label: str) -> Checkpoint | None:
 def builtin_suites() -> dict[str, str]:
     """Suite name -> one-line description, for ``sapabench list suites``."""
     out = {}
-    for entry in resources.files("benchmark.suites").iterdir():
+    for entry in resources.files("sapabench.benchmark.suites").iterdir():
         if entry.name.endswith(".toml"):
             data = tomllib.loads(entry.read_text())
             out[entry.name[:-5]] = str(data.get("description", "")).strip().splitlines()[0]
@@ -456,7 +456,7 @@ def load_suite(name_or_path: str) -> Suite:
             close = difflib.get_close_matches(name_or_path, list(builtin), n=2)
             hint = f"did you mean {' or '.join(map(repr, close))}?" if close else f"known: {', '.join(builtin)}"
             raise ConfigError(f"unknown suite {name_or_path!r}; {hint} (or pass a path to a .toml file)")
-        text = (resources.files("benchmark.suites") / f"{name_or_path}.toml").read_text()
+        text = (resources.files("sapabench.benchmark.suites") / f"{name_or_path}.toml").read_text()
         source = f"{name_or_path}.toml"
     return parse_suite(text, source)
 

@@ -30,22 +30,30 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from attacks import SURROGATES_S, clean_reference, create_attack, measure, test_logits
-from benchmark.suite import Cell, PoisonSpec, checkpoint_of
-from core.atomic import replacing
-from core.datasets import DataSource, ImageDataset
-from core.errors import ConfigError
-from core.names import NO_DEFENSE
-from core.numerics import FP32, Numerics
-from core.poison import PoisonSet, recorded_sha256
-from core.provenance import provenance
-from core.runtime import deterministic_algorithms, device_name, isa, resolve_device
-from core.threats import CLEAN_ACCURACY, NO_THREAT
-from defenses import DEFENSES, apply_defense
-from victims.pretrained import CleanRun, Weights, cache_dir, checkpoint_weights, clean_model, initial_weights, state_of
-from victims.protocols import INDEPENDENT_SEED, NO_PRETRAINED, SCRATCH, get_protocol
-from victims.recipes import RECIPES
-from victims.train import TrainResult, VictimSpec, train_packed
+from sapabench.attacks import SURROGATES_S, clean_reference, create_attack, measure, test_logits
+from sapabench.benchmark.suite import Cell, PoisonSpec, checkpoint_of
+from sapabench.core.atomic import replacing
+from sapabench.core.datasets import DataSource, ImageDataset
+from sapabench.core.errors import ConfigError
+from sapabench.core.names import NO_DEFENSE
+from sapabench.core.numerics import FP32, Numerics
+from sapabench.core.poison import PoisonSet, recorded_sha256
+from sapabench.core.provenance import provenance
+from sapabench.core.runtime import deterministic_algorithms, device_name, isa, resolve_device
+from sapabench.core.threats import CLEAN_ACCURACY, NO_THREAT
+from sapabench.defenses import DEFENSES, apply_defense
+from sapabench.victims.pretrained import (
+    CleanRun,
+    Weights,
+    cache_dir,
+    checkpoint_weights,
+    clean_model,
+    initial_weights,
+    state_of,
+)
+from sapabench.victims.protocols import INDEPENDENT_SEED, NO_PRETRAINED, SCRATCH, get_protocol
+from sapabench.victims.recipes import RECIPES
+from sapabench.victims.train import TrainResult, VictimSpec, train_packed
 
 DONE, FAILED = "done", "failed"
 
@@ -66,7 +74,7 @@ def cached_dataset(source: DataSource) -> ImageDataset:
 
 
 def where_it_ran(device: torch.device | None = None) -> dict[str, str | None]:
-    """The host and device (as :func:`core.runtime.device_name` names it) a record was made on,
+    """The host and device (as :func:`sapabench.core.runtime.device_name` names it) a record was made on,
     so that timings from different machines are never averaged together."""
     return {"host": platform.node() or "unknown", "device": None if device is None else device_name(device)}
 
@@ -160,13 +168,13 @@ class Trial:
         poison: the poison set, or None for a clean victim (metric: clean accuracy).
         train_on_poison: False trains on clean data and still measures the poison's metric
             (the clean baseline of ``sapabench evaluate``).
-        numerics: the victim's precision and memory format (:mod:`core.numerics`).
+        numerics: the victim's precision and memory format (:mod:`sapabench.core.numerics`).
         protocol, pretrained: the victim protocol and the source of its pretrained model
-            (:mod:`victims.protocols`; :func:`start_of` turns them into starting weights).
-        deterministic: train under :func:`core.runtime.deterministic_algorithms` (recorded in
+            (:mod:`sapabench.victims.protocols`; :func:`start_of` turns them into starting weights).
+        deterministic: train under :func:`sapabench.core.runtime.deterministic_algorithms` (recorded in
             the trial's provenance).
         train_step: how training steps run (``auto``, ``eager`` or ``graph``:
-            :data:`victims.train.STEPS`; the one used is recorded in the provenance).
+            :data:`sapabench.victims.train.STEPS`; the one used is recorded in the provenance).
     """
 
     arch: str
@@ -389,7 +397,7 @@ def run_trial(trial: Trial) -> TrialRecord:
 
 
 def run_trials(trials: Sequence[Trial]) -> list[TrialRecord]:
-    """Several trials as one task, their victims trained packed (:func:`victims.train.train_packed`)
+    """Several trials as one task, their victims trained packed (:func:`sapabench.victims.train.train_packed`)
     where they can be: one at a time on the CPU gains nothing, so packs are for CUDA, where small
     victims leave the GPU idle between kernels. Victims with a gradient transform train alone.
     A pack that runs out of GPU memory is split in halves and retried (the rows say how many

@@ -29,7 +29,7 @@ taken from the run/submission folder (``poisons/<key>``, sealed, its tensors' sh
 against the entry); without one it is re-crafted here and that trial then measures this
 machine's re-craft (reported: a check of the attack's efficacy, not of the artifact). The
 re-run values are compared with the recorded values of the same trials by a test suited to the
-metric (:func:`core.stats.agreement`): Fisher's exact test for 0/1 success, a Student t
+metric (:func:`sapabench.core.stats.agreement`): Fisher's exact test for 0/1 success, a Student t
 interval on the mean difference for rates, at ``alpha`` = 0.01.
 """
 
@@ -47,22 +47,22 @@ from typing import Any
 
 import torch
 
-from attacks import ATTACKS
-from benchmark.entries import entries_dir, entry_cells
-from benchmark.submit import MANIFEST_FILE, SUITE_FILE
-from benchmark.suite import Cell, PoisonSpec
-from benchmark.trial import DONE, CraftRecord, CraftTask, PoisonRef, Trial, craft, run_trial
-from core.atomic import write_json
-from core.datasets import DataSource
-from core.errors import ConfigError
-from core.files import parse_toml, read_bytes, read_json
-from core.names import CLEAN, NO_DEFENSE
-from core.poison import META_FILE, PoisonSet, recorded_sha256
-from core.provenance import git_commit
-from core.runtime import UNKNOWN_ISA, device_name, isa, resolve_device, threads_of
-from core.stats import agreement
-from defenses import DEFENSES
-from leaderboard.schema import MAX_ENTRY_BYTES, load_entry
+from sapabench.attacks import ATTACKS
+from sapabench.benchmark.entries import entries_dir, entry_cells
+from sapabench.benchmark.submit import MANIFEST_FILE, SUITE_FILE
+from sapabench.benchmark.suite import Cell, PoisonSpec
+from sapabench.benchmark.trial import DONE, CraftRecord, CraftTask, PoisonRef, Trial, craft, run_trial
+from sapabench.core.atomic import write_json
+from sapabench.core.datasets import DataSource
+from sapabench.core.errors import ConfigError
+from sapabench.core.files import parse_toml, read_bytes, read_json
+from sapabench.core.names import CLEAN, NO_DEFENSE
+from sapabench.core.poison import META_FILE, PoisonSet, recorded_sha256
+from sapabench.core.provenance import git_commit
+from sapabench.core.runtime import UNKNOWN_ISA, device_name, isa, resolve_device, threads_of
+from sapabench.core.stats import agreement
+from sapabench.defenses import DEFENSES
+from sapabench.leaderboard.schema import MAX_ENTRY_BYTES, load_entry
 
 EXACT_TOLERANCE = 1e-9
 ALL_TRIALS_UP_TO = 8  # entries with at most this many trials are re-run whole by default

@@ -15,12 +15,12 @@ It imports none of ``victims``, ``attacks``, ``defenses``, ``leaderboard`` or ``
   writes, config validation, where a result came from.
 """
 
-from core.datasets import DATASETS, DataSource, ImageDataset, load_dataset
-from core.errors import ConfigError, UnknownNameError
-from core.poison import PoisonSet
-from core.provenance import VERSION as __version__
-from core.registry import Registry
-from core.threats import ThreatModel
+from sapabench.core.datasets import DATASETS, DataSource, ImageDataset, load_dataset
+from sapabench.core.errors import ConfigError, UnknownNameError
+from sapabench.core.poison import PoisonSet
+from sapabench.core.provenance import VERSION as __version__
+from sapabench.core.registry import Registry
+from sapabench.core.threats import ThreatModel
 
 __all__ = [
     "DATASETS",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from core.errors import ConfigError
+from sapabench.core.errors import ConfigError
 
 
 def shown(value: object, width: int = 60) -> str:

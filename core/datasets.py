@@ -30,10 +30,10 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import Tensor
 
-from core.errors import ConfigError
-from core.names import EMBEDDED_DATASET
-from core.registry import Registry
-from core.threats import paste_fixed
+from sapabench.core.errors import ConfigError
+from sapabench.core.names import EMBEDDED_DATASET
+from sapabench.core.registry import Registry
+from sapabench.core.threats import paste_fixed
 
 
 class PoisonLike(Protocol):

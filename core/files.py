@@ -6,7 +6,7 @@ symbolic link (reading never ends), a gigabyte of JSON, 200,000 nested arrays (t
 recursion overflows), a 5,000-digit integer (Python refuses to convert it), invalid UTF-8 or a
 key given twice (JSON's last one silently wins). Every harness read of such a document goes
 through :func:`read_bytes` and :func:`parse_json` / :func:`parse_toml`, which turn each of these
-into a :class:`~core.errors.ConfigError` naming the file and the problem.
+into a :class:`~sapabench.core.errors.ConfigError` naming the file and the problem.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from core.errors import ConfigError
+from sapabench.core.errors import ConfigError
 
 MAX_DOCUMENT_BYTES = 16 << 20
 """The largest JSON or TOML document read (an entry is a few kB; a manifest of thousands of

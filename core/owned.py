@@ -24,9 +24,9 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-from core.atomic import file_sha256, write_json
-from core.errors import ConfigError
-from core.files import read_json
+from sapabench.core.atomic import file_sha256, write_json
+from sapabench.core.errors import ConfigError
+from sapabench.core.files import read_json
 
 OWNED_FILE = ".sapabench-written"
 """The record of the files a harness writer wrote into a folder: JSON ``{name: sha256}``."""

@@ -30,11 +30,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from core.atomic import file_sha256
-from core.datasets import ImageDataset
-from core.errors import ConfigError
-from core.files import read_json, regular_file
-from core.threats import ThreatModel
+from sapabench.core.atomic import file_sha256
+from sapabench.core.datasets import ImageDataset
+from sapabench.core.errors import ConfigError
+from sapabench.core.files import read_json, regular_file
+from sapabench.core.threats import ThreatModel
 
 # Format 3 seals the metadata; format 2 named seconds ``*_s`` (format 1: ``craft_seconds`` and
 # ``extra.surrogate_train_seconds_excluded``). Formats 1 and 2 load only through :func:`migrate`.

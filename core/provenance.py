@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from core.runtime import device_name, isa
+from sapabench.core.runtime import device_name, isa
 
 try:
     VERSION = metadata.version("sapabench")

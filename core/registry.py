@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
 
-from core.errors import ConfigError, UnknownNameError
+from sapabench.core.errors import ConfigError, UnknownNameError
 
 T = TypeVar("T")
 

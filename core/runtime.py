@@ -10,7 +10,7 @@ from contextlib import contextmanager
 
 import torch
 
-from core.errors import ConfigError
+from sapabench.core.errors import ConfigError
 
 MAX_SEED = 2**31 - 1
 """The largest seed a user gives (craft, trial and --seed): seeds derived from it (ensemble

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from core.errors import ConfigError
+from sapabench.core.errors import ConfigError
 
 THREATS = ("targeted", "backdoor", "untargeted")
 NO_THREAT = "none"

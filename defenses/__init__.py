@@ -1,5 +1,5 @@
 """Defenses against data poisoning, and everything a defense author needs, importable from
-here (``from defenses import ...``).
+here (``from sapabench.defenses import ...``).
 
 Registered (``sapabench list defenses``): spectral-signatures, activation-clustering, deep-knn,
 jpeg, grayscale (data-level); dp-sgd, adversarial, mixup, cutout, sam (training-level).
@@ -10,10 +10,10 @@ To write a defense: a dataclass (its fields are the options) subclassing :class:
 with :func:`register_defense`. Errors: :class:`ConfigError`.
 """
 
-from core.errors import ConfigError
-from defenses import filters, purification, training  # noqa: F401  (registration)
-from defenses.apply import Defended, apply_defense, filter_stats
-from defenses.base import (
+from sapabench.core.errors import ConfigError
+from sapabench.defenses import filters, purification, training  # noqa: F401  (registration)
+from sapabench.defenses.apply import Defended, apply_defense, filter_stats
+from sapabench.defenses.base import (
     DEFENSES,
     DataDefense,
     Defense,
@@ -22,8 +22,8 @@ from defenses.base import (
     TrainingDefense,
     register_defense,
 )
-from victims.recipes import Recipe
-from victims.train import GradientTransform
+from sapabench.victims.recipes import Recipe
+from sapabench.victims.train import GradientTransform
 
 __all__ = [
     "DEFENSES",

@@ -9,12 +9,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from core.datasets import ImageDataset, PoisonLike
-from core.errors import ConfigError
-from core.runtime import seeded
-from defenses.base import DataDefense, Defense, DefenseContext, TrainingDefense
-from victims.recipes import Recipe
-from victims.train import GradientTransform
+from sapabench.core.datasets import ImageDataset, PoisonLike
+from sapabench.core.errors import ConfigError
+from sapabench.core.runtime import seeded
+from sapabench.defenses.base import DataDefense, Defense, DefenseContext, TrainingDefense
+from sapabench.victims.recipes import Recipe
+from sapabench.victims.train import GradientTransform
 
 
 @dataclass(frozen=True)

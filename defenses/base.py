@@ -22,9 +22,9 @@ from typing import ClassVar, TypeVar
 import torch
 from torch import Tensor
 
-from core.registry import Registry
-from victims.recipes import Recipe
-from victims.train import GradientTransform
+from sapabench.core.registry import Registry
+from sapabench.victims.recipes import Recipe
+from sapabench.victims.train import GradientTransform
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,10 @@ from sklearn.decomposition import PCA
 from sklearn.neighbors import NearestNeighbors
 from torch import Tensor, nn
 
-from core.checks import open_fraction, positive
-from core.datasets import ImageDataset
-from defenses.base import DataDefense, DefenseContext, Filtered, register_defense
-from victims.train import train_victim
+from sapabench.core.checks import open_fraction, positive
+from sapabench.core.datasets import ImageDataset
+from sapabench.defenses.base import DataDefense, DefenseContext, Filtered, register_defense
+from sapabench.victims.train import train_victim
 
 
 def penultimate_features(model: nn.Module, x: Tensor, batch_size: int = 512) -> np.ndarray:

@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from core.errors import ConfigError
-from defenses.base import DataDefense, DefenseContext, Filtered, register_defense
+from sapabench.core.errors import ConfigError
+from sapabench.defenses.base import DataDefense, DefenseContext, Filtered, register_defense
 
 
 def jpeg_compress(x: Tensor, quality: int) -> Tensor:

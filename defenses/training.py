@@ -8,10 +8,10 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
-from core.checks import in_range, positive
-from defenses.base import TrainingDefense, register_defense
-from victims.recipes import RECIPES, Recipe
-from victims.train import GradientTransform
+from sapabench.core.checks import in_range, positive
+from sapabench.defenses.base import TrainingDefense, register_defense
+from sapabench.victims.recipes import RECIPES, Recipe
+from sapabench.victims.train import GradientTransform
 
 
 @register_defense("dp-sgd", description="training: clip each batch gradient to 1.0 and add N(0, (0.01 * 1.0)^2) noise")

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.atomic import replacing
-from core.names import NO_DEFENSE
-from core.stats import PairedTest, adjust_p, sign_flip_p
-from core.threats import ADVERSARIAL_MARGIN, NO_THREAT
-from leaderboard.render import ALPHA, Figure, compare, numerics_label, protocol_label
+from sapabench.core.atomic import replacing
+from sapabench.core.names import NO_DEFENSE
+from sapabench.core.stats import PairedTest, adjust_p, sign_flip_p
+from sapabench.core.threats import ADVERSARIAL_MARGIN, NO_THREAT
+from sapabench.leaderboard.render import ALPHA, Figure, compare, numerics_label, protocol_label
 
 COST_COLUMNS = (
     "dataset",

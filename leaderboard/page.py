@@ -26,11 +26,11 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from core.names import NO_DEFENSE
-from core.threats import ADVERSARIAL_MARGIN, NO_THREAT, THREATS
-from leaderboard.records import VERDICTS, entries_digest
-from leaderboard.render import ALPHA, Figure, numerics_label, protocol_label
-from leaderboard.summary import threat_summaries
+from sapabench.core.names import NO_DEFENSE
+from sapabench.core.threats import ADVERSARIAL_MARGIN, NO_THREAT, THREATS
+from sapabench.leaderboard.records import VERDICTS, entries_digest
+from sapabench.leaderboard.render import ALPHA, Figure, numerics_label, protocol_label
+from sapabench.leaderboard.summary import threat_summaries
 
 TEMPLATE = "leaderboard.html.j2"
 FILTERS = ("dataset", "arch", "recipe", "protocol", "defense")
@@ -425,7 +425,7 @@ THREAT_PAGE_TIPS = (
     "attack (bold: SAPA)",
     "metric %, mean ± SE over trials (targeted: with the adversarial margin)",
     "clean victims: accuracy % (untargeted) or the adversarial margin (targeted)",
-    "the strongest SAPA attack of the setting, against which this baseline is compared",
+    "the SAPA attack this baseline is compared with: its own SAPA twin, else the strongest SAPA attack of the setting",
     "gap in points, > 0 = SAPA stronger",
     "one-sided p of SAPA being stronger",
     "what was paired",
@@ -644,7 +644,7 @@ def render_page(
     wheres = [entry_where(e) for e in entries]
     filters = [(name, sorted({w[name] for w in wheres})) for name in FILTERS]
     env = Environment(
-        loader=PackageLoader("leaderboard", "templates"),
+        loader=PackageLoader("sapabench.leaderboard", "templates"),
         autoescape=True,
         undefined=StrictUndefined,
         trim_blocks=True,

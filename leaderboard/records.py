@@ -21,9 +21,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from core.errors import ConfigError
-from core.files import read_json
-from leaderboard.schema import EntryError
+from sapabench.core.errors import ConfigError
+from sapabench.core.files import read_json
+from sapabench.leaderboard.schema import EntryError
 
 RUNS_FILE = "runs.json"
 CLAIMS_FILE = "claims.json"

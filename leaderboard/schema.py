@@ -33,15 +33,15 @@ import math
 from pathlib import Path
 from typing import Any
 
-from core.errors import ConfigError
-from core.files import read_json
-from core.names import NO_POISON, PRESETS, is_sapa
-from core.numerics import FP32, MEMORY_FORMATS, PRECISIONS, STEPS, Numerics
-from core.runtime import MANY_THREADS, UNKNOWN_ISA, cpu_threads
-from core.stats import mean_se
-from core.threats import ADVERSARIAL_MARGIN, NO_THREAT, THREATS
-from victims.protocols import NO_PRETRAINED, PROTOCOLS, SCRATCH
-from victims.recipes import RECIPES
+from sapabench.core.errors import ConfigError
+from sapabench.core.files import read_json
+from sapabench.core.names import NO_POISON, PRESETS, is_sapa
+from sapabench.core.numerics import FP32, MEMORY_FORMATS, PRECISIONS, STEPS, Numerics
+from sapabench.core.runtime import MANY_THREADS, UNKNOWN_ISA, cpu_threads
+from sapabench.core.stats import mean_se
+from sapabench.core.threats import ADVERSARIAL_MARGIN, NO_THREAT, THREATS
+from sapabench.victims.protocols import NO_PRETRAINED, PROTOCOLS, SCRATCH
+from sapabench.victims.recipes import RECIPES
 
 SCHEMA_VERSION = 9
 READABLE_VERSIONS = (2, 3, 4, 5, 6, 7, 8, SCHEMA_VERSION)

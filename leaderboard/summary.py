@@ -3,7 +3,7 @@ how often significantly, and how many settings could not decide either way.
 
 Each setting (dataset, victim, recipe, protocol, numerics, defense, attack options) pairs a SAPA
 attack with its own base attack by craft seed; the exact two-sided sign-flip test of the
-paper's metric decides it (:func:`core.stats.compare_arms`). Settings whose design floor is not
+paper's metric decides it (:func:`sapabench.core.stats.compare_arms`). Settings whose design floor is not
 below alpha (fewer than 6 poisons: 2^(1-n) >= 0.05) are counted as underpowered and left out of
 the family; the others are adjusted together with Benjamini-Hochberg, as the secondary claims
 are. White-box victims are left out, as the claims leave them out.
@@ -15,10 +15,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from core.names import sapa_name
-from core.stats import adjust_p, two_sided_floor
-from core.threats import THREATS
-from leaderboard.render import ALPHA, rival_pairs
+from sapabench.core.names import sapa_name
+from sapabench.core.stats import adjust_p, two_sided_floor
+from sapabench.core.threats import THREATS
+from sapabench.leaderboard.render import ALPHA, rival_pairs
 
 MIN_PAIRS = next(n for n in range(2, 64) if two_sided_floor(n) < ALPHA)
 """The fewest poisons (pairs) whose exact two-sided test can reach :data:`ALPHA` (6 at 0.05)."""

@@ -1,7 +1,7 @@
 """A valid leaderboard entry to tamper with in tests."""
 
-from core.stats import mean_se
-from leaderboard.schema import PER_DEVICE, SCHEMA_VERSION, measure_summary, seal
+from sapabench.core.stats import mean_se
+from sapabench.leaderboard.schema import PER_DEVICE, SCHEMA_VERSION, measure_summary, seal
 
 
 def _timings(craft_s, surrogates_s, devices):

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from core.atomic import write_json
-from leaderboard.records import CLAIMS_FILE, CLAIMS_FORMAT, CLAIMS_VERSION, RUNS_FILE, entries_digest
-from leaderboard.render import render
-from leaderboard.schema import seal
+from sapabench.core.atomic import write_json
+from sapabench.leaderboard.records import CLAIMS_FILE, CLAIMS_FORMAT, CLAIMS_VERSION, RUNS_FILE, entries_digest
+from sapabench.leaderboard.render import render
+from sapabench.leaderboard.schema import seal
 from tests._entries import make_entry
 
 TARGETED = dict(threat="targeted", metric="success_rate", higher=True)

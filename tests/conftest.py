@@ -53,7 +53,7 @@ def _private_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def digits():
-    from core.datasets import load_dataset
+    from sapabench.core.datasets import load_dataset
 
     return load_dataset("digits")
 
@@ -80,7 +80,7 @@ def smoke_cli(tmp_path_factory):
     import contextlib
     import io
 
-    from benchmark.cli import main
+    from sapabench.benchmark.cli import main
 
     out = tmp_path_factory.mktemp("smoke-run") / "smoke"
     streams = []

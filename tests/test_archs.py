@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from core.errors import ConfigError
-from victims.archs import ARCHS, Normalize, build_model
+from sapabench.core.errors import ConfigError
+from sapabench.victims.archs import ARCHS, Normalize, build_model
 
 
 @pytest.mark.parametrize("arch", ARCHS.list())

@@ -7,10 +7,10 @@ is an expected failure that will report when that changes.
 
 import pytest
 
-from attacks import create_attack
-from attacks.metrics import measure
-from victims.recipes import RECIPES
-from victims.train import train_victim
+from sapabench.attacks import create_attack
+from sapabench.attacks.metrics import measure
+from sapabench.victims.recipes import RECIPES
+from sapabench.victims.train import train_victim
 
 
 def _poisoned_and_clean(digits, name, seed=0):

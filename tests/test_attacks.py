@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 
-from attacks import ATTACKS, PoisonSet, create_attack
-from attacks.base import Attack
-from core.errors import ConfigError
-from core.poison import META_FILE, TENSORS_FILE, migrate, sealed
+from sapabench.attacks import ATTACKS, PoisonSet, create_attack
+from sapabench.attacks.base import Attack
+from sapabench.core.errors import ConfigError
+from sapabench.core.poison import META_FILE, TENSORS_FILE, migrate, sealed
 
 NAMES = ATTACKS.list()
 
@@ -227,7 +227,7 @@ def test_poison_from_another_dataset_is_refused(crafted, digits, tmp_path):
         ({"eps": 1.5}, r"invalid eps=1.5"),
         ({"budget": 0}, r"invalid budget=0"),
         ({"budget": 2}, r"invalid budget=2"),
-        ({"rho": -1}, r"invalid rho"),
+        ({"rho": -1}, r"rho is an option of SAPA attacks only; use 'sapa-gradient-matching'"),
         ({"steps": 0}, r"invalid steps=0"),
         ({"stepz": 3}, r"unknown attack option 'stepz'"),
     ],
@@ -235,6 +235,11 @@ def test_poison_from_another_dataset_is_refused(crafted, digits, tmp_path):
 def test_bad_attack_options(options, message):
     with pytest.raises(ConfigError, match=message):
         create_attack("gradient-matching", **options)
+
+
+def test_sapas_radius_is_checked_on_the_sapa_attack():
+    with pytest.raises(ConfigError, match=r"invalid rho=-1"):
+        create_attack("sapa-gradient-matching", rho=-1)
 
 
 def test_budget_that_allows_no_poison(tiny_digits):

@@ -6,18 +6,18 @@ import pytest
 import torch
 from torch import nn
 
-from attacks import create_attack
-from attacks._features import block_features, penultimate
-from attacks.autoregressive import ar_filters, ar_noise
-from attacks.clean_label_backdoor import stamp
-from attacks.hidden_trigger import greedy_pairs
-from attacks.metapoison import unrolled_adversarial_loss
-from attacks.surrogate import get_surrogate
-from core.errors import ConfigError
+from sapabench.attacks import create_attack
+from sapabench.attacks._features import block_features, penultimate
+from sapabench.attacks.autoregressive import ar_filters, ar_noise
+from sapabench.attacks.clean_label_backdoor import stamp
+from sapabench.attacks.hidden_trigger import greedy_pairs
+from sapabench.attacks.metapoison import unrolled_adversarial_loss
+from sapabench.attacks.surrogate import get_surrogate
+from sapabench.core.errors import ConfigError
 
 
 def _surrogate(poison, dataset):
-    from attacks.surrogate import SurrogateSpec
+    from sapabench.attacks.surrogate import SurrogateSpec
 
     spec = SurrogateSpec(**{k: poison.config["surrogate"][k] for k in ("arch", "recipe", "epochs")})
     return get_surrogate(spec, dataset, poison.seed, torch.device("cpu"))[0].eval()
@@ -42,7 +42,7 @@ def test_feature_collision_moves_the_poisons_features_to_the_target(tiny_digits,
 
 
 def test_block_features_end_with_the_penultimate_features(tiny_digits):
-    from victims.archs import build_model
+    from sapabench.victims.archs import build_model
 
     model = build_model("convnet", tiny_digits).eval()
     blocks = block_features(model, tiny_digits.train_x[:3])

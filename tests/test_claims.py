@@ -2,11 +2,11 @@ import json
 
 import pytest
 
-from benchmark.claims import ClaimsPlan, describe, load_claims, plan_claims
-from benchmark.claims import check_claims as write_verdicts
-from benchmark.claims import test_claims as check_claims
-from core.errors import ConfigError
-from leaderboard.records import load_claims_record
+from sapabench.benchmark.claims import ClaimsPlan, describe, load_claims, plan_claims
+from sapabench.benchmark.claims import check_claims as write_verdicts
+from sapabench.benchmark.claims import test_claims as check_claims
+from sapabench.core.errors import ConfigError
+from sapabench.leaderboard.records import load_claims_record
 from tests._entries import make_entry
 
 
@@ -268,7 +268,7 @@ def test_many_comparisons_are_adjusted_together_and_a_repeated_one_counts_once(t
 
 
 def test_a_verdict_decided_on_the_margin_is_labelled_in_every_output(tmp_path, capsys):
-    from benchmark.cli import main
+    from sapabench.benchmark.cli import main
 
     cells = [(c, t) for c in range(8) for t in (100, 101)]
     base_margin = [-4.0 + 0.1 * i for i in range(16)]
@@ -288,7 +288,8 @@ def test_a_verdict_decided_on_the_margin_is_labelled_in_every_output(tmp_path, c
     row = rows["T4-sgd-gradient-matching"]
     assert row["label"] == "held (margin)" and row["decided_on"] == "adversarial margin"
     assert "success 0.0 +/- 0.0 -> 0.0 +/- 0.0" in row["summary"]  # the 0/1 success beside it
-    assert "held (margin)" in (results / "leaderboard" / "leaderboard.html").read_text()
+    page = (results / "leaderboard" / "leaderboard.html").read_text()
+    assert ">proxy: adversarial margin</span>" in page  # the page badges the proxy beside the verdict
 
 
 def _linear(attack, margins, arch="convnet", pretrained="independent", surrogate="convnet"):
@@ -318,8 +319,8 @@ def test_a_victim_that_starts_from_the_attackers_surrogate_is_white_box(tmp_path
     ]
     assert _verdicts(tmp_path / "w", white)["T4-sgd-gradient-matching"].verdict == "untested"
     board = tmp_path / "w" / "leaderboard"
-    from leaderboard.render import rival_pairs
-    from leaderboard.schema import load_entries
+    from sapabench.leaderboard.render import rival_pairs
+    from sapabench.leaderboard.schema import load_entries
 
     pairs = rival_pairs(load_entries(board / "entries"))
     assert pairs and all(p["white_box"] and p["protocol"].endswith("(white-box bound)") for p in pairs)
@@ -343,7 +344,7 @@ def test_tied_settings_rest_on_the_weakest_not_on_a_label(tmp_path):
         _linear("gradient-matching", base, pretrained="file:/x.safetensors@" + "a" * 64),
         _linear("sapa-gradient-matching", strong, pretrained="file:/x.safetensors@" + "a" * 64),
     ]
-    from leaderboard.schema import seal
+    from sapabench.leaderboard.schema import seal
 
     for i in (2, 3):
         entries[i]["entry_id"] += "-file"
@@ -371,7 +372,7 @@ def test_primary_claims_are_decided_with_holm_and_nothing_else_is_tested(tmp_pat
 
 
 def _suite(text):
-    from benchmark.suite import parse_suite
+    from sapabench.benchmark.suite import parse_suite
 
     return parse_suite(text, "s.toml")
 
@@ -410,7 +411,7 @@ def test_a_pre_registered_claim_the_design_cannot_decide_is_refused():
 
 
 def test_a_refused_plan_writes_nothing(tmp_path):
-    from benchmark.runner import run_suite
+    from sapabench.benchmark.runner import run_suite
 
     bad = _suite(PLANNED.format(seeds=[0, 1, 2], primary='["T4-sgd-error-min"]'))
     with pytest.raises(ConfigError, match=r"cannot be decided: floor 0\.25"):
@@ -424,8 +425,8 @@ def test_a_claim_names_its_protocol_per_scale():
     _, claims = load_claims()
     gm = next(c for c in claims if c.id == "T4-sgd-gradient-matching")
     assert gm.protocol_at("embedded") == "linear" and gm.protocol_at("paper") == "scratch"
-    from benchmark.claims import undecidable_claims
-    from benchmark.suite import load_suite
+    from sapabench.benchmark.claims import undecidable_claims
+    from sapabench.benchmark.suite import load_suite
 
     assert undecidable_claims(load_suite("table4")) == []  # ten poisons per comparison
     assert undecidable_claims(load_suite("defenses"))  # one poison: said before the run, not hidden

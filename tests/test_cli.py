@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from benchmark.cli import main
+from sapabench.benchmark.cli import main
 
 
 def run(capsys, *argv):
@@ -135,10 +135,10 @@ class _Terminal(io.StringIO):
 
 
 def test_progress_bars_show_on_a_terminal_only():
-    from benchmark.cli import _progress_printer
-    from benchmark.runner import Progress
-    from benchmark.trial import FAILED, TrialRecord
-    from victims.train import EpochStats
+    from sapabench.benchmark.cli import _progress_printer
+    from sapabench.benchmark.runner import Progress
+    from sapabench.benchmark.trial import FAILED, TrialRecord
+    from sapabench.victims.train import EpochStats
 
     fields = dict.fromkeys(EpochStats.__dataclass_fields__, 0.5)
     for stream, shown in ((_Terminal(), True), (io.StringIO(), False)):
@@ -165,7 +165,7 @@ def test_train_json_is_reproducible(capsys):
 
 def test_console_script_error_has_no_traceback():
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmark", "train", "--lr", "-1"], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "sapabench", "train", "--lr", "-1"], capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 2
     assert proc.stderr.strip() == "sapabench: error: invalid lr=-1.0: must be a positive number (set --lr)"

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from benchmark.claims import test_cost_claims as cost_claims_of
-from benchmark.entries import entries_dir
-from leaderboard.cost import cost_verdicts, cost_view
-from leaderboard.render import render
+from sapabench.benchmark.claims import test_cost_claims as cost_claims_of
+from sapabench.benchmark.entries import entries_dir
+from sapabench.leaderboard.cost import cost_verdicts, cost_view
+from sapabench.leaderboard.render import render
 from tests._entries import make_entry
 
 SEEDS = range(8)

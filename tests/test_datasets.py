@@ -3,8 +3,8 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from core.datasets import load_dataset
-from core.errors import ConfigError
+from sapabench.core.datasets import load_dataset
+from sapabench.core.errors import ConfigError
 from tests._fakedata import write_cifar10, write_cifar100, write_svhn
 
 

@@ -6,13 +6,13 @@ from dataclasses import dataclass, replace
 import pytest
 import torch
 
-from core.errors import ConfigError
-from defenses import DEFENSES
-from defenses.apply import apply_defense, filter_stats
-from defenses.purification import jpeg_compress, to_grayscale
-from defenses.training import DPSGD
-from victims.recipes import RECIPES
-from victims.train import Trainer
+from sapabench.core.errors import ConfigError
+from sapabench.defenses import DEFENSES
+from sapabench.defenses.apply import apply_defense, filter_stats
+from sapabench.defenses.purification import jpeg_compress, to_grayscale
+from sapabench.defenses.training import DPSGD
+from sapabench.victims.recipes import RECIPES
+from sapabench.victims.train import Trainer
 
 CPU = torch.device("cpu")
 

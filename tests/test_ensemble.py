@@ -4,14 +4,14 @@ import pytest
 import torch
 from torch import nn
 
-from attacks import ConfigError, CraftContext, create_attack
-from attacks._draws import draw_target
-from attacks._matching import Targets, _flat_norm, differentiable_augment, matching_loss
-from attacks.base import budget_indices, member_seed, project, random_delta
-from attacks.sapa import trainable
-from benchmark.suite import parse_suite
-from core.runtime import seeded
-from victims.archs import build_model
+from sapabench.attacks import ConfigError, CraftContext, create_attack
+from sapabench.attacks._draws import draw_target
+from sapabench.attacks._matching import Targets, _flat_norm, differentiable_augment, matching_loss
+from sapabench.attacks.base import budget_indices, member_seed, project, random_delta
+from sapabench.attacks.sapa import trainable
+from sapabench.benchmark.suite import parse_suite
+from sapabench.core.runtime import seeded
+from sapabench.victims.archs import build_model
 
 CPU = torch.device("cpu")
 

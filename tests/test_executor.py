@@ -2,8 +2,8 @@
 
 import pytest
 
-from benchmark.executor import CELL, CRAFT, Graph, LocalExecutor, ProcessExecutor, Resources, make_executor
-from core.errors import ConfigError
+from sapabench.benchmark.executor import CELL, CRAFT, Graph, LocalExecutor, ProcessExecutor, Resources, make_executor
+from sapabench.core.errors import ConfigError
 from tests._graph_tasks import craft_label, lost, run_child
 
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from core.errors import ConfigError
-from core.sharpness import perturbed_weights, worst_case_direction
-from victims.augment import (
+from sapabench.core.errors import ConfigError
+from sapabench.core.sharpness import perturbed_weights, worst_case_direction
+from sapabench.victims.augment import (
     CX,
     CY,
     DX,
@@ -25,9 +25,9 @@ from victims.augment import (
     draw_epoch,
     mix_batch,
 )
-from victims.optim import AdamUpdate, SGDUpdate
-from victims.recipes import RECIPES
-from victims.train import Trainer, VictimSpec, resolve_step, train_packed, train_victim
+from sapabench.victims.optim import AdamUpdate, SGDUpdate
+from sapabench.victims.recipes import RECIPES
+from sapabench.victims.train import Trainer, VictimSpec, resolve_step, train_packed, train_victim
 
 CPU = torch.device("cpu")
 CIFAR_LIKE = Augmentation.of(32, crop=True, flip=True, cutout=None, cutout_on=True, mixup=True)
@@ -182,7 +182,7 @@ def test_packed_victims_equal_victims_trained_alone(tiny_digits, recipe):
 
 
 def test_victims_with_a_gradient_transform_are_not_packed(tiny_digits):
-    from defenses.training import DPSGD
+    from sapabench.defenses.training import DPSGD
 
     dp = DPSGD().gradient_transform()
     specs = [VictimSpec("convnet", "sgd", tiny_digits, seed=s, grad_transform=dp) for s in (0, 1)]
@@ -201,7 +201,7 @@ def test_graph_steps_need_cuda_and_auto_is_eager_on_the_cpu():
 def test_a_step_that_cannot_be_captured_falls_back_to_eager(tiny_digits, monkeypatch):
     """Where capture fails (a gradient transform that reads a value on the host, say), the
     trainer says why and trains eagerly, with the same numbers as an eager trainer."""
-    import victims.train as train_module
+    import sapabench.victims.train as train_module
 
     class Uncapturable:
         captured = False
@@ -229,7 +229,7 @@ def test_a_pack_that_runs_out_of_gpu_memory_is_split_in_halves(monkeypatch):
     a victim that does not fit alone fails with the out-of-memory error as its own."""
     from types import SimpleNamespace
 
-    import benchmark.trial as trial_module
+    import sapabench.benchmark.trial as trial_module
 
     tried = []
 

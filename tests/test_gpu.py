@@ -10,13 +10,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attacks import create_attack
-from attacks.sapa import mean_loss_terms, worst_case_weights
-from benchmark.suite import parse_suite
-from benchmark.trial import DONE, Trial, run_trial
-from core.datasets import DataSource
-from core.numerics import Numerics
-from victims.archs import ARCHS
+from sapabench.attacks import create_attack
+from sapabench.attacks.sapa import mean_loss_terms, worst_case_weights
+from sapabench.benchmark.suite import parse_suite
+from sapabench.benchmark.trial import DONE, Trial, run_trial
+from sapabench.core.datasets import DataSource
+from sapabench.core.numerics import Numerics
+from sapabench.victims.archs import ARCHS
 
 pytestmark = pytest.mark.gpu
 
@@ -93,9 +93,9 @@ def _weights(trainer):
 @pytest.mark.parametrize("recipe", RECIPE_NAMES)
 def test_graph_steps_equal_eager_steps(digits, recipe):
     """Two epochs (every batch size captured and replayed) give the eager trainer's weights."""
-    from core.runtime import deterministic_algorithms, seeded
-    from victims.recipes import RECIPES
-    from victims.train import Trainer
+    from sapabench.core.runtime import deterministic_algorithms, seeded
+    from sapabench.victims.recipes import RECIPES
+    from sapabench.victims.train import Trainer
 
     rec = RECIPES.create(recipe, epochs=4, batch_size=64)
     out = {}
@@ -115,9 +115,9 @@ def test_graph_steps_equal_eager_steps(digits, recipe):
 
 
 def test_packed_victims_equal_victims_trained_alone(digits):
-    from core.runtime import deterministic_algorithms
-    from victims.recipes import RECIPES
-    from victims.train import VictimSpec, train_packed, train_victim
+    from sapabench.core.runtime import deterministic_algorithms
+    from sapabench.victims.recipes import RECIPES
+    from sapabench.victims.train import VictimSpec, train_packed, train_victim
 
     rec = RECIPES.create("sgd", epochs=3)
     specs = [VictimSpec("convnet", rec, digits, seed=s) for s in (0, 1, 2)]
@@ -134,8 +134,8 @@ def test_packed_victims_equal_victims_trained_alone(digits):
 def test_dp_sgd_trains_in_a_graph(digits):
     """The DP-SGD defense's gradient transform (clipping, Gaussian noise from torch's generator)
     is captured with the step."""
-    from defenses.training import DPSGD
-    from victims.train import train_victim
+    from sapabench.defenses.training import DPSGD
+    from sapabench.victims.train import train_victim
 
     res = train_victim(
         "convnet", "sgd", digits, seed=0, device="cuda", grad_transform=DPSGD().gradient_transform(), step="graph"

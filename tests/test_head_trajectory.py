@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attacks._head import parse_head_epochs
-from attacks.base import CraftContext, create_attack
-from attacks.gradient_matching import GradientMatching
-from core.datasets import load_dataset
-from core.errors import ConfigError
-from core.runtime import seeded
-from victims.protocols import head
+from sapabench.attacks._head import parse_head_epochs
+from sapabench.attacks.base import CraftContext, create_attack
+from sapabench.attacks.gradient_matching import GradientMatching
+from sapabench.core.datasets import load_dataset
+from sapabench.core.errors import ConfigError
+from sapabench.core.runtime import seeded
+from sapabench.victims.protocols import head
 
 CPU = torch.device("cpu")
 

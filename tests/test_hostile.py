@@ -17,17 +17,17 @@ from pathlib import Path
 import pytest
 import torch
 
-import benchmark.entries
-from benchmark.cli import main
-from benchmark.entries import entries_dir
-from benchmark.runner import run_suite
-from benchmark.store import ResultsStore
-from benchmark.suite import load_suite, parse_suite
-from benchmark.trial import FAILED, TrialRecord
-from core.errors import ConfigError
-from core.owned import exclusive
-from core.poison import PoisonSet
-from core.threats import ThreatModel
+import sapabench.benchmark.entries as entries_module
+from sapabench.benchmark.cli import main
+from sapabench.benchmark.entries import entries_dir
+from sapabench.benchmark.runner import run_suite
+from sapabench.benchmark.store import ResultsStore
+from sapabench.benchmark.suite import load_suite, parse_suite
+from sapabench.benchmark.trial import FAILED, TrialRecord
+from sapabench.core.errors import ConfigError
+from sapabench.core.owned import exclusive
+from sapabench.core.poison import PoisonSet
+from sapabench.core.threats import ThreatModel
 
 SMOKE_ARGS = ["--suite", "smoke", "--device", "cpu", "--executor", "local", "--quiet"]
 
@@ -102,7 +102,7 @@ def test_a_second_run_on_the_same_folder_is_refused_with_who_holds_it(smoke_out,
         [
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path; from core.owned import exclusive\n"
+            "import sys, time; from pathlib import Path; from sapabench.core.owned import exclusive\n"
             "with exclusive(Path(sys.argv[1])):\n    print('held', flush=True); time.sleep(60)",
             str(out),
         ],
@@ -132,7 +132,7 @@ def test_a_failed_attempt_never_replaces_a_finished_cell(smoke_out, tmp_path):
 
 
 def _numerics(row):
-    from core.numerics import Numerics
+    from sapabench.core.numerics import Numerics
 
     return Numerics(row["precision"], row["memory_format"])
 
@@ -179,7 +179,7 @@ def test_file_system_failures_are_one_line_errors(smoke_out, tmp_path, capsys, m
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(entries_dir(out) / "x.json"))
 
-    monkeypatch.setattr(benchmark.entries, "write_json", full)
+    monkeypatch.setattr(entries_module, "write_json", full)
     assert main(["run", *SMOKE_ARGS, "--out", str(out)]) == 2
     assert "No space left on device; free some space" in _one_line_error(capsys)
     monkeypatch.undo()
@@ -207,7 +207,7 @@ def test_a_fifo_entry_and_an_oversized_entry_are_refused_without_hanging(tmp_pat
     t0 = time.monotonic()
     # in a child with a time limit: a regression here would otherwise hang the whole test run
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmark", *render],
+        [sys.executable, "-m", "sapabench", *render],
         capture_output=True,
         text=True,
         timeout=120,

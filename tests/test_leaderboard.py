@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from core.stats import mean_se, paired_test, sign_flip_p
-from leaderboard.render import render, sapa_pairs
-from leaderboard.schema import SCHEMA_VERSION, EntryError, content_hash, load_entries, load_entry, validate
+from sapabench.core.stats import mean_se, paired_test, sign_flip_p
+from sapabench.leaderboard.render import render, sapa_pairs
+from sapabench.leaderboard.schema import SCHEMA_VERSION, EntryError, content_hash, load_entries, load_entry, validate
 from tests._entries import make_entry
 
 
@@ -95,7 +95,7 @@ def test_pairs_sign_the_gap_so_positive_means_sapa_stronger():
 
 
 def test_entries_that_differ_in_attack_options_are_paired_separately():
-    from leaderboard.schema import seal
+    from sapabench.leaderboard.schema import seal
 
     def with_options(e, options):
         e = dict(e, setting={**e["setting"], "options": options})
@@ -162,7 +162,7 @@ def test_render_is_deterministic_and_complete(tmp_path):
 
 
 def test_json_schema_describes_the_entry():
-    from leaderboard.schema import json_schema
+    from sapabench.leaderboard.schema import json_schema
 
     schema = json_schema()
     e = make_entry()
@@ -209,7 +209,7 @@ def test_older_entries_are_read_as_the_current_version(tmp_path, version):
 
 
 def test_timings_of_different_devices_are_never_averaged():
-    from leaderboard.render import _row
+    from sapabench.leaderboard.render import _row
 
     mixed = make_entry(devices={"cpu:x86_64x2threads": 2, "cuda:NVIDIA H100": 1})
     assert mixed["timings"]["train_s_mean"] is None and sorted(mixed["timings"]["devices"]) == [
@@ -267,10 +267,10 @@ def test_a_version_2_entry_edited_after_it_was_written_is_refused(tmp_path):
 
 
 def test_rho_ablation_groups_sapa_radii_beside_the_baseline():
-    from leaderboard.render import rho_ablation
+    from sapabench.leaderboard.render import rho_ablation
 
     def with_rho(e, rho):
-        from leaderboard.schema import seal
+        from sapabench.leaderboard.schema import seal
 
         e = dict(e, setting={**e["setting"], "options": {"rho": rho}})
         e.pop("content_sha256")
@@ -289,7 +289,7 @@ def test_rho_ablation_groups_sapa_radii_beside_the_baseline():
 
 
 def test_the_threat_model_view_ranks_every_attack_and_puts_each_baseline_beside_sapa():
-    from leaderboard.render import threat_view
+    from sapabench.leaderboard.render import threat_view
     from tests._entries import make_entry
 
     cells = [(0, 100 + i) for i in range(3)]
@@ -310,7 +310,7 @@ def test_the_threat_model_view_ranks_every_attack_and_puts_each_baseline_beside_
 
 
 def test_the_threat_model_view_breaks_ties_of_success_by_the_margin():
-    from leaderboard.render import threat_view
+    from sapabench.leaderboard.render import threat_view
     from tests._entries import make_entry
 
     cells = [(c, 100) for c in range(4)]
@@ -335,8 +335,8 @@ def test_the_threat_model_view_breaks_ties_of_success_by_the_margin():
 
 
 def test_rho_ablation_keeps_absolute_and_relative_radii_apart_with_one_baseline():
-    from leaderboard.render import rho_ablation
-    from leaderboard.schema import seal
+    from sapabench.leaderboard.render import rho_ablation
+    from sapabench.leaderboard.schema import seal
 
     def with_options(e, **options):
         e = dict(e, setting={**e["setting"], "options": options})
@@ -354,7 +354,7 @@ def test_rho_ablation_keeps_absolute_and_relative_radii_apart_with_one_baseline(
 
 
 def test_the_answer_line_counts_sapa_against_its_own_base_with_the_designs_floor():
-    from leaderboard.summary import threat_summaries
+    from sapabench.leaderboard.summary import threat_summaries
 
     eight = [(c, 100) for c in range(8)]
     low, high = [0.50 + 0.01 * i for i in range(8)], [0.70 + 0.01 * i for i in range(8)]
@@ -380,3 +380,22 @@ def test_the_answer_line_counts_sapa_against_its_own_base_with_the_designs_floor
         1,
     )
     assert s.underpowered == 1 and "1 underpowered (need >= 6 poisons to reach p < 0.05)" in s.line()
+
+
+def test_each_baseline_is_compared_with_its_own_sapa_twin():
+    from sapabench.leaderboard.render import threat_view
+
+    eight = [(c, 100) for c in range(8)]
+    low, high = [0.40 + 0.01 * i for i in range(8)], [0.70 + 0.01 * i for i in range(8)]
+    entries = [
+        make_entry("error-min", high, cells=eight),
+        make_entry("sapa-error-min", low, cells=eight),  # the strongest SAPA attack of the group
+        make_entry("error-max", high, cells=eight),
+        make_entry("sapa-error-max", [v + 0.05 for v in high], cells=eight),  # weaker than its base
+        make_entry("separable", high, cells=eight),  # no SAPA twin
+    ]
+    versus = {r["attack"]: r["vs_sapa"] for r in threat_view(entries)}
+    assert versus["error-max"] == "sapa-error-max" and versus["error-min"] == "sapa-error-min"
+    assert versus["separable"] == "sapa-error-min" and versus["sapa-error-max"] == "-"
+    gaps = {r["attack"]: r["gap"] for r in threat_view(entries)}
+    assert gaps["error-max"] == "-5.0"  # its twin is weaker: the gap says so, not sapa-error-min's

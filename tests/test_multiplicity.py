@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from core.stats import adjust_p
+from sapabench.core.stats import adjust_p
 
 
 def test_holm_by_hand():
@@ -48,14 +48,14 @@ def test_bad_input_is_refused():
 
 
 def test_the_two_sided_floor_of_the_exact_test():
-    from core.stats import two_sided_floor
+    from sapabench.core.stats import two_sided_floor
 
     assert two_sided_floor(0) == 1.0 and two_sided_floor(1) == 1.0 and two_sided_floor(3) == 0.25
     assert two_sided_floor(8) == 2**-7
 
 
 def test_the_power_of_the_sign_flip_test():
-    from core.stats import pairs_for_power, sign_flip_power
+    from sapabench.core.stats import pairs_for_power, sign_flip_power
 
     # no effect: the test keeps its level (Monte Carlo: 4000 draws, 3 standard errors)
     assert sign_flip_power(0.0, 1.0, 10, 0.05) <= 0.05 + 3 * (0.05 * 0.95 / 4000) ** 0.5

@@ -5,17 +5,17 @@ import json
 import pytest
 import torch
 
-import core.numerics as numerics_module
-from benchmark.entries import entries_dir
-from benchmark.runner import run_suite
-from benchmark.store import ResultsStore
-from benchmark.suite import parse_suite
-from benchmark.verify import verify
-from core.errors import ConfigError
-from core.numerics import FP32, Numerics, resolve_numerics
-from leaderboard.schema import load_entries, seal
-from victims.recipes import RECIPES
-from victims.train import Trainer, train_victim
+import sapabench.core.numerics as numerics_module
+from sapabench.benchmark.entries import entries_dir
+from sapabench.benchmark.runner import run_suite
+from sapabench.benchmark.store import ResultsStore
+from sapabench.benchmark.suite import parse_suite
+from sapabench.benchmark.verify import verify
+from sapabench.core.errors import ConfigError
+from sapabench.core.numerics import FP32, Numerics, resolve_numerics
+from sapabench.leaderboard.schema import load_entries, seal
+from sapabench.victims.recipes import RECIPES
+from sapabench.victims.train import Trainer, train_victim
 
 CPU = torch.device("cpu")
 BF16_CL = Numerics("bf16", "channels_last")
@@ -123,16 +123,16 @@ def test_numerics_are_recorded_in_rows_and_entries(bf16_run):
 
 
 def test_verify_reruns_an_entry_in_its_own_numerics(bf16_run, monkeypatch):
-    import benchmark.trial
+    import sapabench.benchmark.trial as trial_module
 
     used = []
-    real = benchmark.trial.train_packed
+    real = trial_module.train_packed
 
     def spy(specs, **kwargs):
         used.extend(spec.numerics for spec in specs)
         return real(specs, **kwargs)
 
-    monkeypatch.setattr(benchmark.trial, "train_packed", spy)
+    monkeypatch.setattr(trial_module, "train_packed", spy)
     (verdict,) = verify(entries_dir(bf16_run), device="cpu", write_report=False).verdicts
     assert verdict.accepted and verdict.mode == "exact"
     assert used == [BF16_CL]

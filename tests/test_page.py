@@ -9,9 +9,9 @@ import re
 
 import pytest
 
-from leaderboard.records import CLAIMS_FILE, RUNS_FILE, load_claims_record
-from leaderboard.render import render
-from leaderboard.schema import EntryError
+from sapabench.leaderboard.records import CLAIMS_FILE, RUNS_FILE, load_claims_record
+from sapabench.leaderboard.render import render
+from sapabench.leaderboard.schema import EntryError
 from tests._entries import make_entry
 from tests._pages import write_board
 
@@ -135,7 +135,7 @@ def test_a_tampered_plan_in_the_runs_record_is_refused_with_the_fix(tmp_path, cl
 
 
 def test_a_verdict_decided_on_a_proxy_or_on_a_twin_dataset_says_so_on_the_page(tmp_path):
-    from leaderboard.render import render
+    from sapabench.leaderboard.render import render
 
     write_board(tmp_path)
     record = json.loads((tmp_path / "claims.json").read_text())

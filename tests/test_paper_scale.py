@@ -14,10 +14,10 @@ import os
 
 import pytest
 
-from attacks import create_attack
-from attacks.surrogate import SurrogateSpec
-from core.datasets import load_dataset
-from core.memory import peak_saved_bytes
+from sapabench.attacks import create_attack
+from sapabench.attacks.surrogate import SurrogateSpec
+from sapabench.core.datasets import load_dataset
+from sapabench.core.memory import peak_saved_bytes
 from tests._fakedata import write_cifar10
 
 CUT = {

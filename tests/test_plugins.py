@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from attacks import ATTACKS, Attack, AttackConfig, Crafted, ThreatModel, create_attack, register_attack
-from benchmark.runner import run_suite
-from benchmark.store import ResultsStore
-from benchmark.suite import parse_suite
-from core.registry import Registry
-from core.stats import mean_se
-from leaderboard.schema import content_hash
+from sapabench.attacks import ATTACKS, Attack, AttackConfig, Crafted, ThreatModel, create_attack, register_attack
+from sapabench.benchmark.runner import run_suite
+from sapabench.benchmark.store import ResultsStore
+from sapabench.benchmark.suite import parse_suite
+from sapabench.core.registry import Registry
+from sapabench.core.stats import mean_se
+from sapabench.leaderboard.schema import content_hash
 
 PLUGIN = Path(__file__).resolve().parent.parent / "examples" / "sapabench-example-plugin"
 
@@ -47,7 +47,7 @@ def installed_plugin(tmp_path_factory):
 def _sapabench(site, *args, cwd):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(PLUGIN.parent.parent)])}
     return subprocess.run(
-        [sys.executable, "-m", "benchmark", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600
+        [sys.executable, "-m", "sapabench", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600
     )
 
 
@@ -77,8 +77,8 @@ def test_example_plugin_installs_registers_and_runs_through_a_suite(installed_pl
 
 
 def _walkthrough():
-    """The commands of the README's submission walkthrough, as written."""
-    readme = (PLUGIN.parent.parent / "README.md").read_text()
+    """The commands of the submission walkthrough (docs/submitting.md), as written."""
+    readme = (PLUGIN.parent.parent / "docs" / "submitting.md").read_text()
     block = readme.split("<!-- walkthrough:start -->")[1].split("<!-- walkthrough:end -->")[0]
     return [line.strip() for line in block.splitlines() if line.strip() and not line.startswith("```")]
 
@@ -124,7 +124,7 @@ def test_readme_walkthrough_install_submit_verify_render(installed_plugin, tmp_p
 
 def test_without_the_plugin_its_names_are_unknown(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmark", "list", "attacks", "random-noise"],
+        [sys.executable, "-m", "sapabench", "list", "attacks", "random-noise"],
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -198,9 +198,9 @@ def test_a_plugin_that_fails_to_import_is_skipped_with_a_warning(monkeypatch, ca
         def load(self):
             raise ImportError("no module named nowhere")
 
-    import core.registry
+    import sapabench.core.registry as registry_module
 
-    monkeypatch.setattr(core.registry, "entry_points", lambda group: [EP()])
+    monkeypatch.setattr(registry_module, "entry_points", lambda group: [EP()])
     reg: Registry = Registry("attack", plugin_group="sapabench.attacks")
     assert reg.list() == [] and "broken" in reg.plugin_errors
     assert "plugin 'broken'" in capsys.readouterr().err
@@ -211,8 +211,8 @@ def test_create_attack_still_works_for_builtins():
 
 
 def test_registration_names_a_class_once_and_refuses_misuse(monkeypatch):
-    from attacks import SurrogateConfig
-    from defenses import DEFENSES, DataDefense, Filtered, register_defense
+    from sapabench.attacks import SurrogateConfig
+    from sapabench.defenses import DEFENSES, DataDefense, Filtered, register_defense
 
     monkeypatch.setattr(ATTACKS, "_entries", dict(ATTACKS._entries))
     monkeypatch.setattr(DEFENSES, "_entries", dict(DEFENSES._entries))

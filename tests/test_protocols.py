@@ -8,16 +8,16 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from benchmark.cli import main
-from benchmark.suite import checkpoint_of, parse_suite, pretrained_label
-from benchmark.trial import Trial, start_of
-from core.datasets import DataSource, load_dataset
-from core.errors import ConfigError
-from core.runtime import seeded
-from victims.pretrained import Checkpoint, checkpoint_weights, initial_weights, state_of
-from victims.protocols import get_protocol, head
-from victims.recipes import RECIPES
-from victims.train import Trainer, train_victim
+from sapabench.benchmark.cli import main
+from sapabench.benchmark.suite import checkpoint_of, parse_suite, pretrained_label
+from sapabench.benchmark.trial import Trial, start_of
+from sapabench.core.datasets import DataSource, load_dataset
+from sapabench.core.errors import ConfigError
+from sapabench.core.runtime import seeded
+from sapabench.victims.pretrained import Checkpoint, checkpoint_weights, initial_weights, state_of
+from sapabench.victims.protocols import get_protocol, head
+from sapabench.victims.recipes import RECIPES
+from sapabench.victims.train import Trainer, train_victim
 
 CPU = torch.device("cpu")
 
@@ -156,9 +156,9 @@ def test_cli_refuses_an_unknown_protocol_with_a_suggestion(capsys):
 
 
 def test_targeted_trials_record_the_margin_and_the_same_seed_clean_reference(tmp_path, digits):
-    from attacks import create_attack, test_logits
-    from benchmark.trial import DONE, PoisonRef, run_trial
-    from core.poison import recorded_sha256
+    from sapabench.attacks import create_attack, test_logits
+    from sapabench.benchmark.trial import DONE, PoisonRef, run_trial
+    from sapabench.core.poison import recorded_sha256
 
     poison = create_attack("gradient-matching", dataset="digits", preset="smoke").run(digits, seed=1)
     folder = poison.save(tmp_path / "p")

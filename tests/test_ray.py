@@ -17,11 +17,11 @@ import torch
 
 ray = pytest.importorskip("ray")
 
-from benchmark.executor import CELL, CRAFT, Graph, Resources  # noqa: E402
-from benchmark.ray_executor import RayExecutor  # noqa: E402
-from benchmark.runner import run_suite  # noqa: E402
-from benchmark.store import ResultsStore  # noqa: E402
-from benchmark.suite import load_suite  # noqa: E402
+from sapabench.benchmark.executor import CELL, CRAFT, Graph, Resources  # noqa: E402
+from sapabench.benchmark.ray_executor import RayExecutor  # noqa: E402
+from sapabench.benchmark.runner import run_suite  # noqa: E402
+from sapabench.benchmark.store import ResultsStore  # noqa: E402
+from sapabench.benchmark.suite import load_suite  # noqa: E402
 from tests import _graph_tasks  # noqa: E402
 
 SMOKE_CELLS = 10
@@ -137,7 +137,7 @@ def _done(db):
 
 def test_a_killed_driver_loses_no_finished_cell(cluster, tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "benchmark", "run", "--suite", "smoke", "--out", str(out), "--executor", "ray"]
+    cmd = [sys.executable, "-m", "sapabench", "run", "--suite", "smoke", "--out", str(out), "--executor", "ray"]
     driver = subprocess.Popen(
         [*cmd, "--device", "cpu", "--quiet"],
         stdout=subprocess.DEVNULL,

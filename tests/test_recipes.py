@@ -5,11 +5,11 @@ import pytest
 import torch
 from torch import nn
 
-from core.errors import ConfigError
-from core.sharpness import perturbed_weights, worst_case_direction
-from victims.augment import pgd_linf
-from victims.recipes import RECIPES, AdversarialConfig, TrainConfig
-from victims.schedules import lr_multiplier
+from sapabench.core.errors import ConfigError
+from sapabench.core.sharpness import perturbed_weights, worst_case_direction
+from sapabench.victims.augment import pgd_linf
+from sapabench.victims.recipes import RECIPES, AdversarialConfig, TrainConfig
+from sapabench.victims.schedules import lr_multiplier
 
 
 def test_all_design_card_recipes_are_registered():

@@ -1,7 +1,7 @@
 import pytest
 
-from core.errors import ConfigError, UnknownNameError
-from core.registry import Registry
+from sapabench.core.errors import ConfigError, UnknownNameError
+from sapabench.core.registry import Registry
 
 
 @pytest.fixture()

@@ -13,12 +13,12 @@ import time
 import pytest
 import torch
 
-from benchmark.runner import run_suite
-from benchmark.store import ResultsStore
-from benchmark.suite import load_suite, parse_suite
-from core.errors import ConfigError
-from leaderboard.render import render
-from leaderboard.schema import load_entries
+from sapabench.benchmark.runner import run_suite
+from sapabench.benchmark.store import ResultsStore
+from sapabench.benchmark.suite import load_suite, parse_suite
+from sapabench.core.errors import ConfigError
+from sapabench.leaderboard.render import render
+from sapabench.leaderboard.schema import load_entries
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,7 @@ def test_rerun_skips_finished_cells(smoke_run):
 def test_results_of_an_older_version_get_their_preset_filled_in_on_rerun(smoke_run, tmp_path):
     import shutil
 
-    from benchmark.entries import write_leaderboard
+    from sapabench.benchmark.entries import write_leaderboard
 
     out = tmp_path / "old"
     shutil.copytree(smoke_run[0], out)
@@ -137,7 +137,7 @@ def test_kill_mid_run_loses_at_most_the_cell_in_flight(tmp_path):
     out = tmp_path / "killed"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmark", "run", "--suite", "smoke", "--out", str(out), "--device", "cpu", "--quiet"],
+        [sys.executable, "-m", "sapabench", "run", "--suite", "smoke", "--out", str(out), "--device", "cpu", "--quiet"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -222,8 +222,8 @@ def test_resuming_with_an_edited_poison_is_refused(smoke_run, tmp_path):
 def test_deterministic_mode_on_cpu_is_recorded_and_changes_no_value(smoke_run):
     """CPU kernels are deterministic already: the same trial with and without deterministic
     algorithms gives the same values; the mode is recorded in the trial's provenance."""
-    from benchmark.trial import Trial, run_trial
-    from core.datasets import DataSource
+    from sapabench.benchmark.trial import Trial, run_trial
+    from sapabench.core.datasets import DataSource
 
     cell = next(c for c in load_suite("smoke").cells() if c.poison is None)
     plain = run_trial(Trial.of(cell, None, DataSource("digits"), "cpu"))
@@ -243,11 +243,11 @@ def test_output_folder_of_another_suite_is_refused(smoke_run):
 def open_suite_text():
     from importlib import resources
 
-    return (resources.files("benchmark.suites") / "smoke.toml").read_text()
+    return (resources.files("sapabench.benchmark.suites") / "smoke.toml").read_text()
 
 
 def test_process_executor_gives_the_same_cells(smoke_run, tmp_path):
-    from benchmark.executor import ProcessExecutor
+    from sapabench.benchmark.executor import ProcessExecutor
 
     out, _ = smoke_run
     report = run_suite(
@@ -265,7 +265,7 @@ def test_process_executor_gives_the_same_cells(smoke_run, tmp_path):
 def test_auto_executor_is_the_one_measured_faster(monkeypatch, cores, device, expected):
     import torch
 
-    import benchmark.executor as executor
+    import sapabench.benchmark.executor as executor
 
     monkeypatch.setattr(executor, "cpu_cores", lambda: cores)
     assert executor.make_executor("auto", device=torch.device(device)).name == expected
@@ -296,7 +296,7 @@ def test_defense_cells_and_the_defense_view(tmp_path, capsys):
         "recall_mean" in e["defense_stats"] for e in entries if e["defense"] == "deep-knn" and e["attack"] != "clean"
     )
     # evaluate applies a defense exactly as run does (the same pipeline)
-    from benchmark.cli import main
+    from sapabench.benchmark.cli import main
 
     (row,) = [
         r
@@ -312,7 +312,7 @@ def test_defense_cells_and_the_defense_view(tmp_path, capsys):
 def test_evaluate_reproduces_the_runs_trials_through_the_same_pipeline(smoke_run, capsys):
     """``sapabench evaluate`` on a run's poison folder gives the run's numbers for the same
     victim protocol and seeds: one trial pipeline serves both."""
-    from benchmark.cli import main
+    from sapabench.benchmark.cli import main
 
     out, _ = smoke_run
     rows = [r for r in ResultsStore(out).rows() if r["attack"] == "sapa-error-max"]
@@ -355,7 +355,7 @@ def test_graph_steps_on_the_cpu_are_refused_before_anything_runs(tmp_path):
 def test_process_workers_are_spawned_on_cuda(monkeypatch):
     import multiprocessing
 
-    import benchmark.executor as executor
+    import sapabench.benchmark.executor as executor
 
     monkeypatch.setattr(executor, "resolve_device", lambda device: torch.device("cuda"))
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from attacks.sapa import mean_loss_terms, objective_grad, objective_gradient, trainable, worst_case_weights
-from core.memory import peak_saved_bytes
-from victims.archs import build_model
+from sapabench.attacks.sapa import mean_loss_terms, objective_grad, objective_gradient, trainable, worst_case_weights
+from sapabench.core.memory import peak_saved_bytes
+from sapabench.victims.archs import build_model
 
 
 @pytest.fixture()

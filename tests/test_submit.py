@@ -5,13 +5,13 @@ import shutil
 
 import pytest
 
-from benchmark.cli import main
-from benchmark.submit import standard_suite
-from benchmark.suite import parse_suite
-from benchmark.verify import trials_to_rerun, verify
-from core.errors import ConfigError
-from core.stats import mean_se
-from leaderboard.schema import content_hash, load_entry
+from sapabench.benchmark.cli import main
+from sapabench.benchmark.submit import standard_suite
+from sapabench.benchmark.suite import parse_suite
+from sapabench.benchmark.verify import trials_to_rerun, verify
+from sapabench.core.errors import ConfigError
+from sapabench.core.stats import mean_se
+from sapabench.leaderboard.schema import content_hash, load_entry
 
 
 def test_attack_suite_pairs_the_attack_with_its_sapa_twin_and_every_recipe():
@@ -158,7 +158,7 @@ def test_a_submission_with_an_edited_poison_is_refused(submission, tmp_path, cap
 
 
 def test_a_submission_whose_attack_produced_nothing_fails_and_does_not_verify(tmp_path, capsys, monkeypatch):
-    from attacks.error_max import ErrorMax
+    from sapabench.attacks.error_max import ErrorMax
 
     def broken(self, ctx):
         raise RuntimeError("this attack cannot craft")
@@ -237,8 +237,8 @@ archs = ["convnet"]
 
 @pytest.fixture(scope="module")
 def cross_run(tmp_path_factory):
-    from benchmark.runner import run_suite
-    from benchmark.suite import parse_suite
+    from sapabench.benchmark.runner import run_suite
+    from sapabench.benchmark.suite import parse_suite
 
     out = tmp_path_factory.mktemp("cross")
     run_suite(parse_suite(CROSS), out, device="cpu", progress=False, log=lambda m: None)
@@ -250,7 +250,7 @@ def _another_platform(path, monkeypatch):
     that the numbers really change, every re-run victim on a shifted seed stream."""
     import dataclasses
 
-    import benchmark.verify as V
+    import sapabench.benchmark.verify as V
 
     _reseal(path, lambda e: e["provenance"].__setitem__("isa", "avx512-elsewhere"))
     real = V.run_trial
@@ -260,7 +260,7 @@ def _another_platform(path, monkeypatch):
 @pytest.mark.slow
 def test_an_honest_entry_re_run_elsewhere_is_accepted_and_a_forged_one_refused(cross_run, tmp_path, monkeypatch):
     """Marked slow (about a minute): a 6-trial run and its re-runs on 4-epoch victims."""
-    import benchmark.verify as V
+    import sapabench.benchmark.verify as V
 
     honest = tmp_path / "honest"
     shutil.copytree(cross_run, honest)
@@ -289,7 +289,7 @@ def test_an_honest_entry_re_run_elsewhere_is_accepted_and_a_forged_one_refused(c
 
 
 def test_a_forged_success_rate_is_refused_by_fishers_exact_test():
-    from core.stats import agreement
+    from sapabench.core.stats import agreement
 
     forged = agreement([1.0] * 10, [0.0] * 10, trial_sd=0.0, trials=10, alpha=0.01)
     assert not forged.agree and forged.test == "Fisher's exact test" and "p = 1.08e-05" in forged.detail
@@ -355,9 +355,9 @@ def test_entries_from_single_thread_workers_are_re_run_with_one_thread(submissio
 
     import torch
 
-    from benchmark.executor import make_executor
-    from benchmark.runner import run_suite
-    from benchmark.submit import submission_suite
+    from sapabench.benchmark.executor import make_executor
+    from sapabench.benchmark.runner import run_suite
+    from sapabench.benchmark.submit import submission_suite
 
     out = tmp_path / "workers"
     report = run_suite(

@@ -1,7 +1,7 @@
 import pytest
 
-from benchmark.suite import builtin_suites, load_suite, parse_suite
-from core.errors import ConfigError
+from sapabench.benchmark.suite import builtin_suites, load_suite, parse_suite
+from sapabench.core.errors import ConfigError
 
 GOOD = """
 name = "mine"
@@ -29,7 +29,7 @@ def test_builtin_suites_are_listed_and_valid():
 
 
 def test_default_suite_is_designed_with_the_poison_as_the_unit():
-    from benchmark.claims import undecidable_claims
+    from sapabench.benchmark.claims import undecidable_claims
 
     suite = load_suite("default")
     cells = suite.cells()

@@ -3,9 +3,9 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from core.errors import ConfigError
-from victims.recipes import RECIPES
-from victims.train import train_victim
+from sapabench.core.errors import ConfigError
+from sapabench.victims.recipes import RECIPES
+from sapabench.victims.train import train_victim
 
 # The bar on digits with the default convnet and the dataset's preset protocol.
 ACCURACY_BAR = {"sgd": 0.95, "adam": 0.95, "cutout": 0.95, "mixup": 0.95, "sam": 0.95, "adversarial": 0.85}

@@ -7,10 +7,10 @@ optional :data:`GradientTransform` hook for training-level defenses), :func:`tra
 helpers :func:`accuracy` / :func:`predict`.
 """
 
-from core.numerics import STEPS
-from victims.archs import ARCHS, Victim, build_model
-from victims.recipes import RECIPES, AdversarialConfig, Recipe, TrainConfig
-from victims.train import (
+from sapabench.core.numerics import STEPS
+from sapabench.victims.archs import ARCHS, Victim, build_model
+from sapabench.victims.recipes import RECIPES, AdversarialConfig, Recipe, TrainConfig
+from sapabench.victims.train import (
     EpochStats,
     GradientTransform,
     Trainer,

@@ -1,7 +1,7 @@
 """A training step captured once as a CUDA graph and replayed (the fast path on a GPU).
 
 The step is a function of input tensors of fixed shape (one batch's integer draws, its MixUp
-weights and its PGD starts, :mod:`victims.augment`) that reads and updates only tensors
+weights and its PGD starts, :mod:`sapabench.victims.augment`) that reads and updates only tensors
 allocated before capture (the weights, BatchNorm statistics, the optimiser state, the
 learning-rate tensor, the summed loss). :class:`CapturedStep` runs it eagerly for its first
 ``warmup`` calls on the trainer's own (non-default) stream, as CUDA requires before capture (lazy

@@ -17,9 +17,9 @@ import torch
 from torch import Tensor, nn
 from torchvision.models import vgg11_bn
 
-from core.datasets import ImageDataset
-from core.errors import ConfigError
-from core.registry import Registry
+from sapabench.core.datasets import ImageDataset
+from sapabench.core.errors import ConfigError
+from sapabench.core.registry import Registry
 
 ARCHS: Registry[nn.Module] = Registry("architecture")
 

@@ -20,13 +20,13 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from core.atomic import file_sha256, replacing, write_text
-from core.datasets import ImageDataset
-from core.errors import ConfigError
-from core.runtime import seeded
-from victims.archs import ARCHS, Victim, build_model
-from victims.recipes import RECIPES, Recipe
-from victims.train import train_victim
+from sapabench.core.atomic import file_sha256, replacing, write_text
+from sapabench.core.datasets import ImageDataset
+from sapabench.core.errors import ConfigError
+from sapabench.core.runtime import seeded
+from sapabench.victims.archs import ARCHS, Victim, build_model
+from sapabench.victims.recipes import RECIPES, Recipe
+from sapabench.victims.train import train_victim
 
 Weights = dict[str, torch.Tensor]
 
@@ -111,7 +111,7 @@ def built(arch: str, dataset: ImageDataset, state: Weights, device: torch.device
 
 def initial_weights(arch: str, dataset: ImageDataset, seed: int) -> Weights:
     """The weights a victim of ``arch`` trained with ``seed`` starts from: building the model is
-    the first draw :func:`victims.train_victim` makes from its seeded RNG."""
+    the first draw :func:`sapabench.victims.train_victim` makes from its seeded RNG."""
     with seeded(seed, torch.device("cpu")):
         return state_of(build_model(arch, dataset))
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from core.errors import ConfigError
-from core.registry import Registry
+from sapabench.core.errors import ConfigError
+from sapabench.core.registry import Registry
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from core.checks import in_range, positive
-from core.errors import ConfigError
-from core.registry import Registry
-from victims.schedules import SCHEDULES
+from sapabench.core.checks import in_range, positive
+from sapabench.core.errors import ConfigError
+from sapabench.core.registry import Registry
+from sapabench.victims.schedules import SCHEDULES
 
 OPTIMIZERS = ("sgd", "adam")
 
@@ -101,7 +101,7 @@ class AdversarialConfig:
 @dataclass(frozen=True)
 class Recipe:
     """A complete, named training recipe: how a victim is trained, nothing else (defenses that
-    change training, such as DP-SGD, hook into :class:`victims.train.Trainer` instead). Build one
+    change training, such as DP-SGD, hook into :class:`sapabench.victims.train.Trainer` instead). Build one
     with ``RECIPES.create(name, **options)``."""
 
     name: str

@@ -19,18 +19,27 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
-from core.datasets import ImageDataset, PoisonLike, load_dataset
-from core.errors import ConfigError
-from core.numerics import FP32, STEPS, Numerics
-from core.runtime import MAX_DERIVED_SEED, check_seed, resolve_device, seeded
-from core.sharpness import perturbed_weights, worst_case_direction
-from victims._graph import CapturedStep
-from victims.archs import Victim, build_model
-from victims.augment import IDX, Augmentation, augment_batch, batch_sizes, draw_epoch, mix_batch, mixup_loss, pgd_linf
-from victims.optim import AdamUpdate, SGDUpdate, Update
-from victims.protocols import SCRATCH, Protocol, extractor_eval, freeze_extractor, get_protocol, load_start
-from victims.recipes import RECIPES, Recipe
-from victims.schedules import lr_multiplier
+from sapabench.core.datasets import ImageDataset, PoisonLike, load_dataset
+from sapabench.core.errors import ConfigError
+from sapabench.core.numerics import FP32, STEPS, Numerics
+from sapabench.core.runtime import MAX_DERIVED_SEED, check_seed, resolve_device, seeded
+from sapabench.core.sharpness import perturbed_weights, worst_case_direction
+from sapabench.victims._graph import CapturedStep
+from sapabench.victims.archs import Victim, build_model
+from sapabench.victims.augment import (
+    IDX,
+    Augmentation,
+    augment_batch,
+    batch_sizes,
+    draw_epoch,
+    mix_batch,
+    mixup_loss,
+    pgd_linf,
+)
+from sapabench.victims.optim import AdamUpdate, SGDUpdate, Update
+from sapabench.victims.protocols import SCRATCH, Protocol, extractor_eval, freeze_extractor, get_protocol, load_start
+from sapabench.victims.recipes import RECIPES, Recipe
+from sapabench.victims.schedules import lr_multiplier
 
 GradientTransform = Callable[[Sequence[nn.Parameter]], None]
 """Called with the model's parameters after every backward pass and before the optimiser uses
@@ -132,9 +141,9 @@ class Trainer:
     trainers never share a random stream, which is what lets victims train packed.
     ``grad_transform`` (see :data:`GradientTransform`) is how a training-level defense changes
     the gradients without the recipe knowing about it. ``numerics`` is the precision and memory
-    format of the arithmetic (:class:`core.numerics.Numerics`; plain fp32 by default): the
+    format of the arithmetic (:class:`sapabench.core.numerics.Numerics`; plain fp32 by default): the
     model's weights and every batch take its memory format, and every forward pass (PGD's
-    included) runs under its autocast. ``protocol`` (:mod:`victims.protocols`) says what the
+    included) runs under its autocast. ``protocol`` (:mod:`sapabench.victims.protocols`) says what the
     model starts from (``start``: the pretrained or attacker-initial weights, required by every
     protocol but ``scratch``) and which weights it trains. ``step`` is how each training step
     runs (:data:`STEPS`); a step that cannot be captured (a third-party gradient transform that
@@ -376,9 +385,9 @@ def train_victim(
         grad_transform: rewrites the gradients before every optimiser step (a training-level
             defense such as DP-SGD; see :data:`GradientTransform`).
         numerics: precision and memory format of training (plain fp32 by default; the commands
-            resolve ``auto`` with :func:`core.numerics.resolve_numerics`). Testing is in fp32.
+            resolve ``auto`` with :func:`sapabench.core.numerics.resolve_numerics`). Testing is in fp32.
         protocol: the victim protocol (``sapabench list protocols``; default ``scratch``).
-        start: the weights the protocol starts from (:mod:`victims.pretrained`), for every
+        start: the weights the protocol starts from (:mod:`sapabench.victims.pretrained`), for every
             protocol but ``scratch``.
         step: ``auto`` (a captured CUDA graph on a GPU, eager elsewhere), ``eager`` or
             ``graph`` (:data:`STEPS`).

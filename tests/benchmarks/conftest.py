@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.datasets import load_dataset
+from sapabench.core.datasets import load_dataset
 from tests._fakedata import write_cifar10
 
 

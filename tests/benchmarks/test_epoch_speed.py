@@ -12,10 +12,10 @@ from dataclasses import replace
 import pytest
 import torch
 
-from core.runtime import resolve_device
-from victims.archs import ARCHS
-from victims.recipes import RECIPES
-from victims.train import Trainer
+from sapabench.core.runtime import resolve_device
+from sapabench.victims.archs import ARCHS
+from sapabench.victims.recipes import RECIPES
+from sapabench.victims.train import Trainer
 
 N_IMAGES = 512
 

@@ -20,8 +20,8 @@ import json
 import pytest
 import torch
 
-from attacks import create_attack
-from attacks.surrogate import SurrogateSpec
+from sapabench.attacks import create_attack
+from sapabench.attacks.surrogate import SurrogateSpec
 from tests.benchmarks._gpu import record
 
 pytestmark = pytest.mark.gpu

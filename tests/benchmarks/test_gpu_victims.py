@@ -6,13 +6,13 @@ written in torchvision's on-disk format stands in for CIFAR-10 (pixels are noise
 means nothing and timings are real). ``SAPABENCH_BENCH_JSON`` names a file to write the figures to.
 
 - ``test_harness_vs_plain_graph_loop``: per architecture (ResNet-18, VGG11, ResNet-50), seconds
-  per epoch of :class:`victims.train.Trainer` (the ``sgd`` recipe: crop + flip, SGD with
+  per epoch of :class:`sapabench.victims.train.Trainer` (the ``sgd`` recipe: crop + flip, SGD with
   momentum and weight decay, the step schedule; numerics and step ``auto``) against a plain loop
   written here: the same model, numerics and batch, the whole epoch's crop + flip drawn on the
   GPU at once, and forward, backward and ``torch.optim.SGD`` (constant learning rate) captured in
   one CUDA graph. Median of ``EPOCHS`` timed epochs after a warm-up epoch, the two interleaved.
 - ``test_packed_victims_throughput``: aggregate images per second of 1, 2, 4 and 8 ResNet-18
-  victims trained packed (:func:`victims.train.run_pack`), and each pack's ratio to one victim.
+  victims trained packed (:func:`sapabench.victims.train.run_pack`), and each pack's ratio to one victim.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ import pytest
 import torch
 from torch import nn
 
-from core.numerics import resolve_numerics
+from sapabench.core.numerics import resolve_numerics
+from sapabench.victims.archs import build_model
+from sapabench.victims.recipes import RECIPES
+from sapabench.victims.train import Trainer, run_pack
 from tests.benchmarks._gpu import record
-from victims.archs import build_model
-from victims.recipes import RECIPES
-from victims.train import Trainer, run_pack
 
 pytestmark = pytest.mark.gpu
 

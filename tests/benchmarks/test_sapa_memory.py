@@ -3,7 +3,7 @@
 Run: ``python -m pytest tests/benchmarks/test_sapa_memory.py --run-benchmarks -s``. The step is
 Error-Min's / Error-Max's worst-case weights: the gradient of the mean training loss over the
 whole perturbed set. Memory is what autograd holds saved for backward at its peak
-(:func:`core.memory.peak_saved_bytes`; it is what grows with the set). ``chunked`` is the
+(:func:`sapabench.core.memory.peak_saved_bytes`; it is what grows with the set). ``chunked`` is the
 harness (one 512-image chunk's graph at a time); ``one graph`` sums the chunk losses first and
 back-propagates once, as the code did before, and is measured up to 2,000 images (it grows
 linearly: 8,000 would hold about 4x the 2,000 figure). The ResNet-18 figures are per image at
@@ -15,9 +15,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from attacks.sapa import DEFAULT_CHUNK, mean_loss_terms, worst_case_weights
-from core.memory import peak_saved_bytes
-from victims.archs import ARCHS
+from sapabench.attacks.sapa import DEFAULT_CHUNK, mean_loss_terms, worst_case_weights
+from sapabench.core.memory import peak_saved_bytes
+from sapabench.victims.archs import ARCHS
 
 MB = 2**20
 

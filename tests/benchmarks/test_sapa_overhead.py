@@ -14,9 +14,9 @@ import pytest
 import torch
 from torch import nn
 
-from attacks._matching import _flat_norm, differentiable_augment, matching_loss
-from attacks.sapa import objective_gradient
-from victims.archs import build_model
+from sapabench.attacks._matching import _flat_norm, differentiable_augment, matching_loss
+from sapabench.attacks.sapa import objective_gradient
+from sapabench.victims.archs import build_model
 
 N_POISONS = 143  # 10% of digits' training set, the embedded budget
 

@@ -6,7 +6,7 @@ recipe (batch 64, SGD with momentum and weight decay, a per-step LR schedule, ra
 
 - ``plain``: a hand-written fp32 PyTorch loop (the same model, data, optimiser and schedule, and
   kornia's random crop per batch; nothing of the harness);
-- ``harness fp32``: :class:`victims.train.Trainer` in plain fp32;
+- ``harness fp32``: :class:`sapabench.victims.train.Trainer` in plain fp32;
 - ``harness default``: the Trainer in the numerics ``auto`` resolves to on this machine.
 
 ``extra_info`` reports the medians and the two ratios: ``harness_fp32_over_plain`` (goal at
@@ -23,11 +23,11 @@ import pytest
 import torch
 from torch import nn
 
-from core.numerics import FP32, resolve_numerics
-from victims.archs import build_model
-from victims.recipes import RECIPES
-from victims.schedules import lr_multiplier
-from victims.train import Trainer
+from sapabench.core.numerics import FP32, resolve_numerics
+from sapabench.victims.archs import build_model
+from sapabench.victims.recipes import RECIPES
+from sapabench.victims.schedules import lr_multiplier
+from sapabench.victims.train import Trainer
 
 REPEATS = 7
 EPOCHS = 1000  # the schedule's length; only the first few epochs run

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from attacks import (
+from sapabench.attacks import (
     Attack,
     AttackConfig,
     CraftContext,

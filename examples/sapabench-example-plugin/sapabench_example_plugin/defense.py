@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import kornia
 import torch
 
-from defenses import ConfigError, DataDefense, DefenseContext, Filtered, register_defense
+from sapabench.defenses import ConfigError, DataDefense, DefenseContext, Filtered, register_defense
 
 
 @register_defense("median-filter", description="example plugin: purification by a 3x3 median filter")

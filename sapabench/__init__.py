@@ -1,0 +1,19 @@
+"""sapabench: a benchmark harness for data-poisoning attacks and defenses around SAPA.
+
+One import namespace over the repository's top-level folders (mapped in ``pyproject.toml``):
+``sapabench.core`` (``core/``), ``sapabench.victims``, ``sapabench.attacks``,
+``sapabench.defenses``, ``sapabench.leaderboard`` and ``sapabench.benchmark`` (orchestration and
+the command line). Each imports only the layers below it: benchmark > leaderboard | defenses |
+attacks > victims > core.
+
+This module stays light (no torch): ``sapabench --version`` answers from it.
+"""
+
+from importlib import metadata
+
+try:
+    __version__ = metadata.version("sapabench")
+except metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = ["__version__"]
