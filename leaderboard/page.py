@@ -29,7 +29,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from sapabench.core.names import NO_DEFENSE
 from sapabench.core.threats import ADVERSARIAL_MARGIN, NO_THREAT, THREATS
 from sapabench.leaderboard.records import VERDICTS, entries_digest
-from sapabench.leaderboard.render import ALPHA, Figure, numerics_label, protocol_label
+from sapabench.leaderboard.render import ALPHA, Figure, numerics_label, percent, protocol_label
 from sapabench.leaderboard.summary import threat_summaries
 
 TEMPLATE = "leaderboard.html.j2"
@@ -115,7 +115,7 @@ def entry_where(e: dict[str, Any]) -> dict[str, str]:
 
 
 def _pct(m: dict[str, Any]) -> str:
-    return f"{100 * m['mean']:.1f} ± {100 * m['se']:.1f}"
+    return percent(m, "±")
 
 
 def _seconds(s: float) -> str:
@@ -202,7 +202,7 @@ def detail(e: dict[str, Any]) -> dict[str, Any]:
         + (["adv. margin", "clean margin"] if margin is not None else []),
         "trials": trials,
         "summary": f"{m['name'].replace('_', ' ')} {_pct(m)} over {m['trials']} trials; clean accuracy "
-        f"{_pct(e['clean_accuracy'])}"
+        f"{_pct({**e['clean_accuracy'], 'trials': e['metric']['trials']})}"
         + ("" if margin is None else f"; adversarial margin {margin['mean']:+.2f} ± {margin['se']:.2f}"),
         "phases": phases,
         "devices": devices,
@@ -608,7 +608,7 @@ def _entries_section(entries: list[dict[str, Any]]) -> Section:
             s["threat"],
             f"{s['eps'] * 255:.0f}/255 · {s['budget']:g}",
             _pct(e["metric"]) + f" ({e['metric']['name'].replace('_', ' ')})",
-            _pct(e["clean_accuracy"]),
+            _pct({**e["clean_accuracy"], "trials": e["metric"]["trials"]}),
             str(e["metric"]["trials"]),
             f"{e['timings']['craft_s']:.1f}",
             f"{e['timings']['total_s']:.1f}",

@@ -347,7 +347,7 @@ def threat_view(entries: list[dict[str, Any]]) -> list[dict[str, str]]:
                     "rank": str(rank),
                     "attack": e["attack"],
                     "metric": m["name"],
-                    "value": f"{100 * m['mean']:.1f} +/- {100 * m['se']:.1f}" + _margin_note(e),
+                    "value": percent(m) + _margin_note(e),
                     "clean_reference": _clean_reference(threat, e, ref),
                     "vs_sapa": "-" if versus is None else versus["sapa_attack"],
                     "gap": "-" if versus is None else f"{100 * versus['gap']:+.1f}",
@@ -362,6 +362,14 @@ def threat_view(entries: list[dict[str, Any]]) -> list[dict[str, str]]:
                 }
             )
     return rows
+
+
+def percent(m: dict[str, Any], sep: str = "+/-") -> str:
+    """A metric summary in percent: ``mean +/- SE``, or the mean alone for one trial (whose SE of
+    0.0 would read as a certainty it does not have)."""
+    if m.get("trials", 2) == 1:
+        return f"{100 * m['mean']:.1f} (1 trial)"
+    return f"{100 * m['mean']:.1f} {sep} {100 * m['se']:.1f}"
 
 
 def _strength(e: dict[str, Any]) -> float:
@@ -418,7 +426,7 @@ def defense_view(entries: list[dict[str, Any]]) -> list[dict[str, str]]:
             base = plain.get(
                 (s["suite"], s["dataset"], s["arch"], s["recipe"], s["surrogate"], e["attack"], _variant(e))
             )
-            fmt = lambda m: f"{100 * m['mean']:.1f} +/- {100 * m['se']:.1f}"  # noqa: E731
+            fmt = percent
             rows.append(
                 {
                     "defense": defense,

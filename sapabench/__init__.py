@@ -10,6 +10,14 @@ This module stays light (no torch): ``sapabench --version`` answers from it.
 """
 
 from importlib import metadata
+from pathlib import Path
+
+# In a source checkout the six packages are the folders beside this one: found there first, so
+# the checkout you run from is the code that runs even when another copy is installed (an
+# installed wheel holds them inside this folder, which is searched first).
+_checkout = Path(__file__).resolve().parent.parent
+if (_checkout / "pyproject.toml").is_file() and (_checkout / "core" / "__init__.py").is_file():
+    __path__.append(str(_checkout))
 
 try:
     __version__ = metadata.version("sapabench")

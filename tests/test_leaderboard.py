@@ -399,3 +399,12 @@ def test_each_baseline_is_compared_with_its_own_sapa_twin():
     assert versus["separable"] == "sapa-error-min" and versus["sapa-error-max"] == "-"
     gaps = {r["attack"]: r["gap"] for r in threat_view(entries)}
     assert gaps["error-max"] == "-5.0"  # its twin is weaker: the gap says so, not sapa-error-min's
+
+
+def test_a_one_trial_entry_shows_no_standard_error():
+    from sapabench.leaderboard.render import percent, threat_view
+
+    assert percent({"mean": 0.992, "se": 0.0, "trials": 1}) == "99.2 (1 trial)"
+    assert percent({"mean": 0.5, "se": 0.01, "trials": 3}) == "50.0 +/- 1.0"
+    rows = threat_view([make_entry("error-min", [0.992]), make_entry("sapa-error-min", [0.9, 0.8])])
+    assert {r["attack"]: r["value"] for r in rows} == {"error-min": "99.2 (1 trial)", "sapa-error-min": "85.0 +/- 5.0"}
