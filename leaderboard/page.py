@@ -20,13 +20,14 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from sapabench.core.names import NO_DEFENSE
+from sapabench.core.names import NO_DEFENSE, base_name, is_sapa
 from sapabench.core.threats import ADVERSARIAL_MARGIN, NO_THREAT, THREATS
 from sapabench.leaderboard.records import VERDICTS, entries_digest
 from sapabench.leaderboard.render import ALPHA, Figure, numerics_label, percent, protocol_label
@@ -48,6 +49,7 @@ class Row:
     detail: dict[str, Any] | None = None
     marks: tuple[str, ...] = ()
     cls: str = ""
+    anchor: str = ""  # the row's permalink id (the entries table: ``entry-<entry_id>``)
 
 
 @dataclass(frozen=True)
@@ -383,6 +385,105 @@ def _pairs_section(pairs: list[dict[str, Any]], figures: list[Figure]) -> Sectio
     )
 
 
+GRID_LEVELS = (5.0, 15.0, 30.0, 50.0)
+"""Points of strength (success, or accuracy lost against the clean victim) at which a grid cell
+turns one shade stronger."""
+
+
+def _heat(points: float) -> str:
+    """The CSS mark of a grid cell ``points`` strong: ``h0`` (none) to ``h4``."""
+    return f"h{sum(points >= level for level in GRID_LEVELS)}"
+
+
+def _grid_sections(entries: list[dict[str, Any]], pairs: list[dict[str, Any]]) -> list[Section]:
+    """Per threat model, an attack x recipe grid per setting (dataset, architecture, protocol,
+    numerics, attack options), undefended: the clean victims' accuracy on top, every attack's
+    metric shaded by its strength (success; for untargeted attacks the accuracy lost against the
+    clean victim), and a SAPA - base row per SAPA attack whose base ran (green where SAPA is
+    stronger, red where weaker; ``*`` where the exact two-sided test over poisons is below alpha
+    unadjusted, ``°`` where the design cannot reach alpha)."""
+    clean: dict[tuple, float] = {}
+    grids: dict[tuple, dict[str, dict[str, dict[str, Any]]]] = defaultdict(lambda: defaultdict(dict))
+    for e in entries:
+        if e["defense"] != NO_DEFENSE:
+            continue
+        s = e["setting"]
+        where = (s["dataset"], s["arch"], protocol_label(s), numerics_label(s))
+        if s["threat"] == NO_THREAT:
+            clean[(*where, s["recipe"])] = e["metric"]["mean"]
+            continue
+        options = json.dumps([s["preset"], s["options"]], sort_keys=True)
+        grids[(s["threat"], *where, options)][e["attack"]][s["recipe"]] = e
+    twin = {
+        (p["threat"], p["dataset"], p["arch"], p["protocol"], p["numerics"], p["sapa_attack"], p["recipe"]): p
+        for p in pairs
+        if p["defense"] == NO_DEFENSE and p["attack"] == base_name(p["sapa_attack"])
+    }
+    sections = []
+    for threat in THREATS:
+        tables = []
+        for key in sorted(k for k in grids if k[0] == threat):
+            _, ds, arch, protocol, numerics, options = key
+            by_attack = grids[key]
+            recipes = sorted({r for cells in by_attack.values() for r in cells})
+            rows = []
+            if threat == "untargeted" or any((ds, arch, protocol, numerics, r) in clean for r in recipes):
+                refs = [clean.get((ds, arch, protocol, numerics, r)) for r in recipes]
+                rows.append(
+                    _row(
+                        ["clean (accuracy)"] + ["-" if v is None else f"{100 * v:.1f}" for v in refs],
+                        {"dataset": ds, "arch": arch},
+                        cls="cleanrow",
+                    )
+                )
+            for attack in sorted(by_attack, key=lambda a: (base_name(a), is_sapa(a))):
+                cells, marks = [attack], ["sapa" if is_sapa(attack) else ""]
+                for r in recipes:
+                    e = by_attack[attack].get(r)
+                    if e is None:
+                        cells.append("-")
+                        marks.append("")
+                        continue
+                    m = e["metric"]
+                    ref = clean.get((ds, arch, protocol, numerics, r))
+                    strength = 100 * (m["mean"] if m["higher_is_stronger"] else (ref or 1.0) - m["mean"])
+                    cells.append(f"{100 * m['mean']:.1f}")
+                    marks.append(_heat(strength))
+                rows.append(_row(cells, {"dataset": ds, "arch": arch}, marks=marks))
+                if not is_sapa(attack) or base_name(attack) not in by_attack:
+                    continue
+                cells, marks = [f"{attack} - base"], ["gaprow"]
+                for r in recipes:
+                    p = twin.get((threat, ds, arch, protocol, numerics, attack, r))
+                    if p is None:
+                        cells.append("-")
+                        marks.append("")
+                        continue
+                    t = p["test"]
+                    flag = "°" if t.p_floor_two_sided >= ALPHA else "*" if t.p_two_sided < ALPHA else ""
+                    cells.append(f"{100 * p['gap']:+.1f}{flag}")
+                    marks.append("up" if p["gap"] > 0 else "down" if p["gap"] < 0 else "")
+                rows.append(_row(cells, {"dataset": ds, "arch": arch}, marks=marks, cls="gaprow"))
+            setting = " · ".join(x for x in (ds, arch, protocol, numerics) if x)
+            preset, opts = json.loads(options)
+            extra = ", ".join(f"{k} {v}" for k, v in sorted(opts.items()))
+            caption = f"{setting} · {preset} preset" + (f" ({extra})" if extra else "")
+            tables.append(Table(caption, ("attack", *recipes), tuple(rows)))
+        if tables:
+            metric = "accuracy % (lower = stronger)" if threat == "untargeted" else "success %"
+            sections.append(
+                Section(
+                    f"grid-{threat}",
+                    f"At a glance: {threat} attacks x recipes",
+                    f"{metric} per attack and victim recipe, shaded by strength; each SAPA attack's row is "
+                    "followed by SAPA - base in points (+ = SAPA stronger; * exact two-sided p < 0.05 over poisons, "
+                    "unadjusted; ° the design cannot reach 0.05).",
+                    tuple(tables),
+                )
+            )
+    return sections
+
+
 def _split_setting(parts: list[tuple[str, ...]], keep: int) -> tuple[list[str], list[int]]:
     """The parts of a table's settings shared by every row (for its caption) and the indices of
     those that vary (its setting column; part ``keep`` always stays in the column)."""
@@ -613,7 +714,8 @@ def _entries_section(entries: list[dict[str, Any]]) -> Section:
             f"{e['timings']['craft_s']:.1f}",
             f"{e['timings']['total_s']:.1f}",
         ]
-        rows.append(_entry_row(e, cells, ["sapa" if e["sapa"] else ""] + [""] * 9))
+        row = _entry_row(e, cells, ["sapa" if e["sapa"] else ""] + [""] * 9)
+        rows.append(replace(row, anchor=f"entry-{e['entry_id']}"))
     return Section(
         "entries",
         "Every entry",
@@ -634,7 +736,8 @@ def render_page(
 ) -> str:
     """The page's HTML (see the module docstring)."""
     by_id = {e["entry_id"]: e for e in entries}  # the views' rows name their entries by id
-    sections = [_pairs_section(pairs, figures)] if pairs else []
+    sections = _grid_sections(entries, pairs)
+    sections += [_pairs_section(pairs, figures)] if pairs else []
     sections += _threat_sections(by_id, threat_rows, figures)
     if cost_rows:
         sections.append(_cost_section(by_id, cost_rows, figures))

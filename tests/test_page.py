@@ -64,8 +64,9 @@ def test_a_page_without_claims_has_no_verdicts_block(tmp_path):
 
 def test_every_entry_row_carries_its_detail_and_filter_values(tmp_path):
     html = write_board(tmp_path).read_text()
-    rows = re.findall(r'<tbody class="row"([^>]*)>', html)
+    rows = re.findall(r'<tbody class="row"([^>]*)>', html[html.index('<section id="entries">') :])
     entry_rows = [r for r in rows if "data-f-dataset" in r]
+    assert len(entry_rows) >= 9 and all('id="entry-' in r for r in entry_rows)  # each its permalink
     assert all(f"data-f-{k}=" in r for r in entry_rows for k in ("arch", "recipe", "protocol", "defense"))
     # the defended entry's detail: its trials with seeds, the poison hash, the defense's statistics
     assert "spectral-signatures" in html and "removed_mean" in html and "0" * 64 in html

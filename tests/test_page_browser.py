@@ -127,3 +127,36 @@ def test_the_smoke_page_renders_cleanly(browser, smoke_cli):
     assert console_errors(browser) == []
     assert browser.execute_script("return Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
     assert browser.find_element("id", "claims").is_displayed() and _fits(browser)
+
+
+def test_filters_live_in_the_url_and_an_entry_has_a_permalink(browser, tmp_path):
+    path = write_board(tmp_path)
+    browser.get(path.as_uri() + "?recipe=sgd")
+    assert browser.execute_script('return document.querySelector("select[data-filter=recipe]").value') == "sgd"
+    recipes = browser.execute_script(
+        'return Array.from(document.querySelectorAll("#entries tbody.row")).filter(b => !b.hidden)'
+        '.map(b => b.getAttribute("data-f-recipe"))'
+    )
+    assert recipes and set(recipes) == {"sgd"}
+    # changing a filter writes it into the address
+    browser.execute_script(
+        'const s = document.querySelector("select[data-filter=recipe]"); s.value = "";'
+        's.dispatchEvent(new Event("change"));'
+    )
+    assert "recipe=" not in browser.current_url
+    # #entry-ID opens that entry's detail
+    entry_id = browser.execute_script('return document.querySelector("#entries tbody.row").id')
+    assert entry_id.startswith("entry-")
+    browser.get(path.as_uri() + "#" + entry_id)
+    opened = browser.execute_script(
+        "return !document.getElementById(arguments[0]).querySelector('tr.detail').hidden", entry_id
+    )
+    assert opened and console_errors(browser) == []
+
+
+def test_the_grid_shades_attacks_and_colours_sapa_minus_base(page):
+    grid = page.execute_script(
+        'return Array.from(document.querySelectorAll("section[id^=grid-] tbody.gaprow td"))'
+        ".map(td => [td.textContent, td.className])"
+    )
+    assert grid and all(("up" in c) == t.startswith("+") for t, c in grid if t not in ("-",) and " - base" not in t)
