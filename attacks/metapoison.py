@@ -104,6 +104,18 @@ class MetaPoisonConfig(ModelConfig):
                 raise ConfigError(f"invalid {name}={getattr(self, name)!r}: {' or '.join(allowed)}")
 
 
+@dataclass(frozen=True)
+class _Poisons:
+    """The poisoned images a craft works on: their clean bases and labels, their training-set
+    indices, each training image's position among them (-1: clean) and the clean images' indices."""
+
+    x: Tensor
+    y: Tensor
+    idx: Tensor
+    position: Tensor
+    clean_pool: Tensor
+
+
 def craft_rate(cfg: MetaPoisonConfig, step: int) -> float:
     """The factor on Adam's step size at craft step ``step`` (0-based): the authors'
     ``cr_schedule`` (squared warm-up over 5 steps, x0.1 at steps/3, x0.01 at 2 steps/3) or 1."""
@@ -274,9 +286,10 @@ class MetaPoison(Attack):
         x_p, y_p = ds.train_x[idx], ds.train_y[idx]
         x_t = ds.test_x[target.index : target.index + 1]
         y_adv = torch.tensor([target.adversarial_class], device=ctx.device)
-        poisoned = torch.zeros(ds.num_train, dtype=torch.bool, device=ctx.device)
-        poisoned[idx] = True
-        clean_pool = torch.nonzero(~poisoned).flatten().cpu()
+        position = torch.full((ds.num_train,), -1, dtype=torch.long, device=ctx.device)
+        position[idx] = torch.arange(len(idx), device=ctx.device)
+        clean_pool = torch.nonzero(position < 0).flatten().cpu()
+        poisons = _Poisons(x_p, y_p, idx, position, clean_pool)
         delta = random_delta(x_p, cfg.eps, ctx.generator).requires_grad_(True)
         optimizer = torch.optim.Adam([delta], lr=cfg.lr * cfg.eps)
 
@@ -285,18 +298,16 @@ class MetaPoison(Attack):
         ensemble = [self._fresh(ctx, cfg) for _ in range(cfg.ensemble)]
         on_poisons = cfg.trajectory == "poison" and cfg.batches == "sampled"  # the authors pre-train on clean data
         for m, member in enumerate(ensemble):  # staggered ages: member m has trained m/M of a lifetime
-            self._train(ctx, cfg, member, x_p, delta.detach(), idx, (m * lifetime) // cfg.ensemble, on_poisons)
+            self._train(ctx, cfg, member, poisons, delta.detach(), (m * lifetime) // cfg.ensemble, on_poisons)
         losses = []
         for step in range(cfg.steps):
             for group in optimizer.param_groups:
                 group["lr"] = cfg.lr * cfg.eps * craft_rate(cfg, step)
             optimizer.zero_grad(set_to_none=True)
             if cfg.batches == "epoch":
-                total = sum(self._epoch(ctx, cfg, member, x_p, delta, idx, x_t, y_adv) for member in ensemble)
+                total = sum(self._epoch(ctx, cfg, member, poisons, delta, x_t, y_adv) for member in ensemble)
             else:
-                total = sum(
-                    self._sampled(ctx, cfg, member, x_p, y_p, delta, idx, clean_pool, x_t, y_adv) for member in ensemble
-                )
+                total = sum(self._sampled(ctx, cfg, member, poisons, delta, x_t, y_adv) for member in ensemble)
             optimizer.step()
             with torch.no_grad():
                 delta.copy_(project(delta, x_p, cfg.eps))
@@ -309,7 +320,7 @@ class MetaPoison(Attack):
                 if member["age"] + cfg.advance_steps > lifetime:
                     ensemble[i] = member = self._fresh(ctx, cfg)
                 on_poisons = cfg.trajectory == "poison"
-                self._train(ctx, cfg, member, x_p, delta.detach(), idx, cfg.advance_steps, on_poisons)
+                self._train(ctx, cfg, member, poisons, delta.detach(), cfg.advance_steps, on_poisons)
         return Crafted(
             indices=indices,
             delta=delta.detach(),
@@ -326,9 +337,8 @@ class MetaPoison(Attack):
         ctx: CraftContext,
         cfg: MetaPoisonConfig,
         member: dict,
-        x_p: Tensor,
+        poisons: _Poisons,
         delta: Tensor,
-        idx: Tensor,
         x_t: Tensor,
         y_adv: Tensor,
     ) -> float:
@@ -338,8 +348,6 @@ class MetaPoison(Attack):
         objective averaged over the batches that held poisons."""
         ds = ctx.dataset
         model, opt = member["model"], member["opt"]
-        lookup = torch.full((ds.num_train,), -1, dtype=torch.long, device=ctx.device)
-        lookup[idx] = torch.arange(len(idx), device=ctx.device)
         order = torch.randperm(ds.num_train, generator=ctx.generator).to(ctx.device)
         batches = list(order.split(cfg.batch_size))
         if len(batches) > 1 and len(batches[-1]) < 2:  # train-mode BatchNorm needs two images
@@ -347,12 +355,12 @@ class MetaPoison(Attack):
         loss_kind = "cw" if cfg.objective == "cwT" else "xent"
         total, counted = 0.0, 0
         for j, b in enumerate(batches):
-            pos = lookup[b]
+            pos = poisons.position[b]
             hit = pos >= 0
             x_train = ds.train_x[b]
             if hit.any():
                 at = pos.clamp(min=0)
-                x = torch.where(hit[:, None, None, None], x_p[at] + delta[at], ds.train_x[b])
+                x = torch.where(hit[:, None, None, None], poisons.x[at] + delta[at], ds.train_x[b])
                 later = [batches[(j + k) % len(batches)] for k in range(1, cfg.unroll)]
                 steps = [(x, ds.train_y[b])] + [(ds.train_x[c], ds.train_y[c]) for c in later]
                 params = {k: v.detach().requires_grad_(True) for k, v in model.named_parameters()}
@@ -376,23 +384,20 @@ class MetaPoison(Attack):
         ctx: CraftContext,
         cfg: MetaPoisonConfig,
         member: dict,
-        x_p: Tensor,
-        y_p: Tensor,
+        poisons: _Poisons,
         delta: Tensor,
-        idx: Tensor,
-        clean_pool: Tensor,
         x_t: Tensor,
         y_adv: Tensor,
     ) -> float:
         """The earlier reading: one batch of at most ``batch_size // 2`` random poisons and clean
         images, all ``unroll`` steps on it (the surrogates train after the Adam step)."""
         ds = ctx.dataset
-        n_poison = min(len(idx), cfg.batch_size // 2)
-        pick = torch.randperm(len(idx), generator=ctx.generator)[:n_poison].to(ctx.device)
-        clean = clean_pool[torch.randperm(len(clean_pool), generator=ctx.generator)[: cfg.batch_size - n_poison]]
-        clean = clean.to(ctx.device)
-        x = torch.cat([x_p[pick] + delta[pick], ds.train_x[clean]])
-        y = torch.cat([y_p[pick], ds.train_y[clean]])
+        n_poison = min(len(poisons.idx), cfg.batch_size // 2)
+        pick = torch.randperm(len(poisons.idx), generator=ctx.generator)[:n_poison].to(ctx.device)
+        pool = poisons.clean_pool
+        clean = pool[torch.randperm(len(pool), generator=ctx.generator)[: cfg.batch_size - n_poison]].to(ctx.device)
+        x = torch.cat([poisons.x[pick] + delta[pick], ds.train_x[clean]])
+        y = torch.cat([poisons.y[pick], ds.train_y[clean]])
         params = {k: v.detach().requires_grad_(True) for k, v in member["model"].named_parameters()}
         loss_kind = "cw" if cfg.objective == "cwT" else "xent"
         losses = unrolled_target_losses(
@@ -413,9 +418,8 @@ class MetaPoison(Attack):
         ctx: CraftContext,
         cfg: MetaPoisonConfig,
         member: dict,
-        x_p: Tensor,
+        poisons: _Poisons,
         delta: Tensor,
-        idx: Tensor,
         steps: int,
         on_poisons: bool,
     ) -> None:
@@ -423,14 +427,13 @@ class MetaPoison(Attack):
         ds = ctx.dataset
         model, opt = member["model"], member["opt"]
         model.train()
-        lookup = torch.full((ds.num_train,), -1, dtype=torch.long, device=ctx.device)
-        lookup[idx] = torch.arange(len(idx), device=ctx.device)
         for _ in range(steps):
             b = torch.randint(ds.num_train, (cfg.batch_size,), generator=ctx.generator).to(ctx.device)
             x = ds.train_x[b].clone()
             if on_poisons:
-                hit = lookup[b] >= 0
-                x[hit] = x_p[lookup[b][hit]] + delta[lookup[b][hit]]
+                pos = poisons.position[b]
+                hit = pos >= 0
+                x[hit] = poisons.x[pos[hit]] + delta[pos[hit]]
             opt.zero_grad(set_to_none=True)
             nn.functional.cross_entropy(model(x), ds.train_y[b]).backward()
             opt.step()

@@ -207,16 +207,19 @@ def test_metapoison_surrogates_follow_the_clean_trajectory(tiny_digits, trajecto
     attack = create_attack("metapoison", dataset="digits", preset="smoke", budget=0.3, trajectory=trajectory)
     cfg = attack.config
     idx = torch.nonzero(tiny_digits.train_y == 3).flatten()
-    x_p = tiny_digits.train_x[idx]
+    position = torch.full((tiny_digits.num_train,), -1, dtype=torch.long)
+    position[idx] = torch.arange(len(idx))
+    poisons = metapoison._Poisons(
+        tiny_digits.train_x[idx], tiny_digits.train_y[idx], idx, position, torch.nonzero(position < 0).flatten()
+    )
     after = []
     for scale in (0.0, 0.3):
         torch.manual_seed(0)
-        ctx = CraftContext(
-            dataset=tiny_digits, seed=0, device=torch.device("cpu"), generator=torch.Generator().manual_seed(0)
-        )
+        generator = torch.Generator().manual_seed(0)
+        ctx = CraftContext(dataset=tiny_digits, seed=0, device=torch.device("cpu"), generator=generator)
         member = attack._fresh(ctx, cfg)
-        delta = torch.full_like(x_p, scale).requires_grad_(True)
-        attack._epoch(ctx, cfg, member, x_p, delta, idx, tiny_digits.test_x[:1], torch.tensor([5]))
+        delta = torch.full_like(poisons.x, scale).requires_grad_(True)
+        attack._epoch(ctx, cfg, member, poisons, delta, tiny_digits.test_x[:1], torch.tensor([5]))
         after.append(torch.cat([p.detach().flatten() for p in member["model"].parameters()]))
         assert member["age"] == -(-tiny_digits.num_train // cfg.batch_size)  # one epoch
     assert (not torch.equal(after[0], after[1])) == moves_with_delta
