@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -556,11 +557,70 @@ def _plots(entries: list[dict[str, Any]], pairs: list[dict[str, Any]], out: Path
             )
         )
 
+    written += _forest_plots(pairs, out, plt)
     written += _rho_plots(entries, out, plt)
     from sapabench.leaderboard.cost import cost_plots
 
     written += cost_plots(entries, out, plt)
     written += _crafting_time_plots(entries, out, plt)
+    return written
+
+
+def _forest_plots(pairs: list[dict[str, Any]], out: Path, plt: Any) -> list[Figure]:
+    """Per threat model, a forest plot of SAPA - base over every black-box, undefended setting
+    where a SAPA attack met its own base: the paired mean difference over poisons (points of the
+    metric, + = SAPA stronger) with its 95 % t interval, a zero line, red where SAPA is weaker,
+    hollow where the design cannot reach alpha (too few poisons for the exact test)."""
+    from scipy import stats
+
+    by_threat: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for p in pairs:
+        if p["defense"] == NO_DEFENSE and not p["white_box"] and p["attack"] == base_name(p["sapa_attack"]):
+            by_threat[p["threat"]].append(p)
+    written = []
+    for threat, rows in sorted(by_threat.items()):
+        rows.sort(key=lambda p: (p["sapa_attack"], p["dataset"], p["arch"], p["protocol"], p["recipe"], p["numerics"]))
+        fig, ax = plt.subplots(figsize=(6.4, 0.32 * len(rows) + 1.5), dpi=100)
+        for i, p in enumerate(rows):
+            test = p["test"]
+            diffs = [100 * d for d in test.differences]
+            mean = 100 * test.mean_difference
+            half = (
+                float(stats.t.ppf(0.975, len(diffs) - 1)) * statistics.stdev(diffs) / len(diffs) ** 0.5
+                if len(diffs) >= 2
+                else 0.0
+            )
+            color = "#c62828" if mean < 0 else "#1a7f37"
+            hollow = test.p_floor_two_sided >= ALPHA
+            ax.errorbar(
+                mean, i, xerr=half, fmt="o", color=color, mfc="white" if hollow else color, capsize=3, markersize=5
+            )
+        ax.axvline(0.0, color="#555", linewidth=1)
+        labels = [
+            " · ".join(
+                [p["sapa_attack"], p["recipe"], p["protocol"]]
+                + ([p["dataset"]] if len({r["dataset"] for r in rows}) > 1 else [])
+            )
+            for p in rows
+        ]
+        ax.set_yticks(range(len(rows)), labels, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel("SAPA - base (points; + = SAPA stronger), 95 % t interval over poisons", fontsize=8)
+        ax.set_title(f"{threat}: SAPA against its own base", fontsize=9)
+        fig.tight_layout()
+        path = out / f"forest--{threat}.png"
+        with replacing(path) as tmp:
+            fig.savefig(tmp, format="png", metadata={"Software": None})
+        plt.close(fig)
+        written.append(
+            Figure(
+                path,
+                "pairs",
+                threat,
+                f"{threat}: SAPA - base per setting, mean over poisons with its 95 % interval; red where SAPA is "
+                "weaker, hollow where the exact test over so few poisons cannot reach 0.05",
+            )
+        )
     return written
 
 

@@ -408,3 +408,24 @@ def test_a_one_trial_entry_shows_no_standard_error():
     assert percent({"mean": 0.5, "se": 0.01, "trials": 3}) == "50.0 +/- 1.0"
     rows = threat_view([make_entry("error-min", [0.992]), make_entry("sapa-error-min", [0.9, 0.8])])
     assert {r["attack"]: r["value"] for r in rows} == {"error-min": "99.2 (1 trial)", "sapa-error-min": "85.0 +/- 5.0"}
+
+
+def test_the_forest_plot_shows_each_sapa_base_setting(tmp_path):
+    from sapabench.leaderboard.render import render
+
+    eight = [(c, 100) for c in range(8)]
+    low, high = [0.50 + 0.01 * i for i in range(8)], [0.70 + 0.01 * i for i in range(8)]
+    folder = tmp_path / "entries"
+    folder.mkdir()
+    entries = [
+        make_entry("error-min", high, recipe="sgd", cells=eight),
+        make_entry("sapa-error-min", low, recipe="sgd", cells=eight),
+        make_entry("error-min", low[:3], recipe="adam", cells=eight[:3]),
+        make_entry("sapa-error-min", high[:3], recipe="adam", cells=eight[:3]),
+    ]
+    for i, e in enumerate(entries):
+        (folder / f"{i}.json").write_text(json.dumps(e))
+    written = render(folder, tmp_path / "board")
+    forest = tmp_path / "board" / "forest--untargeted.png"
+    assert forest in written and forest.read_bytes().startswith(b"\x89PNG")
+    assert 'title="forest--untargeted.png"' in (tmp_path / "board" / "leaderboard.html").read_text()
