@@ -197,6 +197,19 @@ def meta_objective(cfg: MetaPoisonConfig, losses: list[Tensor]) -> Tensor:
     return losses[-1] if cfg.objective == "xent-final" else torch.stack(losses).mean()
 
 
+def add_meta_gradient(
+    cfg: MetaPoisonConfig, model: nn.Module, batches: list[tuple[Tensor, Tensor]], x_t: Tensor, y_adv: Tensor
+) -> float:
+    """Unroll ``model`` through ``batches`` (:func:`unrolled_target_losses`, the loss ``objective``
+    names), add the craft objective's gradient, divided by the ensemble size, to the perturbations
+    the batches were built from, and return the objective."""
+    params = {k: v.detach().requires_grad_(True) for k, v in model.named_parameters()}
+    kind = "cw" if cfg.objective == "cwT" else "xent"
+    loss = meta_objective(cfg, unrolled_target_losses(model, params, batches, x_t, y_adv, cfg.inner_lr, kind))
+    (loss / cfg.ensemble).backward()
+    return float(loss.detach())
+
+
 @register_attack("metapoison", description="MetaPoison unrolled meta-learning (Huang et al. 2020)")
 class MetaPoison(Attack):
     """MetaPoison (Huang et al., NeurIPS 2020): poisons optimised through unrolled training.
@@ -352,7 +365,6 @@ class MetaPoison(Attack):
         batches = list(order.split(cfg.batch_size))
         if len(batches) > 1 and len(batches[-1]) < 2:  # train-mode BatchNorm needs two images
             batches[-2:] = [torch.cat(batches[-2:])]
-        loss_kind = "cw" if cfg.objective == "cwT" else "xent"
         total, counted = 0.0, 0
         for j, b in enumerate(batches):
             pos = poisons.position[b]
@@ -363,12 +375,7 @@ class MetaPoison(Attack):
                 x = torch.where(hit[:, None, None, None], poisons.x[at] + delta[at], ds.train_x[b])
                 later = [batches[(j + k) % len(batches)] for k in range(1, cfg.unroll)]
                 steps = [(x, ds.train_y[b])] + [(ds.train_x[c], ds.train_y[c]) for c in later]
-                params = {k: v.detach().requires_grad_(True) for k, v in model.named_parameters()}
-                loss = meta_objective(
-                    cfg, unrolled_target_losses(model, params, steps, x_t, y_adv, cfg.inner_lr, loss_kind)
-                )
-                (loss / cfg.ensemble).backward()
-                total, counted = total + float(loss.detach()), counted + 1
+                total, counted = total + add_meta_gradient(cfg, model, steps, x_t, y_adv), counted + 1
                 if cfg.trajectory == "poison":
                     x_train = x.detach()
             model.train()
@@ -398,14 +405,7 @@ class MetaPoison(Attack):
         clean = pool[torch.randperm(len(pool), generator=ctx.generator)[: cfg.batch_size - n_poison]].to(ctx.device)
         x = torch.cat([poisons.x[pick] + delta[pick], ds.train_x[clean]])
         y = torch.cat([poisons.y[pick], ds.train_y[clean]])
-        params = {k: v.detach().requires_grad_(True) for k, v in member["model"].named_parameters()}
-        loss_kind = "cw" if cfg.objective == "cwT" else "xent"
-        losses = unrolled_target_losses(
-            member["model"], params, [(x, y)] * cfg.unroll, x_t, y_adv, cfg.inner_lr, loss_kind
-        )
-        loss = meta_objective(cfg, losses)
-        (loss / cfg.ensemble).backward()
-        return float(loss.detach())
+        return add_meta_gradient(cfg, member["model"], [(x, y)] * cfg.unroll, x_t, y_adv)
 
     @staticmethod
     def _fresh(ctx: CraftContext, cfg: MetaPoisonConfig) -> dict:

@@ -38,7 +38,7 @@ from sapabench.core.provenance import VERSION
 from sapabench.core.runtime import check_seed, resolve_device
 from sapabench.core.stats import mean_se
 from sapabench.defenses import DEFENSES
-from sapabench.leaderboard.records import CLAIMS_FILE, VERDICTS
+from sapabench.leaderboard.records import CLAIMS_FILE, VERDICTS, twin_dataset
 from sapabench.leaderboard.render import render
 from sapabench.leaderboard.schema import json_schema, load_entries
 from sapabench.leaderboard.summary import threat_summaries
@@ -662,8 +662,8 @@ def _cmd_migrate_poison(args: argparse.Namespace) -> int:
 def _verdict_tag(r: dict[str, Any]) -> str:
     """A verdict as ``sapabench claims`` prints it: upper case, with the proxy it rests on and a
     twin dataset named (``HELD (MARGIN) [DIGITS]``)."""
-    twin = r["tested_on"] is not None and r["paper_dataset"] not in (None, r["tested_on"])
-    return r["label"].upper() + (f" [{r['tested_on']}]" if twin else "")
+    twin = twin_dataset(r)
+    return r["label"].upper() + ("" if twin is None else f" [{twin}]")
 
 
 def _cmd_claims(args: argparse.Namespace) -> int:

@@ -29,7 +29,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from sapabench.core.names import NO_DEFENSE, base_name, is_sapa
 from sapabench.core.threats import ADVERSARIAL_MARGIN, NO_THREAT, THREATS
-from sapabench.leaderboard.records import VERDICTS, entries_digest
+from sapabench.leaderboard.records import VERDICTS, entries_digest, twin_dataset
 from sapabench.leaderboard.render import ALPHA, Figure, numerics_label, percent, protocol_label
 from sapabench.leaderboard.summary import threat_summaries
 
@@ -318,7 +318,7 @@ def _verdict_row(r: dict[str, Any]) -> dict[str, Any]:
         "floor": "-" if r["p_floor"] is None else f"{r['p_floor']:.4f}",
         "power_text": "-" if r.get("power") is None else f"{100 * r['power']:.0f}%",
         "proxy": r["kind"] == "claim" and r["decided_on"] != "metric",
-        "twin": r["tested_on"] is not None and r["paper_dataset"] is not None and r["tested_on"] != r["paper_dataset"],
+        "twin": twin_dataset(r) is not None,
     }
 
 

@@ -65,6 +65,13 @@ VERDICT_SPEC: dict[str, tuple[type, ...]] = {
 FAMILIES = ("primary", "secondary", "cost")
 
 
+def twin_dataset(verdict: dict[str, Any]) -> str | None:
+    """The dataset a recorded verdict was tested on where it is not its paper row's (the embedded
+    twins on digits of CIFAR-10 rows), else None."""
+    tested, paper = verdict["tested_on"], verdict["paper_dataset"]
+    return tested if tested is not None and paper is not None and tested != paper else None
+
+
 def entries_digest(entries: list[dict[str, Any]]) -> str:
     """One sha256 for a set of entries (of their own content hashes, order-free)."""
     return hashlib.sha256("\n".join(sorted(e["content_sha256"] for e in entries)).encode()).hexdigest()
