@@ -6,7 +6,7 @@ Tables 4-5: against its own base attack), the victim protocol it is tested in (`
 the claim says otherwise: the paper's ViT is a fine-tuned pretrained model) and the measure it
 tests (the threat model's ``metric``, or the continuous ``adversarial_margin`` of targeted
 attacks). The SAPA entry and its baseline are compared paired
-(:func:`sapabench.leaderboard.render.compare`): per craft seed (poison) the mean over its victims, then an
+(:func:`sapabench.leaderboard.pairs.compare`): per craft seed (poison) the mean over its victims, then an
 exact sign-flip permutation test over craft seeds. The poison is the unit of replication: a
 claim measured on one poison is ``untested`` (its victims are not independent draws of the
 attack). The test needs no distributional assumption, and with ``n`` poisons no two-sided p
@@ -70,6 +70,7 @@ from sapabench.core.names import NO_DEFENSE, default_preset, sapa_name
 from sapabench.core.stats import CORRECTION_NAMES, EXACT_UP_TO, PairedTest, adjust_p, sign_flip_power, two_sided_floor
 from sapabench.core.threats import ADVERSARIAL_MARGIN
 from sapabench.leaderboard.cost import CostVerdict, cost_verdicts
+from sapabench.leaderboard.pairs import Pair, rival_pairs
 from sapabench.leaderboard.records import (
     CLAIMS_FILE,
     CLAIMS_FORMAT,
@@ -78,7 +79,7 @@ from sapabench.leaderboard.records import (
     entries_digest,
     load_runs,
 )
-from sapabench.leaderboard.render import render, rival_pairs
+from sapabench.leaderboard.render import render
 from sapabench.leaderboard.schema import load_entries
 from sapabench.victims.protocols import PROTOCOLS, SCRATCH, get_protocol, is_white_box
 
@@ -127,22 +128,23 @@ class Claim:
         """The dataset of the paper's row (Tables 4-5 are CIFAR-10's)."""
         return self.dataset or PAPER_DATASET
 
-    def matches(self, pair: dict[str, Any]) -> bool:
-        """Whether a measured pair is in this claim's setting (preset, dataset and attack options).
+    def matches(self, preset: str, dataset: str, options: dict[str, Any]) -> bool:
+        """Whether a setting (a measured pair's, or a planned grid's) is this claim's: its preset,
+        dataset and attack options.
         Only the ``paper`` preset and its ``embedded`` twins test claims (:data:`CLAIM_PRESETS`).
         A claim that names no options is about the attack's preset as it is: swept options (a
         budget of Table 3, a rho of the ablation) are other settings."""
-        if pair["preset"] not in CLAIM_PRESETS:
+        if preset not in CLAIM_PRESETS:
             return False
         if self.options is None and self.embedded is None:
-            return not pair["options"]
-        if pair["preset"] == PAPER_PRESET:
+            return not options
+        if preset == PAPER_PRESET:
             return (
                 self.options is not None
-                and (self.dataset is None or pair["dataset"] == self.dataset)
-                and _same_options(pair["options"], self.options)
+                and (self.dataset is None or dataset == self.dataset)
+                and _same_options(options, self.options)
             )
-        return self.embedded is not None and _same_options(pair["options"], self.embedded)
+        return self.embedded is not None and _same_options(options, self.embedded)
 
 
 def _same_options(a: dict[str, Any], b: dict[str, Any]) -> bool:
@@ -173,7 +175,7 @@ class Verdict:
 
     claim: Claim
     verdict: str
-    measured: dict[str, Any] | None
+    measured: Pair | None
     test: PairedTest | None
     p_two_sided: float | None = None
     p_adjusted: float | None = None
@@ -344,7 +346,7 @@ def _grid_pairs(suite: Suite, grid: Grid, c: Claim, arch: str) -> int | None:
     protocol = c.protocol_at(preset)
     if protocol not in grid.protocols or NO_DEFENSE not in grid.defenses:
         return None
-    if not c.matches({"preset": preset, "dataset": suite.dataset, "options": dict(grid.options)}):
+    if not c.matches(preset, suite.dataset, dict(grid.options)):
         return None
     surrogate = grid.surrogate or create_attack(sapa, dataset=suite.dataset, preset=suite.preset).config.surrogate.arch
     if is_white_box(protocol, grid.pretrained_of(protocol), arch, surrogate):
@@ -442,8 +444,8 @@ def test_claims(
     if not 0 < alpha < 1:
         raise ConfigError(f"invalid alpha={alpha}: must be in (0, 1) (set --alpha)")
     entries = load_entries(entries_dir(results))
-    pairs = [p for p in rival_pairs(entries) if p["defense"] == NO_DEFENSE and not p["white_box"]]
-    archs = Counter(p["arch"] for p in pairs)
+    pairs = [p for p in rival_pairs(entries) if p.defense == NO_DEFENSE and not p.white_box]
+    archs = Counter(p.arch for p in pairs)
     verdicts = []
     for c in claims:
         arch = _claim_arch(c, archs)
@@ -451,13 +453,13 @@ def test_claims(
         match = [
             p
             for p in pairs
-            if (p["sapa_attack"], p["attack"], p["recipe"], p["arch"], p["protocol_name"])
-            == (sapa, baseline, c.recipe, arch, c.protocol_at(p["preset"]))
-            and c.matches(p)
+            if (p.sapa_attack, p.attack, p.recipe, p.arch, p.protocol_name)
+            == (sapa, baseline, c.recipe, arch, c.protocol_at(p.preset))
+            and c.matches(p.preset, p.dataset, p.options)
         ]
         if c.measure == ADVERSARIAL_MARGIN:
-            match = [p for p in match if p["margin"] is not None]
-        tested = [(p, p["test"] if c.measure == METRIC else p["margin"]["test"]) for p in match]
+            match = [p for p in match if p.margin is not None]
+        tested = [(p, p.test if c.measure == METRIC or p.margin is None else p.margin.test) for p in match]
         if not tested:
             verdicts.append(Verdict(c, "untested", None, None, family=family))
             continue
@@ -545,9 +547,9 @@ COST_DESCRIPTION = (
 def tested_elsewhere(v: Verdict) -> str | None:
     """Where a claim was measured on another dataset than the paper's row (the embedded twins):
     the dataset it was tested on; None where it was tested on the paper's own (or not at all)."""
-    if v.measured is None or v.measured["dataset"] == v.claim.paper_dataset:
+    if v.measured is None or v.measured.dataset == v.claim.paper_dataset:
         return None
-    return v.measured["dataset"]
+    return v.measured.dataset
 
 
 def describe(v: Verdict) -> str:
@@ -559,28 +561,30 @@ def describe(v: Verdict) -> str:
         paper += f" on {c.paper_dataset}, tested on its {elsewhere} twin"
     if v.measured is None:
         return f"{paper}; no matching black-box {c.protocol} results"
+    m = v.measured
+    where = f"{m.dataset}/{m.arch}/{m.recipe}/{m.protocol}"
     if v.test is None:
-        m = v.measured
-        return f"{paper}; {m['dataset']}/{m['arch']}/{m['recipe']}/{m['protocol']}: {v.reason}"
+        return f"{paper}; {where}: {v.reason}"
     versus = "" if c.baseline in (None, c.attack) else f"{c.compared[0]} vs {c.compared[1]}, "
-    m, t = v.measured, v.test
-    where = f"{m['dataset']}/{m['arch']}/{m['recipe']}/{m['protocol']}"
+    t = v.test
     tested = (
-        f"{m['metric']} {100 * m['baseline'][0]:.1f} +/- {100 * m['baseline'][1]:.1f} -> "
-        f"{100 * m['sapa'][0]:.1f} +/- {100 * m['sapa'][1]:.1f}"
+        f"{m.metric} {100 * m.baseline.mean:.1f} +/- {100 * m.baseline.se:.1f} % -> "
+        f"{100 * m.sapa.mean:.1f} +/- {100 * m.sapa.se:.1f} %"
     )
-    if c.measure == ADVERSARIAL_MARGIN:
-        g = m["margin"]
+    diff = f"{100 * t.mean_difference:+.1f} points"  # the test's unit: the metric, a fraction
+    if c.measure == ADVERSARIAL_MARGIN and m.margin is not None:
+        g = m.margin
         tested = (
-            f"adversarial margin {g['baseline'][0]:+.2f} -> {g['sapa'][0]:+.2f} (clean {g['clean']:+.2f}), {tested}"
+            f"adversarial margin {g.baseline.mean:+.2f} -> {g.sapa.mean:+.2f} logits (clean {g.clean:+.2f}), {tested}"
         )
+        diff = f"{t.mean_difference:+.2f} logits"
     adjusted = (
         "" if v.p_adjusted is None else f", {CORRECTION_NAMES[CORRECTIONS[v.family]]}-adjusted {v.p_adjusted:.4f}"
     )
     power = "" if v.power is None else f"; power {100 * v.power:.0f}% for the measured effect"
     tied = "" if v.settings == 1 else f"; the weakest of {v.settings} tied settings"
     return (
-        f"{paper}; {versus}{where}: {tested}; {t.design} diff {t.mean_difference:+.3g} over {t.n} {t.unit}s, "
+        f"{paper}; {versus}{where}: {tested}; {t.design} diff {diff} over {t.n} {t.unit}s, "
         f"p {v.p_two_sided:.4f} two-sided{adjusted} (floor {v.p_floor_two_sided:.4f}){power}{tied}"
     )
 
@@ -653,7 +657,7 @@ def claims_record(
                 "decided_on": "adversarial margin" if v.on_proxy else "metric",
                 "label": v.label,
                 "paper_dataset": v.claim.paper_dataset,
-                "tested_on": None if v.measured is None else v.measured["dataset"],
+                "tested_on": None if v.measured is None else v.measured.dataset,
             }
         )
     for c, cv in cost:

@@ -21,29 +21,10 @@ from sapabench.core.atomic import replacing
 from sapabench.core.names import NO_DEFENSE
 from sapabench.core.stats import PairedTest, adjust_p, sign_flip_p
 from sapabench.core.threats import ADVERSARIAL_MARGIN, NO_THREAT
-from sapabench.leaderboard.render import ALPHA, Figure, compare, numerics_label, protocol_label
+from sapabench.leaderboard.pairs import compare, numerics_label, protocol_label
+from sapabench.leaderboard.plots import Figure
+from sapabench.leaderboard.views import Column, EntryRow, Num, entry_row, p_value
 
-COST_COLUMNS = (
-    "dataset",
-    "threat",
-    "protocol",
-    "attack",
-    "K",
-    "R",
-    "metric",
-    "value",
-    "margin",
-    "poisons",
-    "craft_s",
-    "surrogates_s",
-    "total_s",
-    "sapa_time_ratio",
-    "sapa_total_ratio",
-    "vs_sapa_1x1_gap",
-    "p_sapa_stronger",
-    "p_er_stronger",
-    "pairs",
-)
 SWEPT = ("ensemble", "reinit")
 
 
@@ -116,42 +97,79 @@ def cost_groups(entries: list[dict[str, Any]]) -> dict[tuple, list[CostPoint]]:
     return out
 
 
-def cost_view(entries: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """The rows of ``cost.md|.csv`` (see the module docstring)."""
+@dataclass(frozen=True)
+class CostRow:
+    """One (attack, K, R) point of a cost group: its numbers beside SAPA at 1x1."""
+
+    entry: EntryRow
+    k: int
+    r: int
+    poisons: int
+    craft_s: float  # per poison set
+    total_s: float  # per poison set, with the clean surrogates' training
+    sapa_time_ratio: float | None  # SAPA(1x1) crafting seconds / this row's
+    sapa_total_ratio: float | None
+    point: CostPoint
+
+    @property
+    def test(self) -> PairedTest | None:
+        """The test the row reports: the margin where success is tied (targeted), else the metric."""
+        return None if self.point.versus is None else _test(self.point)
+
+    @property
+    def gap(self) -> Num | None:
+        test = self.test
+        if test is None:
+            return None
+        if test is self.point.margin_versus:
+            return Num(test.mean_difference, "+.2f", prefix="margin ")
+        return Num(test.mean_difference, "+.1f", 100.0)
+
+
+COST_COLUMNS: tuple[Column[CostRow], ...] = (
+    Column("dataset", lambda r: r.entry.dataset),
+    Column("threat", lambda r: r.entry.threat),
+    Column("protocol", lambda r: r.entry.protocol),
+    Column("attack", lambda r: r.entry.attack),
+    Column("K", lambda r: Num(r.k, "d")),
+    Column("R", lambda r: Num(r.r, "d")),
+    Column("metric", lambda r: r.entry.metric),
+    Column("value", lambda r: r.entry.value),
+    Column("margin", lambda r: r.entry.margin),
+    Column("poisons", lambda r: Num(r.poisons, "d")),
+    Column("craft_s", lambda r: Num(r.craft_s)),
+    Column("surrogates_s", lambda r: Num(r.total_s - r.craft_s)),
+    Column("total_s", lambda r: Num(r.total_s)),
+    Column("sapa_time_ratio", lambda r: None if r.sapa_time_ratio is None else Num(r.sapa_time_ratio, ".2f")),
+    Column("sapa_total_ratio", lambda r: None if r.sapa_total_ratio is None else Num(r.sapa_total_ratio, ".2f")),
+    Column("vs_sapa_1x1_gap", lambda r: r.gap),
+    Column("p_sapa_stronger", lambda r: None if r.test is None else p_value(r.test.p_greater, ".4f")),
+    Column("p_er_stronger", lambda r: None if r.test is None else p_value(r.test.p_less, ".4f")),
+    Column("pairs", lambda r: None if r.test is None else f"{r.test.n} {r.test.unit}s ({r.test.design})"),
+)
+"""The columns of ``cost.md|.csv``."""
+
+
+def cost_view(entries: list[dict[str, Any]]) -> list[CostRow]:
+    """The rows of ``cost.md|.csv`` and the page's cost view (see the module docstring)."""
     rows = []
-    for (_, ds, threat, protocol, *_), points in cost_groups(entries).items():
+    for points in cost_groups(entries).values():
         sapa = next(p for p in points if p.versus is None)
         sapa_craft, sapa_total = per_poison(sapa.entry)
         for p in points:
-            e, m = p.entry, p.entry["metric"]
-            craft, total = per_poison(e)
-            margin = e["measures"].get(ADVERSARIAL_MARGIN)
+            craft, total = per_poison(p.entry)
             rows.append(
-                {
-                    "dataset": ds,
-                    "threat": threat,
-                    "protocol": protocol,
-                    "attack": e["attack"],
-                    "K": str(p.k),
-                    "R": str(p.r),
-                    "metric": m["name"],
-                    "value": f"{100 * m['mean']:.1f} +/- {100 * m['se']:.1f}",
-                    "margin": "-" if margin is None else f"{margin['mean']:+.2f} +/- {margin['se']:.2f}",
-                    "poisons": str(len(e["provenance"]["poison_sha256"])),
-                    "craft_s": f"{craft:.1f}",
-                    "surrogates_s": f"{total - craft:.1f}",
-                    "total_s": f"{total:.1f}",
-                    "sapa_time_ratio": f"{sapa_craft / craft:.2f}" if craft > 0 else "-",
-                    "sapa_total_ratio": f"{sapa_total / total:.2f}" if total > 0 else "-",
-                    "vs_sapa_1x1_gap": "-" if p.versus is None else _gap(p),
-                    "p_sapa_stronger": "-" if p.versus is None else f"{_test(p).p_greater:.4f}",
-                    "p_er_stronger": "-" if p.versus is None else f"{_test(p).p_less:.4f}",
-                    "pairs": "-" if p.versus is None else f"{p.versus.n} {p.versus.unit}s ({p.versus.design})",
-                    # not CSV columns: for the page (bold where significant, from the p itself)
-                    "sapa_significant": "yes" if p.versus is not None and _test(p).p_greater < ALPHA else "no",
-                    "er_significant": "yes" if p.versus is not None and _test(p).p_less < ALPHA else "no",
-                    "entry_id": e["entry_id"],
-                }
+                CostRow(
+                    entry_row(p.entry),
+                    p.k,
+                    p.r,
+                    len(p.entry["provenance"]["poison_sha256"]),
+                    craft,
+                    total,
+                    sapa_craft / craft if craft > 0 else None,
+                    sapa_total / total if total > 0 else None,
+                    p,
+                )
             )
     return rows
 
@@ -162,13 +180,6 @@ def _test(p: CostPoint) -> PairedTest:
     if p.margin_versus is not None and all(d == 0 for d in p.versus.differences):
         return p.margin_versus
     return p.versus
-
-
-def _gap(p: CostPoint) -> str:
-    test = _test(p)
-    if test is p.margin_versus:
-        return f"margin {test.mean_difference:+.2f}"
-    return f"{100 * test.mean_difference:+.1f}"
 
 
 @dataclass(frozen=True)

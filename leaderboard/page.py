@@ -19,23 +19,43 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from sapabench.core.names import NO_DEFENSE, base_name, is_sapa
 from sapabench.core.threats import ADVERSARIAL_MARGIN, NO_THREAT, THREATS
+from sapabench.leaderboard.cost import CostRow
+from sapabench.leaderboard.pairs import ALPHA, Pair, numerics_label, protocol_label
+from sapabench.leaderboard.plots import Figure
 from sapabench.leaderboard.records import VERDICTS, entries_digest, twin_dataset
-from sapabench.leaderboard.render import ALPHA, Figure, numerics_label, percent, protocol_label
 from sapabench.leaderboard.summary import threat_summaries
+from sapabench.leaderboard.views import (
+    Cell,
+    Change,
+    Column,
+    DefenseRow,
+    EntryRow,
+    Num,
+    Spread,
+    ThreatRow,
+    entry_row,
+    eps_text,
+    logits,
+    metric_label,
+    p_value,
+    pairs_label,
+    pct,
+    sig,
+    sort_key,
+    text,
+)
 
 TEMPLATE = "leaderboard.html.j2"
 FILTERS = ("dataset", "arch", "recipe", "protocol", "defense")
-_NUMBER = re.compile(r"\s*(?:margin\s+)?([+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)")
 
 
 @dataclass(frozen=True)
@@ -44,7 +64,7 @@ class Row:
     values it belongs to, the entry whose detail it opens (None: no detail) and CSS classes per cell."""
 
     cells: tuple[str, ...]
-    keys: tuple[str | None, ...]
+    keys: tuple[float | None, ...]
     where: tuple[tuple[str, str], ...]
     detail: dict[str, Any] | None = None
     marks: tuple[str, ...] = ()
@@ -76,32 +96,61 @@ class Section:
     wide: bool = False  # figures under the tables (wide plots) instead of beside them
 
 
-def sort_key(text: str) -> str | None:
-    """The number a cell sorts by (its leading number, ``margin`` prefix allowed), or None."""
-    m = _NUMBER.match(text)
-    return None if m is None else repr(float(m.group(1)))
-
-
 def _row(
-    cells: Iterable[str],
+    cells: Iterable[Cell],
     where: dict[str, str],
     detail: dict[str, Any] | None = None,
     marks: Iterable[str] = (),
     cls: str = "",
+    anchor: str = "",
 ) -> Row:
+    """A table row from typed cells: each shown as HTML text and sorted by its own number."""
     cells = tuple(cells)
     marks = tuple(marks) or ("",) * len(cells)
-    return Row(cells, tuple(sort_key(c) for c in cells), tuple(sorted(where.items())), detail, marks, cls)
+    return Row(
+        tuple(text(c, html=True) for c in cells),
+        tuple(sort_key(c) for c in cells),
+        tuple(sorted(where.items())),
+        detail,
+        marks,
+        cls,
+        anchor,
+    )
 
 
-def _entry_row(e: dict[str, Any], cells: list[str], marks: list[str]) -> Row:
-    """A row standing for entry ``e``: its filter values and its detail."""
-    return _row(cells, entry_where(e), detail(e), marks)
-
-
-def _sig(flag: str) -> str:
-    """The CSS mark of a p-value cell: bold where the view's row says it is significant."""
-    return "sig" if flag == "yes" else ""
+def _table(
+    caption: str,
+    columns: tuple[Column[Any], ...],
+    rows: list[Any],
+    where: Any,
+    details: Any = None,
+    setting: tuple[list[str], str] | None = None,
+    anchor: Any = None,
+) -> Table:
+    """A page table of typed ``rows`` read through ``columns`` (``where(row)``: its filter
+    values; ``details(row)``: the entry detail it opens), with a first ``setting`` column (its
+    texts per row and its tooltip) where the rows differ in more than the caption says;
+    ``anchor(row)``: the row's permalink id."""
+    out = []
+    for i, r in enumerate(rows):
+        cells: list[Cell] = [c.cell(r) for c in columns]
+        marks = [c.mark(r) if c.mark else "" for c in columns]
+        if setting is not None:
+            cells, marks = [setting[0][i], *cells], ["", *marks]
+        out.append(
+            _row(
+                cells,
+                where(r),
+                None if details is None else details(r),
+                marks,
+                anchor="" if anchor is None else anchor(r),
+            )
+        )
+    names = tuple(c.name for c in columns)
+    tips = tuple(c.tip for c in columns)
+    if setting is not None:
+        names, tips = ("setting", *names), (setting[1], *tips)
+    return without_empty(Table(caption, names, tuple(out), tips))
 
 
 def entry_where(e: dict[str, Any]) -> dict[str, str]:
@@ -116,8 +165,8 @@ def entry_where(e: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def _pct(m: dict[str, Any]) -> str:
-    return percent(m, "±")
+def _pct(m: dict[str, Any], trials: int) -> str:
+    return text(Spread(m["mean"], m["se"], trials), html=True)
 
 
 def _seconds(s: float) -> str:
@@ -128,9 +177,7 @@ def _seconds(s: float) -> str:
 
 
 def _metric_label(e: dict[str, Any]) -> str:
-    m = e["metric"]
-    direction = "higher" if m["higher_is_stronger"] else "lower"
-    return f"{m['name'].replace('_', ' ')} %, {direction} = stronger"
+    return metric_label(e["metric"]["name"], e["metric"]["higher_is_stronger"])
 
 
 def detail(e: dict[str, Any]) -> dict[str, Any]:
@@ -203,8 +250,8 @@ def detail(e: dict[str, Any]) -> dict[str, Any]:
         "trial_columns": ["craft seed", "victim seed", "metric %"]
         + (["adv. margin", "clean margin"] if margin is not None else []),
         "trials": trials,
-        "summary": f"{m['name'].replace('_', ' ')} {_pct(m)} over {m['trials']} trials; clean accuracy "
-        f"{_pct({**e['clean_accuracy'], 'trials': e['metric']['trials']})}"
+        "summary": f"{m['name'].replace('_', ' ')} {_pct(m, m['trials'])} over {m['trials']} trials; clean accuracy "
+        f"{_pct(e['clean_accuracy'], m['trials'])}"
         + ("" if margin is None else f"; adversarial margin {margin['mean']:+.2f} ± {margin['se']:.2f}"),
         "phases": phases,
         "devices": devices,
@@ -327,60 +374,76 @@ def _figure(f: Figure) -> dict[str, Any]:
     return {"src": f"data:image/png;base64,{data}", "caption": f.caption, "where": f.where, "name": f.path.name}
 
 
-PAIR_PAGE = ("setting", "attack", "baseline", "SAPA", "gap", "p", "pairs", "margin", "margin gap", "margin p")
-PAIR_PAGE_TIPS = (
-    "what differs between the rows (what they share is in the caption): dataset · victim architecture · recipe · "
-    "protocol · numerics (+ defense)",
-    "the baseline attack; SAPA = its sharpness-aware version",
-    "baseline metric %, mean ± SE over trials",
-    "SAPA metric %, mean ± SE",
-    "gap in points, > 0 = SAPA stronger",
-    "one-sided p of SAPA being stronger (exact sign-flip test; floor 2^-pairs)",
-    "what was paired",
-    "adversarial margin on the target: baseline → SAPA (> 0 = success)",
-    "margin gap, > 0 = SAPA stronger",
-    "one-sided p on the margin",
+def _direction(p: Pair) -> str:
+    return "↑" if p.higher_is_stronger else "↓"
+
+
+def _margin_test(p: Pair) -> Any:
+    return None if p.margin is None else p.margin.test
+
+
+PAIR_PAGE: tuple[Column[Pair], ...] = (
+    Column(
+        "attack",
+        lambda p: f"{p.attack} ({p.metric.replace('_', ' ')} {_direction(p)})",
+        "the baseline attack; SAPA = its sharpness-aware version",
+    ),
+    Column(
+        "baseline",
+        lambda p: Spread(p.baseline.mean, p.baseline.se, p.baseline.trials),
+        "baseline metric %, mean ± SE over trials",
+    ),
+    Column("SAPA", lambda p: Spread(p.sapa.mean, p.sapa.se, p.sapa.trials), "SAPA metric %, mean ± SE"),
+    Column("gap", lambda p: Num(p.gap, "+.1f", 100.0), "gap in points, > 0 = SAPA stronger", lambda p: sig(p.p_value)),
+    Column(
+        "p",
+        lambda p: p_value(p.p_value),
+        "one-sided p of SAPA being stronger (exact sign-flip test; floor 2^-pairs)",
+        lambda p: sig(p.p_value),
+    ),
+    Column("pairs", lambda p: pairs_label(p.test), "what was paired"),
+    Column(
+        "margin",
+        lambda p: None if p.margin is None else Change(p.margin.baseline.mean, p.margin.sapa.mean),
+        "adversarial margin on the target in logits: baseline → SAPA (> 0 = success)",
+    ),
+    Column(
+        "margin gap",
+        lambda p: None if p.margin is None else logits(p.margin.test.mean_difference),
+        "margin gap in logits, > 0 = SAPA stronger",
+        lambda p: sig(None if p.margin is None else p.margin.test.p_greater),
+    ),
+    Column(
+        "margin p",
+        lambda p: None if p.margin is None else p_value(p.margin.test.p_greater),
+        "one-sided p on the margin",
+        lambda p: sig(None if p.margin is None else p.margin.test.p_greater),
+    ),
 )
+"""The page's Table-4 view (after its setting column)."""
 
 
-def _pairs_section(pairs: list[dict[str, Any]], figures: list[Figure]) -> Section:
-    rows = []
+def _pairs_section(pairs: list[Pair], figures: list[Figure]) -> Section:
     parts = [
-        (p["dataset"], p["arch"], p["recipe"], p["protocol"], p["numerics"])
-        + (() if p["defense"] == NO_DEFENSE else (f"+{p['defense']}",))
+        (p.dataset, p.arch, p.recipe, p.protocol, p.numerics) + (() if p.defense == NO_DEFENSE else (f"+{p.defense}",))
         for p in pairs
     ]
     width = max(len(part) for part in parts)
     parts = [part + ("",) * (width - len(part)) for part in parts]  # defended rows name their defense
     shared, varying = _split_setting(parts, keep=2)
-    for p, part in zip(pairs, parts, strict=True):
-        m = p["margin"]
-        direction = "↑" if p["higher_is_stronger"] else "↓"
-        cells = [
-            " · ".join(part[i] for i in varying if part[i]),
-            f"{p['attack']} ({p['metric'].replace('_', ' ')} {direction})",
-            f"{100 * p['baseline'][0]:.1f} ± {100 * p['baseline'][1]:.1f}",
-            f"{100 * p['sapa'][0]:.1f} ± {100 * p['sapa'][1]:.1f}",
-            f"{100 * p['gap']:+.1f}",
-            f"{p['p_value']:.3f}",
-            f"{p['test'].n} {p['test'].unit}s" + (" (unpaired)" if p["test"].design == "unpaired" else ""),
-            "-" if m is None else f"{m['baseline'][0]:+.2f} → {m['sapa'][0]:+.2f}",
-            "-" if m is None else f"{m['test'].mean_difference:+.2f}",
-            "-" if m is None else f"{m['test'].p_greater:.3f}",
-        ]
-        sig = "sig" if p["significant"] else ""
-        margin_sig = "sig" if m is not None and m["test"].p_greater < ALPHA else ""
-        marks = ["", "", "", "", sig, sig, "", "", margin_sig, margin_sig]
-        where = {k: p[k] for k in ("dataset", "arch", "recipe", "protocol", "defense")}
-        rows.append(_row(cells, where, marks=marks))
+    settings = [" · ".join(part[i] for i in varying if part[i]) for part in parts]
+    tip = (
+        "what differs between the rows (what they share is in the caption): dataset · victim architecture · recipe · "
+        "protocol · numerics (+ defense)"
+    )
     return Section(
         "pairs",
         "SAPA vs baseline (Table-4 view)",
-        "Each SAPA attack beside its own baseline in the same setting (never across protocols or numerics). gap > 0: "
-        "SAPA stronger (for accuracy metrics, ↓, the baseline's accuracy minus SAPA's); p: one-sided exact sign-flip "
-        f"permutation test paired over craft seeds, bold when below alpha = {ALPHA}; its floor is 2^-pairs. Known-init "
-        "rows are a white-box upper bound.",
-        (without_empty(Table(" · ".join(shared), PAIR_PAGE, tuple(rows), PAIR_PAGE_TIPS)),),
+        "Each SAPA attack beside its own baseline in the same setting (never across protocols or numerics). gap in "
+        "points > 0: SAPA stronger (for accuracy metrics, ↓, the baseline's accuracy minus SAPA's); p: one-sided "
+        f"exact sign-flip permutation test paired over craft seeds, bold when below alpha = {ALPHA}; its floor is "
+        "2^-pairs. Known-init rows are a white-box upper bound.",
+        (_table(" · ".join(shared), PAIR_PAGE, pairs, lambda p: p.where, setting=(settings, tip)),),
         tuple(_figure(f) for f in figures if f.view == "pairs"),
     )
 
@@ -395,90 +458,129 @@ def _heat(points: float) -> str:
     return f"h{sum(points >= level for level in GRID_LEVELS)}"
 
 
-def _grid_sections(entries: list[dict[str, Any]], pairs: list[dict[str, Any]]) -> list[Section]:
-    """Per threat model, an attack x recipe grid per setting (dataset, architecture, protocol,
-    numerics, attack options), undefended: the clean victims' accuracy on top, every attack's
-    metric shaded by its strength (success; for untargeted attacks the accuracy lost against the
-    clean victim), and a SAPA - base row per SAPA attack whose base ran (green where SAPA is
-    stronger, red where weaker; ``*`` where the exact two-sided test over poisons is below alpha
-    unadjusted, ``°`` where the design cannot reach alpha)."""
+def _options(preset: str, options: dict[str, Any]) -> str:
+    return json.dumps([preset, options], sort_keys=True)
+
+
+def _gap_cell(p: Pair | None) -> tuple[Cell, str]:
+    """A SAPA - base grid cell: the gap in points, ``*`` where the exact two-sided test over
+    poisons is below alpha (unadjusted), ``°`` where the design cannot reach alpha."""
+    if p is None:
+        return None, ""
+    t = p.test
+    flag = "°" if t.p_floor_two_sided >= ALPHA else "*" if t.p_two_sided < ALPHA else ""
+    return Num(p.gap, "+.1f", 100.0, suffix=flag), "up" if p.gap > 0 else "down" if p.gap < 0 else ""
+
+
+def _grid_tables(entries: list[dict[str, Any]], pairs: list[Pair], axis: str) -> dict[str, list[Table]]:
+    """Per threat model, one attack x ``axis`` grid per setting: ``recipe`` (undefended victims,
+    one column per recipe) or ``defense`` (one column per defense, ``none`` first, per recipe;
+    only settings where a defense ran). The clean victims' accuracy on top (undefended), every
+    attack's metric shaded by its strength (success; for untargeted attacks the accuracy lost
+    against the undefended clean victim), and a SAPA - base row per SAPA attack whose base ran."""
     clean: dict[tuple, float] = {}
     grids: dict[tuple, dict[str, dict[str, dict[str, Any]]]] = defaultdict(lambda: defaultdict(dict))
     for e in entries:
-        if e["defense"] != NO_DEFENSE:
-            continue
         s = e["setting"]
         where = (s["dataset"], s["arch"], protocol_label(s), numerics_label(s))
         if s["threat"] == NO_THREAT:
-            clean[(*where, s["recipe"])] = e["metric"]["mean"]
+            if e["defense"] == NO_DEFENSE:
+                clean[(*where, s["recipe"])] = e["metric"]["mean"]
             continue
-        options = json.dumps([s["preset"], s["options"]], sort_keys=True)
-        grids[(s["threat"], *where, options)][e["attack"]][s["recipe"]] = e
+        if axis == "recipe" and e["defense"] != NO_DEFENSE:
+            continue
+        column = s["recipe"] if axis == "recipe" else e["defense"]
+        fixed = where if axis == "recipe" else (*where, s["recipe"])
+        grids[(s["threat"], fixed, _options(s["preset"], s["options"]))][e["attack"]][column] = e
     twin = {
-        (p["threat"], p["dataset"], p["arch"], p["protocol"], p["numerics"], p["sapa_attack"], p["recipe"]): p
+        (p.threat, p.dataset, p.arch, p.protocol, p.numerics, p.recipe, p.defense, _options(p.preset, p.options)): p
         for p in pairs
-        if p["defense"] == NO_DEFENSE and p["attack"] == base_name(p["sapa_attack"])
+        if p.own_base
     }
+    tables: dict[str, list[Table]] = defaultdict(list)
+    for key in sorted(grids):
+        threat, fixed, options = key
+        by_attack = grids[key]
+        columns = sorted({c for cells in by_attack.values() for c in cells}, key=lambda c: (c != NO_DEFENSE, c))
+        if axis == "defense" and columns == [NO_DEFENSE]:
+            continue
+        ds, arch, protocol, numerics = fixed[:4]
+
+        def cell_where(column: str, fixed: tuple = fixed) -> tuple[str, str]:
+            """(recipe, defense) of a column."""
+            return (column, NO_DEFENSE) if axis == "recipe" else (fixed[4], column)
+
+        def reference(column: str, fixed: tuple = fixed) -> float | None:
+            recipe, defense = cell_where(column)
+            return clean.get((*fixed[:4], recipe)) if axis == "recipe" or defense == NO_DEFENSE else None
+
+        rows = []
+        refs = [reference(c) for c in columns]
+        if threat == "untargeted" or any(r is not None for r in refs):
+            rows.append(
+                _row(["clean (accuracy)", *(pct(r) for r in refs)], {"dataset": ds, "arch": arch}, cls="cleanrow")
+            )
+        for attack in sorted(by_attack, key=lambda a: (base_name(a), is_sapa(a))):
+            cells: list[Cell] = [attack]
+            marks = ["sapa" if is_sapa(attack) else ""]
+            for c in columns:
+                e = by_attack[attack].get(c)
+                if e is None:
+                    cells.append(None)
+                    marks.append("")
+                    continue
+                m = e["metric"]
+                baseline = clean.get((*fixed[:4], cell_where(c)[0]))
+                strength = 100 * (m["mean"] if m["higher_is_stronger"] else (baseline or 1.0) - m["mean"])
+                cells.append(pct(m["mean"]))
+                marks.append(_heat(strength))
+            rows.append(_row(cells, {"dataset": ds, "arch": arch}, marks=marks))
+            if not is_sapa(attack) or base_name(attack) not in by_attack:
+                continue
+            cells, marks = [f"{attack} - base"], ["gaprow"]
+            for c in columns:
+                gap, mark = _gap_cell(twin.get((threat, ds, arch, protocol, numerics, *cell_where(c), options)))
+                cells.append(gap)
+                marks.append(mark)
+            rows.append(_row(cells, {"dataset": ds, "arch": arch}, marks=marks, cls="gaprow"))
+        setting = " · ".join(x for x in fixed if x)
+        preset, opts = json.loads(options)
+        extra = ", ".join(f"{k} {v}" for k, v in sorted(opts.items()))
+        caption = f"{setting} · {preset} preset" + (f" ({extra})" if extra else "")
+        tables[threat].append(Table(caption, ("attack", *columns), tuple(rows)))
+    return tables
+
+
+def _grid_sections(entries: list[dict[str, Any]], pairs: list[Pair]) -> list[Section]:
+    """Per threat model, the attack x recipe grids and, where defenses ran, the attack x defense
+    grids (:func:`_grid_tables`), each SAPA - base cell coloured by its sign."""
+    by_recipe, by_defense = _grid_tables(entries, pairs, "recipe"), _grid_tables(entries, pairs, "defense")
+    note = (
+        "per attack and {axis}, shaded by strength; each SAPA attack's row is followed by SAPA - base in points (+ = "
+        "SAPA stronger; * exact two-sided p < 0.05 over poisons, unadjusted; ° the design cannot reach 0.05)."
+    )
     sections = []
     for threat in THREATS:
-        tables = []
-        for key in sorted(k for k in grids if k[0] == threat):
-            _, ds, arch, protocol, numerics, options = key
-            by_attack = grids[key]
-            recipes = sorted({r for cells in by_attack.values() for r in cells})
-            rows = []
-            if threat == "untargeted" or any((ds, arch, protocol, numerics, r) in clean for r in recipes):
-                refs = [clean.get((ds, arch, protocol, numerics, r)) for r in recipes]
-                rows.append(
-                    _row(
-                        ["clean (accuracy)"] + ["-" if v is None else f"{100 * v:.1f}" for v in refs],
-                        {"dataset": ds, "arch": arch},
-                        cls="cleanrow",
-                    )
-                )
-            for attack in sorted(by_attack, key=lambda a: (base_name(a), is_sapa(a))):
-                cells, marks = [attack], ["sapa" if is_sapa(attack) else ""]
-                for r in recipes:
-                    e = by_attack[attack].get(r)
-                    if e is None:
-                        cells.append("-")
-                        marks.append("")
-                        continue
-                    m = e["metric"]
-                    ref = clean.get((ds, arch, protocol, numerics, r))
-                    strength = 100 * (m["mean"] if m["higher_is_stronger"] else (ref or 1.0) - m["mean"])
-                    cells.append(f"{100 * m['mean']:.1f}")
-                    marks.append(_heat(strength))
-                rows.append(_row(cells, {"dataset": ds, "arch": arch}, marks=marks))
-                if not is_sapa(attack) or base_name(attack) not in by_attack:
-                    continue
-                cells, marks = [f"{attack} - base"], ["gaprow"]
-                for r in recipes:
-                    p = twin.get((threat, ds, arch, protocol, numerics, attack, r))
-                    if p is None:
-                        cells.append("-")
-                        marks.append("")
-                        continue
-                    t = p["test"]
-                    flag = "°" if t.p_floor_two_sided >= ALPHA else "*" if t.p_two_sided < ALPHA else ""
-                    cells.append(f"{100 * p['gap']:+.1f}{flag}")
-                    marks.append("up" if p["gap"] > 0 else "down" if p["gap"] < 0 else "")
-                rows.append(_row(cells, {"dataset": ds, "arch": arch}, marks=marks, cls="gaprow"))
-            setting = " · ".join(x for x in (ds, arch, protocol, numerics) if x)
-            preset, opts = json.loads(options)
-            extra = ", ".join(f"{k} {v}" for k, v in sorted(opts.items()))
-            caption = f"{setting} · {preset} preset" + (f" ({extra})" if extra else "")
-            tables.append(Table(caption, ("attack", *recipes), tuple(rows)))
-        if tables:
-            metric = "accuracy % (lower = stronger)" if threat == "untargeted" else "success %"
+        metric = "accuracy % (lower = stronger)" if threat == "untargeted" else "success %"
+        if by_recipe.get(threat):
             sections.append(
                 Section(
                     f"grid-{threat}",
                     f"At a glance: {threat} attacks x recipes",
-                    f"{metric} per attack and victim recipe, shaded by strength; each SAPA attack's row is "
-                    "followed by SAPA - base in points (+ = SAPA stronger; * exact two-sided p < 0.05 over poisons, "
-                    "unadjusted; ° the design cannot reach 0.05).",
-                    tuple(tables),
+                    f"{metric} " + note.format(axis="victim recipe, undefended"),
+                    tuple(by_recipe[threat]),
+                )
+            )
+        if by_defense.get(threat):
+            sections.append(
+                Section(
+                    f"grid-{threat}-defenses",
+                    f"At a glance: {threat} attacks x defenses",
+                    f"{metric} "
+                    + note.format(axis="defense (none = undefended)")
+                    + " Untargeted strength is the accuracy lost against the undefended clean victim, so a "
+                    "defense's own cost shows in every cell of its column.",
+                    tuple(by_defense[threat]),
                 )
             )
     return sections
@@ -501,78 +603,88 @@ def without_empty(table: Table) -> Table:
         return tuple(values[i] for i in keep)
 
     rows = tuple(
-        Row(pick(r.cells), pick(r.keys), r.where, r.detail, pick(r.marks) if r.marks else (), r.cls) for r in table.rows
+        Row(pick(r.cells), pick(r.keys), r.where, r.detail, pick(r.marks) if r.marks else (), r.cls, r.anchor)
+        for r in table.rows
     )
     return Table(table.caption, pick(table.columns), rows, pick(table.tips) if table.tips else ())
 
 
-THREAT_PAGE = (
-    "setting",
-    "rank",
-    "attack",
-    "value",
-    "clean ref.",
-    "vs SAPA",
-    "gap",
-    "p",
-    "pairs",
-    "margin gap",
-    "margin p",
+def _versus_p(r: ThreatRow) -> float | None:
+    return None if r.versus is None else r.versus.p_value
+
+
+def _margin_p(r: ThreatRow) -> float | None:
+    return None if r.margin_test is None else r.margin_test.p_greater
+
+
+THREAT_PAGE: tuple[Column[ThreatRow], ...] = (
+    Column(
+        "rank",
+        lambda r: Num(r.rank, "d"),
+        "1 = strongest in its setting (targeted ties of success broken by the margin)",
+    ),
+    Column("attack", lambda r: r.entry.attack, "attack (bold: SAPA)", lambda r: "sapa" if r.entry.sapa else ""),
+    Column("value", lambda r: r.entry.value, "metric %, mean ± SE over trials"),
+    Column("margin", lambda r: r.entry.margin, "targeted: the adversarial margin on the target in logits, mean ± SE"),
+    Column(
+        "clean ref.",
+        lambda r: r.clean_reference,
+        "clean victims: accuracy % (untargeted) or the adversarial margin in logits (targeted)",
+    ),
+    Column(
+        "vs SAPA",
+        lambda r: None if r.versus is None else r.versus.sapa_attack,
+        "the SAPA attack this baseline is compared with: its own SAPA twin, else the strongest SAPA attack of the setting",
+    ),
+    Column(
+        "gap",
+        lambda r: None if r.versus is None else Num(r.versus.gap, "+.1f", 100.0),
+        "gap in points, > 0 = SAPA stronger",
+        lambda r: sig(_versus_p(r)),
+    ),
+    Column("p", lambda r: p_value(_versus_p(r)), "one-sided p of SAPA being stronger", lambda r: sig(_versus_p(r))),
+    Column("pairs", lambda r: None if r.versus is None else pairs_label(r.versus.test), "what was paired"),
+    Column(
+        "margin gap",
+        lambda r: None if r.margin_test is None else logits(r.margin_test.mean_difference),
+        "margin gap in logits, > 0 = SAPA stronger",
+        lambda r: sig(_margin_p(r)),
+    ),
+    Column("margin p", lambda r: p_value(_margin_p(r)), "one-sided p on the margin", lambda r: sig(_margin_p(r))),
 )
-THREAT_PAGE_TIPS = (
-    "what differs between the rows (what they share is in the caption): dataset · victim architecture · recipe · "
-    "numerics · attack eps, budget and preset",
-    "1 = strongest in its setting (targeted ties of success broken by the adversarial margin)",
-    "attack (bold: SAPA)",
-    "metric %, mean ± SE over trials (targeted: with the adversarial margin)",
-    "clean victims: accuracy % (untargeted) or the adversarial margin (targeted)",
-    "the SAPA attack this baseline is compared with: its own SAPA twin, else the strongest SAPA attack of the setting",
-    "gap in points, > 0 = SAPA stronger",
-    "one-sided p of SAPA being stronger",
-    "what was paired",
-    "margin gap, > 0 = SAPA stronger",
-    "one-sided p on the margin",
-)
+"""The page's per-threat tables (after their setting column)."""
 
 
 def _threat_sections(
-    by_id: dict[str, dict[str, Any]], threat_rows: list[dict[str, str]], figures: list[Figure]
+    by_id: dict[str, dict[str, Any]], threat_rows: list[ThreatRow], figures: list[Figure]
 ) -> list[Section]:
+    tip = (
+        "what differs between the rows (what they share is in the caption): dataset · victim architecture · recipe · "
+        "numerics · attack eps, budget and preset"
+    )
     sections = []
     for threat in THREATS:
-        rows = [r for r in threat_rows if r["threat"] == threat]
+        rows = [r for r in threat_rows if r.entry.threat == threat]
         if not rows:
             continue
         tables = []
-        for protocol in sorted({r["protocol"] for r in rows}):
-            group = [r for r in rows if r["protocol"] == protocol]
-            parts = [
-                (r["dataset"], r["arch"], r["recipe"], numerics_label(by_id[r["entry_id"]]["setting"]), r["setting"])
-                for r in group
-            ]
+        for protocol in sorted({r.entry.protocol for r in rows}):
+            group = [r for r in rows if r.entry.protocol == protocol]
+            parts = [(r.entry.dataset, r.entry.arch, r.entry.recipe, r.entry.numerics, r.setting) for r in group]
             shared, varying = _split_setting(parts, keep=2)  # the recipe column stays even when constant
-            out = []
-            for r, part in zip(group, parts, strict=True):
-                e = by_id[r["entry_id"]]
-                cells = [
-                    " · ".join(part[i] for i in varying),
-                    r["rank"],
-                    r["attack"],
-                    r["value"].replace("+/-", "±"),
-                    r["clean_reference"],
-                    r["vs_sapa"],
-                    r["gap"],
-                    r["p_value"],
-                    r["pairs"],
-                    r["margin_gap"],
-                    r["margin_p"],
-                ]
-                sig, msig = _sig(r["significant"]), _sig(r["margin_significant"])
-                marks = ["", "", "sapa" if e["sapa"] else "", "", "", "", sig, sig, "", msig, msig]
-                out.append(_entry_row(e, cells, marks))
-            metrics = sorted({_metric_label(by_id[r["entry_id"]]) for r in group})
+            settings = [" · ".join(part[i] for i in varying) for part in parts]
+            metrics = sorted({metric_label(r.entry.metric, r.entry.higher_is_stronger) for r in group})
             caption = " — ".join([f"protocol {protocol}", " · ".join(shared), "; ".join(metrics)])
-            tables.append(without_empty(Table(caption, THREAT_PAGE, tuple(out), THREAT_PAGE_TIPS)))
+            tables.append(
+                _table(
+                    caption,
+                    THREAT_PAGE,
+                    group,
+                    lambda r: r.entry.where,
+                    lambda r: detail(by_id[r.entry.entry_id]),
+                    (settings, tip),
+                )
+            )
         sections.append(
             Section(
                 f"threat-{threat}",
@@ -585,95 +697,95 @@ def _threat_sections(
     return sections
 
 
-COST_PAGE = (
-    "attack",
-    "KxR",
-    "value",
-    "margin",
-    "craft s",
-    "+ surrogates s",
-    "SAPA time ratio",
-    "with surrogates",
-    "vs SAPA 1x1",
-    "p SAPA stronger",
-    "p E&R stronger",
+def _cost_p(r: CostRow, side: str) -> float | None:
+    return None if r.test is None else getattr(r.test, side)
+
+
+COST_PAGE: tuple[Column[CostRow], ...] = (
+    Column("attack", lambda r: r.entry.attack, mark=lambda r: "sapa" if r.entry.sapa else ""),
+    Column("KxR", lambda r: f"{r.k}x{r.r}", "architectures x initialisations of the surrogate ensemble"),
+    Column("value", lambda r: r.entry.value, "metric %, mean ± SE"),
+    Column("margin", lambda r: r.entry.margin, "adversarial margin in logits"),
+    Column("craft s", lambda r: Num(r.craft_s), "crafting seconds per poison set"),
+    Column("+ surrogates s", lambda r: Num(r.total_s), "with the clean surrogates' training"),
+    Column(
+        "SAPA time ratio",
+        lambda r: None if r.sapa_time_ratio is None else Num(r.sapa_time_ratio, ".2f"),
+        "SAPA(1x1) crafting seconds / this row's",
+    ),
+    Column(
+        "with surrogates",
+        lambda r: None if r.sapa_total_ratio is None else Num(r.sapa_total_ratio, ".2f"),
+        "the same ratio with the surrogates' training",
+    ),
+    Column("vs SAPA 1x1", lambda r: r.gap, "points (or margin in logits where success ties), > 0 = SAPA stronger"),
+    Column(
+        "p SAPA stronger",
+        lambda r: p_value(_cost_p(r, "p_greater"), ".4f"),
+        mark=lambda r: sig(_cost_p(r, "p_greater")),
+    ),
+    Column("p E&R stronger", lambda r: p_value(_cost_p(r, "p_less"), ".4f"), mark=lambda r: sig(_cost_p(r, "p_less"))),
 )
+"""The page's cost view."""
 
 
-def _cost_section(by_id: dict[str, dict[str, Any]], cost_rows: list[dict[str, str]], figures: list[Figure]) -> Section:
+def _cost_section(by_id: dict[str, dict[str, Any]], cost_rows: list[CostRow], figures: list[Figure]) -> Section:
     tables = []
-    for where in sorted({(r["dataset"], r["threat"], r["protocol"]) for r in cost_rows}):
-        out = []
-        for r in (r for r in cost_rows if (r["dataset"], r["threat"], r["protocol"]) == where):
-            e = by_id[r["entry_id"]]
-            cells = [
-                r["attack"],
-                f"{r['K']}x{r['R']}",
-                r["value"].replace("+/-", "±"),
-                r["margin"].replace("+/-", "±"),
-                r["craft_s"],
-                r["total_s"],
-                r["sapa_time_ratio"],
-                r["sapa_total_ratio"],
-                r["vs_sapa_1x1_gap"],
-                r["p_sapa_stronger"],
-                r["p_er_stronger"],
-            ]
-            marks = ["sapa" if e["sapa"] else ""] + [""] * 8
-            marks += [_sig(r["sapa_significant"]), _sig(r["er_significant"])]
-            out.append(_entry_row(e, cells, marks))
-        tables.append(Table(f"{where[0]} · {where[1]} · {where[2]}", COST_PAGE, tuple(out)))
+    for where in sorted({(r.entry.dataset, r.entry.threat, r.entry.protocol) for r in cost_rows}):
+        group = [r for r in cost_rows if (r.entry.dataset, r.entry.threat, r.entry.protocol) == where]
+        tables.append(
+            _table(
+                " · ".join(where), COST_PAGE, group, lambda r: r.entry.where, lambda r: detail(by_id[r.entry.entry_id])
+            )
+        )
     return Section(
         "cost",
         "Ensemble and re-initialisation vs SAPA (Figure 2 view)",
         "Per setting, one row per (attack, K architectures, R initialisations): crafting seconds per poison set without "
         "and with the clean surrogates' training; SAPA time ratio = SAPA(1x1) seconds / this row's; each row against "
-        "SAPA at K = R = 1 paired by craft seed (gap > 0 = SAPA stronger; targeted rows with tied success compare the "
-        "adversarial margin).",
+        "SAPA at K = R = 1 paired by craft seed (gap in points > 0 = SAPA stronger; targeted rows with tied success "
+        "compare the adversarial margin).",
         tuple(tables),
         tuple(_figure(f) for f in figures if f.view == "cost"),
         wide=True,
     )
 
 
-DEFENSE_PAGE = (
-    "defense",
-    "rank",
-    "attack",
-    "setting",
-    "with defense",
-    "without",
-    "clean acc.",
-    "acc. cost",
-    "removed",
-    "precision",
-    "recall",
+DEFENSE_PAGE: tuple[Column[DefenseRow], ...] = (
+    Column("defense", lambda r: r.entry.defense),
+    Column("rank", lambda r: Num(r.rank, "d"), "1 = strongest attack against this defense"),
+    Column("attack", lambda r: r.entry.attack, mark=lambda r: "sapa" if r.entry.sapa else ""),
+    Column(
+        "setting",
+        lambda r: f"{r.entry.dataset} · {r.entry.arch} · {r.entry.recipe} · {r.entry.protocol}",
+        "dataset · victim architecture · recipe · protocol",
+    ),
+    Column("with defense", lambda r: r.entry.value, "metric %, mean ± SE, against the defended victims"),
+    Column("without", lambda r: r.without, "the same attack and setting undefended"),
+    Column("clean acc.", lambda r: pct(r.entry.clean_acc.mean), "the defended victims' clean accuracy %"),
+    Column("acc. cost", lambda r: pct(r.clean_acc_cost, "+.1f"), "clean accuracy the defense costs, in points"),
+    Column("removed", lambda r: None if r.removed is None else Num(r.removed, ".0f"), "images a data filter removed"),
+    Column("precision", lambda r: pct(r.precision), "% of the removed images that were poisons"),
+    Column("recall", lambda r: pct(r.recall), "% of the poisons removed"),
 )
+"""The page's defense view."""
 
 
-def _defense_section(by_id: dict[str, dict[str, Any]], defense_rows: list[dict[str, str]]) -> Section:
+def _defense_section(by_id: dict[str, dict[str, Any]], defense_rows: list[DefenseRow]) -> Section:
     tables = []
     for threat in THREATS:
-        out = []
-        for r in (r for r in defense_rows if r["threat"] == threat):
-            e = by_id[r["entry_id"]]
-            cells = [
-                r["defense"],
-                r["rank"],
-                r["attack"],
-                f"{e['setting']['dataset']} · {r['arch']} · {r['recipe']} · {protocol_label(e['setting'])}",
-                r["with_defense"].replace("+/-", "±"),
-                r["without_defense"].replace("+/-", "±"),
-                r["clean_acc"],
-                r["clean_acc_cost"],
-                r["removed"],
-                r["precision"],
-                r["recall"],
-            ]
-            out.append(_entry_row(e, cells, ["", "", "sapa" if e["sapa"] else ""] + [""] * 8))
-        if out:
-            metric = _metric_label(by_id[next(r for r in defense_rows if r["threat"] == threat)["entry_id"]])
-            tables.append(Table(f"{threat} attacks — {metric}", DEFENSE_PAGE, tuple(out)))
+        group = [r for r in defense_rows if r.entry.threat == threat]
+        if group:
+            metric = metric_label(group[0].entry.metric, group[0].entry.higher_is_stronger)
+            tables.append(
+                _table(
+                    f"{threat} attacks — {metric}",
+                    DEFENSE_PAGE,
+                    group,
+                    lambda r: r.entry.where,
+                    lambda r: detail(by_id[r.entry.entry_id]),
+                )
+            )
     return Section(
         "defenses",
         "Defenses",
@@ -684,52 +796,53 @@ def _defense_section(by_id: dict[str, dict[str, Any]], defense_rows: list[dict[s
     )
 
 
-ENTRY_COLUMNS = (
-    "attack",
-    "defense",
-    "setting",
-    "threat",
-    "eps · budget",
-    "value",
-    "clean acc.",
-    "trials",
-    "craft s",
-    "total s",
+ENTRY_PAGE: tuple[Column[EntryRow], ...] = (
+    Column("attack", lambda r: r.attack, mark=lambda r: "sapa" if r.sapa else ""),
+    Column("defense", lambda r: r.defense),
+    Column(
+        "setting",
+        lambda r: f"{r.dataset} · {r.arch} · {r.recipe} · {r.protocol} · {r.numerics}",
+        "dataset · victim architecture · recipe · protocol · numerics",
+    ),
+    Column("threat", lambda r: r.threat),
+    Column("eps · budget", lambda r: f"{eps_text(r.eps)} · {r.budget:g}"),
+    Column(
+        "value",
+        lambda r: Spread(r.value.mean, r.value.se, r.value.trials, suffix=f" ({r.metric.replace('_', ' ')})"),
+        "the threat model's metric %, mean ± SE",
+    ),
+    Column("clean acc.", lambda r: r.clean_acc, "clean accuracy %, mean ± SE"),
+    Column("trials", lambda r: Num(r.value.trials or 0, "d"), "victims trained"),
+    Column("craft s", lambda r: Num(r.craft_s), "crafting seconds, all poison sets"),
+    Column("total s", lambda r: Num(r.total_s), "every phase, all trials"),
 )
+"""The page's table of every entry."""
 
 
 def _entries_section(entries: list[dict[str, Any]]) -> Section:
-    rows = []
-    for e in entries:
-        s = e["setting"]
-        cells = [
-            e["attack"],
-            e["defense"],
-            f"{s['dataset']} · {s['arch']} · {s['recipe']} · {protocol_label(s)} · {numerics_label(s)}",
-            s["threat"],
-            f"{s['eps'] * 255:.0f}/255 · {s['budget']:g}",
-            _pct(e["metric"]) + f" ({e['metric']['name'].replace('_', ' ')})",
-            _pct({**e["clean_accuracy"], "trials": e["metric"]["trials"]}),
-            str(e["metric"]["trials"]),
-            f"{e['timings']['craft_s']:.1f}",
-            f"{e['timings']['total_s']:.1f}",
-        ]
-        row = _entry_row(e, cells, ["sapa" if e["sapa"] else ""] + [""] * 9)
-        rows.append(replace(row, anchor=f"entry-{e['entry_id']}"))
+    by_id = {e["entry_id"]: e for e in entries}
+    table = _table(
+        "",
+        ENTRY_PAGE,
+        [entry_row(e) for e in entries],
+        lambda r: r.where,
+        lambda r: detail(by_id[r.entry_id]),
+        anchor=lambda r: f"entry-{r.entry_id}",
+    )
     return Section(
         "entries",
         "Every entry",
         "One row per entry file; open a row for its trials, timings, poisons and provenance.",
-        (Table("", ENTRY_COLUMNS, tuple(rows)),),
+        (table,),
     )
 
 
 def render_page(
     entries: list[dict[str, Any]],
-    pairs: list[dict[str, Any]],
-    threat_rows: list[dict[str, str]],
-    cost_rows: list[dict[str, str]],
-    defense_rows: list[dict[str, str]],
+    pairs: list[Pair],
+    threat_rows: list[ThreatRow],
+    cost_rows: list[CostRow],
+    defense_rows: list[DefenseRow],
     figures: list[Figure],
     runs: dict[str, Any] | None,
     claims: dict[str, Any] | None,

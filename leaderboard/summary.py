@@ -15,10 +15,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from sapabench.core.names import sapa_name
 from sapabench.core.stats import adjust_p, two_sided_floor
 from sapabench.core.threats import THREATS
-from sapabench.leaderboard.render import ALPHA, rival_pairs
+from sapabench.leaderboard.pairs import ALPHA, Pair, answer_pairs, rival_pairs
 
 MIN_PAIRS = next(n for n in range(2, 64) if two_sided_floor(n) < ALPHA)
 """The fewest poisons (pairs) whose exact two-sided test can reach :data:`ALPHA` (6 at 0.05)."""
@@ -61,24 +60,23 @@ class ThreatSummary:
 
 def threat_summaries(entries: list[dict[str, Any]], alpha: float = ALPHA) -> list[ThreatSummary]:
     """One :class:`ThreatSummary` per threat model with a SAPA-vs-base pair among ``entries``."""
-    by_threat: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for p in rival_pairs(entries):
-        if p["sapa_attack"] == sapa_name(p["attack"]) and not p["white_box"]:
-            by_threat[p["threat"]].append(p)
+    by_threat: dict[str, list[Pair]] = defaultdict(list)
+    for p in answer_pairs(rival_pairs(entries)):
+        by_threat[p.threat].append(p)
     out = []
     for threat in (t for t in THREATS if t in by_threat):
         pairs = by_threat[threat]
-        decidable = [p for p in pairs if p["test"].n >= 2 and p["test"].p_floor_two_sided < alpha]
-        adjusted = adjust_p([p["test"].p_two_sided for p in decidable], "bh")
+        decidable = [p for p in pairs if p.test.n >= 2 and p.test.p_floor_two_sided < alpha]
+        adjusted = adjust_p([p.test.p_two_sided for p in decidable], "bh")
         significant = {id(p) for p, q in zip(decidable, adjusted, strict=True) if q < alpha}
         out.append(
             ThreatSummary(
                 threat=threat,
                 settings=len(pairs),
-                stronger=sum(p["gap"] > 0 for p in pairs),
-                stronger_significant=sum(p["gap"] > 0 and id(p) in significant for p in pairs),
-                weaker=sum(p["gap"] < 0 for p in pairs),
-                weaker_significant=sum(p["gap"] < 0 and id(p) in significant for p in pairs),
+                stronger=sum(p.gap > 0 for p in pairs),
+                stronger_significant=sum(p.gap > 0 and id(p) in significant for p in pairs),
+                weaker=sum(p.gap < 0 for p in pairs),
+                weaker_significant=sum(p.gap < 0 and id(p) in significant for p in pairs),
                 underpowered=len(pairs) - len(decidable),
                 alpha=alpha,
             )

@@ -79,7 +79,7 @@ def test_verdicts_follow_the_measured_trials(tmp_path):
     assert v["T4-sam-error-min"].verdict == "inconclusive"
     assert v["T4-sgd-sleeper-agent"].verdict == "untested"
     # the paper's ResNet-18 rows are matched to the measured main victim (convnet here)
-    assert v["T4-sgd-error-min"].measured["arch"] == "convnet"
+    assert v["T4-sgd-error-min"].measured.arch == "convnet"
 
 
 def test_the_verdicts_are_recorded_for_the_page_with_the_p_value_each_rests_on(tmp_path):
@@ -287,7 +287,8 @@ def test_a_verdict_decided_on_the_margin_is_labelled_in_every_output(tmp_path, c
     rows = {r["id"]: r for r in json.loads((results / "leaderboard" / "claims.json").read_text())["verdicts"]}
     row = rows["T4-sgd-gradient-matching"]
     assert row["label"] == "held (margin)" and row["decided_on"] == "adversarial margin"
-    assert "success 0.0 +/- 0.0 -> 0.0 +/- 0.0" in row["summary"]  # the 0/1 success beside it
+    assert "success 0.0 +/- 0.0 % -> 0.0 +/- 0.0 %" in row["summary"]  # the 0/1 success beside it
+    assert "paired diff +1.00 logits over 8 craft seeds" in row["summary"]  # each number with its unit
     page = (results / "leaderboard" / "leaderboard.html").read_text()
     assert ">proxy: adversarial margin</span>" in page  # the page badges the proxy beside the verdict
 
@@ -319,11 +320,11 @@ def test_a_victim_that_starts_from_the_attackers_surrogate_is_white_box(tmp_path
     ]
     assert _verdicts(tmp_path / "w", white)["T4-sgd-gradient-matching"].verdict == "untested"
     board = tmp_path / "w" / "leaderboard"
-    from sapabench.leaderboard.render import rival_pairs
+    from sapabench.leaderboard.pairs import rival_pairs
     from sapabench.leaderboard.schema import load_entries
 
     pairs = rival_pairs(load_entries(board / "entries"))
-    assert pairs and all(p["white_box"] and p["protocol"].endswith("(white-box bound)") for p in pairs)
+    assert pairs and all(p.white_box and p.protocol.endswith("(white-box bound)") for p in pairs)
     # the surrogate source of another architecture is a black-box victim
     black = [
         _linear("gradient-matching", base, pretrained="surrogate", surrogate="resnet18"),

@@ -6,8 +6,9 @@ import pytest
 
 from sapabench.benchmark.claims import test_cost_claims as cost_claims_of
 from sapabench.benchmark.entries import entries_dir
-from sapabench.leaderboard.cost import cost_verdicts, cost_view
+from sapabench.leaderboard.cost import COST_COLUMNS, cost_verdicts, cost_view
 from sapabench.leaderboard.render import render
+from sapabench.leaderboard.views import table
 from tests._entries import make_entry
 
 SEEDS = range(8)
@@ -40,7 +41,9 @@ def _family(er_4x1):
 
 
 def test_the_cost_view_puts_every_k_x_r_beside_sapa_with_time_ratios():
-    rows = cost_view(_family([0.2 + 0.01 * s for s in SEEDS]))
+    typed = cost_view(_family([0.2 + 0.01 * s for s in SEEDS]))
+    assert typed[2].sapa_time_ratio == pytest.approx(0.25) and typed[2].test.p_greater == 2**-8  # numbers
+    rows = table(COST_COLUMNS, typed)  # as cost.md and cost.csv show them
     assert [(r["attack"], r["K"], r["R"]) for r in rows] == [
         ("sleeper-agent", "1", "1"),
         ("sleeper-agent", "2", "1"),

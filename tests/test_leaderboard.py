@@ -3,7 +3,8 @@ import json
 import pytest
 
 from sapabench.core.stats import mean_se, paired_test, sign_flip_p
-from sapabench.leaderboard.render import render, sapa_pairs
+from sapabench.leaderboard.pairs import sapa_pairs
+from sapabench.leaderboard.render import render
 from sapabench.leaderboard.schema import SCHEMA_VERSION, EntryError, content_hash, load_entries, load_entry, validate
 from tests._entries import make_entry
 
@@ -88,10 +89,10 @@ def test_pairs_sign_the_gap_so_positive_means_sapa_stronger():
         make_entry("sleeper-agent", (0.4, 0.5, 0.6), threat="backdoor", metric="attack_success_rate", higher=True),
         make_entry("sapa-sleeper-agent", (0.1, 0.2, 0.3), threat="backdoor", metric="attack_success_rate", higher=True),
     ]
-    pairs = {p["attack"]: p for p in sapa_pairs(entries)}
-    assert pairs["error-min"]["p_value"] == 1 / 32 and pairs["error-min"]["test"].unit == "victim seed"
-    assert pairs["error-min"]["gap"] == pytest.approx(0.20) and pairs["error-min"]["significant"]
-    assert pairs["sleeper-agent"]["gap"] == pytest.approx(-0.30) and not pairs["sleeper-agent"]["significant"]
+    pairs = {p.attack: p for p in sapa_pairs(entries)}
+    assert pairs["error-min"].p_value == 1 / 32 and pairs["error-min"].test.unit == "victim seed"
+    assert pairs["error-min"].gap == pytest.approx(0.20) and pairs["error-min"].significant
+    assert pairs["sleeper-agent"].gap == pytest.approx(-0.30) and not pairs["sleeper-agent"].significant
 
 
 def test_entries_that_differ_in_attack_options_are_paired_separately():
@@ -107,7 +108,7 @@ def test_entries_that_differ_in_attack_options_are_paired_separately():
         with_options(make_entry("error-min", (0.60, 0.62, 0.64)), {"eps": 0.1}),
         with_options(make_entry("sapa-error-min", (0.65, 0.66, 0.67)), {"eps": 0.1}),
     ]
-    gaps = sorted(round(p["gap"], 6) for p in sapa_pairs(entries))
+    gaps = sorted(round(p.gap, 6) for p in sapa_pairs(entries))
     assert gaps == [-0.04, 0.2]  # each SAPA entry against the baseline with the same options
 
 
@@ -209,14 +210,14 @@ def test_older_entries_are_read_as_the_current_version(tmp_path, version):
 
 
 def test_timings_of_different_devices_are_never_averaged():
-    from sapabench.leaderboard.render import _row
+    from sapabench.leaderboard.views import ENTRY_COLUMNS, entry_row, table
 
     mixed = make_entry(devices={"cpu:x86_64x2threads": 2, "cuda:NVIDIA H100": 1})
     assert mixed["timings"]["train_s_mean"] is None and sorted(mixed["timings"]["devices"]) == [
         "cpu:x86_64x2threads",
         "cuda:NVIDIA H100",
     ]
-    row = _row(mixed)
+    (row,) = table(ENTRY_COLUMNS, [entry_row(mixed)])
     assert row["train_s_per_victim"] == "cpu:x86_64x2threads: 2.0; cuda:NVIDIA H100: 4.0"
     averaged = json.loads(json.dumps(mixed))
     averaged["timings"]["train_s_mean"] = 3.0  # an average over the two devices
@@ -267,7 +268,7 @@ def test_a_version_2_entry_edited_after_it_was_written_is_refused(tmp_path):
 
 
 def test_rho_ablation_groups_sapa_radii_beside_the_baseline():
-    from sapabench.leaderboard.render import rho_ablation
+    from sapabench.leaderboard.plots import rho_ablation
 
     def with_rho(e, rho):
         from sapabench.leaderboard.schema import seal
@@ -289,7 +290,7 @@ def test_rho_ablation_groups_sapa_radii_beside_the_baseline():
 
 
 def test_the_threat_model_view_ranks_every_attack_and_puts_each_baseline_beside_sapa():
-    from sapabench.leaderboard.render import threat_view
+    from sapabench.leaderboard.views import THREAT_COLUMNS, table, threat_view
     from tests._entries import make_entry
 
     cells = [(0, 100 + i) for i in range(3)]
@@ -301,7 +302,7 @@ def test_the_threat_model_view_ranks_every_attack_and_puts_each_baseline_beside_
         make_entry("error-min", [0.60, 0.62, 0.61], cells=cells),
         clean,
     ]
-    rows = threat_view(entries)
+    rows = table(THREAT_COLUMNS, threat_view(entries))
     assert [r["attack"] for r in rows] == ["separable", "sapa-error-min", "error-min"]  # lower accuracy first
     assert [r["rank"] for r in rows] == ["1", "2", "3"] and all(r["clean_reference"] == "96.0" for r in rows)
     sep, sapa, em = rows
@@ -310,7 +311,7 @@ def test_the_threat_model_view_ranks_every_attack_and_puts_each_baseline_beside_
 
 
 def test_the_threat_model_view_breaks_ties_of_success_by_the_margin():
-    from sapabench.leaderboard.render import threat_view
+    from sapabench.leaderboard.views import THREAT_COLUMNS, table, threat_view
     from tests._entries import make_entry
 
     cells = [(c, 100) for c in range(4)]
@@ -321,12 +322,15 @@ def test_the_threat_model_view_breaks_ties_of_success_by_the_margin():
             attack, zeros, cells=cells, threat="targeted", metric="target_success", higher=True, margin=(margins, clean)
         )
 
-    rows = threat_view(
-        [
-            targeted("metapoison", [-8.0, -7.0, -8.5, -7.5]),
-            targeted("poison-frogs", [-2.0, -3.0, -2.5, -1.5]),
-            targeted("sapa-gradient-matching", [-4.0, -5.0, -4.5, -3.5]),
-        ]
+    rows = table(
+        THREAT_COLUMNS,
+        threat_view(
+            [
+                targeted("metapoison", [-8.0, -7.0, -8.5, -7.5]),
+                targeted("poison-frogs", [-2.0, -3.0, -2.5, -1.5]),
+                targeted("sapa-gradient-matching", [-4.0, -5.0, -4.5, -3.5]),
+            ]
+        ),
     )
     assert [r["attack"] for r in rows] == ["poison-frogs", "sapa-gradient-matching", "metapoison"]
     frogs, _, meta = rows
@@ -335,7 +339,7 @@ def test_the_threat_model_view_breaks_ties_of_success_by_the_margin():
 
 
 def test_rho_ablation_keeps_absolute_and_relative_radii_apart_with_one_baseline():
-    from sapabench.leaderboard.render import rho_ablation
+    from sapabench.leaderboard.plots import rho_ablation
     from sapabench.leaderboard.schema import seal
 
     def with_options(e, **options):
@@ -383,7 +387,7 @@ def test_the_answer_line_counts_sapa_against_its_own_base_with_the_designs_floor
 
 
 def test_each_baseline_is_compared_with_its_own_sapa_twin():
-    from sapabench.leaderboard.render import threat_view
+    from sapabench.leaderboard.views import THREAT_COLUMNS, table, threat_view
 
     eight = [(c, 100) for c in range(8)]
     low, high = [0.40 + 0.01 * i for i in range(8)], [0.70 + 0.01 * i for i in range(8)]
@@ -394,19 +398,22 @@ def test_each_baseline_is_compared_with_its_own_sapa_twin():
         make_entry("sapa-error-max", [v + 0.05 for v in high], cells=eight),  # weaker than its base
         make_entry("separable", high, cells=eight),  # no SAPA twin
     ]
-    versus = {r["attack"]: r["vs_sapa"] for r in threat_view(entries)}
+    rows = table(THREAT_COLUMNS, threat_view(entries))
+    versus = {r["attack"]: r["vs_sapa"] for r in rows}
     assert versus["error-max"] == "sapa-error-max" and versus["error-min"] == "sapa-error-min"
     assert versus["separable"] == "sapa-error-min" and versus["sapa-error-max"] == "-"
-    gaps = {r["attack"]: r["gap"] for r in threat_view(entries)}
+    gaps = {r["attack"]: r["gap"] for r in rows}
     assert gaps["error-max"] == "-5.0"  # its twin is weaker: the gap says so, not sapa-error-min's
 
 
 def test_a_one_trial_entry_shows_no_standard_error():
-    from sapabench.leaderboard.render import percent, threat_view
+    from sapabench.leaderboard.views import THREAT_COLUMNS, Spread, table, text, threat_view
 
-    assert percent({"mean": 0.992, "se": 0.0, "trials": 1}) == "99.2 (1 trial)"
-    assert percent({"mean": 0.5, "se": 0.01, "trials": 3}) == "50.0 +/- 1.0"
-    rows = threat_view([make_entry("error-min", [0.992]), make_entry("sapa-error-min", [0.9, 0.8])])
+    assert text(Spread(0.992, 0.0, 1)) == "99.2 (1 trial)"
+    assert text(Spread(0.5, 0.01, 3)) == "50.0 +/- 1.0" and text(Spread(0.5, 0.01, 3), html=True) == "50.0 ± 1.0"
+    rows = table(
+        THREAT_COLUMNS, threat_view([make_entry("error-min", [0.992]), make_entry("sapa-error-min", [0.9, 0.8])])
+    )
     assert {r["attack"]: r["value"] for r in rows} == {"error-min": "99.2 (1 trial)", "sapa-error-min": "85.0 +/- 5.0"}
 
 
