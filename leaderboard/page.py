@@ -493,7 +493,17 @@ def _grid_tables(entries: list[dict[str, Any]], pairs: list[Pair], axis: str) ->
         fixed = where if axis == "recipe" else (*where, s["recipe"])
         grids[(s["threat"], fixed, _options(s["preset"], s["options"]))][e["attack"]][column] = e
     twin = {
-        (p.threat, p.dataset, p.arch, p.protocol, p.numerics, p.recipe, p.defense, _options(p.preset, p.options)): p
+        (
+            p.threat,
+            p.dataset,
+            p.arch,
+            p.protocol,
+            p.numerics,
+            p.recipe,
+            p.defense,
+            p.sapa_attack,
+            _options(p.preset, p.options),
+        ): p
         for p in pairs
         if p.own_base
     }
@@ -539,7 +549,7 @@ def _grid_tables(entries: list[dict[str, Any]], pairs: list[Pair], axis: str) ->
                 continue
             cells, marks = [f"{attack} - base"], ["gaprow"]
             for c in columns:
-                gap, mark = _gap_cell(twin.get((threat, ds, arch, protocol, numerics, *cell_where(c), options)))
+                gap, mark = _gap_cell(twin.get((threat, ds, arch, protocol, numerics, *cell_where(c), attack, options)))
                 cells.append(gap)
                 marks.append(mark)
             rows.append(_row(cells, {"dataset": ds, "arch": arch}, marks=marks, cls="gaprow"))

@@ -82,3 +82,25 @@ def test_the_attack_by_defense_grid_puts_each_defense_beside_the_undefended_vict
     assert gaps == [("up", "+20.0*"), ("down", "-15.0*")]
     recipes = html[html.index('id="grid-untargeted"') :]
     assert "median-filter" not in recipes[: recipes.index("</section>")]  # the recipe grid stays undefended
+
+
+def test_each_sapa_row_of_the_grid_shows_its_own_gap(tmp_path):
+    low, high = [0.50 + 0.01 * i for i in range(8)], [0.70 + 0.01 * i for i in range(8)]
+    entries = [
+        *_entries()[:2],  # error-min and its twin under sgd
+        make_entry("error-min", high, recipe="adam", cells=EIGHT),
+        make_entry("sapa-error-min", low, recipe="adam", cells=EIGHT),
+        make_entry("error-max", low, cells=EIGHT),  # error-max under sgd only, its twin 3 points weaker
+        make_entry("sapa-error-max", [v + 0.03 for v in low], cells=EIGHT),
+    ]
+    render(_write(tmp_path / "entries", entries), tmp_path / "board")
+    html = (tmp_path / "board" / "leaderboard.html").read_text()
+    grid = html[html.index('id="grid-untargeted"') :]
+    grid = grid[: grid.index("</section>")]
+    rows = {}
+    for body in re.findall(r"<tr[^>]*>(.*?)</tr>", grid, re.S):
+        cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", body, re.S)]
+        rows[cells[0]] = cells[1:]
+    assert rows["attack"] == ["adam", "sgd"]
+    assert rows["sapa-error-min - base"] == ["+20.0*", "+20.0*"]
+    assert rows["sapa-error-max - base"] == ["-", "-3.0*"]  # no error-max under adam: no gap there
