@@ -23,7 +23,7 @@ from sapabench.core.stats import PairedTest, adjust_p, sign_flip_p
 from sapabench.core.threats import ADVERSARIAL_MARGIN, NO_THREAT
 from sapabench.leaderboard.pairs import compare, numerics_label, protocol_label
 from sapabench.leaderboard.plots import Figure
-from sapabench.leaderboard.views import Column, EntryRow, Num, entry_row, p_value
+from sapabench.leaderboard.views import Column, EntryRow, Num, entry_row, p_value, same_name
 
 SWEPT = ("ensemble", "reinit")
 
@@ -127,10 +127,7 @@ class CostRow:
 
 
 COST_COLUMNS: tuple[Column[CostRow], ...] = (
-    Column("dataset", lambda r: r.entry.dataset),
-    Column("threat", lambda r: r.entry.threat),
-    Column("protocol", lambda r: r.entry.protocol),
-    Column("attack", lambda r: r.entry.attack),
+    *same_name("dataset", "threat", "protocol", "attack", via="entry"),
     Column("K", lambda r: Num(r.k, "d")),
     Column("R", lambda r: Num(r.r, "d")),
     Column("metric", lambda r: r.entry.metric),

@@ -29,7 +29,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from sapabench.core.names import NO_DEFENSE, base_name, is_sapa
 from sapabench.core.threats import ADVERSARIAL_MARGIN, NO_THREAT, THREATS
 from sapabench.leaderboard.cost import CostRow
-from sapabench.leaderboard.pairs import ALPHA, Pair, numerics_label, protocol_label
+from sapabench.leaderboard.pairs import ALPHA, FILTERS, Pair, numerics_label, protocol_label
 from sapabench.leaderboard.plots import Figure
 from sapabench.leaderboard.records import VERDICTS, entries_digest, twin_dataset
 from sapabench.leaderboard.summary import threat_summaries
@@ -55,7 +55,6 @@ from sapabench.leaderboard.views import (
 )
 
 TEMPLATE = "leaderboard.html.j2"
-FILTERS = ("dataset", "arch", "recipe", "protocol", "defense")
 
 
 @dataclass(frozen=True)
@@ -151,18 +150,6 @@ def _table(
     if setting is not None:
         names, tips = ("setting", *names), (setting[1], *tips)
     return without_empty(Table(caption, names, tuple(out), tips))
-
-
-def entry_where(e: dict[str, Any]) -> dict[str, str]:
-    """The filter values of an entry."""
-    s = e["setting"]
-    return {
-        "dataset": s["dataset"],
-        "arch": s["arch"],
-        "recipe": s["recipe"],
-        "protocol": protocol_label(s),
-        "defense": e["defense"],
-    }
 
 
 def _pct(m: dict[str, Any], trials: int) -> str:
@@ -867,7 +854,7 @@ def render_page(
     if defense_rows:
         sections.append(_defense_section(by_id, defense_rows))
     sections.append(_entries_section(entries))
-    wheres = [entry_where(e) for e in entries]
+    wheres = [entry_row(e).where for e in entries]
     filters = [(name, sorted({w[name] for w in wheres})) for name in FILTERS]
     env = Environment(
         loader=PackageLoader("sapabench.leaderboard", "templates"),

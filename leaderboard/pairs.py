@@ -22,6 +22,13 @@ from sapabench.victims.protocols import FILE_PREFIX, NO_PRETRAINED, is_white_box
 
 ALPHA = 0.05
 """The level every view marks significance at (the claims take theirs from the plan)."""
+FILTERS = ("dataset", "arch", "recipe", "protocol", "defense")
+"""What the page filters rows and plots by: attributes of every view's row."""
+
+
+def filter_values(row: Any) -> dict[str, str]:
+    """A row's values of the page's :data:`FILTERS`."""
+    return {name: getattr(row, name) for name in FILTERS}
 
 
 def protocol_label(setting: dict[str, Any]) -> str:
@@ -152,14 +159,7 @@ class Pair:
 
     @property
     def where(self) -> dict[str, str]:
-        """The page's filter values of this pair."""
-        return {
-            "dataset": self.dataset,
-            "arch": self.arch,
-            "recipe": self.recipe,
-            "protocol": self.protocol,
-            "defense": self.defense,
-        }
+        return filter_values(self)
 
 
 def summary(m: dict[str, Any], trials: int) -> Summary:

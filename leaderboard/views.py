@@ -16,12 +16,13 @@ import json
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, Generic, TypeVar
 
 from sapabench.core.names import NO_DEFENSE, sapa_name
 from sapabench.core.stats import PairedTest
 from sapabench.core.threats import ADVERSARIAL_MARGIN, NO_THREAT
-from sapabench.leaderboard.pairs import ALPHA, Pair, numerics_label, pair, protocol_label, variant
+from sapabench.leaderboard.pairs import ALPHA, Pair, filter_values, numerics_label, pair, protocol_label, variant
 
 R = TypeVar("R")
 
@@ -129,6 +130,12 @@ class Column(Generic[R]):
     mark: Callable[[R], str] | None = None
 
 
+def same_name(*names: str, via: str = "") -> tuple[Column[Any], ...]:
+    """Columns that show the row's attribute of the same name as it is (labels); ``via``: the
+    attribute holding them (``entry``: a view row's :class:`EntryRow`)."""
+    return tuple(Column(name, attrgetter(f"{via}.{name}" if via else name)) for name in names)
+
+
 def table(columns: Sequence[Column[R]], rows: Sequence[R], html: bool = False) -> list[dict[str, str]]:
     """The rows as text, one dict per row keyed by column name."""
     return [{c.name: text(c.cell(r), html) for c in columns} for r in rows]
@@ -215,14 +222,7 @@ class EntryRow:
 
     @property
     def where(self) -> dict[str, str]:
-        """The page's filter values of this row."""
-        return {
-            "dataset": self.dataset,
-            "arch": self.arch,
-            "recipe": self.recipe,
-            "protocol": self.protocol,
-            "defense": self.defense,
-        }
+        return filter_values(self)
 
     @property
     def direction(self) -> str:
@@ -276,14 +276,7 @@ def eps_text(eps: float) -> str:
 
 
 ENTRY_COLUMNS: tuple[Column[EntryRow], ...] = (
-    Column("attack", lambda r: r.attack),
-    Column("defense", lambda r: r.defense),
-    Column("dataset", lambda r: r.dataset),
-    Column("arch", lambda r: r.arch),
-    Column("recipe", lambda r: r.recipe),
-    Column("protocol", lambda r: r.protocol),
-    Column("numerics", lambda r: r.numerics),
-    Column("threat", lambda r: r.threat),
+    *same_name("attack", "defense", "dataset", "arch", "recipe", "protocol", "numerics", "threat"),
     Column("eps", lambda r: eps_text(r.eps)),
     Column("budget", lambda r: Num(r.budget, "g")),
     Column("metric", lambda r: r.metric + (f" ({r.direction})" if r.direction else "")),
@@ -312,14 +305,7 @@ def _margin_p(p: Pair) -> float | None:
 
 
 PAIR_COLUMNS: tuple[Column[Pair], ...] = (
-    Column("dataset", lambda p: p.dataset),
-    Column("arch", lambda p: p.arch),
-    Column("recipe", lambda p: p.recipe),
-    Column("protocol", lambda p: p.protocol),
-    Column("numerics", lambda p: p.numerics),
-    Column("defense", lambda p: p.defense),
-    Column("attack", lambda p: p.attack),
-    Column("metric", lambda p: p.metric),
+    *same_name("dataset", "arch", "recipe", "protocol", "numerics", "defense", "attack", "metric"),
     Column("baseline", lambda p: Spread(p.baseline.mean, p.baseline.se, p.baseline.trials)),
     Column("sapa", lambda p: Spread(p.sapa.mean, p.sapa.se, p.sapa.trials)),
     Column("gap", lambda p: Num(p.gap, "+.1f", 100.0)),
@@ -371,11 +357,7 @@ class ThreatRow:
 
 
 THREAT_COLUMNS: tuple[Column[ThreatRow], ...] = (
-    Column("dataset", lambda r: r.entry.dataset),
-    Column("threat", lambda r: r.entry.threat),
-    Column("protocol", lambda r: r.entry.protocol),
-    Column("arch", lambda r: r.entry.arch),
-    Column("recipe", lambda r: r.entry.recipe),
+    *same_name("dataset", "threat", "protocol", "arch", "recipe", via="entry"),
     Column("setting", lambda r: r.setting),
     Column("rank", lambda r: Num(r.rank, "d")),
     Column("attack", lambda r: r.entry.attack),
@@ -461,13 +443,9 @@ class DefenseRow:
 
 
 DEFENSE_COLUMNS: tuple[Column[DefenseRow], ...] = (
-    Column("defense", lambda r: r.entry.defense),
-    Column("threat", lambda r: r.entry.threat),
+    *same_name("defense", "threat", via="entry"),
     Column("rank", lambda r: Num(r.rank, "d")),
-    Column("attack", lambda r: r.entry.attack),
-    Column("arch", lambda r: r.entry.arch),
-    Column("recipe", lambda r: r.entry.recipe),
-    Column("metric", lambda r: r.entry.metric),
+    *same_name("attack", "arch", "recipe", "metric", via="entry"),
     Column("with_defense", lambda r: r.entry.value),
     Column("without_defense", lambda r: r.without),
     Column("clean_acc", lambda r: pct(r.entry.clean_acc.mean)),
