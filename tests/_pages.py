@@ -43,11 +43,17 @@ def page_entries() -> list[dict]:
     ]
     for e in out[4:6]:  # the ids make_entry gives do not name the dataset
         e["entry_id"] += "-cifar10"
-    defended = make_entry("sapa-error-min", (0.66, 0.68, 0.70, 0.67, 0.69, 0.71), cells=cells, craft_s=24.0)
-    defended["defense"] = "spectral-signatures"
-    defended["entry_id"] += "-spectral"
-    defended["defense_stats"] = {"removed_mean": 150.0, "precision_mean": 0.4, "recall_mean": 0.3}
-    return [*(seal(e) for e in out), seal(defended)]
+    defended = []
+    for attack, values in (
+        ("sapa-error-min", (0.66, 0.68, 0.70, 0.67, 0.69, 0.71)),  # the filter helps more against SAPA
+        ("error-min", (0.62, 0.64, 0.66, 0.63, 0.65, 0.67)),
+    ):
+        e = make_entry(attack, values, cells=cells, craft_s=24.0)
+        e["defense"] = "spectral-signatures"
+        e["entry_id"] += "-spectral"
+        e["defense_stats"] = {"removed_mean": 150.0, "precision_mean": 0.4, "recall_mean": 0.3}
+        defended.append(e)
+    return [*(seal(e) for e in out), *(seal(e) for e in defended)]
 
 
 def write_board(root: Path, claims: bool = True, stale: bool = False) -> Path:
@@ -99,7 +105,8 @@ def claims_record(entries: list[dict]) -> dict:
                 "table": "Table 4",
                 "verdict": "held",
                 "paper": "21.7 -> 10.2",
-                "summary": "digits/convnet/sgd/scratch: clean_accuracy 72.0 -> 52.0; paired diff +0.2 over 3 craft seeds, p 0.1250",
+                "summary": "digits/convnet/sgd/scratch: clean_accuracy 72.0 -> 52.0 %; paired diff +20.0 points over 3 craft seeds, "
+                "p 0.1250",
                 "p_value": 0.0312,
                 "p_floor": 0.0312,
                 "p_adjusted": 0.0312,

@@ -86,7 +86,7 @@ def test_a_filter_hides_exactly_the_rows_it_should(page):
     Select(page.find_element("css selector", 'select[data-filter="recipe"]')).select_by_value("adam")
     settings = _column(page, "entries", "setting")
     assert len(settings) == 2 and all(" · adam · " in s for s in settings)
-    assert page.find_element("id", "shown").text == "2 of 9 entries shown"
+    assert page.find_element("id", "shown").text == "2 of 10 entries shown"
     # every view obeys it: the Table-4 view keeps only adam rows, plots of other settings hide
     assert [s.split(" · ") for s in _column(page, "pairs", "setting")] == [["digits", "adam"]]
     hidden = page.execute_script(
@@ -102,7 +102,7 @@ def test_a_filter_hides_exactly_the_rows_it_should(page):
     assert "digits" not in shown_figs and "cifar10" in shown_figs
     Select(page.find_element("css selector", 'select[data-filter="recipe"]')).select_by_value("")
     Select(page.find_element("css selector", 'select[data-filter="dataset"]')).select_by_value("")
-    assert page.find_element("id", "shown").text == "9 of 9 entries shown"
+    assert page.find_element("id", "shown").text == "10 of 10 entries shown"
     assert console_errors(page) == []
 
 
@@ -160,3 +160,32 @@ def test_the_grid_shades_attacks_and_colours_sapa_minus_base(page):
         ".map(td => [td.textContent, td.className])"
     )
     assert grid and all(("up" in c) == t.startswith("+") for t, c in grid if t not in ("-",) and " - base" not in t)
+
+
+def test_the_first_screen_answers_and_every_view_is_there(browser, tmp_path):
+    """At 1280 x 900: the answer line of each threat model and the badged verdicts on the first
+    screen, the run's metadata folded; below, the grids (recipes and defenses) with SAPA - base
+    coloured by sign, and the forest plot beside the pairs."""
+    browser.set_window_size(WIDTH, 900)
+    browser.get(write_board(tmp_path).as_uri())
+    height = browser.execute_script("return window.innerHeight")
+    answers = browser.execute_script(
+        'return Array.from(document.querySelectorAll("#answer li")).map(li => [li.textContent, li.getBoundingClientRect().bottom])'
+    )
+    assert [a.split(":")[0] for a, _ in answers] == ["targeted", "untargeted"]
+    assert all(bottom < height for _, bottom in answers)  # no scrolling to read the answer
+    assert browser.execute_script('return document.getElementById("run").open') is False
+    badge = browser.find_element("css selector", "#claims .badge.twin")
+    assert badge.is_displayed() and badge.text == "digits, not cifar10"
+    gaps = browser.execute_script(
+        'return Array.from(document.querySelectorAll("#grid-untargeted-defenses tbody.gaprow td"))'
+        ".slice(1).map(td => [td.textContent, td.className])"
+    )
+    # none: SAPA 20 points stronger (up); spectral-signatures: 4 points weaker (down)
+    assert [(t, "up" in c, "down" in c) for t, c in gaps] == [("+20.0°", True, False), ("-4.0°", False, True)]
+    forest = browser.execute_script(
+        'return Array.from(document.querySelectorAll("#pairs img")).filter(i => i.title.startsWith("forest--"))'
+        ".map(i => i.naturalWidth)"
+    )
+    assert forest and all(width > 0 for width in forest)
+    assert console_errors(browser) == []
