@@ -46,11 +46,11 @@ from sapabench.leaderboard.views import (
     eps_text,
     logits,
     metric_label,
-    p_value,
     pairs_label,
     pct,
     sig,
     sort_key,
+    tested_p,
     text,
 )
 
@@ -384,8 +384,9 @@ PAIR_PAGE: tuple[Column[Pair], ...] = (
     Column("gap", lambda p: Num(p.gap, "+.1f", 100.0), "gap in points, > 0 = SAPA stronger", lambda p: sig(p.p_value)),
     Column(
         "p",
-        lambda p: p_value(p.p_value),
-        "one-sided p of SAPA being stronger (exact sign-flip test; floor 2^-pairs)",
+        lambda p: tested_p(p.test),
+        "one-sided p of SAPA being stronger (exact sign-flip test; floor 2^-pairs, ° where that floor is not below "
+        "alpha: these pairs cannot decide)",
         lambda p: sig(p.p_value),
     ),
     Column("pairs", lambda p: pairs_label(p.test), "what was paired"),
@@ -402,7 +403,7 @@ PAIR_PAGE: tuple[Column[Pair], ...] = (
     ),
     Column(
         "margin p",
-        lambda p: None if p.margin is None else p_value(p.margin.test.p_greater),
+        lambda p: None if p.margin is None else tested_p(p.margin.test),
         "one-sided p on the margin",
         lambda p: sig(None if p.margin is None else p.margin.test.p_greater),
     ),
@@ -429,7 +430,8 @@ def _pairs_section(pairs: list[Pair], figures: list[Figure]) -> Section:
         "Each SAPA attack beside its own baseline in the same setting (never across protocols or numerics). gap in "
         "points > 0: SAPA stronger (for accuracy metrics, ↓, the baseline's accuracy minus SAPA's); p: one-sided "
         f"exact sign-flip permutation test paired over craft seeds, bold when below alpha = {ALPHA}; its floor is "
-        "2^-pairs. Known-init rows are a white-box upper bound.",
+        "2^-pairs (° where that floor is not below alpha: the pairs cannot decide). Known-init rows are a white-box "
+        "upper bound.",
         (_table(" · ".join(shared), PAIR_PAGE, pairs, lambda p: p.where, setting=(settings, tip)),),
         tuple(_figure(f) for f in figures if f.view == "pairs"),
     )
@@ -639,7 +641,12 @@ THREAT_PAGE: tuple[Column[ThreatRow], ...] = (
         "gap in points, > 0 = SAPA stronger",
         lambda r: sig(_versus_p(r)),
     ),
-    Column("p", lambda r: p_value(_versus_p(r)), "one-sided p of SAPA being stronger", lambda r: sig(_versus_p(r))),
+    Column(
+        "p",
+        lambda r: None if r.versus is None else tested_p(r.versus.test),
+        "one-sided p of SAPA being stronger (° its pairs cannot reach alpha)",
+        lambda r: sig(_versus_p(r)),
+    ),
     Column("pairs", lambda r: None if r.versus is None else pairs_label(r.versus.test), "what was paired"),
     Column(
         "margin gap",
@@ -647,7 +654,7 @@ THREAT_PAGE: tuple[Column[ThreatRow], ...] = (
         "margin gap in logits, > 0 = SAPA stronger",
         lambda r: sig(_margin_p(r)),
     ),
-    Column("margin p", lambda r: p_value(_margin_p(r)), "one-sided p on the margin", lambda r: sig(_margin_p(r))),
+    Column("margin p", lambda r: tested_p(r.margin_test), "one-sided p on the margin", lambda r: sig(_margin_p(r))),
 )
 """The page's per-threat tables (after their setting column)."""
 
@@ -718,10 +725,14 @@ COST_PAGE: tuple[Column[CostRow], ...] = (
     Column("vs SAPA 1x1", lambda r: r.gap, "points (or margin in logits where success ties), > 0 = SAPA stronger"),
     Column(
         "p SAPA stronger",
-        lambda r: p_value(_cost_p(r, "p_greater"), ".4f"),
+        lambda r: None if r.test is None else tested_p(r.test),
         mark=lambda r: sig(_cost_p(r, "p_greater")),
     ),
-    Column("p E&R stronger", lambda r: p_value(_cost_p(r, "p_less"), ".4f"), mark=lambda r: sig(_cost_p(r, "p_less"))),
+    Column(
+        "p E&R stronger",
+        lambda r: None if r.test is None else tested_p(r.test, "p_less"),
+        mark=lambda r: sig(_cost_p(r, "p_less")),
+    ),
 )
 """The page's cost view."""
 

@@ -169,6 +169,15 @@ def p_value(value: float | None, spec: str = ".3f") -> Num | None:
     return None if value is None else Num(value, spec)
 
 
+def tested_p(test: PairedTest | None, side: str = "p_greater") -> Num | None:
+    """A test's one-sided p as the page shows it: ``°`` where its design cannot reach alpha
+    (the floor 2^-n of n pairs is not below it), so a p of 0.125 over 3 pairs reads as the
+    best those pairs could do."""
+    if test is None:
+        return None
+    return Num(getattr(test, side), ".3f", suffix="°" if test.p_floor >= ALPHA else "")
+
+
 def pairs_label(test: PairedTest) -> str:
     """What a test paired: ``8 craft seeds`` (``(unpaired)`` where the arms shared no seeds)."""
     return f"{test.n} {test.unit}s" + (" (unpaired)" if test.design == "unpaired" else "")
@@ -312,6 +321,7 @@ PAIR_COLUMNS: tuple[Column[Pair], ...] = (
     Column("p_value", lambda p: p_value(p.p_value)),
     Column("significant", lambda p: "yes" if p.significant else "no"),
     Column("pairs", lambda p: pairs_label(p.test)),
+    Column("p_floor", lambda p: Num(p.test.p_floor, ".4f")),
     Column(
         "margin_baseline",
         lambda p: None if p.margin is None else Spread(p.margin.baseline.mean, p.margin.baseline.se, None, "+.2f", 1.0),
@@ -369,6 +379,7 @@ THREAT_COLUMNS: tuple[Column[ThreatRow], ...] = (
     Column("gap", lambda r: None if r.versus is None else Num(r.versus.gap, "+.1f", 100.0)),
     Column("p_value", lambda r: None if r.versus is None else p_value(r.versus.p_value)),
     Column("pairs", lambda r: None if r.versus is None else pairs_label(r.versus.test)),
+    Column("p_floor", lambda r: None if r.versus is None else Num(r.versus.test.p_floor, ".4f")),
     Column("margin_gap", lambda r: None if r.margin_test is None else logits(r.margin_test.mean_difference)),
     Column("margin_p", lambda r: None if r.margin_test is None else p_value(r.margin_test.p_greater)),
 )

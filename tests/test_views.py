@@ -104,3 +104,18 @@ def test_each_sapa_row_of_the_grid_shows_its_own_gap(tmp_path):
     assert rows["attack"] == ["adam", "sgd"]
     assert rows["sapa-error-min - base"] == ["+20.0*", "+20.0*"]
     assert rows["sapa-error-max - base"] == ["-", "-3.0*"]  # no error-max under adam: no gap there
+
+
+def test_a_p_value_its_pairs_cannot_push_below_alpha_is_marked_and_its_floor_written(tmp_path):
+    three = [make_entry("error-min", (0.70, 0.72, 0.74)), make_entry("sapa-error-min", (0.50, 0.52, 0.54))]
+    render(_write(tmp_path / "entries", three), tmp_path / "board")
+    (row,) = csv.DictReader(io.StringIO((tmp_path / "board" / "table4.csv").read_text()))
+    assert (row["p_value"], row["p_floor"], row["pairs"]) == ("0.125", "0.1250", "3 victim seeds")
+    html = (tmp_path / "board" / "leaderboard.html").read_text()
+    pairs = html[html.index('id="pairs"') :]
+    assert re.search(r'<td data-k="0\.125" class="num">0\.125°</td>', pairs)  # 3 pairs: 2^-3 is the best
+    eight = _entries()[:2]
+    render(_write(tmp_path / "e8", eight), tmp_path / "b8")
+    html = (tmp_path / "b8" / "leaderboard.html").read_text()
+    pairs = html[html.index('id="pairs"') :]
+    assert re.search(r'<td data-k="0\.00390625" class="num sig">0\.004</td>', pairs)  # 8 poisons can decide
