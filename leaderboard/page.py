@@ -365,10 +365,6 @@ def _direction(p: Pair) -> str:
     return "↑" if p.higher_is_stronger else "↓"
 
 
-def _margin_test(p: Pair) -> Any:
-    return None if p.margin is None else p.margin.test
-
-
 PAIR_PAGE: tuple[Column[Pair], ...] = (
     Column(
         "attack",
@@ -381,13 +377,13 @@ PAIR_PAGE: tuple[Column[Pair], ...] = (
         "baseline metric %, mean ± SE over trials",
     ),
     Column("SAPA", lambda p: Spread(p.sapa.mean, p.sapa.se, p.sapa.trials), "SAPA metric %, mean ± SE"),
-    Column("gap", lambda p: Num(p.gap, "+.1f", 100.0), "gap in points, > 0 = SAPA stronger", lambda p: sig(p.p_value)),
+    Column("gap", lambda p: Num(p.gap, "+.1f", 100.0), "gap in points, > 0 = SAPA stronger", lambda p: sig(p.test)),
     Column(
         "p",
         lambda p: tested_p(p.test),
         "one-sided p of SAPA being stronger (exact sign-flip test; floor 2^-pairs, ° where that floor is not below "
         "alpha: these pairs cannot decide)",
-        lambda p: sig(p.p_value),
+        lambda p: sig(p.test),
     ),
     Column("pairs", lambda p: pairs_label(p.test), "what was paired"),
     Column(
@@ -397,15 +393,15 @@ PAIR_PAGE: tuple[Column[Pair], ...] = (
     ),
     Column(
         "margin gap",
-        lambda p: None if p.margin is None else logits(p.margin.test.mean_difference),
+        lambda p: None if p.margin_test is None else logits(p.margin_test.mean_difference),
         "margin gap in logits, > 0 = SAPA stronger",
-        lambda p: sig(None if p.margin is None else p.margin.test.p_greater),
+        lambda p: sig(p.margin_test),
     ),
     Column(
         "margin p",
-        lambda p: None if p.margin is None else tested_p(p.margin.test),
+        lambda p: tested_p(p.margin_test),
         "one-sided p on the margin",
-        lambda p: sig(None if p.margin is None else p.margin.test.p_greater),
+        lambda p: sig(p.margin_test),
     ),
 )
 """The page's Table-4 view (after its setting column)."""
@@ -608,14 +604,6 @@ def without_empty(table: Table) -> Table:
     return Table(table.caption, pick(table.columns), rows, pick(table.tips) if table.tips else ())
 
 
-def _versus_p(r: ThreatRow) -> float | None:
-    return None if r.versus is None else r.versus.p_value
-
-
-def _margin_p(r: ThreatRow) -> float | None:
-    return None if r.margin_test is None else r.margin_test.p_greater
-
-
 THREAT_PAGE: tuple[Column[ThreatRow], ...] = (
     Column(
         "rank",
@@ -639,22 +627,22 @@ THREAT_PAGE: tuple[Column[ThreatRow], ...] = (
         "gap",
         lambda r: None if r.versus is None else Num(r.versus.gap, "+.1f", 100.0),
         "gap in points, > 0 = SAPA stronger",
-        lambda r: sig(_versus_p(r)),
+        lambda r: sig(r.versus_test),
     ),
     Column(
         "p",
-        lambda r: None if r.versus is None else tested_p(r.versus.test),
+        lambda r: tested_p(r.versus_test),
         "one-sided p of SAPA being stronger (° its pairs cannot reach alpha)",
-        lambda r: sig(_versus_p(r)),
+        lambda r: sig(r.versus_test),
     ),
     Column("pairs", lambda r: None if r.versus is None else pairs_label(r.versus.test), "what was paired"),
     Column(
         "margin gap",
         lambda r: None if r.margin_test is None else logits(r.margin_test.mean_difference),
         "margin gap in logits, > 0 = SAPA stronger",
-        lambda r: sig(_margin_p(r)),
+        lambda r: sig(r.margin_test),
     ),
-    Column("margin p", lambda r: tested_p(r.margin_test), "one-sided p on the margin", lambda r: sig(_margin_p(r))),
+    Column("margin p", lambda r: tested_p(r.margin_test), "one-sided p on the margin", lambda r: sig(r.margin_test)),
 )
 """The page's per-threat tables (after their setting column)."""
 
@@ -701,10 +689,6 @@ def _threat_sections(
     return sections
 
 
-def _cost_p(r: CostRow, side: str) -> float | None:
-    return None if r.test is None else getattr(r.test, side)
-
-
 COST_PAGE: tuple[Column[CostRow], ...] = (
     Column("attack", lambda r: r.entry.attack, mark=lambda r: "sapa" if r.entry.sapa else ""),
     Column("KxR", lambda r: f"{r.k}x{r.r}", "architectures x initialisations of the surrogate ensemble"),
@@ -725,13 +709,13 @@ COST_PAGE: tuple[Column[CostRow], ...] = (
     Column("vs SAPA 1x1", lambda r: r.gap, "points (or margin in logits where success ties), > 0 = SAPA stronger"),
     Column(
         "p SAPA stronger",
-        lambda r: None if r.test is None else tested_p(r.test),
-        mark=lambda r: sig(_cost_p(r, "p_greater")),
+        lambda r: tested_p(r.test),
+        mark=lambda r: sig(r.test),
     ),
     Column(
         "p E&R stronger",
-        lambda r: None if r.test is None else tested_p(r.test, "p_less"),
-        mark=lambda r: sig(_cost_p(r, "p_less")),
+        lambda r: tested_p(r.test, "p_less"),
+        mark=lambda r: sig(r.test, "p_less"),
     ),
 )
 """The page's cost view."""

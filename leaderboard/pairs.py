@@ -153,6 +153,11 @@ class Pair:
         return self.test.p_greater < ALPHA
 
     @property
+    def margin_test(self) -> PairedTest | None:
+        """The paired test on the adversarial margin (targeted pairs), else None."""
+        return None if self.margin is None else self.margin.test
+
+    @property
     def own_base(self) -> bool:
         """Whether the baseline is the SAPA attack's own base (error-min for sapa-error-min)."""
         return self.attack == base_name(self.sapa_attack)

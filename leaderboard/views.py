@@ -183,9 +183,9 @@ def pairs_label(test: PairedTest) -> str:
     return f"{test.n} {test.unit}s" + (" (unpaired)" if test.design == "unpaired" else "")
 
 
-def sig(p: float | None) -> str:
-    """The CSS mark of a p-value cell: bold below alpha."""
-    return "sig" if p is not None and p < ALPHA else ""
+def sig(test: PairedTest | None, side: str = "p_greater") -> str:
+    """The CSS mark of a cell reporting ``test``'s one-sided p (``side``): bold below alpha."""
+    return "sig" if test is not None and getattr(test, side) < ALPHA else ""
 
 
 def _spread(m: dict[str, Any] | None, trials: int, spec: str = ".1f", scale: float = 100.0) -> Spread | None:
@@ -309,10 +309,6 @@ ENTRY_COLUMNS: tuple[Column[EntryRow], ...] = (
 # -- the Table-4 view: each SAPA attack beside its own base ----------------------------------
 
 
-def _margin_p(p: Pair) -> float | None:
-    return None if p.margin is None else p.margin.test.p_greater
-
-
 PAIR_COLUMNS: tuple[Column[Pair], ...] = (
     *same_name("dataset", "arch", "recipe", "protocol", "numerics", "defense", "attack", "metric"),
     Column("baseline", lambda p: Spread(p.baseline.mean, p.baseline.se, p.baseline.trials)),
@@ -330,8 +326,8 @@ PAIR_COLUMNS: tuple[Column[Pair], ...] = (
         "margin_sapa",
         lambda p: None if p.margin is None else Spread(p.margin.sapa.mean, p.margin.sapa.se, None, "+.2f", 1.0),
     ),
-    Column("margin_gap", lambda p: None if p.margin is None else logits(p.margin.test.mean_difference)),
-    Column("margin_p", lambda p: p_value(_margin_p(p))),
+    Column("margin_gap", lambda p: None if p.margin_test is None else logits(p.margin_test.mean_difference)),
+    Column("margin_p", lambda p: None if p.margin_test is None else p_value(p.margin_test.p_greater)),
 )
 """The columns of ``table4.md|.csv``."""
 
@@ -362,8 +358,13 @@ class ThreatRow:
         return f"eps {eps_text(self.entry.eps)}, budget {self.entry.budget:g}, {self.preset}"
 
     @property
+    def versus_test(self) -> PairedTest | None:
+        """The paired test of this baseline against its SAPA attack (None for a SAPA row)."""
+        return None if self.versus is None else self.versus.test
+
+    @property
     def margin_test(self) -> PairedTest | None:
-        return None if self.versus is None or self.versus.margin is None else self.versus.margin.test
+        return None if self.versus is None else self.versus.margin_test
 
 
 THREAT_COLUMNS: tuple[Column[ThreatRow], ...] = (
