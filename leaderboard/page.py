@@ -42,7 +42,6 @@ from sapabench.leaderboard.views import (
     Num,
     Spread,
     ThreatRow,
-    entry_row,
     eps_text,
     logits,
     metric_label,
@@ -811,12 +810,11 @@ ENTRY_PAGE: tuple[Column[EntryRow], ...] = (
 """The page's table of every entry."""
 
 
-def _entries_section(entries: list[dict[str, Any]]) -> Section:
-    by_id = {e["entry_id"]: e for e in entries}
+def _entries_section(by_id: dict[str, dict[str, Any]], rows: list[EntryRow]) -> Section:
     table = _table(
         "",
         ENTRY_PAGE,
-        [entry_row(e) for e in entries],
+        rows,
         lambda r: r.where,
         lambda r: detail(by_id[r.entry_id]),
         anchor=lambda r: f"entry-{r.entry_id}",
@@ -831,6 +829,7 @@ def _entries_section(entries: list[dict[str, Any]]) -> Section:
 
 def render_page(
     entries: list[dict[str, Any]],
+    rows: list[EntryRow],
     pairs: list[Pair],
     threat_rows: list[ThreatRow],
     cost_rows: list[CostRow],
@@ -848,8 +847,8 @@ def render_page(
         sections.append(_cost_section(by_id, cost_rows, figures))
     if defense_rows:
         sections.append(_defense_section(by_id, defense_rows))
-    sections.append(_entries_section(entries))
-    wheres = [entry_row(e).where for e in entries]
+    sections.append(_entries_section(by_id, rows))
+    wheres = [r.where for r in rows]
     filters = [(name, sorted({w[name] for w in wheres})) for name in FILTERS]
     env = Environment(
         loader=PackageLoader("sapabench.leaderboard", "templates"),

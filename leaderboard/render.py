@@ -102,6 +102,7 @@ def render(entries_dir: str | Path, out: str | Path) -> list[Path]:
 
     page = render_page(
         entries,
+        rows,
         pairs,
         threat_rows,
         cost_rows,
