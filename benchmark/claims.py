@@ -458,8 +458,8 @@ def test_claims(
             and c.matches(p.preset, p.dataset, p.options)
         ]
         if c.measure == ADVERSARIAL_MARGIN:
-            match = [p for p in match if p.margin is not None]
-        tested = [(p, p.test if c.measure == METRIC or p.margin is None else p.margin.test) for p in match]
+            match = [p for p in match if p.margin_test is not None]
+        tested = [(p, p.test if c.measure == METRIC else p.margin_test) for p in match]
         if not tested:
             verdicts.append(Verdict(c, "untested", None, None, family=family))
             continue
