@@ -11,10 +11,11 @@ pairs: two trials against two can never "hold" a claim at alpha = 0.05.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections import defaultdict
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +36,28 @@ def mean_se(values: Sequence[float]) -> tuple[float, float]:
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1) / n)
 
 
+@functools.lru_cache(maxsize=EXACT_UP_TO + 4)
+def _sign_vectors(n: int) -> np.ndarray:
+    """Every sign vector of ``n`` pairs (n <= :data:`EXACT_UP_TO`), else 2^16 seeded random ones
+    (read-only: the cache hands one array to every caller)."""
+    if n <= EXACT_UP_TO:
+        out = np.array(list(itertools.product((1.0, -1.0), repeat=n)))
+    else:
+        out = np.random.default_rng(0).choice((1.0, -1.0), size=(2**16, n))
+    out.flags.writeable = False
+    return out
+
+
+def _p_greater(d: np.ndarray, signs: np.ndarray) -> float:
+    """:func:`sign_flip_p` of ``d`` with precomputed sign vectors (same ties and add-one rule)."""
+    observed = float(d.sum())
+    tolerance = 1e-12 * max(1.0, float(np.abs(d).sum()))
+    hits = float(np.sum(signs @ np.abs(d) >= observed - tolerance))
+    if len(d) <= EXACT_UP_TO:
+        return hits / len(signs)
+    return (1 + hits) / (len(signs) + 1)
+
+
 def sign_flip_p(differences: Sequence[float]) -> float:
     """Exact one-sided sign-flip permutation p-value for ``mean(differences) > 0``.
 
@@ -43,18 +66,9 @@ def sign_flip_p(differences: Sequence[float]) -> float:
     zero difference never helps). Its smallest possible value is 2^-n; an empty sample gives 1.
     """
     d = np.asarray(differences, dtype=np.float64)
-    n = len(d)
-    if n == 0:
+    if len(d) == 0:
         return 1.0
-    observed = float(d.sum())
-    tolerance = 1e-12 * max(1.0, float(np.abs(d).sum()))
-    if n <= EXACT_UP_TO:
-        signs = np.array(list(itertools.product((1.0, -1.0), repeat=n)))
-        return float(np.mean(signs @ np.abs(d) >= observed - tolerance))
-    rng = np.random.default_rng(0)
-    draws = 2**16
-    signs = rng.choice((1.0, -1.0), size=(draws, n))
-    return float((1 + np.sum(signs @ np.abs(d) >= observed - tolerance)) / (draws + 1))
+    return _p_greater(d, _sign_vectors(len(d)))
 
 
 @dataclass(frozen=True)
@@ -82,6 +96,18 @@ class PairedTest:
     p_floor: float
     unpaired: int
     design: str = "paired"
+    p_adjusted: float | None = None
+    """The two-sided p after the multiplicity correction of the family it was shown in (None:
+    not adjusted, or not decidable by its design)."""
+
+    def decidable(self, alpha: float) -> bool:
+        """Whether the design can decide at ``alpha``: two or more poisons (craft seeds: victims of
+        one poison are not independent draws of the attack) whose two-sided floor is below it."""
+        return self.unit == "craft seed" and self.n >= 2 and self.p_floor_two_sided < alpha
+
+    def significant(self, alpha: float) -> bool:
+        """Decided at ``alpha`` after its family's correction (two-sided: either direction)."""
+        return self.p_adjusted is not None and self.decidable(alpha) and self.p_adjusted < alpha
 
     @property
     def test(self) -> str:
@@ -348,3 +374,174 @@ def pairs_for_power(
         if achieved >= power:
             return n, achieved
     return None
+
+
+# ----------------------------------------------------------------------------- decisions against an effect
+
+
+def sign_flip_interval(differences: Sequence[float], alpha: float) -> tuple[float, float]:
+    """The two-sided ``1 - alpha`` interval of the mean paired difference that inverts the exact
+    sign-flip test: every shift ``c`` whose one-sided tests of ``mean(d - c) > 0`` and ``< 0``
+    both keep p at or above ``alpha / 2`` (bounds found by bisection to 1e-9 of the data's range).
+    Where ``n`` pairs cannot reach ``alpha / 2`` (``2^-n >= alpha / 2``) a bound is infinite."""
+    d = np.asarray(differences, dtype=np.float64)
+    n = len(d)
+    if n == 0:
+        return -math.inf, math.inf
+    if 2.0**-n >= alpha / 2 and n <= EXACT_UP_TO:
+        return -math.inf, math.inf
+    signs = _sign_vectors(n)
+    spread = max(float(d.max() - d.min()), 1e-12)
+    lo_edge, hi_edge = float(d.min()) - spread, float(d.max()) + spread
+
+    def bound(reject: Callable[[float], bool], inside: float, outside: float) -> float:
+        # ``outside`` is rejected, ``inside`` is not: bisect to the boundary
+        for _ in range(200):
+            if abs(outside - inside) <= 1e-9 * spread:
+                break
+            mid = (inside + outside) / 2
+            inside, outside = (inside, mid) if reject(mid) else (mid, outside)
+        return (inside + outside) / 2
+
+    mean = float(d.mean())
+    lower = bound(lambda c: _p_greater(d - c, signs) < alpha / 2, mean, lo_edge)
+    upper = bound(lambda c: _p_greater(c - d, signs) < alpha / 2, mean, hi_edge)
+    return lower, upper
+
+
+def shaffer_holm(groups: Sequence[Hashable], pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment with Shaffer's logical restriction for hypotheses of which at
+    most one per group can be true (a claim's "gain = 0" and "gain >= the paper's effect"): at
+    step ``j`` the multiplier is the number of groups that still have an unrejected hypothesis,
+    never more than Holm's ``m - j``. Adjusted p-values in the input order; family-wise error at
+    alpha under any dependence (Shaffer 1986, method S1 with a conservative count). With one
+    hypothesis per group it is Holm's adjustment."""
+    m = len(pvalues)
+    if len(groups) != m:
+        raise ValueError("one group per p-value")
+    if any(not 0 <= p <= 1 for p in pvalues):
+        raise ValueError("p-values must lie in [0, 1]")
+    order = sorted(range(m), key=lambda i: pvalues[i])
+    adjusted = [0.0] * m
+    running = 0.0
+    for j, i in enumerate(order):
+        live = len({groups[k] for k in order[j:]})
+        running = max(running, min(1.0, live * pvalues[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def spent_alpha(looks: Sequence[int], alpha: float) -> list[float]:
+    """The level of each declared look (poisons at the look, increasing) under the O'Brien-Fleming
+    type spending function of Lan and DeMets, ``a(t) = 2 - 2 Phi(z_{1-alpha/2} / sqrt(t))`` with
+    ``t`` the look's share of the last look's poisons: look ``k`` spends ``a(t_k) - a(t_{k-1})``.
+    Each look is tested at its own spent level, so the chance of any false rejection over all
+    looks is at most their sum, alpha, whatever the dependence between looks (Bonferroni over
+    the looks; exact group-sequential boundaries would be less conservative)."""
+    from scipy.stats import norm
+
+    if not looks or any(b <= a for a, b in itertools.pairwise(looks)) or looks[0] < 1:
+        raise ValueError("looks must be increasing numbers of poisons")
+    z = float(norm.ppf(1 - alpha / 2))
+    spent = [2 - 2 * float(norm.cdf(z / math.sqrt(n / looks[-1]))) for n in looks]
+    return [b - a for a, b in zip([0.0, *spent[:-1]], spent, strict=True)]
+
+
+def one_sided_power(effect: float, sd: float, n: int, level: float, draws: int = 4000, seed: int = 0) -> float:
+    """Power of the exact one-sided sign-flip test of ``mean > 0`` (:func:`sign_flip_p`) over ``n``
+    pairs at ``level``, for normal differences of mean ``effect`` and SD ``sd`` (Monte Carlo,
+    ``draws`` seeded samples). Used before the data, at the effect a plan states."""
+    if not 1 <= n <= EXACT_UP_TO:
+        raise ValueError(f"n must be 1..{EXACT_UP_TO} pairs, got {n}")
+    if sd < 0 or not 0 < level < 1:
+        raise ValueError("sd must be >= 0 and the level in (0, 1)")
+    if 2.0**-n >= level:
+        return 0.0
+    rng = np.random.default_rng(seed)
+    d = rng.normal(effect, sd, size=(draws, n))
+    signs = _sign_vectors(n)
+    rejected = 0
+    for chunk in np.array_split(d, max(1, draws * 2**n // 2**22)):
+        observed = chunk.sum(axis=1)
+        tolerance = 1e-12 * np.maximum(1.0, np.abs(chunk).sum(axis=1))
+        p = np.mean(signs @ np.abs(chunk).T >= observed - tolerance, axis=0)
+        rejected += int(np.sum(p < level))
+    return rejected / draws
+
+
+@dataclass(frozen=True)
+class GainTest:
+    """SAPA's gain over a baseline, per poison, tested both ways and against an expected effect.
+
+    ``gains``: per poison (craft seed) the mean over its victims of the paired difference, signed
+    so > 0 = SAPA stronger; ``expected``: per poison the gain the paper's effect predicts there
+    (None where the claim states no effect). ``interval``: the two-sided ``1 - alpha`` interval of
+    the mean gain inverting the exact sign-flip test (:func:`sign_flip_interval`); ``delta``: the
+    mean expected gain (the line the interval is read against). ``p_stronger`` / ``p_weaker``:
+    one-sided exact p of the mean gain above / below 0; ``p_below``: one-sided exact p of
+    ``mean(gain - expected) < 0``, the gain smaller than the paper's effect."""
+
+    n: int
+    gains: tuple[float, ...]
+    expected: tuple[float, ...] | None
+    alpha: float
+    interval: tuple[float, float]
+    p_stronger: float
+    p_weaker: float
+    p_below: float | None
+    below_bound: float | None = None
+    """The one-sided ``1 - alpha`` upper bound of mean(gain - expected) by the same exact test:
+    BELOW THE PAPER (before any correction) exactly where it is below 0."""
+
+    @property
+    def mean_gain(self) -> float:
+        return sum(self.gains) / self.n if self.n else 0.0
+
+    @property
+    def delta(self) -> float | None:
+        return None if self.expected is None else sum(self.expected) / len(self.expected)
+
+    @property
+    def p_two_sided(self) -> float:
+        return min(1.0, 2 * min(self.p_stronger, self.p_weaker))
+
+    @property
+    def floor_two_sided(self) -> float:
+        return two_sided_floor(self.n)
+
+
+def gain_test(gains: Sequence[float], expected: Sequence[float] | None, alpha: float) -> GainTest:
+    """:class:`GainTest` of per-poison ``gains`` (and per-poison ``expected`` gains)."""
+    g = [float(x) for x in gains]
+    if expected is not None and len(expected) != len(g):
+        raise ValueError("one expected gain per poison")
+    below = None if expected is None else sign_flip_p([e - x for x, e in zip(g, expected, strict=True)])
+    bound = None
+    if expected is not None:
+        bound = sign_flip_interval([x - e for x, e in zip(g, expected, strict=True)], 2 * alpha)[1]
+    return GainTest(
+        n=len(g),
+        gains=tuple(g),
+        expected=None if expected is None else tuple(float(e) for e in expected),
+        alpha=alpha,
+        interval=sign_flip_interval(g, alpha),
+        p_stronger=sign_flip_p(g),
+        p_weaker=sign_flip_p([-x for x in g]),
+        p_below=below,
+        below_bound=bound,
+    )
+
+
+def variance_components(groups: Sequence[Sequence[float]]) -> tuple[float, float]:
+    """One-way random effects by the method of moments: the SD between groups (of their true
+    means) and within a group, from values grouped by poison (victims within). With ``v``
+    values per group (the smallest group's count for unequal ones) the between-group variance is
+    the variance of the group means minus the within-group variance over ``v`` (0 where that is
+    negative)."""
+    if len(groups) < 2 or any(len(g) < 2 for g in groups):
+        raise ValueError("two or more groups of two or more values each")
+    means = [sum(g) / len(g) for g in groups]
+    within = sum(float(np.var(g, ddof=1)) for g in groups) / len(groups)
+    v = min(len(g) for g in groups)
+    between = max(0.0, float(np.var(means, ddof=1)) - within / v)
+    return math.sqrt(between), math.sqrt(within)
