@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sapabench.attacks import create_attack
-from sapabench.benchmark.store import CLAIMS_PLAN, ResultsStore, StoredTrial
+from sapabench.benchmark.store import CLAIMS_PLAN, VICTIM_SEEDING, ResultsStore, StoredTrial
 from sapabench.benchmark.suite import Cell, Setting
 from sapabench.benchmark.trial import TrialRecord
 from sapabench.core.atomic import write_json
@@ -254,6 +254,8 @@ def write_leaderboard(results: str | Path, log: Callable[[str], None] | None = N
             "and rendered beside the run's entries: move them out if they do not belong"
         )
     runs: dict[str, Any] = {"suite": store.get_meta("suite"), "runs": store.runs()}
+    if store.get_meta("suite") is not None:
+        runs["victim_seeds"] = store.get_meta(VICTIM_SEEDING) or "shared"
     plan = store.get_meta(CLAIMS_PLAN)
     if plan is not None:
         runs["claims"] = json.loads(plan)

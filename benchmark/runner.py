@@ -23,8 +23,8 @@ from tqdm import tqdm
 from sapabench.benchmark.claims import plan_claims, undecidable_claims
 from sapabench.benchmark.entries import write_leaderboard
 from sapabench.benchmark.executor import CRAFT, Executor, Graph, LocalExecutor
-from sapabench.benchmark.store import CLAIMS_PLAN, ResultsStore, now
-from sapabench.benchmark.suite import Cell, Suite
+from sapabench.benchmark.store import CLAIMS_PLAN, VICTIM_SEEDING, ResultsStore, now
+from sapabench.benchmark.suite import SHARED, Cell, Suite
 from sapabench.benchmark.trial import (
     DONE,
     FAILED,
@@ -205,17 +205,35 @@ def run_suite(
     out = Path(out).resolve()  # poison folders are absolute paths, valid wherever a task runs
     with exclusive(out):  # a second run into the same folder is refused, not interleaved
         store = ResultsStore(out)  # a folder holding another program's database is refused here, untouched
-        own_folder(out / "poisons", "poisons folder")
         previous = store.get_meta("suite")
         if previous is not None and previous != suite.name:
             raise ConfigError(f"{out} holds results of suite {previous!r}, not {suite.name!r}; choose another --out")
         registered = None if plan is None else json.dumps(plan.record(), sort_keys=True)
-        if previous is not None and store.get_meta(CLAIMS_PLAN) != registered:
+        earlier = store.get_meta(CLAIMS_PLAN)
+        if previous is not None and earlier is not None and registered is not None and earlier != registered:
+            was, now_looks = json.loads(earlier).get("looks"), json.loads(registered).get("looks")
+            if was != now_looks:
+                raise ConfigError(
+                    f"{out} was planned with looks at {was} poisons and the suite now plans {now_looks}: adding poisons "
+                    "to a planned run outside a look it declared is refused (it would be optional stopping); choose "
+                    "another --out, or declare the looks in the suite's [claims] looks before any data"
+                )
+        if previous is not None and earlier != registered:
             raise ConfigError(
                 f"{out} was run with other pre-registered claims ({store.get_meta(CLAIMS_PLAN) or 'none'}); a plan cannot "
                 "change once results exist: choose another --out"
             )
+        seeding = store.get_meta(VICTIM_SEEDING)
+        if previous is not None and (seeding or SHARED) != suite.victim_seeds:
+            # folders from before victim seeds were nested recorded no rule: theirs was "shared"
+            raise ConfigError(
+                f"{out} was run with {seeding or SHARED} victim seeds and suite {suite.name!r} now uses "
+                f"{suite.victim_seeds} ones: resuming would mix the two designs, so it is refused; choose another --out, "
+                f'or set victim_seeds = "{seeding or SHARED}" in the suite to finish the folder under its own rule'
+            )
+        own_folder(out / "poisons", "poisons folder")  # after the checks: a refused run adds nothing
         store.set_meta("suite", suite.name)
+        store.set_meta(VICTIM_SEEDING, suite.victim_seeds)
         store.set_meta("suite_source", suite.source)
         if registered is not None:
             store.set_meta(CLAIMS_PLAN, registered)
@@ -238,8 +256,15 @@ def run_suite(
             + f") -> {out}"
         )
         if plan is not None:
+            powers = "; ".join(
+                f"{cid}: delta {100 * pw['delta']:.1f} points, design power {100 * pw['held_at_delta']:.0f}% at delta "
+                f"(HELD), {100 * pw['below_at_zero']:.0f}% at 0 (BELOW)"
+                for cid, pw in plan.power.items()
+            )
             say(
-                f"pre-registered: {', '.join(plan.primary)} (Holm at alpha {plan.alpha:g}); other results are shown, not tested"
+                f"pre-registered: {', '.join(plan.primary)} (Holm-Shaffer at alpha {plan.alpha:g}, looks at "
+                f"{', '.join(map(str, plan.looks))} poisons){'; ' + powers if powers else ''}; other results are shown, "
+                "not tested"
             )
         if undecidable:
             few = ", ".join(f"{cid} ({n} poison{'s' if n > 1 else ''})" for cid, n in undecidable[:3])

@@ -131,6 +131,9 @@ def _stored_trial(row: dict[str, Any]) -> StoredTrial:
 
 CLAIMS_PLAN = "claims_plan"
 """The meta key of the claims a run pre-registered (JSON: primary claim ids, alpha, correction)."""
+VICTIM_SEEDING = "victim_seeding"
+"""The meta key of how the folder's victims are seeded (``benchmark.suite.victim_seed``);
+folders from before it was recorded used ``shared`` seeds."""
 
 
 APPLICATION = "sapabench-results"

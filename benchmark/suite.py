@@ -9,8 +9,13 @@ Suite file format (see ``benchmark/suites/*.toml``)::
     name = "default"
     description = "..."
     dataset = "digits"          # a registered dataset
-    trials = 3                  # victims per cell setting (seeds trial_seed, trial_seed + 1, ...)
+    trials = 3                  # victims per poison and setting (and clean victims per setting)
     trial_seed = 100
+    victim_seeds = "nested"     # nested: each poison's victims get their own seeds, derived from
+                                # (trial_seed, craft seed, victim index) and shared by every attack
+                                # crafted with that seed (SAPA and its base stay paired); shared:
+                                # every poison's victims are trial_seed, trial_seed + 1, ... (the
+                                # rule of run folders made before 2026-12)
     craft_seeds = [0]           # poison sets per attack (targets / class pairs / noise draws)
     preset = "embedded"         # attack preset (default: by dataset)
     clean_baseline = true       # also train clean victims for every (arch, recipe)
@@ -83,11 +88,36 @@ SUITE_KEYS = {
     "grid",
     "resources",
     "claims",
+    "victim_seeds",
 }
-CLAIMS_KEYS = {"primary", "alpha"}
+CLAIMS_KEYS = {"primary", "alpha", "looks"}
 """A suite's ``[claims]``: the claims it pre-registers (``primary``: ids of the claims file,
 decided with Holm's correction over them; ``benchmark.claims.plan_claims`` checks each can be
-decided before anything runs) and their family-wise ``alpha`` (default: the claims file's)."""
+decided before anything runs), their family-wise ``alpha`` (default: the claims file's) and
+``looks``: the numbers of poisons at which ``sapabench claims`` may decide them (increasing, the
+last one the design's poisons; default: that one alone), each at the alpha an O'Brien-Fleming
+type spending function gives it (:func:`sapabench.core.stats.spent_alpha`)."""
+NESTED = "nested"
+SHARED = "shared"
+VICTIM_SEEDINGS = (NESTED, SHARED)
+"""How victims are seeded (:func:`victim_seed`)."""
+
+
+def victim_seed(seeding: str, trial_seed: int, craft_seed: int | None, index: int) -> int:
+    """The seed of victim ``index`` of a poison crafted with ``craft_seed`` (None: clean data).
+
+    ``shared``: ``trial_seed + index`` for every poison (victims of different poisons share their
+    initialisation and data order, so a victim-seed effect never averages out over poisons).
+    ``nested``: a seed derived from (trial_seed, craft seed, index) by SHA-256, different for
+    every poison and the same for every attack crafted with that seed, so a SAPA attack and its
+    base keep their victims paired within a poison; clean victims keep ``trial_seed + index``.
+    """
+    if seeding == SHARED or craft_seed is None:
+        return trial_seed + index
+    digest = hashlib.sha256(f"victim/{trial_seed}/{craft_seed}/{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % MAX_SEED
+
+
 GRID_KEYS = {
     "attacks",
     "recipes",
@@ -331,6 +361,8 @@ class Suite:
     resources: tuple[tuple[str, Any], ...] = ()  # the suite's [resources] (benchmark.executor.Resources)
     primary_claims: tuple[str, ...] = ()  # [claims] primary: pre-registered claim ids
     claims_alpha: float | None = None  # [claims] alpha (None: the claims file's)
+    claims_looks: tuple[int, ...] = ()  # [claims] looks (empty: the design's poisons alone)
+    victim_seeds: str = NESTED  # how victims are seeded (victim_seed)
 
     def cells(self, numerics: Numerics = FP32) -> list[Cell]:
         """Every cell of the suite, in a stable order, without duplicates, its victims trained
@@ -360,7 +392,7 @@ class Suite:
                                         arch,
                                         recipe,
                                         defense,
-                                        self.trial_seed + t,
+                                        victim_seed(self.victim_seeds, self.trial_seed, craft_seed, t),
                                         victim,
                                         poison,
                                         numerics,
@@ -551,6 +583,14 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
         isinstance(claims_alpha, bool) or not isinstance(claims_alpha, (int, float)) or not 0 < claims_alpha < 1
     ):
         raise fail(f"claims alpha must be a number in (0, 1), got {claims_alpha!r}", "alpha")
+    looks = claims.get("looks", [])
+    if not isinstance(looks, list) or not all(isinstance(n, int) and not isinstance(n, bool) for n in looks):
+        raise fail("claims looks must be a list of numbers of poisons, e.g. [6, 10]", "looks")
+    if looks and (looks[0] < 2 or any(b <= a for a, b in itertools.pairwise(looks))):
+        raise fail(f"claims looks must increase from at least 2 poisons, got {looks}", "looks")
+    victim_seeds = data.get("victim_seeds", NESTED)
+    if victim_seeds not in VICTIM_SEEDINGS:
+        raise fail(f"victim_seeds must be {NESTED!r} or {SHARED!r}, got {victim_seeds!r}", "victim_seeds")
     preset = data.get("preset")
     if preset is not None and preset not in PRESETS:
         raise fail(f"unknown preset {preset!r}; choose {', '.join(PRESETS[:-1])} or {PRESETS[-1]}", "preset")
@@ -637,6 +677,8 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
         resources=tuple(sorted(resources.items())),
         primary_claims=tuple(primary),
         claims_alpha=None if claims_alpha is None else float(claims_alpha),
+        claims_looks=tuple(looks),
+        victim_seeds=victim_seeds,
         **numerics,
     )
     # Build every attack config and recipe now, so bad options fail before anything runs (a

@@ -15,7 +15,7 @@ import torch
 
 from sapabench.benchmark.runner import run_suite
 from sapabench.benchmark.store import ResultsStore
-from sapabench.benchmark.suite import load_suite, parse_suite
+from sapabench.benchmark.suite import load_suite, parse_suite, victim_seed
 from sapabench.core.errors import ConfigError
 from sapabench.leaderboard.render import render
 from sapabench.leaderboard.schema import load_entries
@@ -55,9 +55,9 @@ def test_smoke_run_records_every_cell_and_writes_the_leaderboard(smoke_run):
     hashes = {r["attack"]: r["poison_sha256"] for r in rows if r["poison_sha256"]}
     e = by_attack["error-max"]
     assert e["setting"]["preset"] == "smoke" and e["setting"]["options"] == {}
-    assert e["provenance"]["cell_seeds"] == [[0, 100], [0, 101]] and e["provenance"]["poison_sha256"] == [
-        hashes["error-max"]
-    ]
+    nested = [[0, victim_seed("nested", 100, 0, i)] for i in range(2)]  # victims nested in the poison
+    assert e["provenance"]["cell_seeds"] == sorted(nested) and e["provenance"]["poison_sha256"] == [hashes["error-max"]]
+    assert by_attack["sapa-error-max"]["provenance"]["cell_seeds"] == sorted(nested)  # paired with its base
     assert by_attack["clean"]["provenance"]["cell_seeds"] == [[None, 100], [None, 101]]
     # each poison was crafted once and shared by its trials
     assert len({r["poison_key"] for r in rows if r["poison_key"]}) == 4

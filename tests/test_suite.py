@@ -28,21 +28,50 @@ def test_builtin_suites_are_listed_and_valid():
         assert suite.cells() and suite.name == name
 
 
-def test_default_suite_is_designed_with_the_poison_as_the_unit():
-    from sapabench.benchmark.claims import undecidable_claims
+def test_default_suite_decides_its_pre_registered_claim():
+    """The main job pre-registers one claim whose design has >= 80 % power at delta (HELD) and at
+    0 (BELOW THE PAPER) from the repository's pilot, on craft seeds the pilot never used."""
+    from sapabench.benchmark.claims import load_pilots, plan_claims
 
     suite = load_suite("default")
     cells = suite.cells()
-    assert {c.recipe for c in cells} == {"sgd", "adam", "cutout", "mixup", "sam", "adversarial"}
-    assert suite.dataset == "digits" and not suite.primary_claims  # the pilot powered none (docs)
-    # one victim per poison and recipe; each poison crafted once and shared by every recipe
+    assert {c.recipe for c in cells} == {"sgd", "adam", "cutout", "mixup", "sam"}
+    assert suite.dataset == "digits" and suite.primary_claims == ("T4-sam-error-min",)
+    plan = plan_claims(suite)
+    power = plan.power["T4-sam-error-min"]
+    assert power["held_at_delta"] >= 0.8 and power["below_at_zero"] >= 0.8
+    assert (power["poisons"], power["victims_per_poison"]) == (14, 2) and plan.looks == (14,)
+    assert not set(load_pilots()["T4-sam-error-min"].craft_seeds) & set(suite.craft_seeds)
+    # each poison crafted once and shared by every recipe; two nested victims per poison under sam
     for attack in ("error-min", "sapa-error-min"):
-        assert len({c.poison.craft_seed for c in cells if c.attack == attack}) == 8
-        assert len({c.poison.key for c in cells if c.attack == attack}) == 8
-    assert all(c.trial_seed == suite.trial_seed for c in cells)
-    # every claim it measures can be decided by its design (6 poisons or more)
-    assert undecidable_claims(suite) == []
-    assert len({c.poison.craft_seed for c in cells if c.attack == "sapa-error-max"}) == 6
+        assert len({c.poison.key for c in cells if c.attack == attack}) == 14
+    sam = [c for c in cells if c.recipe == "sam" and c.attack == "error-min"]
+    assert len(sam) == 28 and len({c.trial_seed for c in sam}) == 28
+
+
+def test_victims_are_nested_in_poisons_and_paired_across_the_arms():
+    """Victim seeds differ across poisons (a victim-seed effect averages out over them) and are
+    shared by every attack crafted with the same seed (SAPA and its base stay paired)."""
+    from sapabench.benchmark.suite import victim_seed
+
+    suite = parse_suite(GOOD)
+    cells = [c for c in suite.cells() if c.poison is not None]
+    seeds: dict[tuple, set] = {}
+    for c in cells:
+        seeds.setdefault((c.attack, c.recipe, c.poison.craft_seed), set()).add(c.trial_seed)
+    for (attack, recipe, craft), victims in seeds.items():
+        assert len(victims) == suite.trials
+        assert victims == seeds[("sapa-error-min" if attack == "error-min" else "error-min", recipe, craft)]
+        assert victims == seeds[(attack, "adam" if recipe == "sgd" else "sgd", craft)]  # and across recipes
+    assert not seeds[("error-min", "sgd", 0)] & seeds[("error-min", "sgd", 1)]
+    # the rule is a pure function of (trial seed, craft seed, index), inside the seed range
+    assert victim_seed("nested", 100, 3, 1) == victim_seed("nested", 100, 3, 1) != victim_seed("nested", 100, 4, 1)
+    assert 0 <= victim_seed("nested", 2**31 - 1, 10**9, 9999) < 2**31 - 1
+    # folders made before nesting keep theirs with victim_seeds = "shared"
+    shared = parse_suite(GOOD.replace('name = "mine"', 'name = "mine"\nvictim_seeds = "shared"'))
+    assert {c.trial_seed for c in shared.cells()} == {100, 101}
+    with pytest.raises(ConfigError, match="victim_seeds must be 'nested' or 'shared'"):
+        parse_suite(GOOD.replace('name = "mine"', 'name = "mine"\nvictim_seeds = "random"'))
 
 
 def test_cells_expand_and_poisons_are_shared(tmp_path):
@@ -75,12 +104,13 @@ victim = { epochs = 3 }
     grid = [c for c in suite.cells() if c.protocol == "linear"]
     gm = [c for c in grid if c.attack == "gradient-matching"]
     assert sorted(c.poison.craft_seed for c in gm) == [0, 1, 2, 3]  # its own seeds ...
-    assert {c.trial_seed for c in grid} == {suite.trial_seed}  # ... one victim each
-    assert len([c for c in grid if c.attack == "clean"]) == 1  # one clean reference victim
+    assert len({c.trial_seed for c in gm}) == 4  # ... one victim each, seeded per poison
+    clean = [c for c in grid if c.attack == "clean"]
+    assert [c.trial_seed for c in clean] == [suite.trial_seed]  # one clean reference victim
     assert {dict(c.victim)["epochs"] for c in grid} == {3}  # its own victim epochs
     # the first grid keeps the suite's seeds and trials
     first = [c for c in suite.cells() if c.attack == "error-min"]
-    assert {c.poison.craft_seed for c in first} == {0, 1} and {c.trial_seed for c in first} == {100, 101}
+    assert {c.poison.craft_seed for c in first} == {0, 1} and len({c.trial_seed for c in first}) == 4
     assert {dict(c.victim)["epochs"] for c in first} == {1}
 
 
@@ -128,3 +158,21 @@ def test_builtin_name_wins_over_a_folder_of_the_same_name(tmp_path, monkeypatch)
     (tmp_path / "defenses").mkdir()
     monkeypatch.chdir(tmp_path)
     assert load_suite("defenses").name == "defenses"
+
+
+def test_a_folder_is_never_resumed_under_the_other_victim_seeding(tmp_path):
+    """A run folder made before victims were nested (no rule recorded: shared seeds) is refused
+    by a nested suite, with both fixes; the folder is left as it was."""
+    from sapabench.benchmark.runner import run_suite
+    from sapabench.benchmark.store import ResultsStore
+
+    suite = parse_suite(GOOD)
+    out = tmp_path / "old"
+    out.mkdir()
+    ResultsStore(out).set_meta("suite", suite.name)  # an earlier run's folder, before the rule was recorded
+    before = sorted(p.name for p in out.iterdir())
+    with pytest.raises(
+        ConfigError, match=r'run with shared victim seeds .* nested ones: resuming would mix .* victim_seeds = "shared"'
+    ):
+        run_suite(suite, out, progress=False)
+    assert sorted(p.name for p in out.iterdir() if p.name != ".sapabench.lock") == before
