@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +21,18 @@ from sapabench.core.atomic import replacing
 from sapabench.core.names import NO_DEFENSE
 from sapabench.core.stats import PairedTest, adjust_p, sign_flip_p
 from sapabench.core.threats import ADVERSARIAL_MARGIN, NO_THREAT
-from sapabench.leaderboard.pairs import compare, numerics_label, protocol_label
+from sapabench.leaderboard.pairs import ALPHA, VIEW_CORRECTION, compare, numerics_label, protocol_label
 from sapabench.leaderboard.plots import Figure
-from sapabench.leaderboard.views import Column, EntryRow, Num, entry_row, p_value, same_name
+from sapabench.leaderboard.views import (
+    Column,
+    EntryRow,
+    Num,
+    adjusted_p,
+    entry_row,
+    p_value,
+    same_name,
+    significant_text,
+)
 
 SWEPT = ("ensemble", "reinit")
 
@@ -110,17 +119,19 @@ class CostRow:
     sapa_time_ratio: float | None  # SAPA(1x1) crafting seconds / this row's
     sapa_total_ratio: float | None
     point: CostPoint
+    p_adjusted: float | None = None  # the cost view's family correction (cost_view)
 
     @property
     def test(self) -> PairedTest | None:
-        """The test the row reports: the margin where success is tied (targeted), else the metric."""
-        return None if self.point.versus is None else _test(self.point)
+        """The test the row reports (the margin where success is tied, targeted; else the metric),
+        with its p adjusted over the cost view's family."""
+        return None if self.point.versus is None else replace(_test(self.point), p_adjusted=self.p_adjusted)
 
     @property
     def gap(self) -> Num | None:
-        test = self.test
-        if test is None:
+        if self.point.versus is None:
             return None
+        test = _test(self.point)
         if test is self.point.margin_versus:
             return Num(test.mean_difference, "+.2f", prefix="margin ")
         return Num(test.mean_difference, "+.1f", 100.0)
@@ -140,8 +151,9 @@ COST_COLUMNS: tuple[Column[CostRow], ...] = (
     Column("sapa_time_ratio", lambda r: None if r.sapa_time_ratio is None else Num(r.sapa_time_ratio, ".2f")),
     Column("sapa_total_ratio", lambda r: None if r.sapa_total_ratio is None else Num(r.sapa_total_ratio, ".2f")),
     Column("vs_sapa_1x1_gap", lambda r: r.gap),
-    Column("p_sapa_stronger", lambda r: None if r.test is None else p_value(r.test.p_greater, ".4f")),
-    Column("p_er_stronger", lambda r: None if r.test is None else p_value(r.test.p_less, ".4f")),
+    Column("p_value", lambda r: None if r.test is None else p_value(r.test.p_two_sided, ".4f")),
+    Column("p_adjusted", lambda r: adjusted_p(r.test)),
+    Column("significant", lambda r: significant_text(r.test)),
     Column("pairs", lambda r: None if r.test is None else f"{r.test.n} {r.test.unit}s ({r.test.design})"),
 )
 """The columns of ``cost.md|.csv``."""
@@ -168,6 +180,12 @@ def cost_view(entries: list[dict[str, Any]]) -> list[CostRow]:
                     p,
                 )
             )
+    # one significance convention with every other view: the exact two-sided p, adjusted by
+    # Benjamini-Yekutieli over this view's decidable comparisons
+    tested = [i for i, r in enumerate(rows) if r.test is not None and r.test.decidable(ALPHA)]
+    adjusted = adjust_p([rows[i].test.p_two_sided for i in tested], VIEW_CORRECTION)  # type: ignore[union-attr]
+    for i, q in zip(tested, adjusted, strict=True):
+        rows[i] = replace(rows[i], p_adjusted=q)
     return rows
 
 

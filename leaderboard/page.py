@@ -29,7 +29,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from sapabench.core.names import NO_DEFENSE, base_name, is_sapa
 from sapabench.core.threats import ADVERSARIAL_MARGIN, NO_THREAT, THREATS
 from sapabench.leaderboard.cost import CostRow
-from sapabench.leaderboard.pairs import ALPHA, FILTERS, Pair, numerics_label, protocol_label
+from sapabench.leaderboard.pairs import ALPHA, FILTERS, SIGNIFICANCE_NOTE, Pair, numerics_label, protocol_label
 from sapabench.leaderboard.plots import Figure
 from sapabench.leaderboard.records import VERDICTS, entries_digest, twin_dataset
 from sapabench.leaderboard.summary import threat_summaries
@@ -324,7 +324,9 @@ def _executor(run: dict[str, Any]) -> str:
     return text
 
 
-def claims_view(claims: dict[str, Any] | None, entries: list[dict[str, Any]]) -> dict[str, Any] | None:
+def claims_view(
+    claims: dict[str, Any] | None, entries: list[dict[str, Any]], figures: list[Figure] = ()
+) -> dict[str, Any] | None:
     """The verdicts block, or None when claims were not checked; ``stale`` when they were checked
     against other entries than these. Untested claims (no matching results: most of the paper's
     rows for any one suite) are listed apart, folded."""
@@ -337,19 +339,59 @@ def claims_view(claims: dict[str, Any] | None, entries: list[dict[str, Any]]) ->
         "correction": claims["correction"],
         "plan": claims.get("plan"),
         "stale": claims["entries_sha256"] != entries_digest(entries),
-        "counts": [(k, sum(r["verdict"] == k for r in rows)) for k in VERDICTS],
+        "counts": [(k.replace("+", "-"), VERDICT_WORDS[k], sum(r["verdict"] == k for r in rows)) for k in VERDICTS],
         "rows": [_verdict_row(r) for r in rows if r["verdict"] != "untested"],
         "untested": [_verdict_row(r) for r in rows if r["verdict"] == "untested"],
+        "figures": [_figure(f) for f in figures if f.view == "claims"],
     }
 
 
+VERDICT_WORDS = {
+    "held": "held",
+    "held+below": "held, below the paper",
+    "below": "below the paper",
+    "failed": "failed",
+    "inconclusive": "inconclusive",
+    "untested": "untested",
+}
+
+
+def _p4(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _gain_text(r: dict[str, Any]) -> str:
+    """A claim's gain with its 95 % interval, in points (logits on the margin)."""
+    if r.get("gain") is None:
+        return "-"
+    margin = r["decided_on"] == "adversarial margin"
+    scale, spec = (1.0, "+.2f") if margin else (100.0, "+.1f")
+    lo, hi = r["interval"] or (None, None)
+    bound = "[" + ", ".join("∞" if x is None else format(scale * x, spec) for x in (lo, hi)) + "]"
+    return f"{format(scale * r['gain'], spec)} {bound}"
+
+
+def _design_power(r: dict[str, Any]) -> str:
+    dp = r.get("design_power")
+    if not dp:
+        return "-"
+    return f"{100 * dp['held_at_delta']:.0f}% / {100 * dp['below_at_zero']:.0f}%"
+
+
 def _verdict_row(r: dict[str, Any]) -> dict[str, Any]:
+    scale = 1.0 if r["decided_on"] == "adversarial margin" else 100.0
     return {
         **r,
-        "p": "-" if r["p_value"] is None else f"{r['p_value']:.4f}",
-        "q": "-" if r["p_adjusted"] is None else f"{r['p_adjusted']:.4f}",
-        "floor": "-" if r["p_floor"] is None else f"{r['p_floor']:.4f}",
-        "power_text": "-" if r.get("power") is None else f"{100 * r['power']:.0f}%",
+        "css": r["verdict"].replace("+", "-"),
+        "words": VERDICT_WORDS.get(r["verdict"], r["verdict"]),
+        "p": _p4(r["p_value"]),
+        "q": _p4(r["p_adjusted"]),
+        "p_below_text": _p4(r.get("p_below")),
+        "q_below": _p4(r.get("p_below_adjusted")),
+        "floor": _p4(r["p_floor"]),
+        "gain_text": _gain_text(r),
+        "delta_text": "-" if r.get("delta") is None else f"{scale * r['delta']:+.1f}",
+        "power_text": _design_power(r),
         "proxy": r["kind"] == "claim" and r["decided_on"] != "metric",
         "twin": twin_dataset(r) is not None,
     }
@@ -380,8 +422,8 @@ PAIR_PAGE: tuple[Column[Pair], ...] = (
     Column(
         "p",
         lambda p: tested_p(p.test),
-        "one-sided p of SAPA being stronger (exact sign-flip test; floor 2^-pairs, ° where that floor is not below "
-        "alpha: these pairs cannot decide)",
+        "exact two-sided p (sign-flip test over poisons); bold where significant after Benjamini-Yekutieli over "
+        "the page's comparisons; ° where the design cannot reach alpha (one poison, or floor 2^(1-poisons))",
         lambda p: sig(p.test),
     ),
     Column("pairs", lambda p: pairs_label(p.test), "what was paired"),
@@ -399,7 +441,7 @@ PAIR_PAGE: tuple[Column[Pair], ...] = (
     Column(
         "margin p",
         lambda p: tested_p(p.margin_test),
-        "one-sided p on the margin",
+        "two-sided p on the margin, marked as p",
         lambda p: sig(p.margin_test),
     ),
 )
@@ -423,10 +465,8 @@ def _pairs_section(pairs: list[Pair], figures: list[Figure]) -> Section:
         "pairs",
         "SAPA vs baseline (Table-4 view)",
         "Each SAPA attack beside its own baseline in the same setting (never across protocols or numerics). gap in "
-        "points > 0: SAPA stronger (for accuracy metrics, ↓, the baseline's accuracy minus SAPA's); p: one-sided "
-        f"exact sign-flip permutation test paired over craft seeds, bold when below alpha = {ALPHA}; its floor is "
-        "2^-pairs (° where that floor is not below alpha: the pairs cannot decide). Known-init rows are a white-box "
-        "upper bound.",
+        "points > 0: SAPA stronger (for accuracy metrics, ↓, the baseline's accuracy minus SAPA's); p: "
+        f"{SIGNIFICANCE_NOTE}. Known-init rows are a white-box upper bound.",
         (_table(" · ".join(shared), PAIR_PAGE, pairs, lambda p: p.where, setting=(settings, tip)),),
         tuple(_figure(f) for f in figures if f.view == "pairs"),
     )
@@ -447,12 +487,13 @@ def _options(preset: str, options: dict[str, Any]) -> str:
 
 
 def _gap_cell(p: Pair | None) -> tuple[Cell, str]:
-    """A SAPA - base grid cell: the gap in points, ``*`` where the exact two-sided test over
-    poisons is below alpha (unadjusted), ``°`` where the design cannot reach alpha."""
+    """A SAPA - base grid cell: the gap in points, ``*`` where significant by the page's one
+    convention (:data:`sapabench.leaderboard.pairs.SIGNIFICANCE_NOTE`), ``°`` where the design
+    cannot reach alpha."""
     if p is None:
         return None, ""
     t = p.test
-    flag = "°" if t.p_floor_two_sided >= ALPHA else "*" if t.p_two_sided < ALPHA else ""
+    flag = "°" if not t.decidable(ALPHA) else "*" if t.significant(ALPHA) else ""
     return Num(p.gap, "+.1f", 100.0, suffix=flag), "up" if p.gap > 0 else "down" if p.gap < 0 else ""
 
 
@@ -551,7 +592,8 @@ def _grid_sections(entries: list[dict[str, Any]], pairs: list[Pair]) -> list[Sec
     by_recipe, by_defense = _grid_tables(entries, pairs, "recipe"), _grid_tables(entries, pairs, "defense")
     note = (
         "per attack and {axis}, shaded by strength; each SAPA attack's row is followed by SAPA - base in points (+ = "
-        "SAPA stronger; * exact two-sided p < 0.05 over poisons, unadjusted; ° the design cannot reach 0.05)."
+        "SAPA stronger; * significant: exact two-sided test over poisons, Benjamini-Yekutieli over the page's "
+        "comparisons, below 0.05; ° the design cannot reach 0.05)."
     )
     sections = []
     for threat in THREATS:
@@ -631,7 +673,7 @@ THREAT_PAGE: tuple[Column[ThreatRow], ...] = (
     Column(
         "p",
         lambda r: tested_p(r.versus_test),
-        "one-sided p of SAPA being stronger (° its pairs cannot reach alpha)",
+        "exact two-sided p, bold where significant after the page's correction (° its poisons cannot reach alpha)",
         lambda r: sig(r.versus_test),
     ),
     Column("pairs", lambda r: None if r.versus is None else pairs_label(r.versus.test), "what was paired"),
@@ -641,7 +683,7 @@ THREAT_PAGE: tuple[Column[ThreatRow], ...] = (
         "margin gap in logits, > 0 = SAPA stronger",
         lambda r: sig(r.margin_test),
     ),
-    Column("margin p", lambda r: tested_p(r.margin_test), "one-sided p on the margin", lambda r: sig(r.margin_test)),
+    Column("margin p", lambda r: tested_p(r.margin_test), "two-sided p on the margin", lambda r: sig(r.margin_test)),
 )
 """The page's per-threat tables (after their setting column)."""
 
@@ -707,14 +749,11 @@ COST_PAGE: tuple[Column[CostRow], ...] = (
     ),
     Column("vs SAPA 1x1", lambda r: r.gap, "points (or margin in logits where success ties), > 0 = SAPA stronger"),
     Column(
-        "p SAPA stronger",
+        "p",
         lambda r: tested_p(r.test),
+        "exact two-sided p of SAPA 1x1 differing from this row (the sign of the gap says which way); bold where "
+        "significant after Benjamini-Yekutieli over this view",
         mark=lambda r: sig(r.test),
-    ),
-    Column(
-        "p E&R stronger",
-        lambda r: tested_p(r.test, "p_less"),
-        mark=lambda r: sig(r.test, "p_less"),
     ),
 )
 """The page's cost view."""
@@ -861,7 +900,7 @@ def render_page(
     return env.get_template(TEMPLATE).render(
         answers=[a.line() for a in threat_summaries(entries)],
         summary=run_summary(entries, runs),
-        claims=claims_view(claims, entries),
+        claims=claims_view(claims, entries, figures),
         filters=filters,
         sections=sections,
         alpha=ALPHA,

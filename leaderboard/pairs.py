@@ -11,17 +11,27 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from sapabench.core.names import base_name, is_sapa
+from sapabench.core.names import CLEAN, NO_DEFENSE, base_name, is_sapa
 from sapabench.core.numerics import Numerics
-from sapabench.core.stats import PairedTest, compare_arms
+from sapabench.core.stats import PairedTest, adjust_p, compare_arms
 from sapabench.core.threats import ADVERSARIAL_MARGIN, NO_THREAT
 from sapabench.victims.protocols import FILE_PREFIX, NO_PRETRAINED, is_white_box
 
 ALPHA = 0.05
 """The level every view marks significance at (the claims take theirs from the plan)."""
+VIEW_CORRECTION = "by"
+"""The correction every view adjusts its two-sided p-values with, over one family: every
+SAPA-vs-baseline comparison of the page (metric and adversarial margin) whose design can decide
+(:meth:`sapabench.core.stats.PairedTest.decidable`). Benjamini-Yekutieli, as the claims' secondary
+family: the comparisons share arms and poisons, with dependence of either sign."""
+SIGNIFICANCE_NOTE = (
+    f"significant: the exact two-sided sign-flip test over poisons (craft seeds), Benjamini-Yekutieli-adjusted over "
+    f"every SAPA-vs-baseline comparison of this page, below alpha = {ALPHA}; ° where the design cannot reach alpha "
+    "(one poison, or a floor 2^(1-poisons) not below it)"
+)
 FILTERS = ("dataset", "arch", "recipe", "protocol", "defense")
 """What the page filters rows and plots by: attributes of every view's row."""
 
@@ -75,6 +85,27 @@ def _trials(e: dict[str, Any], values: list[float], stronger_is_higher: bool) ->
     """An entry's trial values keyed by (craft seed, victim seed), signed so larger = stronger."""
     sign = 1.0 if stronger_is_higher else -1.0
     return {(craft, trial): sign * v for (craft, trial), v in zip(e["provenance"]["cell_seeds"], values, strict=True)}
+
+
+def trial_values(e: dict[str, Any], measure: str | None = None) -> dict[tuple[Any, Any], float]:
+    """An entry's trials keyed by (craft seed, victim seed), on its metric (signed so larger =
+    stronger) or on the continuous ``measure`` (larger = stronger already)."""
+    if measure is None:
+        return _trials(e, e["metric"]["values"], e["metric"]["higher_is_stronger"])
+    return _trials(e, e["measures"][measure]["values"], True)
+
+
+CLEAN_KEYS = ("suite", "dataset", "arch", "recipe", "victim", "precision", "memory_format", "protocol", "pretrained")
+
+
+def clean_entry(entries: list[dict[str, Any]], e: dict[str, Any]) -> dict[str, Any] | None:
+    """The clean victims' entry of ``e``'s setting (same suite, data, victim, numerics and
+    protocol, no defense), or None where the run trained none."""
+    s = e["setting"]
+    for c in entries:
+        if c["attack"] == CLEAN and c["defense"] == NO_DEFENSE and all(c["setting"][k] == s[k] for k in CLEAN_KEYS):
+            return c
+    return None
 
 
 def compare(sapa: dict[str, Any], base: dict[str, Any], measure: str | None = None) -> PairedTest:
@@ -145,12 +176,13 @@ class Pair:
 
     @property
     def p_value(self) -> float:
-        """The one-sided p of SAPA being stronger."""
-        return self.test.p_greater
+        """The exact two-sided p of SAPA differing from the baseline (the sign of ``gap`` says which way)."""
+        return self.test.p_two_sided
 
     @property
     def significant(self) -> bool:
-        return self.test.p_greater < ALPHA
+        """Decided at :data:`ALPHA` after the page family's correction (:data:`VIEW_CORRECTION`)."""
+        return self.test.significant(ALPHA)
 
     @property
     def margin_test(self) -> PairedTest | None:
@@ -212,15 +244,52 @@ def pair(sapa: dict[str, Any], base: dict[str, Any]) -> Pair:
     )
 
 
+Family = dict[tuple[str, str, str], float]
+METRIC_KEY = "metric"
+
+
+def _family_tests(pairs: list[Pair]) -> dict[tuple[str, str, str], PairedTest]:
+    tests = {}
+    for p in pairs:
+        tests[(p.sapa_entry_id, p.base_entry_id, METRIC_KEY)] = p.test
+        if p.margin_test is not None:
+            tests[(p.sapa_entry_id, p.base_entry_id, ADVERSARIAL_MARGIN)] = p.margin_test
+    return tests
+
+
+def family(entries: list[dict[str, Any]]) -> Family:
+    """The adjusted two-sided p of every decidable SAPA-vs-baseline comparison of ``entries``
+    (:data:`VIEW_CORRECTION`), keyed by (SAPA entry id, baseline entry id, measure)."""
+    return _adjusted(_rival_pairs(entries))
+
+
+def _adjusted(pairs: list[Pair]) -> Family:
+    tests = {k: t for k, t in _family_tests(pairs).items() if t.decidable(ALPHA)}
+    adjusted = adjust_p([t.p_two_sided for t in tests.values()], VIEW_CORRECTION)
+    return dict(zip(tests, adjusted, strict=True))
+
+
+def marked(p: Pair, fam: Family) -> Pair:
+    """``p`` with its tests' adjusted p from ``fam`` (None where the family has none)."""
+    test = replace(p.test, p_adjusted=fam.get((p.sapa_entry_id, p.base_entry_id, METRIC_KEY)))
+    margin = p.margin
+    if margin is not None:
+        q = fam.get((p.sapa_entry_id, p.base_entry_id, ADVERSARIAL_MARGIN))
+        margin = replace(margin, test=replace(margin.test, p_adjusted=q))
+    return replace(p, test=test, margin=margin)
+
+
 def _key(e: dict[str, Any]) -> tuple:
     """What an entry's setting is, but for its attack: entries with the same key are compared."""
     s = e["setting"]
     return (s["suite"], s["dataset"], s["arch"], s["recipe"], e["defense"], s["surrogate"], variant(e))
 
 
-def sapa_pairs(entries: list[dict[str, Any]]) -> list[Pair]:
+def sapa_pairs(entries: list[dict[str, Any]], fam: Family | None = None) -> list[Pair]:
     """The Table-4 view: each SAPA entry beside its own base attack in the same setting (same
-    victim protocol and numerics: never across them; defended settings too)."""
+    victim protocol and numerics: never across them; defended settings too), marked with the
+    page's family (:func:`family`)."""
+    fam = family(entries) if fam is None else fam
     index = {(*_key(e)[:-1], e["attack"], _key(e)[-1]): e for e in entries}
     pairs = []
     for key, sapa in sorted(index.items()):
@@ -229,13 +298,20 @@ def sapa_pairs(entries: list[dict[str, Any]]) -> list[Pair]:
             continue
         base = index.get((*key[:-2], base_name(attack), key[-1]))
         if base is not None:
-            pairs.append(pair(sapa, base))
+            pairs.append(marked(pair(sapa, base), fam))
     return pairs
 
 
 def rival_pairs(entries: list[dict[str, Any]]) -> list[Pair]:
     """Every SAPA entry against every non-SAPA attack of its threat model in the same setting
-    (its own base attack included): the comparisons of the paper's Tables 1-3."""
+    (its own base attack included): the comparisons of the paper's Tables 1-3, marked with the
+    page's family (:func:`family`)."""
+    pairs = _rival_pairs(entries)
+    fam = _adjusted(pairs)
+    return [marked(p, fam) for p in pairs]
+
+
+def _rival_pairs(entries: list[dict[str, Any]]) -> list[Pair]:
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     for e in entries:
         if e["setting"]["threat"] != NO_THREAT:

@@ -10,7 +10,7 @@ entries give the same bytes.
 from __future__ import annotations
 
 import json
-import statistics
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +18,7 @@ from typing import Any
 
 from sapabench.core.atomic import replacing
 from sapabench.core.names import NO_DEFENSE, sapa_name
+from sapabench.core.stats import sign_flip_interval
 from sapabench.core.threats import NO_THREAT, THREATS
 from sapabench.leaderboard.pairs import ALPHA, Pair, answer_pairs, protocol_label
 from sapabench.victims.protocols import SCRATCH
@@ -36,8 +37,11 @@ class Figure:
     where: tuple[tuple[str, str], ...] = ()
 
 
-def plots(entries: list[dict[str, Any]], pairs: list[Pair], out: Path) -> list[Figure]:
-    """Every plot of the leaderboard, written into ``out``."""
+def plots(
+    entries: list[dict[str, Any]], pairs: list[Pair], out: Path, claims: dict[str, Any] | None = None
+) -> list[Figure]:
+    """Every plot of the leaderboard, written into ``out`` (``claims``: the folder's claims.json
+    record, whose tested claims get a forest plot)."""
     # Imported here, not at the top: matplotlib (with its font cache) is needed only to draw, and
     # the backend must be chosen before pyplot is imported; validating entries, the claims and
     # verify import this module without drawing anything.
@@ -53,7 +57,46 @@ def plots(entries: list[dict[str, Any]], pairs: list[Pair], out: Path) -> list[F
 
     written += cost_plots(entries, out, plt)
     written += _crafting_time_plots(entries, out, plt)
+    if claims is not None:
+        written += _claims_forest(claims, out, plt)
     return written
+
+
+def _claims_forest(claims: dict[str, Any], out: Path, plt: Any) -> list[Figure]:
+    """Every tested claim's gain (points, or logits on the margin) with its 95 % interval, a line
+    at 0 and a mark at its delta (the paper's effect scaled to the setting): an interval right of
+    0 is HELD, left of delta BELOW THE PAPER, left of 0 FAILED (each after the family's correction,
+    which the verdict beside it states)."""
+    rows = [r for r in claims["verdicts"] if r["kind"] == "claim" and r.get("gain") is not None]
+    if not rows:
+        return []
+    fig, ax = plt.subplots(figsize=(8.0, 0.34 * len(rows) + 1.6), dpi=100)
+    for i, r in enumerate(rows):
+        scale = 1.0 if r["decided_on"] == "adversarial margin" else 100.0
+        gain = scale * r["gain"]
+        lo, hi = (None, None) if r["interval"] is None else r["interval"]
+        left = 0.0 if lo is None else gain - scale * lo
+        right = 0.0 if hi is None else scale * hi - gain
+        color = {"failed": "#c62828", "held": "#1a7f37", "held+below": "#1a7f37"}.get(r["verdict"], "#555")
+        ax.errorbar(gain, i, xerr=[[left], [right]], fmt="o", color=color, capsize=3, markersize=5)
+        if r.get("delta") is not None:
+            ax.plot([scale * r["delta"]] * 2, [i - 0.35, i + 0.35], color="#1f4e9c", linewidth=2)
+    ax.axvline(0.0, color="#555", linewidth=1)
+    ax.set_yticks(range(len(rows)), [f"{r['id']} ({r['label']})" for r in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("gain (points; logits on the margin), 95 % exact interval; blue bar: delta", fontsize=8)
+    ax.set_title("SAPA's gain per claim, against 0 and the paper's effect (delta)", fontsize=9)
+    fig.tight_layout()
+    path = out / "forest--claims.png"
+    with replacing(path) as tmp:
+        fig.savefig(tmp, format="png", metadata={"Software": None})
+    plt.close(fig)
+    caption = (
+        "each tested claim's gain over its baseline with the 95 % interval of the exact sign-flip test, a line at 0 "
+        "and a blue bar at delta (the paper's effect scaled to the setting); the verdict beside the id is decided "
+        "after the family's correction"
+    )
+    return [Figure(path, "claims", "", caption)]
 
 
 def _pair_plots(pairs: list[Pair], out: Path, plt: Any) -> list[Figure]:
@@ -126,9 +169,9 @@ def _pair_plots(pairs: list[Pair], out: Path, plt: Any) -> list[Figure]:
 def _forest_plots(pairs: list[Pair], out: Path, plt: Any) -> list[Figure]:
     """Per threat model, a forest plot of SAPA - base over every black-box setting (defended ones
     included, named so) where a SAPA attack met its own base: the paired mean difference over poisons (points of the
-    metric, + = SAPA stronger) with its 95 % t interval, a zero line, red where SAPA is weaker,
-    hollow where the design cannot reach alpha (too few poisons for the exact test)."""
-    from scipy import stats
+    metric, + = SAPA stronger) with the 95 % interval that inverts the exact sign-flip test (the
+    claims' interval), a zero line, red where SAPA is weaker, hollow and without a bar where the
+    design cannot reach alpha (one poison, or too few for the exact test)."""
 
     by_threat: dict[str, list[Pair]] = defaultdict(list)
     for p in answer_pairs(pairs):
@@ -138,17 +181,15 @@ def _forest_plots(pairs: list[Pair], out: Path, plt: Any) -> list[Figure]:
         rows.sort(key=lambda p: (p.sapa_attack, p.defense, p.dataset, p.arch, p.protocol, p.recipe, p.numerics))
         fig, ax = plt.subplots(figsize=(6.4, 0.32 * len(rows) + 1.5), dpi=100)
         for i, p in enumerate(rows):
-            diffs = [100 * d for d in p.test.differences]
             mean = 100 * p.test.mean_difference
-            half = (
-                float(stats.t.ppf(0.975, len(diffs) - 1)) * statistics.stdev(diffs) / len(diffs) ** 0.5
-                if len(diffs) >= 2
-                else 0.0
-            )
+            lo, hi = sign_flip_interval(p.test.differences, ALPHA) if p.test.decidable(ALPHA) else (mean, mean)
             color = "#c62828" if mean < 0 else "#1a7f37"
-            hollow = p.test.p_floor_two_sided >= ALPHA
+            hollow = not p.test.decidable(ALPHA)
+            xerr = [[mean - 100 * lo if math.isfinite(lo) else 0.0], [100 * hi - mean if math.isfinite(hi) else 0.0]]
+            if hollow:
+                xerr = [[0.0], [0.0]]
             ax.errorbar(
-                mean, i, xerr=half, fmt="o", color=color, mfc="white" if hollow else color, capsize=3, markersize=5
+                mean, i, xerr=xerr, fmt="o", color=color, mfc="white" if hollow else color, capsize=3, markersize=5
             )
         ax.axvline(0.0, color="#555", linewidth=1)
         several = len({r.dataset for r in rows}) > 1
@@ -162,7 +203,7 @@ def _forest_plots(pairs: list[Pair], out: Path, plt: Any) -> list[Figure]:
         ]
         ax.set_yticks(range(len(rows)), labels, fontsize=8)
         ax.invert_yaxis()
-        ax.set_xlabel("SAPA - base (points; + = SAPA stronger), 95 % t interval over poisons", fontsize=8)
+        ax.set_xlabel("SAPA - base (points; + = SAPA stronger), 95 % exact sign-flip interval over poisons", fontsize=8)
         ax.set_title(f"{threat}: SAPA against its own base", fontsize=9)
         fig.tight_layout()
         path = out / f"forest--{threat}.png"
@@ -174,8 +215,8 @@ def _forest_plots(pairs: list[Pair], out: Path, plt: Any) -> list[Figure]:
                 path,
                 "pairs",
                 threat,
-                f"{threat}: SAPA - base per setting, mean over poisons with its 95 % interval; red where SAPA is "
-                "weaker, hollow where the exact test over so few poisons cannot reach 0.05",
+                f"{threat}: SAPA - base per setting, mean over poisons with the 95 % interval of the exact sign-flip "
+                "test; red where SAPA is weaker, hollow (no interval) where one poison or so few cannot reach 0.05",
             )
         )
     return written

@@ -28,8 +28,9 @@ from sapabench.leaderboard.schema import EntryError
 RUNS_FILE = "runs.json"
 CLAIMS_FILE = "claims.json"
 CLAIMS_FORMAT = "sapabench-claims"
-CLAIMS_VERSION = 4  # 2: two-sided p, correction, adjusted p, proxy labels; 3: families, plan, power; 4: datasets
-VERDICTS = ("held", "failed", "inconclusive", "untested")
+CLAIMS_VERSION = 5  # 2: two-sided p, correction, adjusted p, proxy labels; 3: families, plan, power; 4: datasets;
+# 5: below the paper (delta, interval, p_below), design power before the data instead of power for the measured effect
+VERDICTS = ("held", "held+below", "below", "failed", "inconclusive", "untested")
 NUMBER = (int, float)
 OPTIONAL_NUMBER = (int, float, type(None))
 
@@ -63,6 +64,19 @@ VERDICT_SPEC: dict[str, tuple[type, ...]] = {
     "tested_on": (str, type(None)),
 }
 FAMILIES = ("primary", "secondary", "cost")
+# optional verdict fields (claims rows carry them; cost rows do not): field -> accepted types
+VERDICT_OPTIONAL: dict[str, tuple[type, ...]] = {
+    "interval": (list, type(None)),
+    "gain": OPTIONAL_NUMBER,
+    "delta": OPTIONAL_NUMBER,
+    "p_below": OPTIONAL_NUMBER,
+    "p_below_adjusted": OPTIONAL_NUMBER,
+    "below_bound": OPTIONAL_NUMBER,
+    "design_power": (dict, type(None)),
+    "poisons": (int, type(None)),
+    "victims_per_poison": OPTIONAL_NUMBER,
+    "poisons_needed": (int, type(None)),
+}
 
 
 def twin_dataset(verdict: dict[str, Any]) -> str | None:
@@ -168,14 +182,14 @@ def load_claims_record(path: str | Path) -> dict[str, Any] | None:
         raise EntryError(f"{path}: plan must be null or {PLAN_SHAPE}; {fix}")
     for i, v in enumerate(data["verdicts"]):
         where = f"{path}: verdicts[{i}]"
-        _check(v, VERDICT_SPEC, where, fix)
+        _check(v, VERDICT_SPEC, where, fix, VERDICT_OPTIONAL)
         if v["verdict"] not in VERDICTS:
             raise EntryError(f"{where}: verdict {v['verdict']!r} is not one of {', '.join(VERDICTS)}; {fix}")
         if v["family"] not in FAMILIES:
             raise EntryError(f"{where}: family {v['family']!r} is not one of {', '.join(FAMILIES)}; {fix}")
-        for key in ("p_value", "p_floor", "p_adjusted", "power"):
-            if v[key] is not None and not 0 <= v[key] <= 1:
+        for key in ("p_value", "p_floor", "p_adjusted", "power", "p_below", "p_below_adjusted"):
+            if v.get(key) is not None and not 0 <= v[key] <= 1:
                 raise EntryError(f"{where}: {key} must lie in [0, 1]; {fix}")
-        if v["verdict"] in ("held", "failed") and v["p_value"] is None:
+        if v["verdict"] in ("held", "held+below", "failed") and v["p_value"] is None:
             raise EntryError(f"{where}: a {v['verdict']} verdict needs its p_value; {fix}")
     return data

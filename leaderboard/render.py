@@ -9,7 +9,7 @@ from pathlib import Path
 from sapabench.core.atomic import write_text
 from sapabench.core.owned import own_folder, replace_owned
 from sapabench.leaderboard.cost import COST_COLUMNS, cost_view
-from sapabench.leaderboard.pairs import ALPHA, sapa_pairs
+from sapabench.leaderboard.pairs import SIGNIFICANCE_NOTE, sapa_pairs
 from sapabench.leaderboard.plots import plots
 from sapabench.leaderboard.records import CLAIMS_FILE, RUNS_FILE, load_claims_record, load_runs
 from sapabench.leaderboard.schema import load_entries
@@ -29,14 +29,14 @@ THREAT_NOTE = (
     "Per threat model, victim protocol and setting, every attack strongest first; value in % (targeted: success, "
     "with the adversarial margin in logits); clean_reference: the clean victim's accuracy (untargeted) or adversarial "
     "margin (targeted); each baseline against its own SAPA twin (else the strongest SAPA attack of its group): gap in "
-    "points, > 0 = SAPA stronger, p one-sided (paired by craft seed where they share seeds, else unpaired, said in "
-    "pairs); targeted: margin_gap (logits) and margin_p, the same test on the adversarial margin."
+    "points, > 0 = SAPA stronger, p two-sided (paired by craft seed where they share seeds, else unpaired, said in "
+    "pairs), p_adjusted and significant by the page's one convention; targeted: margin_gap (logits) and margin_p, the "
+    "same test on the adversarial margin."
 )
 PAIR_NOTE = (
-    "gap in points, > 0: SAPA stronger; p: one-sided exact sign-flip permutation test paired over craft seeds (one "
-    "craft seed: over victim seeds), smallest possible p = 2^-pairs, significant at alpha = {alpha}; margin: the "
-    "adversarial margin on the target in logits (> 0 = success), tested the same way. Protocols are never pooled; "
-    "known-init = white-box upper bound."
+    "gap in points, > 0: SAPA stronger; p: the exact two-sided sign-flip permutation test paired over craft seeds, "
+    "smallest possible p = 2^(1-poisons); {significance}; margin: the adversarial margin on the target in logits "
+    "(> 0 = success), tested the same way. Protocols are never pooled; known-init = white-box upper bound."
 )
 COST_NOTE = (
     "Per setting and attack family, one row per (attack, K architectures, R initialisations): value in %, crafting "
@@ -73,7 +73,11 @@ def render(entries_dir: str | Path, out: str | Path) -> list[Path]:
     board = (
         "# sapabench leaderboard\n\nMetric and accuracies in %, mean and SE over trials.\n\n"
         + markdown(ENTRY_COLUMNS, rows)
-        + _section("SAPA vs baseline (Table-4 view)", PAIR_NOTE.format(alpha=ALPHA), markdown(PAIR_COLUMNS, pairs))
+        + _section(
+            "SAPA vs baseline (Table-4 view)",
+            PAIR_NOTE.format(significance=SIGNIFICANCE_NOTE),
+            markdown(PAIR_COLUMNS, pairs),
+        )
     )
     for title, note, name in (
         ("Per threat model (Tables 1-3 view)", THREAT_NOTE, "threat-models"),
@@ -96,7 +100,8 @@ def render(entries_dir: str | Path, out: str | Path) -> list[Path]:
     for name, text in files.items():
         write_text(out / name, text)
         written.append(out / name)
-    figures = plots(entries, pairs, out)
+    claims = load_claims_record(out / CLAIMS_FILE)
+    figures = plots(entries, pairs, out, claims)
     written += [f.path for f in figures]
     from sapabench.leaderboard.page import render_page  # the page builds on this module's views
 
@@ -109,7 +114,7 @@ def render(entries_dir: str | Path, out: str | Path) -> list[Path]:
         defense_rows,
         figures,
         load_runs(out / RUNS_FILE),
-        load_claims_record(out / CLAIMS_FILE),
+        claims,
     )
     write_text(out / "leaderboard.html", page)
     written.append(out / "leaderboard.html")

@@ -4,9 +4,11 @@ how often significantly, and how many settings could not decide either way.
 Each setting (dataset, victim, recipe, protocol, numerics, defense, attack options) pairs a SAPA
 attack with its own base attack by craft seed; the exact two-sided sign-flip test of the
 paper's metric decides it (:func:`sapabench.core.stats.compare_arms`). Settings whose design floor is not
-below alpha (fewer than 6 poisons: 2^(1-n) >= 0.05) are counted as underpowered and left out of
-the family; the others are adjusted together with Benjamini-Hochberg, as the secondary claims
-are. White-box victims are left out, as the claims leave them out.
+below alpha (fewer than 6 poisons: 2^(1-n) >= 0.05, or one poison, however many victims) are
+counted as underpowered; the others are significant by the page's one convention
+(:data:`sapabench.leaderboard.pairs.SIGNIFICANCE_NOTE`: Benjamini-Yekutieli over every
+SAPA-vs-baseline comparison of the page, as every view marks them). White-box victims are left
+out, as the claims leave them out.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from sapabench.core.stats import adjust_p, two_sided_floor
+from sapabench.core.stats import two_sided_floor
 from sapabench.core.threats import THREATS
 from sapabench.leaderboard.pairs import ALPHA, Pair, answer_pairs, rival_pairs
 
@@ -32,7 +34,7 @@ class ThreatSummary:
         settings: SAPA-vs-base settings measured (black-box).
         stronger / weaker: settings where SAPA's mean is stronger / weaker (ties are neither).
         stronger_significant / weaker_significant: of those, decided at ``alpha`` after
-            Benjamini-Hochberg over the decidable settings.
+            the page's one correction (Benjamini-Yekutieli over its comparisons).
         underpowered: settings whose design cannot reach ``alpha`` (fewer than
             :data:`MIN_PAIRS` poisons, or one poison).
         alpha: the level.
@@ -66,9 +68,10 @@ def threat_summaries(entries: list[dict[str, Any]], alpha: float = ALPHA) -> lis
     out = []
     for threat in (t for t in THREATS if t in by_threat):
         pairs = by_threat[threat]
-        decidable = [p for p in pairs if p.test.n >= 2 and p.test.p_floor_two_sided < alpha]
-        adjusted = adjust_p([p.test.p_two_sided for p in decidable], "bh")
-        significant = {id(p) for p, q in zip(decidable, adjusted, strict=True) if q < alpha}
+        # the page's one convention: significant after Benjamini-Yekutieli over every comparison of
+        # the page (the pairs come marked by rival_pairs); one poison never decides
+        decidable = [p for p in pairs if p.test.decidable(alpha)]
+        significant = {id(p) for p in decidable if p.test.significant(alpha)}
         out.append(
             ThreatSummary(
                 threat=threat,

@@ -22,7 +22,17 @@ from typing import Any, Generic, TypeVar
 from sapabench.core.names import NO_DEFENSE, sapa_name
 from sapabench.core.stats import PairedTest
 from sapabench.core.threats import ADVERSARIAL_MARGIN, NO_THREAT
-from sapabench.leaderboard.pairs import ALPHA, Pair, filter_values, numerics_label, pair, protocol_label, variant
+from sapabench.leaderboard.pairs import (
+    ALPHA,
+    Pair,
+    family,
+    filter_values,
+    marked,
+    numerics_label,
+    pair,
+    protocol_label,
+    variant,
+)
 
 R = TypeVar("R")
 
@@ -169,13 +179,18 @@ def p_value(value: float | None, spec: str = ".3f") -> Num | None:
     return None if value is None else Num(value, spec)
 
 
-def tested_p(test: PairedTest | None, side: str = "p_greater") -> Num | None:
-    """A test's one-sided p as the page shows it: ``°`` where its design cannot reach alpha
-    (the floor 2^-n of n pairs is not below it), so a p of 0.125 over 3 pairs reads as the
-    best those pairs could do."""
+def tested_p(test: PairedTest | None) -> Num | None:
+    """A test's exact two-sided p as every view shows it: ``°`` where its design cannot reach
+    alpha (one poison, or the floor 2^(1-n) of n poisons not below it), so a p of 0.25 over 3
+    poisons reads as the best those poisons could do."""
     if test is None:
         return None
-    return Num(getattr(test, side), ".3f", suffix="°" if test.p_floor >= ALPHA else "")
+    return Num(test.p_two_sided, ".3f", suffix="" if test.decidable(ALPHA) else "°")
+
+
+def adjusted_p(test: PairedTest | None) -> Num | None:
+    """A test's p after the page family's correction (None where its design cannot decide)."""
+    return None if test is None or test.p_adjusted is None else Num(test.p_adjusted, ".4f")
 
 
 def pairs_label(test: PairedTest) -> str:
@@ -183,9 +198,18 @@ def pairs_label(test: PairedTest) -> str:
     return f"{test.n} {test.unit}s" + (" (unpaired)" if test.design == "unpaired" else "")
 
 
-def sig(test: PairedTest | None, side: str = "p_greater") -> str:
-    """The CSS mark of a cell reporting ``test``'s one-sided p (``side``): bold below alpha."""
-    return "sig" if test is not None and getattr(test, side) < ALPHA else ""
+def sig(test: PairedTest | None) -> str:
+    """The CSS mark of a cell reporting ``test``: bold where it is significant after the page
+    family's correction (:data:`sapabench.leaderboard.pairs.SIGNIFICANCE_NOTE`), never on an
+    unadjusted p."""
+    return "sig" if test is not None and test.significant(ALPHA) else ""
+
+
+def significant_text(test: PairedTest | None) -> str | None:
+    """``yes`` / ``no`` / ``undecidable`` (the design cannot reach alpha), for the CSV."""
+    if test is None:
+        return None
+    return "undecidable" if not test.decidable(ALPHA) else "yes" if test.significant(ALPHA) else "no"
 
 
 def _spread(m: dict[str, Any] | None, trials: int, spec: str = ".1f", scale: float = 100.0) -> Spread | None:
@@ -315,9 +339,10 @@ PAIR_COLUMNS: tuple[Column[Pair], ...] = (
     Column("sapa", lambda p: Spread(p.sapa.mean, p.sapa.se, p.sapa.trials)),
     Column("gap", lambda p: Num(p.gap, "+.1f", 100.0)),
     Column("p_value", lambda p: p_value(p.p_value)),
-    Column("significant", lambda p: "yes" if p.significant else "no"),
+    Column("p_adjusted", lambda p: adjusted_p(p.test)),
+    Column("significant", lambda p: significant_text(p.test)),
     Column("pairs", lambda p: pairs_label(p.test)),
-    Column("p_floor", lambda p: Num(p.test.p_floor, ".4f")),
+    Column("p_floor", lambda p: Num(p.test.p_floor_two_sided, ".4f")),
     Column(
         "margin_baseline",
         lambda p: None if p.margin is None else Spread(p.margin.baseline.mean, p.margin.baseline.se, None, "+.2f", 1.0),
@@ -327,7 +352,9 @@ PAIR_COLUMNS: tuple[Column[Pair], ...] = (
         lambda p: None if p.margin is None else Spread(p.margin.sapa.mean, p.margin.sapa.se, None, "+.2f", 1.0),
     ),
     Column("margin_gap", lambda p: None if p.margin_test is None else logits(p.margin_test.mean_difference)),
-    Column("margin_p", lambda p: None if p.margin_test is None else p_value(p.margin_test.p_greater)),
+    Column("margin_p", lambda p: None if p.margin_test is None else p_value(p.margin_test.p_two_sided)),
+    Column("margin_p_adjusted", lambda p: adjusted_p(p.margin_test)),
+    Column("margin_significant", lambda p: significant_text(p.margin_test)),
 )
 """The columns of ``table4.md|.csv``."""
 
@@ -379,10 +406,13 @@ THREAT_COLUMNS: tuple[Column[ThreatRow], ...] = (
     Column("vs_sapa", lambda r: None if r.versus is None else r.versus.sapa_attack),
     Column("gap", lambda r: None if r.versus is None else Num(r.versus.gap, "+.1f", 100.0)),
     Column("p_value", lambda r: None if r.versus is None else p_value(r.versus.p_value)),
+    Column("p_adjusted", lambda r: adjusted_p(r.versus_test)),
+    Column("significant", lambda r: significant_text(r.versus_test)),
     Column("pairs", lambda r: None if r.versus is None else pairs_label(r.versus.test)),
-    Column("p_floor", lambda r: None if r.versus is None else Num(r.versus.test.p_floor, ".4f")),
+    Column("p_floor", lambda r: None if r.versus is None else Num(r.versus.test.p_floor_two_sided, ".4f")),
     Column("margin_gap", lambda r: None if r.margin_test is None else logits(r.margin_test.mean_difference)),
-    Column("margin_p", lambda r: None if r.margin_test is None else p_value(r.margin_test.p_greater)),
+    Column("margin_p", lambda r: None if r.margin_test is None else p_value(r.margin_test.p_two_sided)),
+    Column("margin_p_adjusted", lambda r: adjusted_p(r.margin_test)),
 )
 """The columns of ``threat-models.md|.csv``."""
 
@@ -415,6 +445,7 @@ def threat_view(entries: list[dict[str, Any]]) -> list[ThreatRow]:
         else:
             options = json.dumps([s["preset"], s["options"], s["victim"]], sort_keys=True)
             groups[(s["threat"], *where, options)].append(e)
+    fam = family(entries)
     rows = []
     for (threat, *where, _), group in sorted(groups.items()):
         group.sort(key=lambda e: (-_strength(e), -_margin_mean(e), e["attack"]))
@@ -431,7 +462,7 @@ def threat_view(entries: list[dict[str, Any]]) -> list[ThreatRow]:
                     rank,
                     e["setting"]["preset"],
                     ref["metric"]["mean"] if threat == "untargeted" and ref is not None else None,
-                    pair(sapa, e) if sapa is not None and not e["sapa"] else None,
+                    marked(pair(sapa, e), fam) if sapa is not None and not e["sapa"] else None,
                 )
             )
     return rows

@@ -55,7 +55,7 @@ def test_the_cost_view_puts_every_k_x_r_beside_sapa_with_time_ratios():
     assert (four["craft_s"], four["surrogates_s"], four["total_s"]) == ("40.0", "80.0", "120.0")
     assert four["sapa_time_ratio"] == "0.25" and four["sapa_total_ratio"] == "0.25"  # SAPA 1x1: 10 s | 30 s
     assert four["vs_sapa_1x1_gap"] == "+30.0" and four["pairs"] == "8 craft seeds (paired)"
-    assert four["p_sapa_stronger"] == "0.0039"  # 2^-8, the floor of 8 pairs
+    assert four["p_value"] == "0.0078" and four["significant"] == "yes"  # 2^-7, the two-sided floor of 8 pairs
     assert rows[3]["vs_sapa_1x1_gap"] == "-"  # SAPA 1x1 is the reference
 
 

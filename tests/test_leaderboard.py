@@ -83,15 +83,15 @@ def test_load_entries_refuses_a_bad_file(tmp_path):
 
 def test_pairs_sign_the_gap_so_positive_means_sapa_stronger():
     entries = [
-        # five victim pairs (one craft seed): the smallest p is 1/32
+        # five victim pairs (one craft seed): the smallest two-sided p is 1/16, and one poison never decides
         make_entry("error-min", (0.70, 0.72, 0.74, 0.71, 0.73)),
         make_entry("sapa-error-min", (0.50, 0.52, 0.54, 0.51, 0.53)),  # lower accuracy = stronger
         make_entry("sleeper-agent", (0.4, 0.5, 0.6), threat="backdoor", metric="attack_success_rate", higher=True),
         make_entry("sapa-sleeper-agent", (0.1, 0.2, 0.3), threat="backdoor", metric="attack_success_rate", higher=True),
     ]
     pairs = {p.attack: p for p in sapa_pairs(entries)}
-    assert pairs["error-min"].p_value == 1 / 32 and pairs["error-min"].test.unit == "victim seed"
-    assert pairs["error-min"].gap == pytest.approx(0.20) and pairs["error-min"].significant
+    assert pairs["error-min"].p_value == 1 / 16 and pairs["error-min"].test.unit == "victim seed"
+    assert pairs["error-min"].gap == pytest.approx(0.20) and not pairs["error-min"].significant
     assert pairs["sleeper-agent"].gap == pytest.approx(-0.30) and not pairs["sleeper-agent"].significant
 
 
@@ -307,7 +307,7 @@ def test_the_threat_model_view_ranks_every_attack_and_puts_each_baseline_beside_
     assert [r["rank"] for r in rows] == ["1", "2", "3"] and all(r["clean_reference"] == "96.0" for r in rows)
     sep, sapa, em = rows
     assert sep["vs_sapa"] == "sapa-error-min" and sep["gap"] == "-20.0" and sapa["vs_sapa"] == "-"
-    assert em["gap"] == "+10.0" and em["p_value"] == "0.125" and em["pairs"] == "3 victim seeds"
+    assert em["gap"] == "+10.0" and em["p_value"] == "0.250" and em["pairs"] == "3 victim seeds"  # two-sided
 
 
 def test_the_threat_model_view_breaks_ties_of_success_by_the_margin():
@@ -334,8 +334,8 @@ def test_the_threat_model_view_breaks_ties_of_success_by_the_margin():
     )
     assert [r["attack"] for r in rows] == ["poison-frogs", "sapa-gradient-matching", "metapoison"]
     frogs, _, meta = rows
-    assert frogs["gap"] == "+0.0" and frogs["margin_gap"] == "-2.00" and frogs["margin_p"] == "1.000"
-    assert meta["margin_gap"] == "+3.50" and meta["margin_p"] == "0.062" and meta["pairs"] == "4 craft seeds"
+    assert frogs["gap"] == "+0.0" and frogs["margin_gap"] == "-2.00" and frogs["margin_p"] == "0.125"  # two-sided
+    assert meta["margin_gap"] == "+3.50" and meta["margin_p"] == "0.125" and meta["pairs"] == "4 craft seeds"
 
 
 def test_rho_ablation_keeps_absolute_and_relative_radii_apart_with_one_baseline():

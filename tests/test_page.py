@@ -48,7 +48,10 @@ def test_the_page_shows_what_was_run_and_the_verdicts_first(tmp_path):
     # untested claims (most rows, for any one suite) are listed apart, folded
     folded = html.index('<details class="untested">')
     assert folded < html.rindex("T1-gradient-matching") < html.index("</details>", folded)
-    assert "Pre-registered by the run: T4-sgd-error-min, T1-gradient-matching (Holm" in html and ">81%<" in html
+    assert "Pre-registered by the run: T4-sgd-error-min, T1-gradient-matching (Holm-Shaffer" in html
+    assert ">81% / 90%<" in html  # design power before the data: HELD at delta, BELOW at 0
+    assert ">+20.0 [+5.0, +31.0]<" in html and ">+4.6<" in html  # the gain, its interval and delta
+    assert "forest--claims.png" in {p.name for p in tmp_path.glob("*.png")}
     assert "different set of entries" not in html
 
 
@@ -91,11 +94,14 @@ def test_rendering_twice_gives_the_same_bytes(tmp_path):
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda d: d["verdicts"][0].update(verdict="proven"), "verdict 'proven' is not one of held, failed"),
+        (
+            lambda d: d["verdicts"][0].update(verdict="proven"),
+            "verdict 'proven' is not one of held, held+below, below, failed",
+        ),
         (lambda d: d["verdicts"][0].update(p_value=None), "a held verdict needs its p_value"),
         (lambda d: d["verdicts"][0].pop("summary"), "missing field 'summary'"),
         (lambda d: d.update(alpha=2), "alpha must lie in (0, 1)"),
-        (lambda d: d.update(version=99), "not a sapabench-claims v4 record"),
+        (lambda d: d.update(version=99), "not a sapabench-claims v5 record"),
     ],
 )
 def test_a_tampered_claims_record_is_refused_with_the_fix(tmp_path, edit, message):

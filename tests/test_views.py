@@ -110,12 +110,75 @@ def test_a_p_value_its_pairs_cannot_push_below_alpha_is_marked_and_its_floor_wri
     three = [make_entry("error-min", (0.70, 0.72, 0.74)), make_entry("sapa-error-min", (0.50, 0.52, 0.54))]
     render(_write(tmp_path / "entries", three), tmp_path / "board")
     (row,) = csv.DictReader(io.StringIO((tmp_path / "board" / "table4.csv").read_text()))
-    assert (row["p_value"], row["p_floor"], row["pairs"]) == ("0.125", "0.1250", "3 victim seeds")
+    # two-sided p, the one convention of every view; one poison (victims as pairs) never decides
+    assert (row["p_value"], row["p_floor"], row["pairs"]) == ("0.250", "0.2500", "3 victim seeds")
+    assert (row["p_adjusted"], row["significant"]) == ("-", "undecidable")
     html = (tmp_path / "board" / "leaderboard.html").read_text()
     pairs = html[html.index('id="pairs"') :]
-    assert re.search(r'<td data-k="0\.125" class="num">0\.125°</td>', pairs)  # 3 pairs: 2^-3 is the best
+    assert re.search(r'<td data-k="0\.25" class="num">0\.250°</td>', pairs)  # 3 pairs: 2^-2 is the best
     eight = _entries()[:2]
     render(_write(tmp_path / "e8", eight), tmp_path / "b8")
     html = (tmp_path / "b8" / "leaderboard.html").read_text()
     pairs = html[html.index('id="pairs"') :]
-    assert re.search(r'<td data-k="0\.00390625" class="num sig">0\.004</td>', pairs)  # 8 poisons can decide
+    assert re.search(r'<td data-k="0\.0078125" class="num sig">0\.008</td>', pairs)  # 8 poisons can decide
+
+
+def test_every_view_marks_the_same_comparisons_significant(tmp_path):
+    """One convention: the exact two-sided test, Benjamini-Yekutieli over the page's comparisons.
+    table4.csv, threat-models.csv, the page's Table-4 view, its grid and the answer line agree."""
+    eight = [(c, 100) for c in range(8)]
+    base = [0.70 + 0.01 * i for i in range(8)]
+    shifts = {
+        "sgd": [0.20] * 8,  # every poison: significant
+        "adam": [-0.20] * 8,  # every poison the other way: significant (SAPA weaker)
+        "cutout": [0.05, -0.04, 0.03, -0.02, 0.04, -0.05, 0.01, 0.02],  # noise: not
+        "mixup": [0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, -0.01],  # raw two-sided p 2/256 x ... near the edge
+    }
+    entries = []
+    for recipe, shift in shifts.items():
+        entries += [
+            make_entry("error-min", base, recipe=recipe, cells=eight),
+            make_entry("sapa-error-min", [b - s for b, s in zip(base, shift, strict=True)], recipe=recipe, cells=eight),
+        ]
+    # one poison with many victims: never significant, whatever its p
+    entries += [
+        make_entry("error-min", [0.7 + 0.001 * i for i in range(8)], recipe="sam"),
+        make_entry("sapa-error-min", [0.5 + 0.001 * i for i in range(8)], recipe="sam"),
+    ]
+    board = tmp_path / "board"
+    render(_write(tmp_path / "entries", entries), board)
+    table4 = {r["recipe"]: r["significant"] for r in csv.DictReader(io.StringIO((board / "table4.csv").read_text()))}
+    threats = {
+        r["recipe"]: r["significant"]
+        for r in csv.DictReader(io.StringIO((board / "threat-models.csv").read_text()))
+        if r["attack"] == "error-min"
+    }
+    assert table4 == threats
+    assert table4["sgd"] == table4["adam"] == "yes" and table4["cutout"] == "no" and table4["sam"] == "undecidable"
+    html = (board / "leaderboard.html").read_text()
+    pairs = html[html.index('id="pairs"') : html.index("</section>", html.index('id="pairs"'))]
+    bold = set()
+    for body in re.findall(r"<tr[^>]*>(.*?)</tr>", pairs, re.S):
+        recipe = next((r for r in shifts if f">{r}<" in body or f"· {r}" in body or f"{r} ·" in body), None)
+        if recipe is None and "sam" in body:
+            recipe = "sam"
+        if recipe is not None and 'class="num sig"' in body:
+            bold.add(recipe)
+    assert bold == {r for r, v in table4.items() if v == "yes"}
+    grid = html[html.index('id="grid-untargeted"') :]
+    grid = grid[: grid.index("</section>")]
+    cells = []
+    for body in re.findall(r"<tr[^>]*>(.*?)</tr>", grid, re.S):
+        row = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", body, re.S)]
+        if row and row[0] == "sapa-error-min - base":
+            cells += row[1:]
+    starred = sum(c.endswith("*") for c in cells)
+    assert starred == sum(v == "yes" for v in table4.values())
+    assert any(c.endswith("°") for c in cells)  # the one-poison setting cannot decide
+    answer = re.search(
+        r"untargeted: SAPA stronger than its base in (\d+) of (\d+) setting\(s\) \((\d+) significant\), "
+        r"weaker in (\d+) \((\d+) significant\)",
+        html,
+    )
+    assert answer is not None
+    assert int(answer.group(3)) + int(answer.group(5)) == sum(v == "yes" for v in table4.values())
