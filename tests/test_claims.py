@@ -6,6 +6,7 @@ from sapabench.benchmark.claims import ClaimsPlan, describe, load_claims, plan_c
 from sapabench.benchmark.claims import check_claims as write_verdicts
 from sapabench.benchmark.claims import test_claims as check_claims
 from sapabench.core.errors import ConfigError
+from sapabench.core.stats import adjust_p
 from sapabench.leaderboard.records import load_claims_record
 from tests._entries import make_entry
 
@@ -88,9 +89,13 @@ def test_the_verdicts_are_recorded_for_the_page_with_the_p_value_each_rests_on(t
     assert load_claims_record(tmp_path / "leaderboard" / "claims.json") == record  # the writer passes the reader
     rows = {r["id"]: r for r in record["verdicts"]}
     held, failed, untested = rows["T4-sgd-error-min"], rows["T4-adam-error-min"], rows["T4-sgd-sleeper-agent"]
-    # two-sided p: twice the smaller one-sided p (2 x 2^-8); BH over the two comparisons leaves it
+    # two-sided p: twice the smaller one-sided p (2 x 2^-8); Benjamini-Yekutieli over the two
+    # hypotheses (no clean victims here, so no delta and no BELOW test): x (1 + 1/2)
     assert held["verdict"] == "held" and held["p_value"] == held["p_floor"] == 2**-7
-    assert held["p_adjusted"] == pytest.approx(2**-7) and held["label"] == "held" and held["decided_on"] == "metric"
+    assert (
+        held["p_adjusted"] == pytest.approx(1.5 * 2**-7) and held["label"] == "held" and held["decided_on"] == "metric"
+    )
+    assert held["interval"][0] > 0 and held["delta"] is None and held["p_below"] is None and held["power"] is None
     assert failed["verdict"] == "failed" and failed["p_value"] == 2**-7
     assert untested["p_value"] is None and "no matching black-box scratch results" in untested["summary"]
     # the paper's row is CIFAR-10's: the verdict says it was tested on the digits twin
@@ -204,10 +209,16 @@ def test_paper_scale_rows_match_their_dataset_and_options_exactly(tmp_path):
     assert v["T1-cifar10-16-1.0%-vs-metapoison"].verdict == "untested"  # embedded rows never match paper entries
 
 
-def test_entries_that_share_no_seeds_are_compared_unpaired(tmp_path):
+def test_entries_that_share_no_seeds_are_shown_unpaired_and_test_no_claim(tmp_path):
+    """A claim's gain is measured per poison, as a pair: entries crafted with other seeds are
+    compared unpaired on the page (a two-sample test) but decide no claim."""
+    from sapabench.leaderboard.pairs import rival_pairs
+
     sapa = _frogs("sapa-gradient-matching", [0.0] * 8, [1.0 + 0.1 * i for i in range(8)])
     other = _frogs("poison-frogs", [0.0] * 8, [0.1 * i for i in range(8)], cells=[(c, 100) for c in range(8, 16)])
-    t = _verdicts(tmp_path, [sapa, other])["T1-cifar10-16-1.0%-vs-poison-frogs"].test
+    v = _verdicts(tmp_path, [sapa, other])["T1-cifar10-16-1.0%-vs-poison-frogs"]
+    assert v.verdict == "untested" and v.gain is None
+    t = rival_pairs([sapa, other])[0].margin_test
     assert t.design == "unpaired" and "unpaired" in t.test and t.n == 8
     assert t.p_greater == pytest.approx(1 / 12870) and t.p_floor == pytest.approx(1 / 12870)  # C(16, 8)
 
@@ -236,9 +247,11 @@ def test_a_claim_naming_no_options_ignores_swept_settings(tmp_path):
 
 
 def test_many_comparisons_are_adjusted_together_and_a_repeated_one_counts_once(tmp_path):
-    """One decisive comparison (two-sided p = 2^-7) among noisy ones: BH over the distinct
-    comparisons raises it to m x 2^-7. Sleeper Agent's pair is named by two claims (Table 2 and
-    Table 4) and counted once: m = 5 (sgd, adam, cutout, mixup error-min; sleeper agent)."""
+    """One decisive comparison (two-sided p = 2^-7) among noisy ones: Benjamini-Yekutieli over the
+    hypotheses of the distinct comparisons raises it to c(m) m x 2^-7. Sleeper Agent's pair is
+    named by two claims (Table 2 and Table 4) and counted once, but each states its own delta:
+    m = 5 "gain = 0" (sgd, adam, cutout, mixup error-min; sleeper agent) + 2 "gain >= delta"
+    (the two Sleeper Agent rows; the error-min rows have no clean victims here, so no delta)."""
     noisy_a = [0.5, 0.7, 0.6, 0.55, 0.65, 0.6, 0.52, 0.68]
     noisy_b = [0.55, 0.65, 0.6, 0.5, 0.7, 0.58, 0.56, 0.64]
     low, high = [0.50 + 0.01 * i for i in range(8)], [0.70 + 0.01 * i for i in range(8)]
@@ -261,9 +274,15 @@ def test_many_comparisons_are_adjusted_together_and_a_repeated_one_counts_once(t
     tested = [x for x in v.values() if x.p_adjusted is not None]
     assert len({id(x.test) for x in tested}) == 5
     sgd = v["T4-sgd-error-min"]
-    assert sgd.p_two_sided == 2**-7 and sgd.p_adjusted == pytest.approx(5 * 2**-7) and sgd.verdict == "held"
+    hypotheses = {(id(x.test), "eq"): x.p_two_sided for x in tested}
+    hypotheses |= {(id(x.test), x.gain.expected): x.p_below for x in tested if x.p_below is not None}
+    assert len(hypotheses) == 7
+    keys = list(hypotheses)
+    by = dict(zip(keys, adjust_p([hypotheses[k] for k in keys], "by"), strict=True))
+    assert sgd.p_two_sided == 2**-7 and sgd.verdict == "held"
+    assert sgd.p_adjusted == pytest.approx(by[(id(sgd.test), "eq")]) and sgd.p_adjusted > 2**-7
     assert all(v[f"T4-{r}-error-min"].verdict == "inconclusive" for r in ("adam", "cutout", "mixup"))
-    # alone it would hold at alpha 0.035; among five comparisons it does not
+    # alone it would hold at alpha 0.035; among seven hypotheses it does not
     assert _verdicts(tmp_path / "strict", entries, alpha=0.035)["T4-sgd-error-min"].verdict == "inconclusive"
 
 
@@ -288,7 +307,8 @@ def test_a_verdict_decided_on_the_margin_is_labelled_in_every_output(tmp_path, c
     row = rows["T4-sgd-gradient-matching"]
     assert row["label"] == "held (margin)" and row["decided_on"] == "adversarial margin"
     assert "success 0.0 +/- 0.0 % -> 0.0 +/- 0.0 %" in row["summary"]  # the 0/1 success beside it
-    assert "paired diff +1.00 logits over 8 craft seeds" in row["summary"]  # each number with its unit
+    assert "gain +1.00 logits (95% interval [+1.0, +1.0] logits) over 8 poisons x 2 victims" in row["summary"]
+    assert "no delta (decided on a proxy)" in row["summary"] and row["delta"] is None
     page = (results / "leaderboard" / "leaderboard.html").read_text()
     assert ">proxy: adversarial margin</span>" in page  # the page badges the proxy beside the verdict
 
@@ -363,7 +383,7 @@ def test_primary_claims_are_decided_with_holm_and_nothing_else_is_tested(tmp_pat
     # Holm over the two tested: 2 x 2^-7 at the first step, max(that, 1 x 2^-7) at the second
     assert sgd.p_adjusted == adam.p_adjusted == pytest.approx(2 * 2**-7) and sgd.verdict == adam.verdict == "held"
     assert sgd.family == "primary" and sam.verdict == "untested"
-    assert 0 <= sgd.power <= 1 and "power" in describe(sgd)
+    assert sgd.design_power is None and "power" not in describe(sgd)  # this plan states none
     record = write_verdicts(tmp_path, plan=plan)
     assert record["plan"]["primary"] == list(plan.primary) and "Holm" in record["correction"]
     assert not any(r["kind"] == "cost" for r in record["verdicts"])  # the cost claims were not pre-registered
@@ -393,20 +413,41 @@ archs = ["convnet"]
 """
 
 
+def _pilot(claim="T4-sgd-error-min", sd=0.01):
+    """A pilot with a small spread (on craft seeds the test suites do not use)."""
+    from sapabench.benchmark.claims import Pilot
+
+    return {claim: Pilot(claim, "pilot", (100, 101), 4, 0.3, sd, sd, sd, sd)}
+
+
+PILOTS = {**_pilot("T4-sgd-error-min"), **_pilot("T4-adam-error-min")}
+
+
 def test_a_pre_registered_claim_the_design_cannot_decide_is_refused():
     ok = _suite(PLANNED.format(seeds=list(range(8)), primary='["T4-sgd-error-min"]'))
-    assert plan_claims(ok) == ClaimsPlan(("T4-sgd-error-min",), 0.05)
+    plan = plan_claims(ok, pilots=PILOTS)
+    assert (plan.primary, plan.alpha, plan.looks) == (("T4-sgd-error-min",), 0.05, (8,))
+    power = plan.power["T4-sgd-error-min"]
+    assert power["held_at_delta"] > 0.99 and power["below_at_zero"] > 0.99
+    assert power["delta"] == pytest.approx(0.3 * (21.2 - 10.9) / (94.8 - 21.2))
     # 6 poisons: two-sided floor 2^-5 = 0.03125, not below 0.05 / 2 under Holm over two claims
     two = PLANNED.format(seeds=list(range(6)), primary='["T4-adam-error-min", "T4-sgd-error-min"]')
     with pytest.raises(ConfigError, match="T4-adam-error-min cannot be decided: no grid trains"):
-        plan_claims(_suite(two))
+        plan_claims(_suite(two), pilots=PILOTS)
     two = two.replace('recipes = ["sgd"]', 'recipes = ["sgd", "adam"]')
     with pytest.raises(
         ConfigError, match=r"T4-adam-error-min cannot be decided: floor 0.03125 > alpha 0.025 .* at least 7 craft"
     ):
-        plan_claims(_suite(two))
+        plan_claims(_suite(two), pilots=PILOTS)
     with pytest.raises(ConfigError, match="not in the claims file; did you mean 'T4-sgd-error-min'"):
-        plan_claims(_suite(PLANNED.format(seeds=list(range(8)), primary='["T4-sgd-error-mn"]')))
+        plan_claims(_suite(PLANNED.format(seeds=list(range(8)), primary='["T4-sgd-error-mn"]')), pilots=PILOTS)
+    # power before the data: the pilot's spread at this design gives less than 80 % at delta
+    with pytest.raises(ConfigError, match=r"T4-sgd-error-min has \d+% design power at delta .* below 80%"):
+        plan_claims(ok, pilots=_pilot(sd=0.2))
+    with pytest.raises(ConfigError, match="has no pilot"):
+        plan_claims(ok, pilots={})
+    with pytest.raises(ConfigError, match="pilot used craft seeds of this suite"):
+        plan_claims(_suite(PLANNED.format(seeds=[100, *range(7)], primary='["T4-sgd-error-min"]')), pilots=PILOTS)
     with pytest.raises(ConfigError, match="claims primary must be a non-empty list"):
         _suite(PLANNED.format(seeds=[0, 1], primary="[]"))
 
@@ -456,3 +497,156 @@ def test_a_smoke_run_tests_no_claim_of_the_paper(tmp_path, preset, verdict):
     assert v["T4-sgd-error-min"].verdict == verdict
     if preset == "smoke":
         assert {x.verdict for x in v.values()} == {"untested"} and all(x.measured is None for x in v.values())
+
+
+PLANNED_SAM = """
+name = "planned"
+dataset = "digits"
+preset = "embedded"
+trials = 2
+craft_seeds = {seeds}
+[claims]
+primary = ["T4-sam-error-min"]
+[[grid]]
+attacks = ["error-min", "sapa-error-min"]
+recipes = ["sam"]
+archs = ["convnet"]
+"""
+
+
+def test_adding_poisons_to_a_planned_run_outside_a_declared_look_is_refused(tmp_path):
+    """The plan's looks are fixed with the first result: a suite that later lists more craft seeds
+    for the same folder is refused before anything runs (it would be optional stopping)."""
+    from sapabench.benchmark.runner import run_suite
+    from sapabench.benchmark.store import CLAIMS_PLAN, VICTIM_SEEDING, ResultsStore
+
+    first = _suite(PLANNED_SAM.format(seeds=list(range(14))))
+    plan = plan_claims(first)
+    assert plan.looks == (14,) and plan.power["T4-sam-error-min"]["held_at_delta"] >= 0.8  # the repository's pilot
+    out = tmp_path / "out"
+    out.mkdir()
+    store = ResultsStore(out)
+    store.set_meta("suite", "planned")
+    store.set_meta(VICTIM_SEEDING, "nested")
+    store.set_meta(CLAIMS_PLAN, json.dumps(plan.record(), sort_keys=True))
+    more = _suite(PLANNED_SAM.format(seeds=list(range(20))))
+    with pytest.raises(ConfigError, match=r"planned with looks at \[14\] poisons .* \[20\]: adding poisons"):
+        run_suite(more, out, progress=False)
+
+
+def test_a_planned_runs_alpha_and_claims_cannot_change_after_the_data(tmp_path, capsys):
+    from sapabench.benchmark.cli import main
+
+    entries = _error_min("sgd", HIGH, LOW)
+    results = _results(tmp_path, entries)
+    _, claims = load_claims()
+    sgd = next(c for c in claims if c.id == "T4-sgd-error-min")
+    from sapabench.benchmark.claims import claims_digest
+
+    plan = ClaimsPlan(("T4-sgd-error-min",), 0.05, (8,), claims_digest([sgd]))
+    (results / "leaderboard" / "runs.json").write_text(json.dumps({"suite": "t", "runs": [], "claims": plan.record()}))
+    assert main(["claims", "--results", str(results)]) == 0
+    assert "HELD" in capsys.readouterr().out
+    assert main(["claims", "--results", str(results), "--alpha", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "pre-registered alpha 0.05: --alpha cannot change a planned run's decisions" in err
+    assert len(err.strip().splitlines()) == 1
+    # a claims file that redefines the planned claim (its paper numbers) is refused by its digest
+    text = tmp_path / "claims.toml"
+    from importlib import resources
+
+    original = (resources.files("sapabench.benchmark") / "claims.toml").read_text()
+    text.write_text(original.replace("paper = [21.2, 10.9]", "paper = [21.2, 1.0]", 1))
+    assert main(["claims", "--results", str(results), "--claims", str(text)]) == 2
+    assert "a planned claim cannot be redefined after the data" in capsys.readouterr().err
+    # the same file unchanged is accepted
+    text.write_text(original)
+    assert main(["claims", "--results", str(results), "--claims", str(text)]) == 0
+
+
+def test_claims_fail_on_gives_ci_an_exit_status(tmp_path, capsys):
+    from sapabench.benchmark.cli import main
+
+    results = _results(tmp_path, _error_min("sgd", HIGH, LOW) + _error_min("adam", LOW, HIGH))
+    assert main(["claims", "--results", str(results)]) == 0
+    assert main(["claims", "--results", str(results), "--fail-on", "below"]) == 0
+    assert main(["claims", "--results", str(results), "--fail-on", "failed,below"]) == 1
+    assert "T4-adam-error-min" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as bad:
+        main(["claims", "--results", str(results), "--fail-on", "worse"])
+    assert bad.value.code == 2
+
+
+def test_no_output_states_power_for_the_measured_effect(tmp_path, capsys):
+    from sapabench.benchmark.cli import main
+
+    results = _results(tmp_path, _error_min("sgd", HIGH, LOW) + _error_min("sam", HIGH, LOW))
+    main(["claims", "--results", str(results), "--all"])
+    outputs = [capsys.readouterr().out]
+    outputs += [
+        p.read_text() for p in (results / "leaderboard").glob("*") if p.suffix in (".json", ".md", ".csv", ".html")
+    ]
+    for text in outputs:
+        assert "measured effect" not in text and "for the measured" not in text
+
+
+def test_a_pilot_measures_the_variance_between_and_within_poisons(tmp_path):
+    import tomllib
+
+    import numpy as np
+
+    from sapabench.benchmark.claims import measure_pilot, pilot_toml
+    from sapabench.core.stats import variance_components
+
+    rng = np.random.default_rng(0)
+    cells = [(c, 1000 * c + v) for c in range(6) for v in range(3)]
+    base = [0.6 + 0.01 * v for v in range(18)]
+    poison_effect = {c: rng.normal(0, 0.1) for c in range(6)}
+    sapa = [b - 0.05 - poison_effect[c] - rng.normal(0, 0.03) for b, (c, _) in zip(base, cells, strict=True)]
+    entries = [
+        make_entry("error-min", base, recipe="sam", cells=cells),
+        make_entry("sapa-error-min", sapa, recipe="sam", cells=cells),
+        _clean("sam", [0.98, 0.99]),
+    ]
+    pilot = measure_pilot(_results(tmp_path, entries), "T4-sam-error-min")
+    gains = [[base[i] - sapa[i] for i in range(18) if cells[i][0] == c] for c in range(6)]
+    assert (pilot.gain_sd_poison, pilot.gain_sd_victim) == pytest.approx(variance_components(gains))
+    assert pilot.craft_seeds == tuple(range(6)) and pilot.victims_per_poison == 3
+    assert pilot.effect == pytest.approx(0.985 - sum(base) / 18)
+    block = tomllib.loads(pilot_toml(pilot))["pilot"][0]
+    assert block["claim"] == "T4-sam-error-min" and block["gain_sd_poison"] == pytest.approx(
+        pilot.gain_sd_poison, abs=1e-4
+    )
+
+
+def _clean(recipe, values):
+    """The clean victims' entry of a setting (no poison, victim seeds 100...)."""
+    from sapabench.leaderboard.schema import seal
+
+    e = make_entry("error-min", values, recipe=recipe)
+    e.update(attack="clean", base_attack="clean", entry_id=f"clean-{recipe}-convnet", sapa=False)
+    cells = [[None, 100 + i] for i in range(len(values))]
+    e["provenance"].update(craft_seeds=[], poison_sha256=[], cell_seeds=cells)
+    e["setting"].update(preset="-", surrogate="-", threat="none")
+    return seal({k: v for k, v in e.items() if k != "content_sha256"})
+
+
+def test_below_the_paper_is_decided_against_delta_from_the_clean_victims(tmp_path):
+    """Clean victims at 98 %, Error-Min at about 60 %: the paper's SAPA gain under SAM (r 0.267 of
+    the base attack's damage) predicts about 9.7 points here. SAPA 1 point stronger on every
+    poison is HELD and BELOW THE PAPER; 20 points stronger is HELD only."""
+    base = [0.60 + 0.005 * i for i in range(8)]
+    small = [b - 0.01 - 0.001 * i for i, b in enumerate(base)]
+    large = [b - 0.20 - 0.001 * i for i, b in enumerate(base)]
+    clean = _clean("sam", [0.98, 0.98])
+    v = _verdicts(tmp_path / "a", [*_error_min("sam", base, small), clean])["T4-sam-error-min"]
+    assert v.verdict == "held+below" and v.label == "held, below the paper"
+    r = (28.9 - 11.3) / (94.8 - 28.9)
+    assert v.gain.delta == pytest.approx(r * (0.98 - sum(base) / 8))
+    assert v.gain.interval[0] > 0 and v.gain.interval[1] < v.gain.delta
+    assert "delta +9.7 points (r = 0.267" in describe(v) and "p(gain < delta) 0.0039" in describe(v)
+    v = _verdicts(tmp_path / "b", [*_error_min("sam", base, large), clean])["T4-sam-error-min"]
+    assert v.verdict == "held" and v.p_below == 1.0
+    # no clean victims: no delta, HELD / FAILED only
+    v = _verdicts(tmp_path / "c", _error_min("sam", base, small))["T4-sam-error-min"]
+    assert v.verdict == "held" and v.gain.delta is None and "BELOW is not tested" in describe(v)
