@@ -20,12 +20,20 @@ import torch
 from tqdm import tqdm
 
 from sapabench.attacks import ATTACKS, create_attack
-from sapabench.benchmark.claims import COST_DESCRIPTION, TEST_DESCRIPTION, check_claims
+from sapabench.benchmark.claims import COST_DESCRIPTION, EFFECT_RULE, TEST_DESCRIPTION, VERDICT_TEXT, check_claims
 from sapabench.benchmark.entries import board_dir, entries_dir
 from sapabench.benchmark.executor import RESOURCE_KEYS, Resources, make_executor
 from sapabench.benchmark.runner import CELL_CAP, RunReport, run_suite
 from sapabench.benchmark.submit import prepare, submission_suite, write_manifest
-from sapabench.benchmark.suite import Suite, builtin_suites, load_suite, pretrained_label
+from sapabench.benchmark.suite import (
+    NESTED,
+    VICTIM_SEEDINGS,
+    Suite,
+    builtin_suites,
+    load_suite,
+    pretrained_label,
+    victim_seed,
+)
 from sapabench.benchmark.trial import DONE, PoisonRef, Trial, TrialRecord, run_trial, start_of
 from sapabench.benchmark.verify import REPORT_FILE, verify
 from sapabench.core.datasets import DATASETS, DataSource, ImageDataset
@@ -351,7 +359,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                 args.recipe,
                 options,
                 args.defense,
-                args.seed + i,
+                victim_seed(args.victim_seeds, args.seed, poison.seed, i),
                 source,
                 device,
                 ref,
@@ -666,23 +674,43 @@ def _verdict_tag(r: dict[str, Any]) -> str:
     return r["label"].upper() + ("" if twin is None else f" [{twin}]")
 
 
+FAIL_ON = ("failed", "below", "inconclusive", "untested")
+"""What ``claims --fail-on`` can make exit 1: a FAILED claim, one BELOW THE PAPER (alone or with
+HELD), an inconclusive or an untested one."""
+
+
+def _fail_on(text: str) -> tuple[str, ...]:
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    bad = [k for k in kinds if k not in FAIL_ON]
+    if bad or not kinds:
+        raise argparse.ArgumentTypeError(
+            f"unknown outcome {bad[0] if bad else text!r}; choose from {', '.join(FAIL_ON)} (comma-separated)"
+        )
+    return kinds
+
+
 def _cmd_claims(args: argparse.Namespace) -> int:
     record = check_claims(args.results, args.alpha, args.claims)
     rows = record["verdicts"]
     plan = record["plan"]
     print(
-        f"paper claims vs measured trials (alpha = {record['alpha']}; gap > 0 = SAPA stronger). Test: {TEST_DESCRIPTION}. "
-        f"Decision: {record['correction']}."
+        f"paper claims vs measured trials (alpha = {record['alpha']}; gain > 0 = SAPA stronger). Test: {TEST_DESCRIPTION}. "
+        f"Decision: {record['correction']}. Delta: {EFFECT_RULE}."
     )
     if plan is not None:
-        print(f"pre-registered by the run: {len(plan['primary'])} primary claim(s), Holm at alpha {plan['alpha']:g}")
+        looks = plan.get("looks") or []
+        spent = ", ".join(f"{n} poisons at {a:.4g}" for n, a in zip(looks, plan.get("look_alphas") or [], strict=False))
+        print(
+            f"pre-registered by the run: {len(plan['primary'])} primary claim(s), Holm-Shaffer at family-wise alpha "
+            f"{plan['alpha']:g}" + (f"; looks: {spent}" if spent else "")
+        )
     for kind in ("claim", "cost"):
         if kind == "cost" and any(r["kind"] == "cost" and (args.all or r["verdict"] != "untested") for r in rows):
             print(f"cost claims (section 5.5): {COST_DESCRIPTION}")
         for r in (r for r in rows if r["kind"] == kind and (args.all or r["verdict"] != "untested")):
             print(f"  {_verdict_tag(r):<21} {r['id']:<34} {r['summary']}")
     counts = {k: sum(r["verdict"] == k for r in rows) for k in VERDICTS}
-    print("summary: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+    print("summary: " + ", ".join(f"{n} {VERDICT_TEXT.get(k, k)}" for k, n in counts.items()))
     if counts["untested"] and not args.all:
         print(
             f"{counts['untested']} untested claim(s) not listed (no matching results or too few poisons): --all lists them"
@@ -690,7 +718,38 @@ def _cmd_claims(args: argparse.Namespace) -> int:
     if plan is not None:
         print("the run's other results are shown on the leaderboard, not tested (they were not pre-registered)")
     print(f"verdicts written to {board_dir(args.results) / CLAIMS_FILE}; leaderboard.html shows them at the top")
+    matched = {
+        "failed": ("failed",),
+        "below": ("below", "held+below"),
+        "inconclusive": ("inconclusive",),
+        "untested": ("untested",),
+    }
+    hits = [r["id"] for r in rows if r["kind"] == "claim" and any(r["verdict"] in matched[k] for k in args.fail_on)]
+    if hits:
+        print(f"--fail-on {','.join(args.fail_on)}: {len(hits)} claim(s) matched ({', '.join(hits[:5])}); exit 1")
+        return 1
     return 0
+
+
+def _cmd_pilot(args: argparse.Namespace) -> int:
+    from sapabench.benchmark.claims import measure_pilot, pilot_toml
+
+    for claim in args.claim:
+        print(pilot_toml(measure_pilot(args.results, claim, args.claims)))
+    print(
+        "# add these blocks to benchmark/pilots.toml: a suite may then pre-register the claim ([claims] primary), "
+        "and its run states the design power at delta before any data"
+    )
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from sapabench.benchmark.compare import compare_runs, report
+
+    result = compare_runs(args.before, args.after, args.margin, args.alpha)
+    for line in report(result, args.before, args.after):
+        print(line)
+    return result.exit_code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -742,7 +801,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", default="convnet")
     p.add_argument("--recipe", default="sgd")
     p.add_argument("--trials", type=int, default=5)
-    p.add_argument("--seed", type=int, default=100, help="victim seeds are SEED, SEED+1, ...")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=100,
+        help="the suites' trial_seed: victim i's seed is derived from (SEED, the poison's craft seed, i), the "
+        "victims a run with this trial_seed trains on this poison (--victim-seeds shared: SEED, SEED+1, ...)",
+    )
+    p.add_argument(
+        "--victim-seeds",
+        choices=VICTIM_SEEDINGS,
+        default=NESTED,
+        help="nested (default, as suites) or shared (the rule of run folders made before 2026-12)",
+    )
     p.add_argument("--dataset", help="default: the poison's dataset")
     p.add_argument("--baseline", action="store_true", help="also train clean victims with the same seeds")
     p.add_argument("--defense", default=NO_DEFENSE, help="a registered defense applied to every victim (default none)")
@@ -814,10 +885,49 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("claims", help="test the paper's claims against measured results")
     p.add_argument("--results", required=True, help="an output folder of sapabench run")
-    p.add_argument("--alpha", type=_number, help="significance level of the one-sided tests (default 0.05)")
-    p.add_argument("--claims", help="a claims TOML file (default: the paper's Tables 1-5)")
+    p.add_argument(
+        "--alpha",
+        type=_number,
+        help="family-wise (planned) or false-discovery (unplanned) level of the two-sided and below-the-paper tests "
+        "(default: the plan's, else the claims file's 0.05); refused on a run that pre-registered its alpha",
+    )
+    p.add_argument(
+        "--claims",
+        help="a claims TOML file (default: the paper's Tables 1-5); refused where it redefines a pre-registered claim",
+    )
+    p.add_argument(
+        "--fail-on",
+        type=_fail_on,
+        default=(),
+        metavar="OUTCOMES",
+        help=f"exit 1 when a claim ends in one of these (comma-separated: {', '.join(FAIL_ON)}), for CI jobs",
+    )
     p.add_argument("--all", action="store_true", help="list the untested claims too (default: counted only)")
     p.set_defaults(func=_cmd_claims)
+
+    p = sub.add_parser(
+        "pilot",
+        help="measure a pilot run's variance components (poison vs victim) for a claim, as a pilots.toml block",
+    )
+    p.add_argument("--results", required=True, help="an output folder of sapabench run (the pilot's craft seeds)")
+    p.add_argument("--claim", required=True, action="append", help="a claim id (repeat for several)")
+    p.add_argument("--claims", help="a claims TOML file (default: the paper's Tables 1-5)")
+    p.set_defaults(func=_cmd_pilot)
+
+    p = sub.add_parser(
+        "compare",
+        help="regression test: has anything moved between two runs of one suite (exit 0 no, 1 yes, 2 bad input)",
+    )
+    p.add_argument("before", type=Path, help="an output folder of sapabench run (the reference)")
+    p.add_argument("after", type=Path, help="an output folder of the same suite (the run to check)")
+    p.add_argument(
+        "--margin",
+        type=_number,
+        help="how far a SAPA - base gap may move per poison before it counts (a fraction of the metric, or logits); "
+        "default: half the delta of the claim that tests the comparison, else 0.02 (0.5 logits)",
+    )
+    p.add_argument("--alpha", type=_number, default=0.05, help="family-wise level over the comparisons (default 0.05)")
+    p.set_defaults(func=_cmd_compare)
     return parser
 
 

@@ -1,0 +1,345 @@
+"""``sapabench compare BEFORE AFTER``: has anything moved between two runs of one suite?
+
+The regression test of the paper's claims (and of a change to the harness) compares two run
+folders of the same suite. Entries are matched by their setting (attack, data, victim, recipe,
+defense, protocol, numerics, preset; attack options may differ and are named), trials by their
+(craft seed, victim seed).
+
+- Every matched trial equal: the runs are **equal** (exit 0).
+- Trials differ where both runs were deterministic on one device: a deterministic run changed
+  (exit 1).
+- Otherwise each SAPA-vs-base comparison present in both runs is tested on the per-poison change
+  of its gap (after minus before, poisons paired by craft seed, each the mean over its victims):
+  it **moved** when the exact sign-flip test puts the change significantly beyond the margin in
+  either direction (two one-sided tests of "change >= -margin" and "change <= +margin", each at
+  alpha / 2, Holm over the comparisons). The margin is half the delta of the claim that tests the
+  comparison (its paper effect scaled to the BEFORE run's setting,
+  :data:`sapabench.benchmark.claims.EFFECT_RULE`), else ``--margin``. Exit 1 when something
+  moved, 0 when nothing did; decided claim verdicts that changed are listed either way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sapabench.benchmark.claims import (
+    ADVERSARIAL_MARGIN,
+    INCONCLUSIVE,
+    METRIC,
+    UNTESTED,
+    Claim,
+    load_claims,
+    matching_pairs,
+    poison_gains,
+    recorded_plan,
+    test_claims,
+)
+from sapabench.benchmark.entries import board_dir, entries_dir
+from sapabench.core.errors import ConfigError
+from sapabench.core.names import base_name
+from sapabench.core.stats import adjust_p, sign_flip_p, two_sided_floor
+from sapabench.leaderboard.pairs import Pair, clean_entry, sapa_pairs, trial_values
+from sapabench.leaderboard.records import RUNS_FILE, load_runs
+from sapabench.leaderboard.schema import load_entries
+
+DEFAULT_MARGIN = {METRIC: 0.02, ADVERSARIAL_MARGIN: 0.5}
+"""The margin of a comparison no claim states a delta for: 2 points of the metric, 0.5 logits
+of the adversarial margin (``--margin`` overrides every margin)."""
+MATCH_KEYS = (
+    "dataset",
+    "arch",
+    "recipe",
+    "protocol",
+    "pretrained",
+    "precision",
+    "memory_format",
+    "preset",
+    "surrogate",
+)
+
+
+def match_key(e: dict[str, Any]) -> str:
+    """What matches an entry across two runs: its setting without the suite name and the attack
+    options (a changed option is the regression a comparison looks for)."""
+    s = e["setting"]
+    return json.dumps([e["attack"], e["defense"], *(s[k] for k in MATCH_KEYS), s["victim"]], sort_keys=True)
+
+
+@dataclass(frozen=True)
+class GapChange:
+    """One SAPA-vs-base comparison in both runs, on ``measure``: per-poison gaps (> 0 = SAPA
+    stronger), their mean change, and the test of the change against ``margin``."""
+
+    sapa_attack: str
+    attack: str
+    where: str
+    measure: str
+    poisons: int
+    before: float
+    after: float
+    change: float
+    margin: float
+    margin_from: str
+    p: float
+    p_adjusted: float | None = None
+    options_changed: str = ""
+
+    @property
+    def decidable(self) -> bool:
+        return self.poisons >= 2 and two_sided_floor(self.poisons) < 1.0
+
+    def moved(self, alpha: float) -> bool:
+        return self.p_adjusted is not None and self.p_adjusted < alpha
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What ``compare`` found: ``identical`` (every matched trial equal), ``deterministic`` (both
+    runs deterministic on one device), the gap changes and the decided verdicts that changed."""
+
+    trials: int
+    differing: int
+    identical: bool
+    deterministic: bool
+    changes: tuple[GapChange, ...]
+    verdicts: tuple[tuple[str, str, str], ...]
+    only_before: int
+    only_after: int
+    alpha: float
+    options: tuple[str, ...] = ()
+
+    @property
+    def moved(self) -> list[GapChange]:
+        return [c for c in self.changes if c.moved(self.alpha)]
+
+    @property
+    def exit_code(self) -> int:
+        if self.identical:
+            return 0
+        if self.deterministic:
+            return 1
+        return 1 if self.moved else 0
+
+
+def _entries(folder: Path) -> tuple[str | None, list[dict[str, Any]]]:
+    """A run folder's suite name and entries; one line and exit 2 for anything else."""
+    if not folder.is_dir():
+        raise ConfigError(f"{folder} is not a folder: pass two output folders of sapabench run")
+    if not entries_dir(folder).is_dir():
+        raise ConfigError(f"{folder} is not an output folder of sapabench run (no leaderboard/entries in it)")
+    entries = load_entries(entries_dir(folder))
+    if not entries:
+        raise ConfigError(f"{folder} holds no leaderboard entries: run its suite first (sapabench run --out {folder})")
+    runs = load_runs(board_dir(folder) / RUNS_FILE)
+    suites = {e["setting"]["suite"] for e in entries}
+    suite = runs.get("suite") if runs else None
+    if suite is None and len(suites) == 1:
+        suite = next(iter(suites))
+    return suite, entries
+
+
+def _poison_gaps(pair: Pair, entries: dict[str, dict[str, Any]], measure: str) -> dict[Any, float]:
+    """Per craft seed the mean gap over its paired victims (> 0 = SAPA stronger)."""
+    m = None if measure == METRIC else measure
+    a, b = trial_values(entries[pair.sapa_entry_id], m), trial_values(entries[pair.base_entry_id], m)
+    per: dict[Any, list[float]] = {}
+    for key in set(a) & set(b):
+        per.setdefault(key[0], []).append(a[key] - b[key])
+    return {k: sum(v) / len(v) for k, v in per.items()}
+
+
+def _claim_for(pair: Pair, claims: list[Claim], archs: Counter[str], measure: str) -> Claim | None:
+    """The first claim on ``measure`` with a stated effect that ``pair`` tests."""
+    return next(
+        (
+            c
+            for c in claims
+            if c.measure == measure and c.relative_effect is not None and matching_pairs(c, [pair], archs)
+        ),
+        None,
+    )
+
+
+def _margin(
+    pair: Pair, entries: list[dict[str, Any]], by_id: dict[str, dict[str, Any]], measure: str, fixed: float | None
+) -> tuple[float, str]:
+    """The comparison's margin and where it came from."""
+    if fixed is not None:
+        return fixed, "--margin"
+    _, claims = load_claims()
+    archs = Counter(p.arch for p in sapa_pairs(entries))
+    claim = _claim_for(pair, claims, archs, measure)
+    if claim is not None:
+        _, _, expected, _ = poison_gains(claim, pair, by_id, clean_entry(entries, by_id[pair.base_entry_id]))
+        if expected:
+            delta = sum(expected) / len(expected)
+            if delta > 0:
+                return delta / 2, f"delta/2 of {claim.id}"
+    return DEFAULT_MARGIN[measure], "default"
+
+
+def _changes(
+    before: list[dict[str, Any]], after: list[dict[str, Any]], margin: float | None, alpha: float
+) -> list[GapChange]:
+    by_before = {e["entry_id"]: e for e in before}
+    by_after = {e["entry_id"]: e for e in after}
+    after_pairs = {
+        (match_key(by_after[p.sapa_entry_id]), match_key(by_after[p.base_entry_id])): p for p in sapa_pairs(after)
+    }
+    rows = []
+    for p in sapa_pairs(before):
+        key = (match_key(by_before[p.sapa_entry_id]), match_key(by_before[p.base_entry_id]))
+        q = after_pairs.get(key)
+        if q is None or p.attack != base_name(p.sapa_attack) or p.white_box:
+            continue
+        options = [
+            f"{e_before['attack']}: {e_before['setting']['options']} -> {e_after['setting']['options']}"
+            for e_before, e_after in (
+                (by_before[p.sapa_entry_id], by_after[q.sapa_entry_id]),
+                (by_before[p.base_entry_id], by_after[q.base_entry_id]),
+            )
+            if e_before["setting"]["options"] != e_after["setting"]["options"]
+        ]
+        for measure in (METRIC, ADVERSARIAL_MARGIN):
+            if measure == ADVERSARIAL_MARGIN and (p.margin_test is None or q.margin_test is None):
+                continue
+            gb, ga = _poison_gaps(p, by_before, measure), _poison_gaps(q, by_after, measure)
+            seeds = sorted(set(gb) & set(ga), key=repr)
+            if not seeds:
+                continue
+            change = [ga[s] - gb[s] for s in seeds]
+            m, source = _margin(p, before, by_before, measure, margin)
+            fell = sign_flip_p([-m - c for c in change])  # change significantly below -margin
+            rose = sign_flip_p([c - m for c in change])  # change significantly above +margin
+            rows.append(
+                GapChange(
+                    p.sapa_attack,
+                    p.attack,
+                    f"{p.dataset}/{p.arch}/{p.recipe}/{p.protocol}/{p.numerics}"
+                    + ("" if p.defense == "none" else f"/+{p.defense}"),
+                    measure,
+                    len(seeds),
+                    sum(gb[s] for s in seeds) / len(seeds),
+                    sum(ga[s] for s in seeds) / len(seeds),
+                    sum(change) / len(change),
+                    m,
+                    source,
+                    min(1.0, 2 * min(fell, rose)),
+                    options_changed="; ".join(options),
+                )
+            )
+    decidable = [i for i, r in enumerate(rows) if r.poisons >= 2]
+    adjusted = adjust_p([rows[i].p for i in decidable], "holm")
+    out = list(rows)
+    for i, q_value in zip(decidable, adjusted, strict=True):
+        r = out[i]
+        out[i] = GapChange(**{**r.__dict__, "p_adjusted": q_value})
+    return out
+
+
+def _verdicts(folder: Path) -> dict[str, str]:
+    _, verdicts = test_claims(folder, plan=recorded_plan(folder))
+    return {v.claim.id: v.verdict for v in verdicts}
+
+
+def compare_runs(before: str | Path, after: str | Path, margin: float | None = None, alpha: float = 0.05) -> Comparison:
+    """Compare two run folders of one suite (see the module docstring)."""
+    if margin is not None and not 0 < margin < 1e6:
+        raise ConfigError(f"invalid --margin {margin}: must be a positive number (points as a fraction, or logits)")
+    if not 0 < alpha < 1:
+        raise ConfigError(f"invalid --alpha {alpha}: must be in (0, 1)")
+    before, after = Path(before), Path(after)
+    suite_b, eb = _entries(before)
+    suite_a, ea = _entries(after)
+    if suite_b != suite_a:
+        raise ConfigError(
+            f"{before} holds suite {suite_b!r} and {after} suite {suite_a!r}: compare two runs of the same suite"
+        )
+    kb = {match_key(e): e for e in eb}
+    ka = {match_key(e): e for e in ea}
+    shared = sorted(set(kb) & set(ka))
+    if not shared:
+        raise ConfigError(f"{before} and {after} share no setting: nothing to compare")
+    trials = differing = 0
+    for k in shared:
+        for measure in (None, *sorted(set(kb[k]["measures"]) & set(ka[k]["measures"]))):
+            vb, va = trial_values(kb[k], measure), trial_values(ka[k], measure)
+            common = set(vb) & set(va)
+            trials += len(common)
+            differing += sum(vb[c] != va[c] for c in common)
+            differing += len(set(vb) ^ set(va))
+    identical = differing == 0 and set(kb) == set(ka)
+    options = tuple(
+        f"{kb[k]['attack']} ({kb[k]['setting']['recipe']}): {kb[k]['setting']['options']} -> {ka[k]['setting']['options']}"
+        for k in shared
+        if kb[k]["setting"]["options"] != ka[k]["setting"]["options"]
+    )
+    deterministic = (
+        all(e["provenance"]["deterministic"] for e in (*eb, *ea))
+        and len({e["provenance"]["device"] for e in (*eb, *ea)}) == 1
+    )
+    changes = () if identical else tuple(_changes(eb, ea, margin, alpha))
+    vb, va = _verdicts(before), _verdicts(after)
+    undecided = (INCONCLUSIVE, UNTESTED)
+    changed = tuple(
+        (cid, vb[cid], va.get(cid, UNTESTED))
+        for cid in vb
+        if vb[cid] != va.get(cid, UNTESTED) and not (vb[cid] in undecided and va.get(cid, UNTESTED) in undecided)
+    )
+    return Comparison(
+        trials,
+        differing,
+        identical,
+        deterministic,
+        changes,
+        changed,
+        len(set(kb) - set(ka)),
+        len(set(ka) - set(kb)),
+        alpha,
+        options,
+    )
+
+
+def _amount(measure: str, value: float) -> str:
+    return f"{value:+.2f} logits" if measure == ADVERSARIAL_MARGIN else f"{100 * value:+.1f} pts"
+
+
+def report(c: Comparison, before: str | Path, after: str | Path) -> list[str]:
+    """The lines ``sapabench compare`` prints."""
+    lines = [f"compared {c.trials} trials of {before} and {after}: {c.differing} differ"]
+    if c.only_before or c.only_after:
+        lines.append(f"settings only in before: {c.only_before}; only in after: {c.only_after} (not compared)")
+    lines += [f"attack options changed: {o}" for o in c.options]
+    if c.identical:
+        lines.append("equal: every matched trial has the same value (exit 0)")
+    elif c.deterministic:
+        lines.append("both runs were deterministic on one device, yet trials differ: the code or data changed (exit 1)")
+    if c.changes:
+        lines.append(
+            "SAPA - base gap per poison, before -> after (change; margin; p two-sided of moving beyond the margin, "
+            "Holm over the comparisons):"
+        )
+        for r in c.changes:
+            p = "undecidable (one poison)" if r.p_adjusted is None else f"p {r.p:.4f}, Holm {r.p_adjusted:.4f}"
+            flag = "MOVED" if r.moved(c.alpha) else "within"
+            note = f"  [options changed: {r.options_changed}]" if r.options_changed else ""
+            lines.append(
+                f"  {flag:<6} {r.sapa_attack} vs {r.attack} {r.where} ({r.measure}, {r.poisons} poisons): "
+                f"{_amount(r.measure, r.before)} -> {_amount(r.measure, r.after)} "
+                f"(change {_amount(r.measure, r.change)}; margin {_amount(r.measure, r.margin).lstrip('+')} "
+                f"from {r.margin_from}; {p}){note}"
+            )
+    for cid, old, new in c.verdicts:
+        lines.append(f"  verdict changed: {cid}: {old} -> {new}")
+    if not c.identical and not c.deterministic:
+        moved = len(c.moved)
+        lines.append(
+            f"{moved} comparison(s) moved beyond their margin (exit 1)"
+            if moved
+            else "nothing moved beyond its margin (exit 0)"
+        )
+    return lines
