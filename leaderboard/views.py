@@ -175,7 +175,7 @@ def logits(value: float | None) -> Num | None:
     return None if value is None else Num(value, "+.2f")
 
 
-def p_value(value: float | None, spec: str = ".3f") -> Num | None:
+def p_value(value: float | None, spec: str = ".4f") -> Num | None:
     return None if value is None else Num(value, spec)
 
 
@@ -185,7 +185,7 @@ def tested_p(test: PairedTest | None) -> Num | None:
     poisons reads as the best those poisons could do."""
     if test is None:
         return None
-    return Num(test.p_two_sided, ".3f", suffix="" if test.decidable(ALPHA) else "°")
+    return Num(test.p_two_sided, ".4f", suffix="" if test.decidable(ALPHA) else "°")
 
 
 def adjusted_p(test: PairedTest | None) -> Num | None:

@@ -307,7 +307,7 @@ def test_the_threat_model_view_ranks_every_attack_and_puts_each_baseline_beside_
     assert [r["rank"] for r in rows] == ["1", "2", "3"] and all(r["clean_reference"] == "96.0" for r in rows)
     sep, sapa, em = rows
     assert sep["vs_sapa"] == "sapa-error-min" and sep["gap"] == "-20.0" and sapa["vs_sapa"] == "-"
-    assert em["gap"] == "+10.0" and em["p_value"] == "0.250" and em["pairs"] == "3 victim seeds"  # two-sided
+    assert em["gap"] == "+10.0" and em["p_value"] == "0.2500" and em["pairs"] == "3 victim seeds"  # two-sided
 
 
 def test_the_threat_model_view_breaks_ties_of_success_by_the_margin():
@@ -334,8 +334,8 @@ def test_the_threat_model_view_breaks_ties_of_success_by_the_margin():
     )
     assert [r["attack"] for r in rows] == ["poison-frogs", "sapa-gradient-matching", "metapoison"]
     frogs, _, meta = rows
-    assert frogs["gap"] == "+0.0" and frogs["margin_gap"] == "-2.00" and frogs["margin_p"] == "0.125"  # two-sided
-    assert meta["margin_gap"] == "+3.50" and meta["margin_p"] == "0.125" and meta["pairs"] == "4 craft seeds"
+    assert frogs["gap"] == "+0.0" and frogs["margin_gap"] == "-2.00" and frogs["margin_p"] == "0.1250"  # two-sided
+    assert meta["margin_gap"] == "+3.50" and meta["margin_p"] == "0.1250" and meta["pairs"] == "4 craft seeds"
 
 
 def test_rho_ablation_keeps_absolute_and_relative_radii_apart_with_one_baseline():

@@ -111,16 +111,16 @@ def test_a_p_value_its_pairs_cannot_push_below_alpha_is_marked_and_its_floor_wri
     render(_write(tmp_path / "entries", three), tmp_path / "board")
     (row,) = csv.DictReader(io.StringIO((tmp_path / "board" / "table4.csv").read_text()))
     # two-sided p, the one convention of every view; one poison (victims as pairs) never decides
-    assert (row["p_value"], row["p_floor"], row["pairs"]) == ("0.250", "0.2500", "3 victim seeds")
+    assert (row["p_value"], row["p_floor"], row["pairs"]) == ("0.2500", "0.2500", "3 victim seeds")
     assert (row["p_adjusted"], row["significant"]) == ("-", "undecidable")
     html = (tmp_path / "board" / "leaderboard.html").read_text()
     pairs = html[html.index('id="pairs"') :]
-    assert re.search(r'<td data-k="0\.25" class="num">0\.250°</td>', pairs)  # 3 pairs: 2^-2 is the best
+    assert re.search(r'<td data-k="0\.25" class="num">0\.2500°</td>', pairs)  # 3 pairs: 2^-2 is the best
     eight = _entries()[:2]
     render(_write(tmp_path / "e8", eight), tmp_path / "b8")
     html = (tmp_path / "b8" / "leaderboard.html").read_text()
     pairs = html[html.index('id="pairs"') :]
-    assert re.search(r'<td data-k="0\.0078125" class="num sig">0\.008</td>', pairs)  # 8 poisons can decide
+    assert re.search(r'<td data-k="0\.0078125" class="num sig">0\.0078</td>', pairs)  # 8 poisons can decide
 
 
 def test_every_view_marks_the_same_comparisons_significant(tmp_path):
