@@ -378,6 +378,29 @@ def _design_power(r: dict[str, Any]) -> str:
     return f"{100 * dp['held_at_delta']:.0f}% / {100 * dp['below_at_zero']:.0f}%"
 
 
+ANSWER_CLAIMS = 5
+"""How many claim verdicts the page's first lines name (the primary claims first)."""
+
+
+def claim_answers(claims: dict[str, Any] | None) -> list[str]:
+    """The claims' verdicts as the page's first lines: the pre-registered ones, else the decided
+    ones (at most :data:`ANSWER_CLAIMS`), each with its gain, interval and delta."""
+    if claims is None:
+        return []
+    rows = [r for r in claims["verdicts"] if r["kind"] == "claim" and r["verdict"] != "untested"]
+    if claims.get("plan"):
+        rows = [r for r in rows if r["family"] == "primary"]
+    else:
+        rows = [r for r in rows if r["verdict"] != "inconclusive"]
+    out = []
+    for r in rows[:ANSWER_CLAIMS]:
+        delta = "" if r.get("delta") is None else f", delta {_verdict_row(r)['delta_text']}"
+        out.append(f"claim {r['id']}: {VERDICT_WORDS[r['verdict']].upper()} (gain {_gain_text(r)}{delta})")
+    if len(rows) > ANSWER_CLAIMS:
+        out.append(f"and {len(rows) - ANSWER_CLAIMS} more decided claims below")
+    return out
+
+
 def _verdict_row(r: dict[str, Any]) -> dict[str, Any]:
     scale = 1.0 if r["decided_on"] == "adversarial margin" else 100.0
     return {
@@ -898,7 +921,7 @@ def render_page(
         keep_trailing_newline=True,
     )
     return env.get_template(TEMPLATE).render(
-        answers=[a.line() for a in threat_summaries(entries)],
+        answers=[a.line() for a in threat_summaries(entries)] + claim_answers(claims),
         summary=run_summary(entries, runs),
         claims=claims_view(claims, entries, figures),
         filters=filters,

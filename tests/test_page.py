@@ -42,6 +42,8 @@ def test_the_page_shows_what_was_run_and_the_verdicts_first(tmp_path):
     assert answer < run < claims < pairs < html.index('id="threat-targeted"') < html.index('id="defenses"')
     assert '<details id="run">' in html  # the run's metadata is folded under the answer
     assert "<li>untargeted: SAPA stronger than its base in " in html
+    # the pre-registered claims' verdicts are among the first lines, with gain, interval and delta
+    assert "<li>claim T4-sgd-error-min: HELD (gain +20.0 [+5.0, +31.0], delta +4.6)</li>" in html
     assert "40 min 47 s over 1 run(s)" in html and "2 x 1 threads" in html and "processes" in html
     assert "cifar10, digits" in html and "54 victims in 10 entries" in html and "none, spectral-signatures" in html
     assert "T4-sgd-error-min" in html and 'class="verdict v-held"' in html and "1 untested" in html

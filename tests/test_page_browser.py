@@ -163,8 +163,8 @@ def test_the_grid_shades_attacks_and_colours_sapa_minus_base(page):
 
 
 def test_the_first_screen_answers_and_every_view_is_there(browser, tmp_path):
-    """At 1280 x 900: the answer line of each threat model and the badged verdicts on the first
-    screen, the run's metadata folded; below, the grids (recipes and defenses) with SAPA - base
+    """At 1280 x 900: the answer line of each threat model, the pre-registered claim's verdict and
+    the badged verdicts on the first screen, the run's metadata folded; below, the grids (recipes and defenses) with SAPA - base
     coloured by sign, and the forest plot beside the pairs."""
     browser.set_window_size(WIDTH, 900)
     browser.get(write_board(tmp_path).as_uri())
@@ -172,7 +172,7 @@ def test_the_first_screen_answers_and_every_view_is_there(browser, tmp_path):
     answers = browser.execute_script(
         'return Array.from(document.querySelectorAll("#answer li")).map(li => [li.textContent, li.getBoundingClientRect().bottom])'
     )
-    assert [a.split(":")[0] for a, _ in answers] == ["targeted", "untargeted"]
+    assert [a.split(":")[0] for a, _ in answers] == ["targeted", "untargeted", "claim T4-sgd-error-min"]
     assert all(bottom < height for _, bottom in answers)  # no scrolling to read the answer
     assert browser.execute_script('return document.getElementById("run").open') is False
     badge = browser.find_element("css selector", "#claims .badge.twin")
