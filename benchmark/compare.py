@@ -40,7 +40,6 @@ from sapabench.benchmark.claims import (
 )
 from sapabench.benchmark.entries import board_dir, entries_dir
 from sapabench.core.errors import ConfigError
-from sapabench.core.names import base_name
 from sapabench.core.stats import adjust_p, sign_flip_p, two_sided_floor
 from sapabench.leaderboard.pairs import Pair, clean_entry, sapa_pairs, trial_values
 from sapabench.leaderboard.records import RUNS_FILE, load_runs
@@ -142,10 +141,10 @@ def _entries(folder: Path) -> tuple[str | None, list[dict[str, Any]]]:
     return suite, entries
 
 
-def _poison_gaps(pair: Pair, entries: dict[str, dict[str, Any]], measure: str) -> dict[Any, float]:
+def _poison_gaps(sapa: dict[str, Any], base: dict[str, Any], measure: str) -> dict[Any, float]:
     """Per craft seed the mean gap over its paired victims (> 0 = SAPA stronger)."""
     m = None if measure == METRIC else measure
-    a, b = trial_values(entries[pair.sapa_entry_id], m), trial_values(entries[pair.base_entry_id], m)
+    a, b = trial_values(sapa, m), trial_values(base, m)
     per: dict[Any, list[float]] = {}
     for key in set(a) & set(b):
         per.setdefault(key[0], []).append(a[key] - b[key])
@@ -186,28 +185,24 @@ def _changes(
     before: list[dict[str, Any]], after: list[dict[str, Any]], margin: float | None, alpha: float
 ) -> list[GapChange]:
     by_before = {e["entry_id"]: e for e in before}
-    by_after = {e["entry_id"]: e for e in after}
-    after_pairs = {
-        (match_key(by_after[p.sapa_entry_id]), match_key(by_after[p.base_entry_id])): p for p in sapa_pairs(after)
-    }
+    by_key = {match_key(e): e for e in after}  # SAPA and its base matched one by one: their options may differ
     rows = []
     for p in sapa_pairs(before):
-        key = (match_key(by_before[p.sapa_entry_id]), match_key(by_before[p.base_entry_id]))
-        q = after_pairs.get(key)
-        if q is None or p.attack != base_name(p.sapa_attack) or p.white_box:
+        sapa_b, base_b = by_before[p.sapa_entry_id], by_before[p.base_entry_id]
+        sapa_a, base_a = by_key.get(match_key(sapa_b)), by_key.get(match_key(base_b))
+        if sapa_a is None or base_a is None or p.white_box:
             continue
         options = [
-            f"{e_before['attack']}: {e_before['setting']['options']} -> {e_after['setting']['options']}"
-            for e_before, e_after in (
-                (by_before[p.sapa_entry_id], by_after[q.sapa_entry_id]),
-                (by_before[p.base_entry_id], by_after[q.base_entry_id]),
-            )
-            if e_before["setting"]["options"] != e_after["setting"]["options"]
+            f"{b['attack']}: {b['setting']['options']} -> {a['setting']['options']}"
+            for b, a in ((sapa_b, sapa_a), (base_b, base_a))
+            if b["setting"]["options"] != a["setting"]["options"]
         ]
         for measure in (METRIC, ADVERSARIAL_MARGIN):
-            if measure == ADVERSARIAL_MARGIN and (p.margin_test is None or q.margin_test is None):
+            if measure == ADVERSARIAL_MARGIN and not all(
+                ADVERSARIAL_MARGIN in e["measures"] for e in (sapa_b, base_b, sapa_a, base_a)
+            ):
                 continue
-            gb, ga = _poison_gaps(p, by_before, measure), _poison_gaps(q, by_after, measure)
+            gb, ga = _poison_gaps(sapa_b, base_b, measure), _poison_gaps(sapa_a, base_a, measure)
             seeds = sorted(set(gb) & set(ga), key=repr)
             if not seeds:
                 continue

@@ -14,12 +14,16 @@ CELLS = [(c, 1000 + c) for c in range(8)]  # eight poisons, one nested victim ea
 BASE = [0.70 + 0.01 * i for i in range(8)]
 
 
-def _run(folder, sapa, base=BASE, suite="t", clean=None, **kw):
+def _run(folder, sapa, base=BASE, suite="t", clean=None, sapa_options=None, **kw):
     """A run folder of suite ``suite``: Error-Min and SAPA Error-Min under sgd (accuracy, lower
     = stronger) over eight poisons, and optionally the clean victims."""
     entries = folder / "leaderboard" / "entries"
     entries.mkdir(parents=True)
-    made = [make_entry("error-min", base, cells=CELLS, **kw), make_entry("sapa-error-min", sapa, cells=CELLS, **kw)]
+    sapa_kw = {**kw, "options": sapa_options} if sapa_options is not None else kw
+    made = [
+        make_entry("error-min", base, cells=CELLS, **kw),
+        make_entry("sapa-error-min", sapa, cells=CELLS, **sapa_kw),
+    ]
     if clean is not None:
         e = make_entry("error-min", clean)  # turned into the clean victims' entry
         e.update(attack="clean", base_attack="clean", entry_id="clean-sgd-convnet")
@@ -66,6 +70,16 @@ def test_the_margin_is_half_the_claims_delta_where_a_claim_tests_the_comparison(
     delta = r * (sum(clean) / 4 - sum(BASE) / 8)
     assert row.margin_from == "delta/2 of T4-sgd-error-min" and row.margin == pytest.approx(delta / 2)
     assert not row.moved(0.05)
+
+
+def test_an_attack_weakened_through_its_own_option_is_caught(tmp_path, capsys):
+    """Only SAPA's option changed (its entry no longer pairs with its base inside the AFTER run):
+    compare still matches each arm to its BEFORE entry and sees the gap fall."""
+    a = _run(tmp_path / "a", [v - 0.20 for v in BASE])
+    b = _run(tmp_path / "b", [v - 0.01 * (i % 2) for i, v in enumerate(BASE)], sapa_options={"eps": 1 / 255})
+    assert main(["compare", str(a), str(b)]) == 1
+    out = capsys.readouterr().out
+    assert "attack options changed: sapa-error-min (sgd): {} -> {'eps': 0.00392" in out and "MOVED" in out
 
 
 def test_an_option_that_changed_is_named(tmp_path, capsys):
