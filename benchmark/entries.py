@@ -19,7 +19,7 @@ from sapabench.benchmark.store import CLAIMS_PLAN, VICTIM_SEEDING, ResultsStore,
 from sapabench.benchmark.suite import Cell, Setting
 from sapabench.benchmark.trial import TrialRecord
 from sapabench.core.atomic import write_json
-from sapabench.core.names import CLEAN, NO_POISON, base_name, is_sapa
+from sapabench.core.names import CLEAN, NO_POISON, base_name, file_name, is_sapa
 from sapabench.core.owned import own_folder, replace_owned
 from sapabench.core.runtime import UNKNOWN_ISA
 from sapabench.core.stats import mean_se
@@ -233,7 +233,7 @@ def write_entries(store: ResultsStore, folder: Path) -> tuple[list[Path], list[P
     wanted = []
     for e in build_entries(store):
         s = e["setting"]
-        path = folder / f"{e['attack']}--{s['arch']}--{s['recipe']}--{e['defense']}--{e['entry_id']}.json"
+        path = folder / file_name(e["attack"], s["arch"], s["recipe"], e["defense"], e["entry_id"], suffix=".json")
         write_json(path, e)
         wanted.append(path)
     foreign = replace_owned(folder, wanted)

@@ -63,7 +63,7 @@ from sapabench.benchmark.executor import RESOURCE_KEYS, Resources
 from sapabench.core.datasets import DATASETS
 from sapabench.core.errors import ConfigError
 from sapabench.core.files import decode_text, parse_toml, read_bytes
-from sapabench.core.names import CLEAN, NO_DEFENSE, NO_POISON, PRESET_SURROGATE, PRESETS, default_preset
+from sapabench.core.names import CLEAN, NO_DEFENSE, NO_POISON, PRESET_SURROGATE, PRESETS, default_preset, file_name
 from sapabench.core.numerics import AUTO, FP32, MEMORY_FORMATS, PRECISIONS, Numerics
 from sapabench.core.runtime import MAX_SEED
 from sapabench.defenses import DEFENSES
@@ -158,7 +158,8 @@ class PoisonSpec:
 
     @property
     def key(self) -> str:
-        return f"{self.attack}-s{self.craft_seed}-{_digest(asdict(self))}"
+        # the attack's name is data (a plugin's may hold any character): file_name keeps it a name
+        return file_name(f"{self.attack}-s{self.craft_seed}-{_digest(asdict(self))}")
 
     @property
     def resolved_preset(self) -> str:

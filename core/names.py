@@ -9,9 +9,14 @@
 - ``NO_POISON`` and ``PRESET_SURROGATE``: how results rows and leaderboard entries write "no
   poison at all" (the preset and surrogate of clean-data entries) and "the surrogate of the
   attack's preset".
+- :func:`file_name`: the only way a name from a user, an entry, a database or a plugin becomes
+  part of a file name (names are data, never paths).
 """
 
 from __future__ import annotations
+
+import hashlib
+import re
 
 CLEAN = "clean"
 NO_DEFENSE = "none"
@@ -44,3 +49,22 @@ def base_name(attack: str) -> str:
 def twin_name(attack: str) -> str:
     """The other member of the (baseline, SAPA version) pair ``attack`` would belong to."""
     return base_name(attack) if is_sapa(attack) else sapa_name(attack)
+
+
+UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+MAX_FILE_NAME = 160
+"""Characters of a file name :func:`file_name` keeps (well below every file system's 255 bytes)."""
+
+
+def file_name(*parts: object, suffix: str = "") -> str:
+    """A file name for ``parts`` (names and numbers) joined by ``--``, safe to create inside the
+    harness's own folder whatever the names hold: every character outside ``A-Z a-z 0-9 . _ + -``
+    becomes ``_`` (so ``/``, ``\\``, a NUL or a newline can never reach the file system), a
+    leading dot is dropped (no hidden files, no ``..``), and a name that had to change or was too
+    long gets 8 hex digits of the raw name's SHA-256, so two names never share a file. Names that
+    are already safe (every built-in one) are kept as they are."""
+    raw = "--".join(str(p) for p in parts)
+    safe = UNSAFE.sub("_", raw).lstrip(".")
+    if safe != raw or len(safe) > MAX_FILE_NAME or not safe:
+        safe = f"{safe[:MAX_FILE_NAME]}-{hashlib.sha256(raw.encode('utf-8', 'surrogatepass')).hexdigest()[:8]}"
+    return safe + suffix

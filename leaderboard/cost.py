@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sapabench.core.atomic import replacing
-from sapabench.core.names import NO_DEFENSE
+from sapabench.core.names import NO_DEFENSE, file_name
 from sapabench.core.stats import PairedTest, adjust_p, sign_flip_p
 from sapabench.core.threats import ADVERSARIAL_MARGIN, NO_THREAT
 from sapabench.leaderboard.pairs import ALPHA, VIEW_CORRECTION, compare, numerics_label, protocol_label
@@ -306,7 +306,7 @@ def cost_plots(entries: list[dict[str, Any]], out: Path, plt: Any) -> list[Figur
         axes[0].set_ylabel(f"{m0['name']} (%), {direction}")
         fig.suptitle(f"{attack}: E&R (squares, KxR) vs SAPA (circles), {ds} {arch} {protocol}", fontsize=9)
         fig.tight_layout()
-        path = out / f"cost--{ds}--{threat}--{attack}--{protocol.replace('/', '-').replace(' ', '_')}.png"
+        path = out / file_name("cost", ds, threat, attack, protocol.replace("/", "-").replace(" ", "_"), suffix=".png")
         with replacing(path) as tmp:  # a link at ``path`` is replaced, never written through
             fig.savefig(tmp, format="png", metadata={"Software": None})
         plt.close(fig)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sapabench.core.atomic import replacing
-from sapabench.core.names import NO_DEFENSE, sapa_name
+from sapabench.core.names import NO_DEFENSE, file_name, sapa_name
 from sapabench.core.stats import sign_flip_interval
 from sapabench.core.threats import NO_THREAT, THREATS
 from sapabench.leaderboard.pairs import ALPHA, Pair, answer_pairs, protocol_label
@@ -50,15 +50,18 @@ def plots(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    written = _pair_plots(pairs, out, plt)
-    written += _forest_plots(pairs, out, plt)
-    written += _rho_plots(entries, out, plt)
     from sapabench.leaderboard.cost import cost_plots
 
-    written += cost_plots(entries, out, plt)
-    written += _crafting_time_plots(entries, out, plt)
-    if claims is not None:
-        written += _claims_forest(claims, out, plt)
+    # names in labels come from entries and plugins: text, never mathtext ($...$ would be parsed,
+    # and a name like $\undefinedmacro$ would stop the whole render after every cell finished)
+    with matplotlib.rc_context({"text.parse_math": False}):
+        written = _pair_plots(pairs, out, plt)
+        written += _forest_plots(pairs, out, plt)
+        written += _rho_plots(entries, out, plt)
+        written += cost_plots(entries, out, plt)
+        written += _crafting_time_plots(entries, out, plt)
+        if claims is not None:
+            written += _claims_forest(claims, out, plt)
     return written
 
 
@@ -152,7 +155,13 @@ def _pair_plots(pairs: list[Pair], out: Path, plt: Any) -> list[Figure]:
         ax.set_xticks(list(x), labels)
         ax.set_title(f"{attack} vs SAPA\n{ds}, victim {arch}", fontsize=9)
         ax.set_ylim(0, 112)  # room for the values over 100 % bars
-        path = _save(fig, ax, rows[0].metric, rows[0].higher_is_stronger, out / f"pair--{ds}--{arch}--{attack}.png")
+        path = _save(
+            fig,
+            ax,
+            rows[0].metric,
+            rows[0].higher_is_stronger,
+            out / file_name("pair", ds, arch, attack, suffix=".png"),
+        )
         written.append(
             Figure(
                 path,
@@ -325,7 +334,9 @@ def _rho_plots(entries: list[dict[str, Any]], out: Path, plt: Any) -> list[Figur
         ax.set_xlabel("SAPA radius rho" + (" (x ||theta|| / ||theta ResNet-18 at init||)" if relative else ""))
         ax.set_title(f"rho ablation: {attack}, {ds}/{arch}/{recipe}/{protocol}", fontsize=9)
         tail = f"--{scale}" if relative else ""
-        name = f"rho--{ds}--{arch}--{recipe}--{protocol.replace('/', '-').split(' ')[0]}--{attack}{tail}.png"
+        name = file_name(
+            "rho", ds, arch, recipe, protocol.replace("/", "-").split(" ")[0], f"{attack}{tail}", suffix=".png"
+        )
         path = _save(fig, ax, metric["name"], metric["higher_is_stronger"], out / name)
         threat = g["sapa"][rhos[0]]["setting"]["threat"]
         where = (("dataset", ds), ("arch", arch), ("recipe", recipe), ("protocol", protocol))

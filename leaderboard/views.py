@@ -151,9 +151,28 @@ def table(columns: Sequence[Column[R]], rows: Sequence[R], html: bool = False) -
     return [{c.name: text(c.cell(r), html) for c in columns} for r in rows]
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+"""What makes a spreadsheet read a CSV cell as a formula (OWASP's CSV injection list)."""
+
+
+def csv_safe(cell: Cell) -> str:
+    """A cell as CSV text: a name (an attack, arch or defense name comes from user files and
+    plugins) that a spreadsheet would run as a formula gets a leading apostrophe; numbers and the
+    ``-`` of an empty cell stay as they are."""
+    value = text(cell)
+    if isinstance(cell, str) and value != "-" and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def markdown_safe(cell: Cell) -> str:
+    """A cell as Markdown table text: a ``|`` or a line break in a name would split the row."""
+    return text(cell).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+
 def markdown(columns: Sequence[Column[R]], rows: Sequence[R]) -> str:
     out = ["| " + " | ".join(c.name for c in columns) + " |", "|" + "---|" * len(columns)]
-    out += ["| " + " | ".join(r.values()) + " |" for r in table(columns, rows)]
+    out += ["| " + " | ".join(markdown_safe(c.cell(r)) for c in columns) + " |" for r in rows]
     return "\n".join(out) + "\n"
 
 
@@ -161,7 +180,7 @@ def csv_text(columns: Sequence[Column[R]], rows: Sequence[R]) -> str:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=[c.name for c in columns], lineterminator="\n")
     w.writeheader()
-    w.writerows(table(columns, rows))
+    w.writerows({c.name: csv_safe(c.cell(r)) for c in columns} for r in rows)
     return buf.getvalue()
 
 
