@@ -311,6 +311,42 @@ class CostClaim:
     margin: float = 0.0
 
 
+MAX_CLAIMS = 10_000
+"""The most claims (and cost claims) a claims file may hold: claims.json must stay readable."""
+TEXT_FIELDS = ("id", "attack", "recipe", "arch", "metric", "expect")
+OPTIONAL_TEXT = ("protocol", "measure", "baseline", "dataset", "paper_protocol")
+
+
+def _tables(data: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    """The ``[[key]]`` tables of a claims file, each checked to be a table whose fields have
+    their types: one line naming the field and the fix for anything else."""
+    raw = data.get(key, [])
+    if not isinstance(raw, list) or not all(isinstance(t, dict) for t in raw):
+        raise ConfigError(f"claims file: {key!r} must be a list of [[{key}]] tables, got {type(raw).__name__}")
+    if len(raw) > MAX_CLAIMS:
+        raise ConfigError(f"claims file: {len(raw)} [[{key}]] tables, more than {MAX_CLAIMS}: split the file")
+    for t in raw:
+        name = t.get("id")
+        if not isinstance(name, str) or not name or len(name) > 200:
+            raise ConfigError(f"claims file: every [[{key}]] needs an id, a string of 1-200 characters, got {name!r}")
+        for field_name in (*TEXT_FIELDS, *OPTIONAL_TEXT):
+            if field_name in t and not isinstance(t[field_name], str):
+                raise ConfigError(f"claims file: {key} {name!r}: {field_name} must be a string")
+        paper = t.get("paper")
+        if (
+            not isinstance(paper, list)
+            or len(paper) != 2
+            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in paper)
+        ):
+            raise ConfigError(f"claims file: {key} {name!r}: paper must be two finite numbers [baseline, SAPA]")
+        for number in ("clean", "margin"):
+            if number in t and (
+                isinstance(t[number], bool) or not isinstance(t[number], (int, float)) or not math.isfinite(t[number])
+            ):
+                raise ConfigError(f"claims file: {key} {name!r}: {number} must be a finite number")
+    return raw
+
+
 def _claims_data(path: str | Path | None) -> dict[str, Any]:
     if path:
         return read_toml(Path(path).resolve(), "claims file")
@@ -319,7 +355,7 @@ def _claims_data(path: str | Path | None) -> dict[str, Any]:
 
 def load_cost_claims(path: str | Path | None = None) -> list[CostClaim]:
     out = []
-    for raw in _claims_data(path).get("cost_claim", []):
+    for raw in _tables(_claims_data(path), "cost_claim"):
         try:
             claim = CostClaim(
                 raw["id"],
@@ -372,9 +408,12 @@ def claims_digest(claims: list[Claim]) -> str:
 
 def load_claims(path: str | Path | None = None) -> tuple[float, list[Claim]]:
     data = _claims_data(path)
-    alpha = float(data.get("alpha", 0.05))
+    alpha = data.get("alpha", 0.05)
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
+        raise ConfigError(f"claims file: alpha must be a number in (0, 1), got {alpha!r}")
+    alpha = float(alpha)
     claims = []
-    for raw in data.get("claim", []):
+    for raw in _tables(data, "claim"):
         try:
             paper = (float(raw["paper"][0]), float(raw["paper"][1]))
             claim = Claim(

@@ -650,3 +650,39 @@ def test_below_the_paper_is_decided_against_delta_from_the_clean_victims(tmp_pat
     # no clean victims: no delta, HELD / FAILED only
     v = _verdicts(tmp_path / "c", _error_min("sam", base, small))["T4-sam-error-min"]
     assert v.verdict == "held" and v.gain.delta is None and "BELOW is not tested" in describe(v)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('alpha = "lots"', r"alpha must be a number in \(0, 1\), got 'lots'"),
+        ("alpha = [0.05]", r"alpha must be a number in \(0, 1\), got \[0.05\]"),
+        ("alpha = 1.5", r"alpha must be a number in \(0, 1\)"),
+        ('claim = "everything"', r"'claim' must be a list of \[\[claim\]\] tables, got str"),
+        ("[[claim]]\nid = [1]", "every \\[\\[claim\\]\\] needs an id, a string"),
+        ('[[claim]]\nid = "x"\npaper = [1, "2"]', "paper must be two finite numbers"),
+        ('[[claim]]\nid = "x"\nattack = 3\npaper = [1, 2]', "attack must be a string"),
+        ('[[claim]]\nid = "x"\npaper = [1, 2]\nclean = nan', "clean must be a finite number"),
+        ('[[cost_claim]]\nid = "x"\npaper = [1, 2]\nmargin = inf', "margin must be a finite number"),
+    ],
+)
+def test_a_malformed_claims_file_is_one_line_and_exit_2(tmp_path, capsys, text, message):
+    import re
+
+    from sapabench.benchmark.cli import main
+
+    results = _results(tmp_path / "r", _error_min("sgd", HIGH, LOW))
+    bad = tmp_path / "claims.toml"
+    bad.write_text(text + "\n")
+    assert main(["claims", "--results", str(results), "--claims", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and re.search(message, err), err
+
+
+def test_a_claims_file_of_too_many_claims_is_refused_before_it_is_read_further(tmp_path):
+    from sapabench.benchmark.claims import MAX_CLAIMS
+
+    bad = tmp_path / "claims.toml"
+    bad.write_text('[[claim]]\nid = "x"\npaper = [1, 2]\n' * (MAX_CLAIMS + 1))
+    with pytest.raises(ConfigError, match=r"more than 10000: split the file"):
+        load_claims(bad)
