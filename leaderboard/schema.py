@@ -278,13 +278,16 @@ def validate(entry: Any, where: str = "entry") -> dict[str, Any]:
         raise EntryError(f"{where}: provenance.device names {count} threads, not 1 to {MAX_THREADS}")
     _check_timings(entry, where)
     for key, value in entry["defense_stats"].items():
+        top = MAX_COUNT if key == "removed_mean" else 1.0
         if (
             key not in ("removed_mean", "precision_mean", "recall_mean")
             or not isinstance(value, (int, float))
-            or value < 0
+            or isinstance(value, bool)
+            or not 0 <= value <= top  # NaN fails this too
         ):
             raise EntryError(
-                f"{where}: defense_stats.{key} must be one of removed_mean/precision_mean/recall_mean, >= 0"
+                f"{where}: defense_stats.{key} must be one of removed_mean (0 to {MAX_COUNT:g} images), "
+                "precision_mean or recall_mean (fractions in [0, 1])"
             )
     _check_measures(entry, where)
     _check_seeds(entry, where)
@@ -293,6 +296,16 @@ def validate(entry: Any, where: str = "entry") -> dict[str, Any]:
     if entry["content_sha256"] != content_hash(entry):
         raise EntryError(f"{where}: content_sha256 does not match the entry (edited after it was written?)")
     return entry
+
+
+MAX_SECONDS = 1e8
+"""The most seconds any timing of an entry may record (three years): a larger one is an edit,
+and 1e308 overflowed the crafting-time plot's axis."""
+MAX_LOGIT = 1e4
+"""The largest adversarial margin (in logits) an entry may record: +/-1e308 overflowed to inf
+in its mean."""
+MAX_COUNT = 1e9
+"""The most images a defense may report removing."""
 
 
 def _check_timings(entry: dict[str, Any], where: str) -> None:
@@ -326,8 +339,8 @@ def _check_timings(entry: dict[str, Any], where: str) -> None:
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
                 raise EntryError(f"{where}: timings.devices.{name}.{k} must be a finite number")
             numbers.append(v)
-    if any(v < 0 for v in numbers):
-        raise EntryError(f"{where}: timings must be non-negative")
+    if any(not 0 <= v <= MAX_SECONDS for v in numbers):
+        raise EntryError(f"{where}: timings must be seconds from 0 to {MAX_SECONDS:g}")
     if sum(d["trials"] for d in devices.values()) != entry["metric"]["trials"]:
         raise EntryError(f"{where}: timings.devices' trials do not add up to metric.trials")
     one = next(iter(devices.values())) if len(devices) == 1 else None
@@ -371,8 +384,10 @@ def _check_measures(entry: dict[str, Any], where: str) -> None:
             raise EntryError(f"{where}: measures.{name} must have exactly the fields {', '.join(MEASURE_FIELDS)}")
         values, clean = m["values"], m["clean_values"]
         numbers = [*values, *clean]
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in numbers):
-            raise EntryError(f"{where}: measures.{name} values must be finite numbers")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) <= MAX_LOGIT for v in numbers):
+            raise EntryError(
+                f"{where}: measures.{name} values must be numbers from -{MAX_LOGIT:g} to {MAX_LOGIT:g} logits"
+            )
         if len(values) != entry["metric"]["trials"] or len(clean) != len(values):
             raise EntryError(f"{where}: measures.{name} needs one value and one clean value per trial")
         expected = measure_summary(values, clean)

@@ -65,3 +65,37 @@ def test_hostile_names_in_entries_render_inside_the_folder_as_text(tmp_path):
     assert row["arch"] == "'" + arch  # a spreadsheet shows it, never runs it
     assert "\\|../../$\\undefinedmacro$" in (board / "table4.md").read_text()  # the pipe no longer splits the row
     assert row["gap"].startswith(("-", "+")) and not row["gap"].startswith("'")  # numbers stay numbers
+
+
+def _resealed(**changes):
+    e = make_entry("sapa-error-min", [0.5, 0.6], margin=([1.0, 2.0], [0.0, 0.0]))
+    for path, value in changes.items():
+        target = e
+        *head, last = path.split(".")
+        for key in head:
+            target = target[key]
+        target[last] = value
+    e.pop("content_sha256")
+    from sapabench.leaderboard.schema import content_hash
+
+    e["content_sha256"] = content_hash(e)  # re-sealed: the hash matches, the values are hostile
+    return e
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"timings.craft_s": 1e308}, "timings must be seconds from 0 to 1e\\+08"),
+        ({"timings.total_s": float("nan")}, "must be finite|timings must be seconds"),
+        ({"measures.adversarial_margin.values": [1e308, -1e308]}, "from -10000 to 10000 logits"),
+        ({"defense_stats": {"recall_mean": float("nan")}}, "recall_mean \\(fractions in \\[0, 1\\]\\)"),
+        ({"defense_stats": {"removed_mean": 1e300}}, "removed_mean \\(0 to 1e\\+09 images\\)"),
+    ],
+)
+def test_re_sealed_entries_with_values_out_of_range_are_refused_at_load(tmp_path, changes, message):
+    from sapabench.leaderboard.schema import EntryError, load_entry
+
+    path = tmp_path / "e.json"
+    path.write_text(json.dumps(_resealed(**changes)))
+    with pytest.raises(EntryError, match=message):
+        load_entry(path)
