@@ -39,9 +39,10 @@ from sapabench.benchmark.verify import REPORT_FILE, verify
 from sapabench.core.datasets import DATASETS, DataSource, ImageDataset
 from sapabench.core.errors import ConfigError
 from sapabench.core.files import read_json
-from sapabench.core.names import EMBEDDED_DATASET, NO_DEFENSE
+from sapabench.core.names import EMBEDDED_DATASET, NO_DEFENSE, file_name
 from sapabench.core.numerics import AUTO, MEMORY_FORMATS, PRECISIONS, STEPS, Numerics, resolve_numerics
-from sapabench.core.poison import META_FILE, PoisonSet, migrate, recorded_sha256
+from sapabench.core.owned import check_out
+from sapabench.core.poison import META_FILE, PoisonSet, check_poison_folder, migrate, recorded_sha256
 from sapabench.core.provenance import VERSION
 from sapabench.core.runtime import check_seed, resolve_device
 from sapabench.core.stats import mean_se
@@ -281,6 +282,7 @@ def _parse_value(text: str) -> Any:
 
 def _cmd_attack(args: argparse.Namespace) -> int:
     check_seed(args.seed)
+    check_poison_folder(check_out(args.out, force=args.force_out))  # refused before any crafting
     overrides: dict[str, Any] = {}
     for item in args.set or []:
         key, sep, value = item.partition("=")
@@ -567,7 +569,7 @@ def _run_and_show(suite: Suite, out: Path, args: argparse.Namespace) -> RunRepor
 
 def _cmd_run(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite)
-    out = Path(args.out or f"runs/{suite.name}")
+    out = check_out(args.out or Path("runs") / suite.name, force=args.force_out)
     report = _run_and_show(suite, out, args)
     print(f"page: {board_dir(out) / 'leaderboard.html'} (beside it leaderboard.md, .csv, table4.md, *.png)")
     print(f"next: sapabench claims --results {out}  (tests the paper's claims; the page then shows the verdicts)")
@@ -576,7 +578,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_submit(args: argparse.Namespace) -> int:
     kind, name = ("attack", args.attack) if args.attack else ("defense", args.defense)
-    out = Path(args.out or f"submissions/{kind}-{name}")
+    out = check_out(args.out or Path("submissions") / file_name(f"{kind}-{name}"), force=args.force_out)
     suite_path = prepare(kind, name, out, args.profile, args.dataset)
     suite = submission_suite(out)
     print(
@@ -784,7 +786,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--seed", type=int, default=0, help="draws target/classes/poisons and seeds crafting and the surrogate"
     )
-    p.add_argument("--out", required=True, help="output folder (written atomically)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="poison folder: a new one, or an earlier poison folder (its other files are kept; written so that an "
+        "interrupt leaves the old poison or the new one)",
+    )
+    p.add_argument(
+        "--force-out",
+        action="store_true",
+        help="write into --out even where it is your home folder or a source checkout / project root",
+    )
     p.add_argument("--preset", help="paper, embedded or smoke (default: embedded on digits, paper otherwise)")
     p.add_argument("--eps", type=_number, help="L_inf bound in [0, 1], e.g. 16/255")
     p.add_argument("--budget", type=_number, help="fraction of the training set perturbed, e.g. 0.01")
@@ -831,6 +843,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--suite", default="default", help="built-in suite name or a .toml file (see: sapabench list suites)"
     )
     p.add_argument("--out", help="output folder (default runs/SUITE); re-running skips finished cells")
+    p.add_argument(
+        "--force-out",
+        action="store_true",
+        help="write into --out even where it is your home folder or a source checkout / project root",
+    )
     _add_run_options(p)
     p.set_defaults(func=_cmd_run)
 
@@ -841,6 +858,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="standard", help="standard (the default suite's protocol) or smoke (seconds)")
     p.add_argument("--dataset", default=EMBEDDED_DATASET)
     p.add_argument("--out", help="submission folder (default submissions/KIND-NAME); re-running resumes")
+    p.add_argument(
+        "--force-out",
+        action="store_true",
+        help="write into --out even where it is your home folder or a source checkout / project root",
+    )
     _add_run_options(p)
     p.set_defaults(func=_cmd_submit)
 

@@ -549,6 +549,13 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
             raise fail(f"craft_seeds lists a seed twice: {seeds[:20]}", "craft_seeds", after)
         return tuple(seeds)
 
+    name = data["name"]
+    if not isinstance(name, str) or not name or len(name) > 100 or file_name(name) != name:
+        raise fail(
+            f"suite name {name!r} must be 1-100 letters, digits, '.', '_', '+' or '-', not starting with '.' "
+            "(it names the run folder runs/NAME)",
+            "name",
+        )
     dataset = data["dataset"]
     if dataset not in DATASETS:
         raise fail(DATASETS.unknown_message(str(dataset)), f'"{dataset}"')

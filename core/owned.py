@@ -32,6 +32,35 @@ OWNED_FILE = ".sapabench-written"
 """The record of the files a harness writer wrote into a folder: JSON ``{name: sha256}``."""
 
 
+PROJECT_MARKERS = (".git", "pyproject.toml", "setup.py", ".hg")
+"""What marks a folder as a source checkout or a project root: the harness never writes its
+results straight into one without ``--force-out`` (``--out .`` in a checkout of sapabench would
+write entries into its ``leaderboard/`` package)."""
+
+
+def check_out(out: str | Path, option: str = "--out", force: bool = False) -> Path:
+    """``out`` as an output folder the harness may write into, refused in one line where it is
+    the file system's root, the user's home, or a source checkout / project root
+    (:data:`PROJECT_MARKERS`) unless ``force``; the real path."""
+    path = Path(out).expanduser()
+    real = path.resolve()
+    if real == Path(real.anchor):
+        raise ConfigError(f"{option} {out} is the file system's root: choose a folder of its own, e.g. runs/NAME")
+    if force:
+        return path
+    if real == Path.home().resolve():
+        raise ConfigError(
+            f"{option} {out} is your home folder: choose a folder of its own (e.g. ~/sapabench-runs/NAME)"
+        )
+    marker = next((m for m in PROJECT_MARKERS if (real / m).exists()), None)
+    if marker is not None:
+        raise ConfigError(
+            f"{option} {out} is a source checkout or project root (it holds {marker}): the harness writes results "
+            f"only into a folder of their own; choose e.g. {path / 'runs'}, or pass --force-out to write there anyway"
+        )
+    return path
+
+
 def own_folder(folder: Path, what: str) -> Path:
     """Create ``folder`` (and its parents) if needed; refuse it if it, or a parent inside the run,
     is a symbolic link or not a folder."""

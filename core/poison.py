@@ -15,6 +15,7 @@ load only through :func:`migrate`, which says that it trusts their metadata as f
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -177,29 +178,59 @@ class PoisonSet:
         }
 
     def save(self, out_dir: str | Path) -> Path:
-        """Write ``poison.safetensors`` + ``poison.json`` into ``out_dir`` atomically."""
+        """Write ``poison.safetensors`` + ``poison.json`` into ``out_dir``, so that an interrupt at
+        any instant leaves the earlier poison or the new one, never neither, and never removes a
+        file the harness did not write. A new folder is written beside it and renamed into place;
+        an existing poison folder keeps every other file: the two new files are written as
+        ``*.next``, flushed to disk, then renamed over the old ones, tensors first; the metadata,
+        which seals the tensors' digest, is the commit point (:func:`recover` finishes or drops
+        an interrupted save). A folder that holds files but no poison is refused."""
         out = Path(out_dir)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"{out} is a file, not a folder; choose another --out")
+        if not out.exists():
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+            try:
+                self._write(tmp / TENSORS_FILE, tmp / META_FILE)
+                _fsync(tmp)
+                os.replace(tmp, out)  # out did not exist: the rename is the whole commit
+                _fsync(out.parent)
+            finally:
+                if tmp.exists():
+                    shutil.rmtree(tmp, ignore_errors=True)
+            return out
+        check_poison_folder(out)
+        recover(out)
+        tensors_next, meta_next = out / (TENSORS_FILE + NEXT), out / (META_FILE + NEXT)
         try:
-            save_file(self._tensors(), str(tmp / TENSORS_FILE), metadata={"format": "sapabench-poison"})
-            digest = file_sha256(tmp / TENSORS_FILE)
-            (tmp / META_FILE).write_text(json.dumps(sealed(self._meta(digest)), indent=2, sort_keys=True) + "\n")
-            if out.exists():
-                if not (out / META_FILE).exists() and any(out.iterdir()):
-                    raise ConfigError(f"{out} exists and is not a poison folder; choose another --out")
-                shutil.rmtree(out)
-            os.replace(tmp, out)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+            self._write(tensors_next, meta_next)
+        except BaseException:  # nothing renamed yet: the earlier poison is untouched
+            for leftover in (tensors_next, meta_next):
+                leftover.unlink(missing_ok=True)
+            raise
+        os.replace(tensors_next, out / TENSORS_FILE)
+        os.replace(meta_next, out / META_FILE)  # the commit point
+        _fsync(out)
         return out
+
+    def _write(self, tensors: Path, meta: Path) -> None:
+        """The two files, each flushed to disk before any rename makes it the poison."""
+        save_file(self._tensors(), str(tensors), metadata={"format": "sapabench-poison"})
+        _fsync(tensors)
+        digest = file_sha256(tensors)
+        with open(meta, "w", encoding="utf-8") as f:
+            f.write(json.dumps(sealed(self._meta(digest)), indent=2, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
 
     @classmethod
     def load(cls, folder: str | Path, dataset: ImageDataset | None = None, *, unsealed: bool = False) -> PoisonSet:
         """Read and validate a poison folder; any failed check raises a :class:`ConfigError`.
         ``unsealed=True`` (only :func:`migrate` passes it) also reads formats 1 and 2."""
         folder = Path(folder)
+        with contextlib.suppress(OSError):  # a read-only folder is read as it is
+            recover(folder)  # a save interrupted between its renames is finished (or dropped) first
         meta_path, tensor_path = folder / META_FILE, folder / TENSORS_FILE
         if not meta_path.exists() or not tensor_path.exists():
             raise ConfigError(
@@ -322,6 +353,56 @@ def check_seal(meta: dict[str, Any], where: Path) -> None:
             f"poison check failed: {', '.join(edited)} in {where} differ from what was sealed when the poison was "
             "saved (edited metadata; re-craft it with sapabench attack)"
         )
+
+
+NEXT = ".next"
+"""The suffix of a poison file written but not yet renamed into place (:meth:`PoisonSet.save`)."""
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's or a folder's entry to disk (a folder fsync makes its renames durable)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - file systems that cannot fsync a folder
+        pass
+    finally:
+        os.close(fd)
+
+
+def check_poison_folder(folder: str | Path) -> None:
+    """Refuse, before any work, an output folder that is a file or holds files but no poison
+    (the poison would be written among a user's files, which the harness never replaces)."""
+    out = Path(folder)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} is a file, not a folder; choose another --out")
+    if out.is_dir() and not (out / META_FILE).exists() and any(not p.name.endswith(NEXT) for p in out.iterdir()):
+        raise ConfigError(
+            f"{out} holds files but no poison ({META_FILE}); sapabench writes a poison only into a new folder or an "
+            "earlier poison folder: choose another --out"
+        )
+
+
+def recover(folder: str | Path) -> None:
+    """Finish or drop a save that was interrupted: where the new metadata is waiting and the
+    tensors it seals are already in place, commit it; otherwise drop the ``*.next`` files (the
+    harness's own), leaving the earlier poison as it was."""
+    out = Path(folder)
+    meta_next, tensors_next = out / (META_FILE + NEXT), out / (TENSORS_FILE + NEXT)
+    if not meta_next.exists() and not tensors_next.exists():
+        return
+    if meta_next.exists() and not tensors_next.exists() and (out / TENSORS_FILE).exists():
+        try:
+            expected = json.loads(meta_next.read_text()).get("tensors_sha256")
+        except (OSError, ValueError, AttributeError):
+            expected = None
+        if expected is not None and file_sha256(out / TENSORS_FILE) == expected:
+            os.replace(meta_next, out / META_FILE)
+            _fsync(out)
+            return
+    for leftover in (meta_next, tensors_next):
+        if leftover.exists():
+            leftover.unlink()
 
 
 def migrate(folder: str | Path) -> Path:

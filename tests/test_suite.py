@@ -176,3 +176,11 @@ def test_a_folder_is_never_resumed_under_the_other_victim_seeding(tmp_path):
     ):
         run_suite(suite, out, progress=False)
     assert sorted(p.name for p in out.iterdir() if p.name != ".sapabench.lock") == before
+
+
+@pytest.mark.parametrize("name", ["../../X", "", "a/b", ".hidden", "x" * 101, "tab\tname"])
+def test_a_suite_name_that_is_no_folder_name_is_refused(name):
+    import json
+
+    with pytest.raises(ConfigError, match="must be 1-100 letters, digits"):
+        parse_suite(GOOD.replace('name = "mine"', f"name = {json.dumps(name)}"))
