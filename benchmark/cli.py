@@ -175,7 +175,7 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_numerics_options(p: argparse.ArgumentParser, default: str | None) -> None:
-    g = p.add_argument_group("victim numerics (see README: Precision and speed)")
+    g = p.add_argument_group('victim numerics (see docs/performance.md, "Precision and speed")')
     where = "the suite's, else auto" if default is None else default
     g.add_argument(
         "--precision",
@@ -205,7 +205,7 @@ def _numerics(args: argparse.Namespace, device: torch.device) -> Numerics:
 
 
 def _add_protocol_options(p: argparse.ArgumentParser, sources: bool) -> None:
-    g = p.add_argument_group("victim protocol (see README: Victim protocols)")
+    g = p.add_argument_group('victim protocol (see docs/concepts.md, "Victim protocols")')
     g.add_argument(
         "--protocol",
         default=SCRATCH,
@@ -241,7 +241,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         default="auto",
         help="local (one process), processes (one single-threaded worker per core), ray (a Ray cluster; "
         "pip install 'sapabench[ray]') or auto (default: processes on CUDA and on a 2-core CPU, local otherwise; "
-        "measured, see README)",
+        'measured: docs/performance.md, "Precision and speed")',
     )
     p.add_argument("--workers", type=int, help="processes for --executor processes (default: cores; on CUDA 4 per GPU)")
     p.add_argument(

@@ -11,8 +11,8 @@ finish, so the driver records each one at once. Three executors:
 - ``ray`` (``benchmark.ray_executor``, the ``sapabench[ray]`` extra): tasks on a Ray cluster,
   each cell task taking its craft task's result as an argument.
 
-``auto`` (the default) picks between the first two by measurement (README, "Precision and
-speed" and "Training on a GPU"): on a 2-core CPU two single-threaded worker processes ran the
+``auto`` (the default) picks between the first two by measurement (docs/performance.md,
+"Precision and speed" and "Training on a GPU"): on a 2-core CPU two single-threaded worker processes ran the
 default suite faster than one process with two threads; on an H100, four spawned workers ran it
 in 60 s against 124 s in one process (small victims are bound by host work per step, which
 processes spread over cores); CPUs with more cores keep the local executor until measured.

@@ -107,7 +107,7 @@ def packs_of(tasks: Sequence[CellTask], size: int) -> list[tuple[str | None, Cel
 
 GPU_PACK = 4
 """Victims per pack on CUDA by default: on an H100, 4 packed ResNet-18 victims trained 1.35x the
-images per second of one (README, "Training on a GPU"); on a CPU packs gain nothing."""
+images per second of one (docs/performance.md, "Training on a GPU"); on a CPU packs gain nothing."""
 
 
 def resolve_pack(pack: int | None, device: torch.device) -> int:

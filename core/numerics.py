@@ -9,7 +9,7 @@ entries and exact verification record it, and ``verify`` re-runs an entry in its
   and its image batches.
 
 ``auto`` (the default of every suite and command) resolves by :func:`resolve_numerics`, from
-measurements recorded in the README ("Precision and speed"): bf16 only where the device does it
+measurements recorded in docs/performance.md, "Precision and speed": bf16 only where the device does it
 in hardware (a CUDA GPU with bf16, a CPU with AVX-512 bf16 or AMX; detected, never assumed), and
 channels-last wherever bf16 is used and on CPUs, where oneDNN's NHWC convolutions are faster.
 """

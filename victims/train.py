@@ -117,7 +117,7 @@ def _derived_seed(seed: int, purpose: str) -> int:
 
 
 def resolve_step(step: str, device: torch.device) -> str:
-    """``auto``: ``graph`` on CUDA (measured: README, "Training on a GPU"), ``eager`` elsewhere."""
+    """``auto``: ``graph`` on CUDA (measured: docs/performance.md, "Training on a GPU"), ``eager`` elsewhere."""
     if step == "auto":
         return "graph" if device.type == "cuda" else "eager"
     if step not in STEPS:
