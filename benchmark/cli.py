@@ -243,7 +243,12 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         "pip install 'sapabench[ray]') or auto (default: processes on CUDA and on a 2-core CPU, local otherwise; "
         'measured: docs/performance.md, "Precision and speed")',
     )
-    p.add_argument("--workers", type=int, help="processes for --executor processes (default: cores; on CUDA 4 per GPU)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="processes for --executor processes (default: cores; on CUDA 4 per GPU; at most the cores)",
+    )
+    p.add_argument("--force-workers", action="store_true", help="allow --workers beyond this machine's cores")
     p.add_argument(
         "--pack",
         type=int,
@@ -545,6 +550,7 @@ def _run_and_show(suite: Suite, out: Path, args: argparse.Namespace) -> RunRepor
         None if args.executor == "ray" else resolve_device(args.device),
         address=args.address,
         resources=_resources(suite, args),
+        force_workers=args.force_workers,
     )
     try:
         report = run_suite(

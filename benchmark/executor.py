@@ -165,9 +165,14 @@ class ProcessExecutor:
 
     name = "processes"
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(self, workers: int | None = None, force: bool = False) -> None:
         if workers is not None and workers < 1:
             raise ConfigError(f"--workers must be at least 1, got {workers}")
+        if workers is not None and workers > cpu_cores() and not force:
+            raise ConfigError(
+                f"--workers {workers} is more than this machine's {cpu_cores()} cores (each worker is a "
+                "single-threaded process: more only queue on the cores); pass at most that, or --force-workers"
+            )
         self._asked = workers
         self.workers = workers or cpu_cores()
         self._start = "fork"
@@ -284,6 +289,7 @@ def make_executor(
     *,
     address: str | None = None,
     resources: Resources | None = None,
+    force_workers: bool = False,
 ) -> Executor:
     """The executor called ``name``; ``auto`` resolves with :func:`default_executor`. ``address``
     and ``resources`` apply to ``ray`` only."""
@@ -296,7 +302,7 @@ def make_executor(
     if name == "local":
         return LocalExecutor()
     if name == "processes":
-        return ProcessExecutor(workers)
+        return ProcessExecutor(workers, force_workers)
     from sapabench.benchmark.ray_executor import RayExecutor  # needs the sapabench[ray] extra
 
     return RayExecutor(address, resources or Resources())

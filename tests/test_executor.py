@@ -78,3 +78,17 @@ def test_an_address_needs_the_ray_executor():
     with pytest.raises(ConfigError, match=r"--address is the Ray cluster's address; it needs --executor ray"):
         make_executor("local", address="10.0.0.1:6379")
     assert Resources(gpus_per_victim=0.25).craft_gpus == 0.25 and Resources(1, 0.25, 1.0).craft_gpus == 1.0
+
+
+def test_more_workers_than_cores_are_refused_unless_forced(capsys):
+    from sapabench.benchmark.cli import main
+    from sapabench.benchmark.executor import cpu_cores
+    from sapabench.core.errors import ConfigError
+
+    with pytest.raises(
+        ConfigError, match=rf"--workers {cpu_cores() + 62} is more than this machine's {cpu_cores()} cores"
+    ):
+        ProcessExecutor(cpu_cores() + 62)
+    assert ProcessExecutor(cpu_cores() + 1, force=True).workers == cpu_cores() + 1
+    assert main(["run", "--suite", "smoke", "--executor", "processes", "--workers", "64", "--out", "unused"]) == 2
+    assert "--force-workers" in capsys.readouterr().err
