@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import inspect
+import re
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,6 +36,10 @@ class Entry(Generic[T]):
     name: str
     factory: Callable[..., T]
     description: str
+
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
+"""What a registered name may be: it names files, folders and CSV cells."""
 
 
 def _first_doc_line(obj: object) -> str:
@@ -63,26 +68,40 @@ class Registry(Generic[T]):
             return
         self._plugins_loaded = True
         for ep in sorted(entry_points(group=self.plugin_group), key=lambda e: e.name):
+            before = set(self._entries)
             try:
+                if ep.name in before:
+                    raise ValueError(
+                        f"its name is the built-in {self.kind} {ep.name!r}'s; a plugin may not replace a built-in: "
+                        "rename its entry point"
+                    )
                 obj = ep.load()
-            except Exception as err:  # a broken plugin must not break the harness
-                self.plugin_errors[ep.name] = f"{type(err).__name__}: {err}"
+                if callable(obj) and not isinstance(obj, type(sys)) and ep.name not in self._entries:
+                    self.register(ep.name)(obj)
+            # a broken plugin must not break the harness, whatever it raises on import: SystemExit,
+            # KeyboardInterrupt and GeneratorExit from its module are its failure, not the user's
+            except BaseException as err:
+                for name in set(self._entries) - before:  # nothing half-registered stays
+                    del self._entries[name]
+                message = " ".join(str(err).split()) or type(err).__name__
+                self.plugin_errors[ep.name] = f"{type(err).__name__}: {message}"
                 print(
-                    f"sapabench: warning: {self.kind} plugin {ep.name!r} ({ep.value}) failed to load: {err}",
+                    f"sapabench: warning: {self.kind} plugin {ep.name!r} ({ep.value}) was not loaded: "
+                    f"{type(err).__name__}: {message}",
                     file=sys.stderr,
                 )
-                continue
-            if callable(obj) and not isinstance(obj, type(sys)) and ep.name not in self._entries:
-                self.register(ep.name)(obj)
 
     def register(self, name: str, *, description: str | None = None) -> Callable[[Callable[..., T]], Callable[..., T]]:
         """Decorator registering ``factory`` under an explicit ``name``."""
-        if not name or name != name.strip() or any(c.isspace() for c in name):
-            raise ValueError(f"{self.kind} name {name!r} must be non-empty without spaces")
+        if not isinstance(name, str) or not NAME.fullmatch(name):
+            raise ValueError(
+                f"{self.kind} name {name!r} must be 1-100 letters, digits, '.', '_', '+' or '-', starting with a letter "
+                "or digit (it names files and folders)"
+            )
 
         def decorator(factory: Callable[..., T]) -> Callable[..., T]:
             if name in self._entries:
-                raise ValueError(f"{self.kind} {name!r} is registered twice")
+                raise ValueError(f"{self.kind} {name!r} is registered twice (a plugin may not replace a built-in)")
             desc = description if description is not None else _first_doc_line(factory)
             self._entries[name] = Entry(name, factory, desc)
             return factory

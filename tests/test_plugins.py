@@ -241,3 +241,53 @@ def test_registration_names_a_class_once_and_refuses_misuse(monkeypatch):
     assert DEFENSES.create("test-keep").name == "test-keep"
     with pytest.raises(TypeError, match="already registered as 'test-keep'"):
         register_defense("test-keep-again")(Keep)
+
+
+class _Stop(BaseException):
+    """A plugin's own BaseException subclass."""
+
+
+@pytest.mark.parametrize(
+    "raised", [SystemExit(3), KeyboardInterrupt(), GeneratorExit(), _Stop("boom"), ImportError("x")]
+)
+def test_a_plugin_that_fails_to_import_in_any_way_is_one_warning_and_the_rest_works(monkeypatch, capsys, raised):
+    import sapabench.core.registry as registry_module
+
+    class Broken:
+        name, value = "broken", "pkg:broken"
+
+        def load(self):
+            raise raised
+
+    class Good:
+        name, value = "good", "pkg:good"
+
+        def load(self):
+            return lambda: "ok"
+
+    monkeypatch.setattr(registry_module, "entry_points", lambda group: [Broken(), Good()])
+    reg: Registry = Registry("attack", plugin_group="sapabench.attacks")
+    assert reg.list() == ["good"] and reg.create("good") == "ok"
+    assert reg.plugin_errors["broken"].startswith(type(raised).__name__)
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "attack plugin 'broken' (pkg:broken) was not loaded" in err
+
+
+def test_a_plugin_may_not_take_a_built_in_name_or_one_that_is_no_file_name(monkeypatch, capsys):
+    import sapabench.core.registry as registry_module
+
+    class Shadow:
+        name, value = "error-max", "pkg:shadow"
+
+        def load(self):
+            return lambda: "shadow"
+
+    reg: Registry = Registry("attack", plugin_group="sapabench.attacks")
+    reg.register("error-max")(lambda: "built-in")
+    monkeypatch.setattr(registry_module, "entry_points", lambda group: [Shadow()])
+    assert reg.create("error-max") == "built-in"  # the built-in stays, and the plugin is named
+    err = capsys.readouterr().err
+    assert "plugin 'error-max' (pkg:shadow) was not loaded" in err and "built-in attack 'error-max'" in err
+    for bad in ("a/b", "../x", ".hidden", "", "x" * 101, "tab\tname"):
+        with pytest.raises(ValueError, match="must be 1-100 letters, digits"):
+            reg.register(bad)
