@@ -760,6 +760,14 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def _force_out(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--force-out",
+        action="store_true",
+        help="write into --out even where it is your home folder or a source checkout / project root",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="sapabench", description="Benchmark harness for data poisoning attacks and defenses around SAPA."
@@ -798,11 +806,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="poison folder: a new one, or an earlier poison folder (its other files are kept; written so that an "
         "interrupt leaves the old poison or the new one)",
     )
-    p.add_argument(
-        "--force-out",
-        action="store_true",
-        help="write into --out even where it is your home folder or a source checkout / project root",
-    )
+    _force_out(p)
     p.add_argument("--preset", help="paper, embedded or smoke (default: embedded on digits, paper otherwise)")
     p.add_argument("--eps", type=_number, help="L_inf bound in [0, 1], e.g. 16/255")
     p.add_argument("--budget", type=_number, help="fraction of the training set perturbed, e.g. 0.01")
@@ -849,11 +853,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--suite", default="default", help="built-in suite name or a .toml file (see: sapabench list suites)"
     )
     p.add_argument("--out", help="output folder (default runs/SUITE); re-running skips finished cells")
-    p.add_argument(
-        "--force-out",
-        action="store_true",
-        help="write into --out even where it is your home folder or a source checkout / project root",
-    )
+    _force_out(p)
     _add_run_options(p)
     p.set_defaults(func=_cmd_run)
 
@@ -864,11 +864,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="standard", help="standard (the default suite's protocol) or smoke (seconds)")
     p.add_argument("--dataset", default=EMBEDDED_DATASET)
     p.add_argument("--out", help="submission folder (default submissions/KIND-NAME); re-running resumes")
-    p.add_argument(
-        "--force-out",
-        action="store_true",
-        help="write into --out even where it is your home folder or a source checkout / project root",
-    )
+    _force_out(p)
     _add_run_options(p)
     p.set_defaults(func=_cmd_submit)
 
