@@ -34,7 +34,7 @@ def _tamper(entry, path, value):
         (("metric", "trials"), "three", r"field 'metric.trials' must be int"),
         (("metric", "values"), [0.5, 1.7, 0.7], r"fractions in \[0, 1\]"),
         (("setting", "threat"), "sneaky", r"not one of"),
-        (("timings", "craft_s"), -1.0, r"non-negative"),
+        (("timings", "craft_s"), -1.0, r"timings must be seconds from 0 to 1e\+08"),
         (("schema_version",), 1, rf"schema_version 1 is not {SCHEMA_VERSION}"),
         (("provenance", "cell_seeds"), [[0, 100], [0, 100], [0, 101]], r"lists a trial twice"),
         (("provenance", "cell_seeds"), [[0, 100], [0, 101], [1, 102]], r"not \[craft seed, trial seed\]"),
