@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +28,25 @@ def replacing(path: Path) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def stale_temporaries(folder: Path) -> list[Path]:
+    """Remove the temporary files :func:`replacing` left in ``folder`` when a writer was killed
+    before its rename (``.NAME.XXXXXXXX.tmp`` beside a file NAME): only regular files of that
+    pattern, the harness's own; the ones removed."""
+    removed = []
+    for p in folder.glob(".*.tmp"):
+        m = TEMPORARY.fullmatch(p.name)
+        if m and m.group(1).endswith(RENDERED) and p.is_file() and not p.is_symlink():
+            p.unlink()
+            removed.append(p)
+    return removed
+
+
+TEMPORARY = re.compile(r"\.(.+)\.[a-z0-9_]{8}\.tmp")
+"""The name :func:`replacing` gives a temporary file (``tempfile.mkstemp``'s 8 random characters)."""
+RENDERED = (".html", ".png", ".md", ".csv", ".json")
+"""What a render writes: the only temporaries :func:`stale_temporaries` removes."""
 
 
 def write_text(path: Path, text: str) -> None:

@@ -101,9 +101,12 @@ class PoisonSet:
         idx, delta = self.indices, self.delta
         if idx.dtype != torch.int64 or idx.ndim != 1:
             raise ConfigError("poison check failed: indices must be a 1-D int64 tensor")
-        if delta.dtype != torch.float32 or tuple(delta.shape) != (len(idx), *self.image_shape):
+        if delta.dtype != torch.float32:
+            raise ConfigError(f"poison check failed: delta is {delta.dtype}, not torch.float32")
+        if tuple(delta.shape) != (len(idx), *self.image_shape):
             raise ConfigError(
-                f"poison check failed: delta shape {tuple(delta.shape)} != {(len(idx), *self.image_shape)}"
+                f"poison check failed: delta shape {tuple(delta.shape)} != {(len(idx), *self.image_shape)} "
+                "(one perturbation per poisoned index, of the images' shape)"
             )
         if len(torch.unique(idx)) != len(idx):
             raise ConfigError("poison check failed: indices repeat")

@@ -378,6 +378,22 @@ def _design_power(r: dict[str, Any]) -> str:
     return f"{100 * dp['held_at_delta']:.0f}% / {100 * dp['below_at_zero']:.0f}%"
 
 
+def _answers(entries: list[dict[str, Any]], claims: dict[str, Any] | None) -> list[str]:
+    """The page's first lines: per threat model SAPA against its base, the claims' verdicts, and,
+    where no setting could decide anything and no claim was decided, that this run decides nothing."""
+    summaries = threat_summaries(entries)
+    lines = [a.line() for a in summaries] + claim_answers(claims)
+    decided = claims is not None and any(
+        r["kind"] == "claim" and r["verdict"] not in ("inconclusive", "untested") for r in claims["verdicts"]
+    )
+    if summaries and all(a.underpowered == a.settings for a in summaries) and not decided:
+        lines.append(
+            "this run decides nothing: every setting has too few poisons to reach alpha (it demonstrates the "
+            "pipeline; the main job, sapabench run, is designed to decide)"
+        )
+    return lines
+
+
 ANSWER_CLAIMS = 5
 """How many claim verdicts the page's first lines name (the primary claims first)."""
 
@@ -921,7 +937,7 @@ def render_page(
         keep_trailing_newline=True,
     )
     return env.get_template(TEMPLATE).render(
-        answers=[a.line() for a in threat_summaries(entries)] + claim_answers(claims),
+        answers=_answers(entries, claims),
         summary=run_summary(entries, runs),
         claims=claims_view(claims, entries, figures),
         filters=filters,

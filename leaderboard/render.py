@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sapabench.core.atomic import write_text
+from sapabench.core.atomic import stale_temporaries, write_text
 from sapabench.core.owned import own_folder, replace_owned
 from sapabench.leaderboard.cost import COST_COLUMNS, cost_view
 from sapabench.leaderboard.pairs import SIGNIFICANCE_NOTE, sapa_pairs
@@ -60,6 +60,7 @@ def render(entries_dir: str | Path, out: str | Path) -> list[Path]:
     reads ``out/runs.json`` and ``out/claims.json`` when they exist: :mod:`sapabench.leaderboard.records`)."""
     entries = load_entries(entries_dir)
     out = own_folder(Path(out), "leaderboard folder")
+    stale_temporaries(out)
     rows = [entry_row(e) for e in entries]
     pairs = sapa_pairs(entries)
     threat_rows = threat_view(entries)

@@ -32,7 +32,8 @@ class ThreatSummary:
     Attributes:
         threat: ``targeted``, ``backdoor`` or ``untargeted``.
         settings: SAPA-vs-base settings measured (black-box).
-        stronger / weaker: settings where SAPA's mean is stronger / weaker (ties are neither).
+        stronger / weaker: settings where SAPA's mean is stronger / weaker (ties are neither, and
+            the line counts them: "tied in t").
         stronger_significant / weaker_significant: of those, decided at ``alpha`` after
             the page's one correction (Benjamini-Yekutieli over its comparisons).
         underpowered: settings whose design cannot reach ``alpha`` (fewer than
@@ -55,6 +56,9 @@ class ThreatSummary:
             f"{self.threat}: SAPA stronger than its base in {self.stronger} of {self.settings} setting(s) "
             f"({self.stronger_significant} significant), weaker in {self.weaker} ({self.weaker_significant} significant)"
         )
+        tied = self.settings - self.stronger - self.weaker
+        if tied:
+            text += f", tied in {tied}"
         if self.underpowered:
             text += f"; {self.underpowered} underpowered (need >= {MIN_PAIRS} poisons to reach p < {self.alpha:g})"
         return text

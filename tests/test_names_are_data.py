@@ -99,3 +99,68 @@ def test_re_sealed_entries_with_values_out_of_range_are_refused_at_load(tmp_path
     path.write_text(json.dumps(_resealed(**changes)))
     with pytest.raises(EntryError, match=message):
         load_entry(path)
+
+
+def test_a_killed_renders_temporaries_are_cleaned_and_a_users_files_kept(tmp_path):
+    entries = tmp_path / "entries"
+    entries.mkdir()
+    for i, attack in enumerate(("error-min", "sapa-error-min")):
+        (entries / f"{i}.json").write_text(json.dumps(_entry(attack, "convnet")))
+    board = tmp_path / "board"
+    board.mkdir()
+    ours = board / ".leaderboard.html.k3j_4h5g.tmp"  # what a render killed before its rename leaves
+    ours.write_text("half a page")
+    theirs = [board / ".notes.draft.tmp", board / ".leaderboard.html.tmp", board / "mine.tmp"]
+    for p in theirs:
+        p.write_text("a user's")
+    render(entries, board)
+    assert not ours.exists() and all(p.read_text() == "a user's" for p in theirs)
+
+
+def test_the_summary_counts_ties_and_a_run_that_decides_nothing_says_so(tmp_path):
+    from sapabench.leaderboard.summary import threat_summaries
+
+    tie = [make_entry("error-min", [0.5, 0.6]), make_entry("sapa-error-min", [0.6, 0.5])]  # one poison, equal means
+    (summary,) = threat_summaries(tie)
+    assert summary.line().startswith(
+        "untargeted: SAPA stronger than its base in 0 of 1 setting(s) (0 significant), weaker in 0 (0 significant), "
+        "tied in 1; 1 underpowered"
+    )
+    entries = tmp_path / "entries"
+    entries.mkdir()
+    for i, e in enumerate(tie):
+        (entries / f"{i}.json").write_text(json.dumps(e))
+    render(entries, tmp_path / "board")
+    html = (tmp_path / "board" / "leaderboard.html").read_text()
+    answer = html[html.index('id="answer"') : html.index("</section>", html.index('id="answer"'))]
+    assert "this run decides nothing: every setting has too few poisons" in answer
+
+
+def test_the_poison_dtype_check_names_the_dtypes():
+    import torch
+
+    from sapabench.core.errors import ConfigError
+    from sapabench.core.poison import PoisonSet
+    from sapabench.core.threats import ThreatModel
+
+    with pytest.raises(ConfigError, match=r"delta is torch.float64, not torch.float32"):
+        PoisonSet(
+            attack="error-min",
+            dataset="digits",
+            dataset_fingerprint="",
+            num_train=10,
+            image_shape=(1, 8, 8),
+            indices=torch.arange(2),
+            delta=torch.zeros(2, 1, 8, 8, dtype=torch.float64),
+            labels=None,
+            eps=0.1,
+            budget=1.0,
+            threat=ThreatModel("untargeted"),
+            trigger=None,
+            config={},
+            seed=0,
+            surrogate={},
+            craft_s=0.0,
+            sapabench_version="x",
+            extra={},
+        )
