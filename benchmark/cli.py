@@ -229,7 +229,7 @@ def _pretrained(args: argparse.Namespace) -> str:
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available, else CPU), cpu or cuda")
     p.add_argument(
         "--pretrained",
         metavar="PATH",
@@ -775,7 +775,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sapabench {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("list", help="list registered datasets, architectures, recipes or attacks")
+    p = sub.add_parser(
+        "list", help="list registered datasets, architectures, recipes, attacks, defenses, victim protocols or suites"
+    )
     p.add_argument("axis", choices=("datasets", "archs", "recipes", "attacks", "defenses", "protocols", "suites"))
     p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. 'res*'")
     p.set_defaults(func=_cmd_list)
@@ -784,7 +786,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", default="convnet", help="architecture (default convnet; see: sapabench list archs)")
     p.add_argument("--recipe", default="sgd", help="training recipe (default sgd; see: sapabench list recipes)")
     p.add_argument("--dataset", default=EMBEDDED_DATASET, help="dataset (default digits; see: sapabench list datasets)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seeds the victim's initialisation and data order (default 0)")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
     _add_training_options(p)
     _add_numerics_options(p, AUTO)
@@ -814,15 +816,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--surrogate-arch", help="surrogate architecture (default: the preset's)")
     p.add_argument("--surrogate-epochs", type=int, help="surrogate training epochs (default: the dataset's)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other attack option, e.g. --set steps=50")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available, else CPU), cpu or cuda")
     _add_data_options(p)
     p.set_defaults(func=_cmd_attack)
 
     p = sub.add_parser("evaluate", help="re-train victims on a poison set; metric as mean +/- SE")
     p.add_argument("--poison", required=True, help="folder written by sapabench attack")
-    p.add_argument("--arch", default="convnet")
-    p.add_argument("--recipe", default="sgd")
-    p.add_argument("--trials", type=int, default=5)
+    p.add_argument("--arch", default="convnet", help="victim architecture (default convnet; sapabench list archs)")
+    p.add_argument("--recipe", default="sgd", help="victim training recipe (default sgd; sapabench list recipes)")
+    p.add_argument("--trials", type=int, default=5, help="victims trained on the poison (default 5)")
     p.add_argument(
         "--seed",
         type=int,
@@ -840,7 +842,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", action="store_true", help="also train clean victims with the same seeds")
     p.add_argument("--defense", default=NO_DEFENSE, help="a registered defense applied to every victim (default none)")
     _add_protocol_options(p, sources=True)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available, else CPU), cpu or cuda")
     _add_training_options(p)
     _add_numerics_options(p, AUTO)
     _add_data_options(p)
@@ -880,7 +882,7 @@ def build_parser() -> argparse.ArgumentParser:
         "forged value with probability 0.9)",
     )
     p.add_argument("--seed", type=int, default=0, help="seeds which trials are drawn")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available, else CPU), cpu or cuda")
     p.add_argument(
         "--no-deterministic",
         dest="deterministic",
