@@ -147,6 +147,16 @@ def test_manifest_catches_replaced_and_added_entries(submission, tmp_path, capsy
     assert "content hash differs" in text and "extra.json is not listed" in text
 
 
+def test_a_submission_whose_manifest_was_deleted_is_refused(submission, tmp_path, capsys):
+    from sapabench.benchmark.submit import MANIFEST_FILE
+
+    out = _copy(submission, tmp_path)
+    (out / MANIFEST_FILE).unlink()
+    assert main(["verify", str(out), "--cells", "1", "--device", "cpu", "--quiet"]) == 1
+    text = capsys.readouterr().out
+    assert f"is a submission (it holds suite.toml) but its {MANIFEST_FILE} is missing" in text
+
+
 def test_a_submission_with_an_edited_poison_is_refused(submission, tmp_path, capsys):
     out = _copy(submission, tmp_path)
     meta_path = next((out / "poisons").glob("error-max-*/poison.json"))
