@@ -24,6 +24,7 @@ from sapabench.benchmark.claims import COST_DESCRIPTION, EFFECT_RULE, TEST_DESCR
 from sapabench.benchmark.entries import board_dir, entries_dir
 from sapabench.benchmark.executor import RESOURCE_KEYS, Resources, make_executor
 from sapabench.benchmark.runner import CELL_CAP, RunReport, run_suite
+from sapabench.benchmark.store import file_system_fault
 from sapabench.benchmark.submit import prepare, submission_suite, write_manifest
 from sapabench.benchmark.suite import (
     NESTED,
@@ -972,11 +973,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # output piped into head & co.
         return 0
-    except sqlite3.DatabaseError as err:  # garbage pages found mid-read
-        print(
-            f"sapabench: error: a results database is corrupt ({err}); restore it or choose another --out",
-            file=sys.stderr,
-        )
+    except sqlite3.DatabaseError as err:  # a full or read-only disk, or garbage pages found mid-read
+        fault = file_system_fault(err)
+        if fault is not None:
+            print(f"sapabench: error: {fault}", file=sys.stderr)
+        else:
+            print(
+                f"sapabench: error: a results database is corrupt ({err}); restore it or choose another --out",
+                file=sys.stderr,
+            )
         return EXIT_USAGE
     except OSError as err:  # read-only or full disk, a file where a folder should be: finished work is kept
         print(f"sapabench: error: {file_system_error(err)}", file=sys.stderr)

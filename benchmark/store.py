@@ -145,7 +145,29 @@ _OUR_TABLES = {"meta", "poisons", "cells"}
 _CELL_IDENTITY = {"key", "suite", "attack", "trial_seed", "status", "finished_at"}
 
 
-def _not_ours(path: Path, why: str) -> ConfigError:
+FILE_SYSTEM_ERRORS = {
+    "database or disk is full": "the disk is full: free some space and run the same command again (finished results "
+    "are kept)",
+    "readonly database": "the folder or the database is read-only: choose a writable --out or fix its permissions",
+    "unable to open database file": "the database cannot be opened (a read-only, missing or inaccessible folder): "
+    "choose a writable --out or fix its permissions",
+    "disk i/o error": "the disk reported an I/O error: check the disk and run the same command again (finished "
+    "results are kept)",
+}
+"""SQLite's messages for failures of the file system, not of the database: said as such, never
+as a corrupt or foreign database (which could make a user delete good results)."""
+
+
+def file_system_fault(err: sqlite3.Error) -> str | None:
+    """What a SQLite error says about the file system, or None where it is about the database."""
+    text = str(err).lower()
+    return next((fix for marker, fix in FILE_SYSTEM_ERRORS.items() if marker in text), None)
+
+
+def _not_ours(path: Path, why: str, err: sqlite3.Error | None = None) -> ConfigError:
+    fault = None if err is None else file_system_fault(err)
+    if fault is not None:
+        return ConfigError(f"{path}: {fault}")
     return ConfigError(
         f"{path} is not a sapabench results database ({why}); it was left untouched: choose another --out"
     )
@@ -171,7 +193,7 @@ def check_identity(path: Path) -> None:
                     raise _not_ours(path, "its tables are not sapabench's")
             version = meta.get("store_version", "1")
     except sqlite3.DatabaseError as err:
-        raise _not_ours(path, str(err)) from None
+        raise _not_ours(path, str(err), err) from None
     if not str(version).isdigit() or int(version) > STORE_VERSION:
         raise ConfigError(
             f"{path} was written by a newer sapabench (results layout {str(version)[:20]}, this one reads up to "
@@ -199,7 +221,7 @@ class ResultsStore:
                     [("application", APPLICATION), ("store_version", str(STORE_VERSION))],
                 )
         except sqlite3.DatabaseError as err:
-            raise _not_ours(self.path, str(err)) from None
+            raise _not_ours(self.path, str(err), err) from None
 
     @staticmethod
     def _migrate(con: sqlite3.Connection) -> None:

@@ -332,7 +332,9 @@ def check_manifest(folder: Path, files: list[Path]) -> list[str]:
     """A submission's manifest must list exactly its entry files, with their content hashes."""
     path = folder / MANIFEST_FILE
     if not path.exists() and not path.is_symlink():
-        if (folder / SUITE_FILE).exists():  # a submission's folder (sapabench submit wrote its suite) without its manifest
+        if (
+            folder / SUITE_FILE
+        ).exists():  # a submission's folder (sapabench submit wrote its suite) without its manifest
             return [
                 f"{folder} is a submission (it holds {SUITE_FILE}) but its {MANIFEST_FILE} is missing: nothing tells "
                 "which entries were submitted, so none is accepted; re-run sapabench submit to rewrite it"

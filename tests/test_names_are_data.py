@@ -164,3 +164,36 @@ def test_the_poison_dtype_check_names_the_dtypes():
             sapabench_version="x",
             extra={},
         )
+
+
+@pytest.mark.parametrize(
+    ("message", "said"),
+    [
+        ("database or disk is full", "the disk is full: free some space"),
+        ("attempt to write a readonly database", "read-only: choose a writable --out"),
+        ("disk I/O error", "the disk reported an I/O error"),
+    ],
+)
+def test_a_full_or_read_only_disk_is_named_as_such_never_as_a_corrupt_database(
+    tmp_path, monkeypatch, capsys, message, said
+):
+    import sqlite3
+
+    from sapabench.benchmark import store as store_module
+    from sapabench.benchmark.cli import main
+    from sapabench.benchmark.store import ResultsStore
+    from sapabench.core.errors import ConfigError
+
+    ResultsStore(tmp_path / "run")  # a good database, written before the disk filled
+
+    def failing(*args, **kwargs):
+        raise sqlite3.OperationalError(message)
+
+    monkeypatch.setattr(store_module.ResultsStore, "_connect", failing)
+    with pytest.raises(ConfigError) as err:
+        ResultsStore(tmp_path / "run")
+    assert said in str(err.value) and "not a sapabench results database" not in str(err.value)
+    monkeypatch.setattr(store_module.ResultsStore, "__init__", lambda self, folder: failing())
+    assert main(["run", "--suite", "smoke", "--out", str(tmp_path / "run")]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("sapabench: error:")]
+    assert len(errors) == 1 and said in errors[0] and "corrupt" not in errors[0]
