@@ -219,7 +219,15 @@ class PoisonSet:
 
     def _write(self, tensors: Path, meta: Path) -> None:
         """The two files, each flushed to disk before any rename makes it the poison."""
-        save_file(self._tensors(), str(tensors), metadata={"format": "sapabench-poison"})
+        try:
+            save_file(self._tensors(), str(tensors), metadata={"format": "sapabench-poison"})
+        except OSError:
+            raise
+        except Exception as err:  # safetensors reports a full or read-only disk as its own error
+            raise ConfigError(
+                f"{tensors.parent}: writing the poison failed ({' '.join(str(err).split())[:200]}): the disk may be "
+                "full or read-only; free some space or choose another --out (an earlier poison there is kept)"
+            ) from None
         _fsync(tensors)
         digest = file_sha256(tensors)
         with open(meta, "w", encoding="utf-8") as f:

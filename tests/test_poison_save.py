@@ -152,3 +152,22 @@ def test_a_poison_folder_of_its_own_inside_a_project_needs_no_flag(tmp_path):
     poison = project / "poison"  # a folder of its own inside the project needs no flag
     assert main(["attack", "error-max", "--preset", "smoke", "--out", str(poison)]) == 0
     assert PoisonSet.load(poison).attack == "error-max"
+
+
+def test_a_disk_that_fills_while_a_poison_is_saved_is_one_line_and_keeps_the_old(tmp_path, monkeypatch):
+    import sapabench.core.poison as poison_module
+
+    out = tmp_path / "P"
+    _poison(1).save(out)
+
+    class SafetensorError(Exception):
+        """safetensors' own error type, raised for an I/O failure while writing."""
+
+    def full(*args, **kwargs):
+        raise SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull })")
+
+    monkeypatch.setattr(poison_module, "save_file", full)
+    with pytest.raises(ConfigError, match=r"writing the poison failed .* the disk may be full or read-only"):
+        _poison(2).save(out)
+    monkeypatch.undo()
+    assert PoisonSet.load(out).seed == 1 and not list(out.glob(f"*{NEXT}"))
