@@ -17,8 +17,10 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import inspect
+import os
 import re
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -36,6 +38,45 @@ class Entry(Generic[T]):
     name: str
     factory: Callable[..., T]
     description: str
+
+
+PLUGIN_TIMEOUT_S = 30.0
+"""How long a plugin's import may take before it is reported and skipped (``SAPABENCH_PLUGIN_TIMEOUT``
+overrides it): a plugin that hangs on import must not hang the harness."""
+
+
+def plugin_timeout() -> float:
+    raw = os.environ.get("SAPABENCH_PLUGIN_TIMEOUT")
+    try:
+        value = float(raw) if raw else PLUGIN_TIMEOUT_S
+    except ValueError:
+        return PLUGIN_TIMEOUT_S
+    return value if 0 < value < 3600 else PLUGIN_TIMEOUT_S
+
+
+class PluginTimeout(Exception):
+    """A plugin's import did not finish in time."""
+
+
+def _load(ep: Any, timeout: float) -> Any:
+    """``ep.load()`` in a daemon thread, waited for ``timeout`` seconds: a plugin that hangs on
+    import is abandoned (its thread ends with the process) instead of hanging the command."""
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            result["value"] = ep.load()
+        except BaseException as err:  # re-raised in the caller's thread
+            result["error"] = err
+
+    thread = threading.Thread(target=run, name=f"plugin-{ep.name}", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise PluginTimeout(f"its import did not finish in {timeout:g} s (SAPABENCH_PLUGIN_TIMEOUT)")
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
 
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
@@ -75,7 +116,7 @@ class Registry(Generic[T]):
                         f"its name is the built-in {self.kind} {ep.name!r}'s; a plugin may not replace a built-in: "
                         "rename its entry point"
                     )
-                obj = ep.load()
+                obj = _load(ep, plugin_timeout())
                 if callable(obj) and not isinstance(obj, type(sys)) and ep.name not in self._entries:
                     self.register(ep.name)(obj)
             # a broken plugin must not break the harness, whatever it raises on import: SystemExit,

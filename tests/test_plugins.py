@@ -291,3 +291,35 @@ def test_a_plugin_may_not_take_a_built_in_name_or_one_that_is_no_file_name(monke
     for bad in ("a/b", "../x", ".hidden", "", "x" * 101, "tab\tname"):
         with pytest.raises(ValueError, match="must be 1-100 letters, digits"):
             reg.register(bad)
+
+
+def test_a_plugin_that_hangs_on_import_is_reported_and_skipped(monkeypatch, capsys):
+    import threading
+    import time
+
+    import sapabench.core.registry as registry_module
+
+    release = threading.Event()
+
+    class Sleeper:
+        name, value = "sleeper", "pkg:sleeper"
+
+        def load(self):
+            release.wait(30)  # a plugin that sleeps on import
+            return lambda: "late"
+
+    class Good:
+        name, value = "good", "pkg:good"
+
+        def load(self):
+            return lambda: "ok"
+
+    monkeypatch.setenv("SAPABENCH_PLUGIN_TIMEOUT", "0.3")
+    monkeypatch.setattr(registry_module, "entry_points", lambda group: [Sleeper(), Good()])
+    reg: Registry = Registry("attack", plugin_group="sapabench.attacks")
+    t0 = time.monotonic()
+    assert reg.list() == ["good"]
+    assert time.monotonic() - t0 < 5
+    assert "did not finish in 0.3 s" in reg.plugin_errors["sleeper"]
+    assert "attack plugin 'sleeper' (pkg:sleeper) was not loaded: PluginTimeout" in capsys.readouterr().err
+    release.set()
