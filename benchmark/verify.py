@@ -40,7 +40,7 @@ import hashlib
 import math
 import random
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -395,15 +395,38 @@ def _submission_suite(folder: Path, manifest: dict[str, Any], problems: list[str
     return name if isinstance(name, str) else None
 
 
-def check_poisons(folder: Path) -> list[str]:
+def check_poisons(folder: Path, files: Sequence[Path] = ()) -> list[str]:
     """Every poison folder a run or submission holds must load: sealed metadata, tensors matching
-    their hash, bounds kept (an edited threat model would be measured against the edited target)."""
+    their hash, bounds kept (an edited threat model would be measured against the edited target);
+    and a shipped poison that an entry names by its hash must be of that entry's attack, crafted
+    with that entry's resolved config (a poison of another attack passed off as this one's)."""
     problems = []
+    shipped: dict[str, tuple[Path, PoisonSet]] = {}
     for meta in sorted((folder / "poisons").glob(f"*/{META_FILE}")):
         try:
-            PoisonSet.load(meta.parent)
+            shipped[recorded_sha256(meta.parent)] = (meta.parent, PoisonSet.load(meta.parent))
         except ConfigError as err:
             problems.append(str(err))
+    for path in files:
+        try:
+            entry = read_json(path, "leaderboard entry")
+            attack, config = entry["attack"], entry["setting"].get("attack_config") or {}
+            hashes = entry["provenance"]["poison_sha256"]
+        except (ConfigError, KeyError, TypeError):
+            continue  # the entry's own check refuses it, with its reason
+        for digest in hashes if isinstance(hashes, list) else []:
+            if not isinstance(digest, str) or digest not in shipped:
+                continue
+            where, poison = shipped[digest]
+            if poison.attack != attack:
+                problems.append(
+                    f"{where.name}: a poison of {poison.attack!r}, but {path.name} is an entry of {attack!r}"
+                )
+            elif config and poison.config != config:
+                differs = sorted(k for k in set(poison.config) | set(config) if poison.config.get(k) != config.get(k))
+                problems.append(
+                    f"{where.name}: crafted with another config than {path.name} records ({', '.join(differs[:5])})"
+                )
     return problems
 
 
@@ -422,7 +445,7 @@ def verify(
     if cells is not None and (not isinstance(cells, int) or cells < 1):
         raise ConfigError(f"invalid cells={cells!r}: re-run at least 1 trial per entry (set --cells)")
     folder, files = entry_files(target)
-    problems = check_manifest(folder, files) + check_poisons(folder) if folder else []
+    problems = check_manifest(folder, files) + check_poisons(folder, files) if folder else []
     poison_root = None if folder is None else folder / "poisons"
     verifier = Verifier(source_for, device, cells, seed, log, poison_root, deterministic)
     verdicts = []

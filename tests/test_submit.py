@@ -157,6 +157,19 @@ def test_a_submission_whose_manifest_was_deleted_is_refused(submission, tmp_path
     assert f"is a submission (it holds suite.toml) but its {MANIFEST_FILE} is missing" in text
 
 
+def test_an_entry_that_names_another_attacks_poison_is_refused(submission, tmp_path, capsys):
+    """A forger re-seals the base attack's entry to name the SAPA twin's shipped poison: the
+    poison's own sealed metadata says whose it is."""
+    out = _copy(submission, tmp_path)
+    sapa = json.loads(_entry_file(out, "sapa-error-max").read_text())
+    _reseal(
+        _entry_file(out, "error-max"),
+        lambda e: e["provenance"].__setitem__("poison_sha256", sapa["provenance"]["poison_sha256"]),
+    )
+    assert main(["verify", str(out), "--cells", "1", "--device", "cpu", "--quiet"]) == 1
+    assert "a poison of 'sapa-error-max', but error-max--" in capsys.readouterr().out
+
+
 def test_a_submission_with_an_edited_poison_is_refused(submission, tmp_path, capsys):
     out = _copy(submission, tmp_path)
     meta_path = next((out / "poisons").glob("error-max-*/poison.json"))
