@@ -154,6 +154,10 @@ def test_every_view_marks_the_same_comparisons_significant(tmp_path):
         if r["attack"] == "error-min"
     }
     assert table4 == threats
+    rows = [r.split("|")[1:-1] for r in (board / "table4.md").read_text().splitlines()[2:]]
+    header = [h.strip() for h in (board / "table4.md").read_text().splitlines()[0].split("|")[1:-1]]
+    markdown = {r[header.index("recipe")].strip(): r[header.index("significant")].strip() for r in rows}
+    assert markdown == table4  # the Markdown says what the CSV says
     assert table4["sgd"] == table4["adam"] == "yes" and table4["cutout"] == "no" and table4["sam"] == "undecidable"
     html = (board / "leaderboard.html").read_text()
     pairs = html[html.index('id="pairs"') : html.index("</section>", html.index('id="pairs"'))]
