@@ -117,10 +117,30 @@ class SurrogateConfig(ModelConfig):
             raise ConfigError(f"invalid rho_scale={self.rho_scale!r}: {' or '.join(RHO_SCALES)}")
 
 
+MAX_OPTION = {
+    "restarts": 1_000,
+    "ensemble": 1_000,
+    "reinit": 1_000,
+    "unroll": 1_000,
+    "max_rounds": 10_000,
+    "stagger_epochs": 10_000,
+    "batch_size": 1_000_000,
+}
+"""The most an integer option of an attack may ask for (default :data:`MAX_STEPS`): a config
+(from a suite, an entry to verify, a submission) of 10^9 steps would re-craft without bound."""
+MAX_STEPS = 100_000
+"""The most optimisation steps of any kind (the paper's presets use at most a few thousand)."""
+
+
 def check_positive_ints(config: AttackConfig, *names: str) -> None:
-    """Refuse config fields that must be positive integers (steps, restarts, batch sizes...)."""
+    """Refuse config fields that must be positive integers (steps, restarts, batch sizes...),
+    and values beyond their maximum (:data:`MAX_OPTION`, :data:`MAX_STEPS`)."""
     for name in names:
-        positive(name, getattr(config, name), integer=True)
+        value = getattr(config, name)
+        positive(name, value, integer=True)
+        most = MAX_OPTION.get(name, MAX_STEPS)
+        if value > most:
+            raise ConfigError(f"invalid {name}={value}: at most {most:,} (set a smaller {name})")
 
 
 @dataclass

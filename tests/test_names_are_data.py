@@ -197,3 +197,24 @@ def test_a_full_or_read_only_disk_is_named_as_such_never_as_a_corrupt_database(
     assert main(["run", "--suite", "smoke", "--out", str(tmp_path / "run")]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("sapabench: error:")]
     assert len(errors) == 1 and said in errors[0] and "corrupt" not in errors[0]
+
+
+@pytest.mark.parametrize(("option", "value"), [("steps", 10**9), ("restarts", 5_000)])
+def test_an_unbounded_attack_option_is_refused_in_one_line_before_work(tmp_path, capsys, option, value):
+    from sapabench.benchmark.cli import main
+    from sapabench.benchmark.suite import parse_suite
+    from sapabench.core.errors import ConfigError
+
+    assert (
+        main(["attack", "error-max", "--preset", "smoke", "--set", f"{option}={value}", "--out", str(tmp_path / "p")])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and f"invalid {option}={value}: at most" in err
+    assert not (tmp_path / "p").exists()
+    suite = (
+        'name = "big"\ndataset = "digits"\npreset = "smoke"\n[[grid]]\nattacks = ["error-max"]\n'
+        f'recipes = ["sgd"]\narchs = ["convnet"]\noptions = {{ {option} = {value} }}\n'
+    )
+    with pytest.raises(ConfigError, match=f"invalid {option}={value}: at most"):
+        parse_suite(suite)
