@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ from sapabench.benchmark.claims import (
 )
 from sapabench.benchmark.entries import board_dir, entries_dir
 from sapabench.core.errors import ConfigError
-from sapabench.core.stats import adjust_p, sign_flip_p, two_sided_floor
+from sapabench.core.stats import adjust_p, sign_flip_p
 from sapabench.leaderboard.pairs import Pair, clean_entry, sapa_pairs, trial_values
 from sapabench.leaderboard.records import RUNS_FILE, load_runs
 from sapabench.leaderboard.schema import load_entries
@@ -86,10 +86,6 @@ class GapChange:
     p: float
     p_adjusted: float | None = None
     options_changed: str = ""
-
-    @property
-    def decidable(self) -> bool:
-        return self.poisons >= 2 and two_sided_floor(self.poisons) < 1.0
 
     def moved(self, alpha: float) -> bool:
         return self.p_adjusted is not None and self.p_adjusted < alpha
@@ -164,13 +160,18 @@ def _claim_for(pair: Pair, claims: list[Claim], archs: Counter[str], measure: st
 
 
 def _margin(
-    pair: Pair, entries: list[dict[str, Any]], by_id: dict[str, dict[str, Any]], measure: str, fixed: float | None
+    pair: Pair,
+    entries: list[dict[str, Any]],
+    by_id: dict[str, dict[str, Any]],
+    measure: str,
+    fixed: float | None,
+    claims: list[Claim],
+    archs: Counter[str],
 ) -> tuple[float, str]:
-    """The comparison's margin and where it came from."""
+    """The comparison's margin and where it came from (``claims`` and the BEFORE run's ``archs``
+    read once by the caller, not per comparison)."""
     if fixed is not None:
         return fixed, "--margin"
-    _, claims = load_claims()
-    archs = Counter(p.arch for p in sapa_pairs(entries))
     claim = _claim_for(pair, claims, archs, measure)
     if claim is not None:
         _, _, expected, _ = poison_gains(claim, pair, by_id, clean_entry(entries, by_id[pair.base_entry_id]))
@@ -181,13 +182,14 @@ def _margin(
     return DEFAULT_MARGIN[measure], "default"
 
 
-def _changes(
-    before: list[dict[str, Any]], after: list[dict[str, Any]], margin: float | None, alpha: float
-) -> list[GapChange]:
+def _changes(before: list[dict[str, Any]], after: list[dict[str, Any]], margin: float | None) -> list[GapChange]:
     by_before = {e["entry_id"]: e for e in before}
     by_key = {match_key(e): e for e in after}  # SAPA and its base matched one by one: their options may differ
+    pairs = sapa_pairs(before)
+    claims = [] if margin is not None else load_claims()[1]
+    archs = Counter(p.arch for p in pairs)
     rows = []
-    for p in sapa_pairs(before):
+    for p in pairs:
         sapa_b, base_b = by_before[p.sapa_entry_id], by_before[p.base_entry_id]
         sapa_a, base_a = by_key.get(match_key(sapa_b)), by_key.get(match_key(base_b))
         if sapa_a is None or base_a is None or p.white_box:
@@ -207,7 +209,7 @@ def _changes(
             if not seeds:
                 continue
             change = [ga[s] - gb[s] for s in seeds]
-            m, source = _margin(p, before, by_before, measure, margin)
+            m, source = _margin(p, before, by_before, measure, margin, claims, archs)
             fell = sign_flip_p([-m - c for c in change])  # change significantly below -margin
             rose = sign_flip_p([c - m for c in change])  # change significantly above +margin
             rows.append(
@@ -229,11 +231,9 @@ def _changes(
             )
     decidable = [i for i, r in enumerate(rows) if r.poisons >= 2]
     adjusted = adjust_p([rows[i].p for i in decidable], "holm")
-    out = list(rows)
     for i, q_value in zip(decidable, adjusted, strict=True):
-        r = out[i]
-        out[i] = GapChange(**{**r.__dict__, "p_adjusted": q_value})
-    return out
+        rows[i] = replace(rows[i], p_adjusted=q_value)
+    return rows
 
 
 def _verdicts(folder: Path) -> dict[str, str]:
@@ -277,7 +277,7 @@ def compare_runs(before: str | Path, after: str | Path, margin: float | None = N
         all(e["provenance"]["deterministic"] for e in (*eb, *ea))
         and len({e["provenance"]["device"] for e in (*eb, *ea)}) == 1
     )
-    changes = () if identical else tuple(_changes(eb, ea, margin, alpha))
+    changes = () if identical else tuple(_changes(eb, ea, margin))
     vb, va = _verdicts(before), _verdicts(after)
     undecided = (INCONCLUSIVE, UNTESTED)
     changed = tuple(
