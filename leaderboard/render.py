@@ -9,7 +9,7 @@ from pathlib import Path
 from sapabench.core.atomic import stale_temporaries, write_text
 from sapabench.core.owned import own_folder, replace_owned
 from sapabench.leaderboard.cost import COST_COLUMNS, cost_view
-from sapabench.leaderboard.pairs import SIGNIFICANCE_NOTE, sapa_pairs
+from sapabench.leaderboard.pairs import SIGNIFICANCE_NOTE, family, sapa_pairs
 from sapabench.leaderboard.plots import plots
 from sapabench.leaderboard.records import CLAIMS_FILE, RUNS_FILE, load_claims_record, load_runs
 from sapabench.leaderboard.schema import load_entries
@@ -62,8 +62,9 @@ def render(entries_dir: str | Path, out: str | Path) -> list[Path]:
     out = own_folder(Path(out), "leaderboard folder")
     stale_temporaries(out)
     rows = [entry_row(e) for e in entries]
-    pairs = sapa_pairs(entries)
-    threat_rows = threat_view(entries)
+    fam = family(entries)  # the page's one family of comparisons, adjusted once for every view
+    pairs = sapa_pairs(entries, fam)
+    threat_rows = threat_view(entries, fam)
     defense_rows = defense_view(entries)
     cost_rows = cost_view(entries)
     views = {

@@ -24,6 +24,7 @@ from sapabench.core.stats import PairedTest
 from sapabench.core.threats import ADVERSARIAL_MARGIN, NO_THREAT
 from sapabench.leaderboard.pairs import (
     ALPHA,
+    Family,
     Pair,
     family,
     filter_values,
@@ -447,7 +448,7 @@ def _margin_mean(e: dict[str, Any]) -> float:
     return 0.0 if m is None else m["mean"]
 
 
-def threat_view(entries: list[dict[str, Any]]) -> list[ThreatRow]:
+def threat_view(entries: list[dict[str, Any]], fam: Family | None = None) -> list[ThreatRow]:
     """Per threat model and victim protocol (and dataset, arch, recipe, attack settings): every
     attack ranked strongest first (targeted ties of success broken by the adversarial margin),
     beside the clean reference, each baseline compared with its own SAPA twin, or where it has
@@ -464,7 +465,7 @@ def threat_view(entries: list[dict[str, Any]]) -> list[ThreatRow]:
         else:
             options = json.dumps([s["preset"], s["options"], s["victim"]], sort_keys=True)
             groups[(s["threat"], *where, options)].append(e)
-    fam = family(entries)
+    fam = family(entries) if fam is None else fam
     rows = []
     for (threat, *where, _), group in sorted(groups.items()):
         group.sort(key=lambda e: (-_strength(e), -_margin_mean(e), e["attack"]))
