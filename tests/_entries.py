@@ -109,3 +109,13 @@ def make_entry(
             },
         }
     )
+
+
+def make_clean_entry(values=(0.98, 0.99), recipe="sgd", suite="t"):
+    """The clean victims' entry of a setting (no poison: no craft seed, victim seeds 100, ...)."""
+    e = make_entry("error-min", values, recipe=recipe)
+    e.update(attack="clean", base_attack="clean", entry_id=f"clean-{recipe}-convnet", sapa=False)
+    cells = [[None, 100 + i] for i in range(len(values))]
+    e["provenance"].update(craft_seeds=[], poison_sha256=[], cell_seeds=cells)
+    e["setting"].update(preset="-", surrogate="-", threat="none", suite=suite)
+    return seal({k: v for k, v in e.items() if k != "content_sha256"})

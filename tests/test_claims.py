@@ -8,7 +8,7 @@ from sapabench.benchmark.claims import test_claims as check_claims
 from sapabench.core.errors import ConfigError
 from sapabench.core.stats import adjust_p
 from sapabench.leaderboard.records import load_claims_record
-from tests._entries import make_entry
+from tests._entries import make_clean_entry, make_entry
 
 
 def test_claims_file_covers_tables_1_to_5():
@@ -620,15 +620,7 @@ def test_a_pilot_measures_the_variance_between_and_within_poisons(tmp_path):
 
 
 def _clean(recipe, values):
-    """The clean victims' entry of a setting (no poison, victim seeds 100...)."""
-    from sapabench.leaderboard.schema import seal
-
-    e = make_entry("error-min", values, recipe=recipe)
-    e.update(attack="clean", base_attack="clean", entry_id=f"clean-{recipe}-convnet", sapa=False)
-    cells = [[None, 100 + i] for i in range(len(values))]
-    e["provenance"].update(craft_seeds=[], poison_sha256=[], cell_seeds=cells)
-    e["setting"].update(preset="-", surrogate="-", threat="none")
-    return seal({k: v for k, v in e.items() if k != "content_sha256"})
+    return make_clean_entry(values, recipe)
 
 
 def test_below_the_paper_is_decided_against_delta_from_the_clean_victims(tmp_path):

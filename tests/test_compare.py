@@ -8,7 +8,7 @@ import pytest
 from sapabench.benchmark.cli import main
 from sapabench.benchmark.compare import compare_runs
 from sapabench.leaderboard.schema import seal
-from tests._entries import make_entry
+from tests._entries import make_clean_entry, make_entry
 
 CELLS = [(c, 1000 + c) for c in range(8)]  # eight poisons, one nested victim each
 BASE = [0.70 + 0.01 * i for i in range(8)]
@@ -25,12 +25,7 @@ def _run(folder, sapa, base=BASE, suite="t", clean=None, sapa_options=None, **kw
         make_entry("sapa-error-min", sapa, cells=CELLS, **sapa_kw),
     ]
     if clean is not None:
-        e = make_entry("error-min", clean)  # turned into the clean victims' entry
-        e.update(attack="clean", base_attack="clean", entry_id="clean-sgd-convnet")
-        cells = [[None, 100 + i] for i in range(len(clean))]
-        e["provenance"].update(craft_seeds=[], poison_sha256=[], cell_seeds=cells)
-        e["setting"].update(preset="-", surrogate="-", threat="none")
-        made.append(e)
+        made.append(make_clean_entry(clean))
     for e in made:
         e["setting"]["suite"] = suite
         e = seal({k: v for k, v in e.items() if k != "content_sha256"})

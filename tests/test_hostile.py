@@ -26,7 +26,6 @@ from sapabench.benchmark.suite import load_suite, parse_suite
 from sapabench.benchmark.trial import FAILED, TrialRecord
 from sapabench.core.errors import ConfigError
 from sapabench.core.owned import exclusive
-from sapabench.core.poison import PoisonSet
 from sapabench.core.threats import ThreatModel
 
 SMOKE_ARGS = ["--suite", "smoke", "--device", "cpu", "--executor", "local", "--quiet"]
@@ -276,27 +275,17 @@ def test_a_suite_above_the_cell_cap_is_refused_unless_yes(tmp_path, capsys):
 
 
 def test_a_nan_trigger_is_refused_by_validate():
+    from tests._poisons import make_poison
+
     trigger = torch.full((1, 2, 2), float("nan"))
     with pytest.raises(ConfigError, match="NaN or infinite"):  # __post_init__ validates
-        PoisonSet(
+        make_poison(
             attack="clean-label-backdoor",
-            dataset="digits",
-            dataset_fingerprint="",
-            num_train=10,
-            image_shape=(1, 8, 8),
             indices=torch.tensor([0]),
             delta=torch.zeros(1, 1, 8, 8),
-            labels=None,
-            eps=0.1,
             budget=0.5,
             threat=ThreatModel("backdoor", target_class=1, source_class=0, trigger_placement="corner", trigger_seed=0),
             trigger=trigger,
-            config={},
-            seed=0,
-            surrogate={},
-            craft_s=0.0,
-            sapabench_version="x",
-            extra={},
         )
 
 

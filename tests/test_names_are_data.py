@@ -140,30 +140,10 @@ def test_the_poison_dtype_check_names_the_dtypes():
     import torch
 
     from sapabench.core.errors import ConfigError
-    from sapabench.core.poison import PoisonSet
-    from sapabench.core.threats import ThreatModel
+    from tests._poisons import make_poison
 
     with pytest.raises(ConfigError, match=r"delta is torch.float64, not torch.float32"):
-        PoisonSet(
-            attack="error-min",
-            dataset="digits",
-            dataset_fingerprint="",
-            num_train=10,
-            image_shape=(1, 8, 8),
-            indices=torch.arange(2),
-            delta=torch.zeros(2, 1, 8, 8, dtype=torch.float64),
-            labels=None,
-            eps=0.1,
-            budget=1.0,
-            threat=ThreatModel("untargeted"),
-            trigger=None,
-            config={},
-            seed=0,
-            surrogate={},
-            craft_s=0.0,
-            sapabench_version="x",
-            extra={},
-        )
+        make_poison(delta=torch.zeros(4, 1, 8, 8, dtype=torch.float64))
 
 
 @pytest.mark.parametrize(

@@ -5,35 +5,14 @@ import json
 import os
 
 import pytest
-import torch
 
 from sapabench.core.errors import ConfigError
 from sapabench.core.poison import META_FILE, NEXT, TENSORS_FILE, PoisonSet, check_poison_folder, migrate, recover
-from sapabench.core.threats import ThreatModel
+from tests._poisons import make_poison
 
 
 def _poison(seed: int) -> PoisonSet:
-    g = torch.Generator().manual_seed(seed)
-    return PoisonSet(
-        attack="error-min",
-        dataset="digits",
-        dataset_fingerprint="",
-        num_train=10,
-        image_shape=(1, 8, 8),
-        indices=torch.arange(4),
-        delta=(torch.rand(4, 1, 8, 8, generator=g) - 0.5) * 0.1,
-        labels=None,
-        eps=0.1,
-        budget=1.0,
-        threat=ThreatModel("untargeted"),
-        trigger=None,
-        config={"eps": 0.1},
-        seed=seed,
-        surrogate={},
-        craft_s=1.0,
-        sapabench_version="test",
-        extra={},
-    )
+    return make_poison(seed)
 
 
 def _notes(folder):
