@@ -351,7 +351,7 @@ def sign_flip_power(effect: float, sd: float, n: int, alpha: float, draws: int =
         return 0.0
     rng = np.random.default_rng(seed)
     d = rng.normal(effect, sd, size=(draws, n))
-    signs = np.array(list(itertools.product((1.0, -1.0), repeat=n)))  # 2^n x n
+    signs = _sign_vectors(n)  # 2^n x n, the exact test's (cached)
     rejected = 0
     for chunk in np.array_split(d, max(1, draws * 2**n // 2**22)):
         observed = chunk.sum(axis=1)
