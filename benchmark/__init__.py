@@ -6,6 +6,17 @@ contract checks it): ``benchmark`` > ``leaderboard`` | ``defenses`` | ``attacks`
 > ``core``.
 """
 
-from sapabench.core.provenance import VERSION as __version__
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    # PEP 562: the command-line parser (benchmark.parser) imports this package without torch.
+    if name == "__version__":
+        from sapabench.core.provenance import VERSION
+
+        return VERSION
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

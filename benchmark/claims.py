@@ -76,7 +76,7 @@ from sapabench.benchmark.suite import Grid, Suite
 from sapabench.core.atomic import write_json
 from sapabench.core.errors import ConfigError
 from sapabench.core.files import parse_toml, read_toml
-from sapabench.core.names import NO_DEFENSE, default_preset, sapa_name
+from sapabench.core.names import NO_DEFENSE, SCRATCH, default_preset, sapa_name
 from sapabench.core.stats import (
     EXACT_UP_TO,
     GainTest,
@@ -102,7 +102,7 @@ from sapabench.leaderboard.records import (
 )
 from sapabench.leaderboard.render import render
 from sapabench.leaderboard.schema import load_entries
-from sapabench.victims.protocols import PROTOCOLS, SCRATCH, get_protocol, is_white_box
+from sapabench.victims.protocols import PROTOCOLS, get_protocol, is_white_box
 
 PAPER_MAIN_ARCH = "resnet18"
 PAPER_PRESET = "paper"

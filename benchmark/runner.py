@@ -24,7 +24,7 @@ from sapabench.benchmark.claims import plan_claims, undecidable_claims
 from sapabench.benchmark.entries import write_leaderboard
 from sapabench.benchmark.executor import CRAFT, Executor, Graph, LocalExecutor
 from sapabench.benchmark.store import CLAIMS_PLAN, VICTIM_SEEDING, ResultsStore, now
-from sapabench.benchmark.suite import SHARED, Cell, Suite
+from sapabench.benchmark.suite import Cell, Suite
 from sapabench.benchmark.trial import (
     DONE,
     FAILED,
@@ -40,13 +40,11 @@ from sapabench.benchmark.trial import (
 )
 from sapabench.core.datasets import DataSource
 from sapabench.core.errors import ConfigError
+from sapabench.core.names import CELL_CAP, SHARED
 from sapabench.core.numerics import resolve_numerics
 from sapabench.core.owned import exclusive, own_folder
 from sapabench.core.poison import PoisonSet
 from sapabench.victims.train import resolve_step
-
-CELL_CAP = 5_000
-"""The most cells a run starts without ``--yes`` (the largest built-in suite, table1, has 3,060)."""
 
 NO_POISON_CRAFTED = "its poison set could not be crafted (see the poisons table)"
 

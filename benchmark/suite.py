@@ -63,13 +63,28 @@ from sapabench.benchmark.executor import RESOURCE_KEYS, Resources
 from sapabench.core.datasets import DATASETS
 from sapabench.core.errors import ConfigError
 from sapabench.core.files import decode_text, parse_toml, read_bytes
-from sapabench.core.names import CLEAN, NO_DEFENSE, NO_POISON, PRESET_SURROGATE, PRESETS, default_preset, file_name
-from sapabench.core.numerics import AUTO, FP32, MEMORY_FORMATS, PRECISIONS, Numerics
+from sapabench.core.names import (
+    AUTO,
+    CLEAN,
+    MEMORY_FORMATS,
+    NESTED,
+    NO_DEFENSE,
+    NO_POISON,
+    PRECISIONS,
+    PRESET_SURROGATE,
+    PRESETS,
+    SCRATCH,
+    SHARED,
+    VICTIM_SEEDINGS,
+    default_preset,
+    file_name,
+)
+from sapabench.core.numerics import FP32, Numerics
 from sapabench.core.runtime import MAX_SEED
 from sapabench.defenses import DEFENSES
 from sapabench.victims.archs import ARCHS
 from sapabench.victims.pretrained import Checkpoint
-from sapabench.victims.protocols import FILE_PREFIX, NO_PRETRAINED, PRETRAINED_SOURCES, PROTOCOLS, SCRATCH, get_protocol
+from sapabench.victims.protocols import FILE_PREFIX, NO_PRETRAINED, PRETRAINED_SOURCES, PROTOCOLS, get_protocol
 from sapabench.victims.recipes import RECIPES
 
 MAX_COUNT = 10_000
@@ -97,10 +112,6 @@ decided before anything runs), their family-wise ``alpha`` (default: the claims 
 ``looks``: the numbers of poisons at which ``sapabench claims`` may decide them (increasing, the
 last one the design's poisons; default: that one alone), each at the alpha an O'Brien-Fleming
 type spending function gives it (:func:`sapabench.core.stats.spent_alpha`)."""
-NESTED = "nested"
-SHARED = "shared"
-VICTIM_SEEDINGS = (NESTED, SHARED)
-"""How victims are seeded (:func:`victim_seed`)."""
 
 
 def victim_seed(seeding: str, trial_seed: int, craft_seed: int | None, index: int) -> int:

@@ -35,7 +35,7 @@ from sapabench.benchmark.suite import Cell, PoisonSpec, checkpoint_of
 from sapabench.core.atomic import replacing
 from sapabench.core.datasets import DataSource, ImageDataset
 from sapabench.core.errors import ConfigError
-from sapabench.core.names import NO_DEFENSE
+from sapabench.core.names import NO_DEFENSE, SCRATCH
 from sapabench.core.numerics import FP32, Numerics
 from sapabench.core.poison import PoisonSet, recorded_sha256
 from sapabench.core.provenance import provenance
@@ -51,7 +51,7 @@ from sapabench.victims.pretrained import (
     initial_weights,
     state_of,
 )
-from sapabench.victims.protocols import INDEPENDENT_SEED, NO_PRETRAINED, SCRATCH, get_protocol
+from sapabench.victims.protocols import INDEPENDENT_SEED, NO_PRETRAINED, get_protocol
 from sapabench.victims.recipes import RECIPES
 from sapabench.victims.train import TrainResult, VictimSpec, train_packed
 

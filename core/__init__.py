@@ -13,24 +13,35 @@ It imports none of ``victims``, ``attacks``, ``defenses``, ``leaderboard`` or ``
 - ``core.sharpness``: the worst-case weight step shared by SAM and SAPA.
 - ``core.stats``, ``core.atomic``, ``core.checks``, ``core.provenance``: statistics, atomic file
   writes, config validation, where a result came from.
+
+Its names are imported on first use (PEP 562), so importing a light module of this package (for
+example ``core.names`` from the command-line parser) does not import torch.
 """
 
-from sapabench.core.datasets import DATASETS, DataSource, ImageDataset, load_dataset
-from sapabench.core.errors import ConfigError, UnknownNameError
-from sapabench.core.poison import PoisonSet
-from sapabench.core.provenance import VERSION as __version__
-from sapabench.core.registry import Registry
-from sapabench.core.threats import ThreatModel
+from __future__ import annotations
 
-__all__ = [
-    "DATASETS",
-    "ConfigError",
-    "DataSource",
-    "ImageDataset",
-    "PoisonSet",
-    "Registry",
-    "ThreatModel",
-    "UnknownNameError",
-    "__version__",
-    "load_dataset",
-]
+import importlib
+from typing import Any
+
+_HOME = {
+    "DATASETS": "datasets",
+    "DataSource": "datasets",
+    "ImageDataset": "datasets",
+    "load_dataset": "datasets",
+    "ConfigError": "errors",
+    "UnknownNameError": "errors",
+    "PoisonSet": "poison",
+    "Registry": "registry",
+    "ThreatModel": "threats",
+    "__version__": "provenance",
+}
+
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = importlib.import_module(f"{__name__}.{home}")
+    return getattr(module, "VERSION" if name == "__version__" else name)

@@ -9,6 +9,11 @@
 - ``NO_POISON`` and ``PRESET_SURROGATE``: how results rows and leaderboard entries write "no
   poison at all" (the preset and surrogate of clean-data entries) and "the surrogate of the
   attack's preset".
+- The command line's vocabulary (``AUTO``, ``PRECISIONS``, ``MEMORY_FORMATS``, ``STEPS``,
+  ``SCRATCH``, ``NESTED``/``SHARED``/``VICTIM_SEEDINGS``, ``CELL_CAP``): defined here, in a module
+  without torch, so ``sapabench --help`` answers before torch is imported; the modules that use
+  them (``core.numerics``, ``victims.protocols``, ``benchmark.suite``, ``benchmark.runner``)
+  re-export them.
 - :func:`file_name`: the only way a name from a user, an entry, a database or a plugin becomes
   part of a file name (names are data, never paths).
 """
@@ -25,6 +30,22 @@ EMBEDDED_DATASET = "digits"
 NO_POISON = "-"
 PRESET_SURROGATE = "preset"
 SAPA_PREFIX = "sapa-"
+
+AUTO = "auto"
+PRECISIONS = ("fp32", "bf16")
+MEMORY_FORMATS = ("contiguous", "channels_last")
+STEPS = ("eager", "graph")
+"""How a victim's training step runs: ``eager`` (op by op, on any device) or ``graph`` (captured
+once as a CUDA graph and replayed, :mod:`sapabench.victims._graph`; CUDA only). Both run the same step on
+the same draws; ``auto`` resolves with :func:`sapabench.victims.train.resolve_step`."""
+SCRATCH = "scratch"
+"""The victim protocol that trains from a random initialisation (``victims.protocols``)."""
+NESTED = "nested"
+SHARED = "shared"
+VICTIM_SEEDINGS = (NESTED, SHARED)
+"""How victims are seeded (:func:`sapabench.benchmark.suite.victim_seed`)."""
+CELL_CAP = 5_000
+"""The most cells a run starts without ``--yes`` (the largest built-in suite, table1, has 3,060)."""
 
 
 def default_preset(dataset: str) -> str:

@@ -24,14 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from sapabench.core.errors import ConfigError
-
-AUTO = "auto"
-PRECISIONS = ("fp32", "bf16")
-MEMORY_FORMATS = ("contiguous", "channels_last")
-STEPS = ("eager", "graph")
-"""How a victim's training step runs: ``eager`` (op by op, on any device) or ``graph`` (captured
-once as a CUDA graph and replayed, :mod:`sapabench.victims._graph`; CUDA only). Both run the same step on
-the same draws; ``auto`` resolves with :func:`sapabench.victims.train.resolve_step`."""
+from sapabench.core.names import AUTO, MEMORY_FORMATS, PRECISIONS
 
 
 @dataclass(frozen=True)

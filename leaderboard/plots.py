@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from sapabench.core.atomic import replacing
-from sapabench.core.names import NO_DEFENSE, file_name, sapa_name
+from sapabench.core.names import NO_DEFENSE, SCRATCH, file_name, sapa_name
 from sapabench.core.stats import sign_flip_interval
 from sapabench.core.threats import NO_THREAT, THREATS
 from sapabench.leaderboard.pairs import ALPHA, Pair, answer_pairs, protocol_label
-from sapabench.victims.protocols import SCRATCH
 
 
 @dataclass(frozen=True)

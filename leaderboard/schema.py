@@ -35,12 +35,12 @@ from typing import Any
 
 from sapabench.core.errors import ConfigError
 from sapabench.core.files import read_json
-from sapabench.core.names import NO_POISON, PRESETS, is_sapa
-from sapabench.core.numerics import FP32, MEMORY_FORMATS, PRECISIONS, STEPS, Numerics
+from sapabench.core.names import MEMORY_FORMATS, NO_POISON, PRECISIONS, PRESETS, SCRATCH, STEPS, is_sapa
+from sapabench.core.numerics import FP32, Numerics
 from sapabench.core.runtime import MANY_THREADS, UNKNOWN_ISA, cpu_threads
 from sapabench.core.stats import mean_se
 from sapabench.core.threats import ADVERSARIAL_MARGIN, NO_THREAT, THREATS
-from sapabench.victims.protocols import NO_PRETRAINED, PROTOCOLS, SCRATCH
+from sapabench.victims.protocols import NO_PRETRAINED, PROTOCOLS
 from sapabench.victims.recipes import RECIPES
 
 SCHEMA_VERSION = 9

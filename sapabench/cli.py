@@ -1,18 +1,17 @@
-"""The ``sapabench`` command's entry point: ``--version`` answers without importing torch (a
-second instead of five); everything else runs :func:`sapabench.benchmark.cli.main`."""
+"""The ``sapabench`` command's entry point. Arguments are parsed by
+:mod:`sapabench.benchmark.parser`, which imports no torch, so ``--help``, ``--version`` and a
+mistyped option answer in a fraction of a second; only a command that runs imports the harness
+(:func:`sapabench.benchmark.cli.dispatch`)."""
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Sequence
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if args == ["--version"]:
-        from sapabench import __version__
+def main(argv: Sequence[str] | None = None) -> int:
+    from sapabench.benchmark.parser import build_parser
 
-        print(f"sapabench {__version__}")
-        return 0
-    from sapabench.benchmark.cli import main as run
+    args = build_parser().parse_args(argv)
+    from sapabench.benchmark.cli import dispatch
 
-    return run(argv)
+    return dispatch(args)

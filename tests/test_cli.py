@@ -1,3 +1,4 @@
+import argparse
 import io
 import json
 import re
@@ -169,6 +170,51 @@ def test_console_script_error_has_no_traceback():
     )
     assert proc.returncode == 2
     assert proc.stderr.strip() == "sapabench: error: invalid lr=-1.0: must be a positive number (set --lr)"
+
+
+_NO_TORCH = """
+import runpy, sys
+sys.argv = ["sapabench", *sys.argv[1:]]
+try:
+    runpy.run_module("sapabench", run_name="__main__")
+except SystemExit as stop:
+    code = stop.code
+loaded = sorted(m for m in ("torch", "numpy", "matplotlib", "sapabench.benchmark.cli") if m in sys.modules)
+print("LOADED", loaded, "EXIT", code)
+"""
+
+
+@pytest.mark.parametrize(
+    "argv, code",
+    [(["--help"], 0), (["--version"], 0), (["run", "--help"], 0), (["evaluate", "--help"], 0), (["run", "--nope"], 2)],
+)
+def test_help_version_and_a_bad_option_answer_without_importing_torch(argv, code):
+    """The parser (benchmark.parser) imports no torch: --help answers in a fraction of a second
+    (timed in tests/benchmarks/test_help_speed.py), not after torch's five."""
+    proc = subprocess.run([sys.executable, "-c", _NO_TORCH, *argv], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip().splitlines()[-1] == f"LOADED [] EXIT {code}", proc.stdout + proc.stderr
+    if code == 0:
+        assert "sapabench" in proc.stdout
+
+
+def test_every_option_has_help():
+    """Complete help texts: every option of every subcommand says what it does."""
+    from sapabench.benchmark.parser import build_parser
+
+    def parsers(p):
+        yield p
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices.values():
+                    yield from parsers(child)
+
+    missing = [
+        f"{p.prog} {action.option_strings[0] if action.option_strings else action.dest}"
+        for p in parsers(build_parser())
+        for action in p._actions
+        if not action.help and not isinstance(action, argparse._SubParsersAction)
+    ]
+    assert missing == []
 
 
 # ------------------------------------------------------------------------- attack / evaluate

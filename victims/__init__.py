@@ -7,7 +7,7 @@ optional :data:`GradientTransform` hook for training-level defenses), :func:`tra
 helpers :func:`accuracy` / :func:`predict`.
 """
 
-from sapabench.core.numerics import STEPS
+from sapabench.core.names import STEPS
 from sapabench.victims.archs import ARCHS, Victim, build_model
 from sapabench.victims.recipes import RECIPES, AdversarialConfig, Recipe, TrainConfig
 from sapabench.victims.train import (

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from sapabench.core.errors import ConfigError
+from sapabench.core.names import SCRATCH
 from sapabench.core.registry import Registry
 
 
@@ -55,7 +56,6 @@ class Protocol:
 
 
 PROTOCOLS: Registry[Protocol] = Registry("protocol")
-SCRATCH = "scratch"
 
 
 def _register(protocol: Protocol, description: str) -> None:

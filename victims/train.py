@@ -21,7 +21,8 @@ from torch import Tensor, nn
 
 from sapabench.core.datasets import ImageDataset, PoisonLike, load_dataset
 from sapabench.core.errors import ConfigError
-from sapabench.core.numerics import FP32, STEPS, Numerics
+from sapabench.core.names import SCRATCH, STEPS
+from sapabench.core.numerics import FP32, Numerics
 from sapabench.core.runtime import MAX_DERIVED_SEED, check_seed, resolve_device, seeded
 from sapabench.core.sharpness import perturbed_weights, worst_case_direction
 from sapabench.victims._graph import CapturedStep
@@ -37,7 +38,7 @@ from sapabench.victims.augment import (
     pgd_linf,
 )
 from sapabench.victims.optim import AdamUpdate, SGDUpdate, Update
-from sapabench.victims.protocols import SCRATCH, Protocol, extractor_eval, freeze_extractor, get_protocol, load_start
+from sapabench.victims.protocols import Protocol, extractor_eval, freeze_extractor, get_protocol, load_start
 from sapabench.victims.recipes import RECIPES, Recipe
 from sapabench.victims.schedules import lr_multiplier
 
