@@ -498,6 +498,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         source_for=source_for,
         log=log,
         deterministic=args.deterministic,
+        max_entries=args.max_entries,
     )
     if args.json:
         print(json.dumps(report.to_json(), indent=2))

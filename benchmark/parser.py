@@ -14,6 +14,7 @@ from sapabench.core.names import (
     AUTO,
     CELL_CAP,
     EMBEDDED_DATASET,
+    MAX_VERIFY_ENTRIES,
     MEMORY_FORMATS,
     NESTED,
     NO_DEFENSE,
@@ -290,6 +291,13 @@ def build_parser() -> argparse.ArgumentParser:
         "forged value with probability 0.9)",
     )
     p.add_argument("--seed", type=int, default=0, help="seeds which trials are drawn")
+    p.add_argument(
+        "--max-entries",
+        type=int,
+        default=MAX_VERIFY_ENTRIES,
+        help=f"refuse (before any work, with an estimate of the time) a target of more entries (default "
+        f"{MAX_VERIFY_ENTRIES}); the time verification will take is printed before it starts",
+    )
     p.add_argument("--device", default="auto", help="auto (CUDA if available, else CPU), cpu or cuda")
     p.add_argument(
         "--no-deterministic",

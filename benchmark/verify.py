@@ -56,7 +56,7 @@ from sapabench.core.atomic import write_json
 from sapabench.core.datasets import DataSource
 from sapabench.core.errors import ConfigError
 from sapabench.core.files import parse_toml, read_bytes, read_json
-from sapabench.core.names import CLEAN, NO_DEFENSE
+from sapabench.core.names import CLEAN, MAX_VERIFY_ENTRIES, NO_DEFENSE
 from sapabench.core.poison import META_FILE, PoisonSet, recorded_sha256
 from sapabench.core.provenance import git_commit
 from sapabench.core.runtime import UNKNOWN_ISA, device_name, isa, resolve_device, threads_of
@@ -157,6 +157,49 @@ def trials_to_rerun(n: int, cells: int | None) -> int:
     if cells is not None:
         return min(cells, n)
     return n if n <= ALL_TRIALS_UP_TO else math.ceil(CATCH_PROBABILITY * n)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What verifying a set of entries re-runs, and how long that took when the entries were
+    measured (their recorded per-trial and per-poison seconds, on their own devices)."""
+
+    entries: int
+    trials: int
+    poisons: int
+    seconds: float
+    unreadable: int  # entries refused at load: they cost nothing
+
+    def line(self) -> str:
+        minutes = self.seconds / 60
+        took = f"about {minutes:.0f} min" if minutes >= 1 else f"about {self.seconds:.0f} s"
+        skipped = f"; {self.unreadable} unreadable (refused without work)" if self.unreadable else ""
+        return (
+            f"verifying {self.entries} entries: re-runs {self.trials} trials and at most {self.poisons} poisons, "
+            f"{took} at the speed the entries record{skipped}"
+        )
+
+
+def estimate(files: Sequence[Path], cells: int | None) -> Estimate:
+    """The work ``verify`` will do on ``files`` (each poison counted once, as the verifier shares
+    re-crafted poisons between entries), timed by what the entries record."""
+    trials, seconds, unreadable = 0, 0.0, 0
+    poisons: dict[str, float] = {}
+    for path in files:
+        try:
+            entry = load_entry(path)
+        except ConfigError:
+            unreadable += 1
+            continue
+        timings, prov = entry["timings"], entry["provenance"]
+        n = len(prov["cell_seeds"])
+        k = trials_to_rerun(n, cells)
+        trials += k
+        seconds += k * ((timings["train_s_mean"] or 0.0) + (timings["eval_s_mean"] or 0.0))
+        hashes = prov["poison_sha256"]
+        for sha in hashes:  # the entry's crafting (surrogates included) split evenly over its poisons
+            poisons[sha] = (timings["craft_s"] + timings["surrogates_s"]) / max(len(hashes), 1)
+    return Estimate(len(files), trials, len(poisons), seconds + sum(poisons.values()), unreadable)
 
 
 def _label(entry: dict[str, Any]) -> str:
@@ -440,11 +483,24 @@ def verify(
     log: Callable[[str], None] = lambda message: None,
     write_report: bool = True,
     deterministic: bool = True,
+    max_entries: int = MAX_VERIFY_ENTRIES,
 ) -> VerifyReport:
-    """Verify every entry under ``target``; a run/submission folder gets ``verification.json``."""
+    """Verify every entry under ``target``; a run/submission folder gets ``verification.json``.
+    More than ``max_entries`` entries is refused before any work, with the time it would take;
+    within the cap that estimate is logged first."""
     if cells is not None and (not isinstance(cells, int) or cells < 1):
         raise ConfigError(f"invalid cells={cells!r}: re-run at least 1 trial per entry (set --cells)")
+    if not isinstance(max_entries, int) or max_entries < 1:
+        raise ConfigError(f"invalid max_entries={max_entries!r}: must be at least 1 (set --max-entries)")
     folder, files = entry_files(target)
+    if len(files) > max_entries:
+        work = estimate(files, cells) if len(files) <= 50 * max_entries else None
+        took = "" if work is None else f" ({work.line().split(': ', 1)[1]})"
+        raise ConfigError(
+            f"{target} holds {len(files)} entries, more than the {max_entries} one verify re-runs by default{took}: "
+            f"verify a sample (an entry file, or fewer --cells) or pass --max-entries {len(files)}"
+        )
+    log(estimate(files, cells).line())
     problems = check_manifest(folder, files) + check_poisons(folder, files) if folder else []
     poison_root = None if folder is None else folder / "poisons"
     verifier = Verifier(source_for, device, cells, seed, log, poison_root, deterministic)

@@ -44,6 +44,9 @@ NESTED = "nested"
 SHARED = "shared"
 VICTIM_SEEDINGS = (NESTED, SHARED)
 """How victims are seeded (:func:`sapabench.benchmark.suite.victim_seed`)."""
+MAX_VERIFY_ENTRIES = 200
+"""The most entries one ``sapabench verify`` re-runs without ``--max-entries`` (a standard
+submission has 4 to 12; thousands re-train for days)."""
 CELL_CAP = 5_000
 """The most cells a run starts without ``--yes`` (the largest built-in suite, table1, has 3,060)."""
 

@@ -344,3 +344,40 @@ def test_kill_9_of_a_run_leaves_no_worker_alive(tmp_path):
     while time.time() < deadline and any(_alive(w) for w in workers):
         time.sleep(0.1)
     assert not any(_alive(w) for w in workers)
+
+
+def test_verify_refuses_more_entries_than_its_cap_before_any_work(tmp_path, capsys):
+    """A folder of many entries is refused in one line with the time it would take, before any
+    re-crafting or re-training (nothing is written into it)."""
+    from sapabench.core.atomic import write_json
+    from tests._entries import make_entry
+
+    folder = tmp_path / "entries"
+    folder.mkdir()
+    for i in range(3):
+        e = make_entry(values=(0.5, 0.6, 0.7), cells=[[i, 100], [i, 101], [i, 102]])
+        write_json(folder / f"e{i}.json", e)
+    before = sorted(p.name for p in folder.iterdir())
+    assert main(["verify", str(folder), "--max-entries", "2", "--device", "cpu"]) == 2
+    line = _one_line_error(capsys)
+    assert "3 entries, more than the 2" in line and "--max-entries 3" in line and "re-runs 9 trials" in line
+    assert sorted(p.name for p in folder.iterdir()) == before
+    assert main(["verify", str(folder), "--max-entries", "0"]) == 2
+    assert "--max-entries" in _one_line_error(capsys)
+
+
+def test_verify_estimates_its_work_from_the_entries_recorded_times(tmp_path):
+    from sapabench.benchmark.verify import estimate
+    from sapabench.core.atomic import write_json
+    from tests._entries import make_entry
+
+    paths = []
+    for i in range(2):  # train 2.0 s + eval 0.1 s per trial; crafting 6 s per entry, one poison each
+        paths.append(tmp_path / f"e{i}.json")
+        write_json(paths[-1], make_entry(values=(0.5, 0.6, 0.7), craft_s=6.0))
+    (tmp_path / "bad.json").write_text("{")
+    work = estimate([*paths, tmp_path / "bad.json"], cells=None)
+    assert (work.entries, work.trials, work.poisons, work.unreadable) == (3, 6, 1, 1)  # one poison sha shared
+    assert work.seconds == pytest.approx(6 * 2.1 + 6.0)
+    assert work.line().startswith("verifying 3 entries: re-runs 6 trials and at most 1 poisons, about 19 s")
+    assert estimate(paths, cells=1).trials == 2
