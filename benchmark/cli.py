@@ -39,6 +39,7 @@ from sapabench.benchmark.verify import REPORT_FILE, verify
 from sapabench.core.datasets import DATASETS, DataSource, ImageDataset
 from sapabench.core.errors import ConfigError
 from sapabench.core.files import read_json
+from sapabench.core.interrupts import marking_interrupts
 from sapabench.core.names import EMBEDDED_DATASET, NO_DEFENSE, file_name
 from sapabench.core.numerics import Numerics, resolve_numerics
 from sapabench.core.owned import check_out
@@ -645,7 +646,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def dispatch(args: argparse.Namespace) -> int:
     """Run a parsed command; every user error is one ``sapabench: error:`` line and exit 2."""
     try:
-        return int(COMMANDS[args.handler](args))
+        with marking_interrupts():  # the user's Ctrl-C, told apart from a plugin's KeyboardInterrupt
+            return int(COMMANDS[args.handler](args))
     except ConfigError as err:
         message = " ".join(str(err).split())
         print(f"sapabench: error: {message}", file=sys.stderr)

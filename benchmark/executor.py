@@ -35,6 +35,7 @@ from typing import Any, Literal, Protocol
 
 import torch
 
+from sapabench.core import interrupts
 from sapabench.core.errors import ConfigError
 from sapabench.core.runtime import resolve_device
 
@@ -139,6 +140,7 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 def _init_worker(threads: int, parent: int) -> None:
     torch.set_num_threads(threads)
+    interrupts.install()  # a plugin's KeyboardInterrupt fails its task; the user's Ctrl-C stops it
     die_with_parent(parent)
 
 

@@ -40,6 +40,7 @@ from sapabench.benchmark.trial import (
 )
 from sapabench.core.datasets import DataSource
 from sapabench.core.errors import ConfigError
+from sapabench.core.interrupts import marking_interrupts
 from sapabench.core.names import CELL_CAP, SHARED
 from sapabench.core.numerics import resolve_numerics
 from sapabench.core.owned import exclusive, own_folder
@@ -201,7 +202,8 @@ def run_suite(
     undecidable = undecidable_claims(suite)
     say(f"suite {suite.name}: plans {planned} cells and {len(suite.poisons())} poison set(s)")
     out = Path(out).resolve()  # poison folders are absolute paths, valid wherever a task runs
-    with exclusive(out):  # a second run into the same folder is refused, not interleaved
+    # marking_interrupts: a plugin's KeyboardInterrupt fails its cells; the user's Ctrl-C stops the run
+    with exclusive(out), marking_interrupts():  # a second run into the same folder is refused, not interleaved
         store = ResultsStore(out)  # a folder holding another program's database is refused here, untouched
         previous = store.get_meta("suite")
         if previous is not None and previous != suite.name:

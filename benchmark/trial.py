@@ -35,6 +35,7 @@ from sapabench.benchmark.suite import Cell, PoisonSpec, checkpoint_of
 from sapabench.core.atomic import replacing
 from sapabench.core.datasets import DataSource, ImageDataset
 from sapabench.core.errors import ConfigError
+from sapabench.core.interrupts import is_user_stop
 from sapabench.core.names import NO_DEFENSE, SCRATCH
 from sapabench.core.numerics import FP32, Numerics
 from sapabench.core.poison import PoisonSet, recorded_sha256
@@ -148,7 +149,9 @@ def craft(task: CraftTask) -> CraftRecord:
             task_s=time.perf_counter() - t0,
             **where,
         )
-    except Exception as err:  # recorded, the run goes on
+    except BaseException as err:  # recorded, the run goes on
+        if is_user_stop(err):  # anything else a plugin raises is this task's failure
+            raise
         return CraftRecord(FAILED, error=error_text(err), task_s=time.perf_counter() - t0, **where_it_ran())
 
 
@@ -434,7 +437,9 @@ def _train_pack(group: list[_Prepared]) -> dict[int, TrainResult | BaseException
             return {id(first): err}
         half = len(group) // 2
         return {**_train_pack(group[:half]), **_train_pack(group[half:])}
-    except Exception as err:
+    except BaseException as err:  # a plugin's SystemExit or KeyboardInterrupt too, not the user's Ctrl-C
+        if is_user_stop(err):
+            raise
         return {id(p): err for p in group}
 
 
@@ -451,7 +456,9 @@ def _prepare(trial: Trial) -> _Prepared | TrialRecord:
         start = start_of(trial, poison, dataset, device)
         spec, stats = _victim(trial, dataset, poison if trial.train_on_poison else None, start, device)
         return _Prepared(trial, device, prov, where, dataset, poison, start, spec, stats)
-    except Exception as err:  # a failing trial is recorded with its error; the run goes on
+    except BaseException as err:  # a failing trial is recorded with its error; the run goes on
+        if is_user_stop(err):  # anything else a plugin raises is this task's failure
+            raise
         return TrialRecord(FAILED, error=error_text(err), provenance=prov, **where)
 
 
@@ -498,5 +505,7 @@ def _finish(p: _Prepared, trained: TrainResult | BaseException) -> TrialRecord:
             diagnostics=diagnostics,
             **p.where,
         )
-    except Exception as err:  # a failing trial is recorded with its error; the run goes on
+    except BaseException as err:  # a failing trial is recorded with its error; the run goes on
+        if is_user_stop(err):  # anything else a plugin raises is this task's failure
+            raise
         return TrialRecord(FAILED, error=error_text(err), provenance=p.provenance, **p.where)

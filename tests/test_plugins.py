@@ -1,10 +1,13 @@
 """Third-party attacks and defenses arrive through entry points; broken plugins are contained."""
 
+import functools
 import json
 import os
 import shlex
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -133,6 +136,18 @@ def test_without_the_plugin_its_names_are_unknown(tmp_path):
     assert proc.returncode == 2 and "unknown attack 'random-noise'" in proc.stderr
 
 
+class _PluginBaseError(BaseException):
+    """A plugin's own BaseException subclass."""
+
+
+_BASE_EXCEPTIONS = {
+    "system-exit": SystemExit,
+    "keyboard-interrupt": KeyboardInterrupt,
+    "generator-exit": GeneratorExit,
+    "base-exception": _PluginBaseError,
+}
+
+
 class _Misbehaving(Attack):
     """Test attack. Threat model: untargeted. eps / budget: broken on purpose. Objective: none.
     Options: mode. Example: none."""
@@ -147,6 +162,8 @@ class _Misbehaving(Attack):
         idx = torch.arange(n)
         if self.mode == "raise":
             raise RuntimeError("plugin exploded")
+        if self.mode in _BASE_EXCEPTIONS:
+            raise _BASE_EXCEPTIONS[self.mode]("plugin bailed out")
         if self.mode == "shape":
             return Crafted(indices=idx, delta=torch.zeros(n, 3, 5, 5), threat=ThreatModel("untargeted"))
         return Crafted(
@@ -158,7 +175,7 @@ class _Misbehaving(Attack):
 def misbehaving(monkeypatch):
     monkeypatch.setattr(ATTACKS, "_entries", dict(ATTACKS._entries))  # registrations end with the test
     names = []
-    for mode in ("raise", "shape", "eps"):
+    for mode in ("raise", "shape", "eps", *_BASE_EXCEPTIONS):
         name = f"test-bad-{mode}"
         register_attack(name)(type(f"Bad{mode}", (_Misbehaving,), {"mode": mode}))
         names.append(name)
@@ -178,9 +195,11 @@ attacks = {json.dumps([*misbehaving, "error-max"])}
 recipes = ["sgd"]
 archs = ["convnet"]
 """)
-    report = run_suite(suite, tmp_path, device="cpu", progress=False, log=lambda m: None)
+    lines = []
+    report = run_suite(suite, tmp_path, device="cpu", progress=False, log=lines.append)
     rows = {r["attack"]: r for r in ResultsStore(tmp_path).rows()}
-    assert report.failed == 3 and rows["error-max"]["status"] == "done" and rows["clean"]["status"] == "done"
+    assert report.failed == len(misbehaving)
+    assert rows["error-max"]["status"] == "done" and rows["clean"]["status"] == "done"
     import sqlite3
 
     with sqlite3.connect(tmp_path / "results.sqlite") as con:
@@ -188,6 +207,9 @@ archs = ["convnet"]
     assert "plugin exploded" in errors["test-bad-raise"]
     assert "delta shape" in errors["test-bad-shape"]
     assert "> eps" in errors["test-bad-eps"]
+    for mode, kind in _BASE_EXCEPTIONS.items():  # SystemExit, KeyboardInterrupt & co. fail the plugin's cells only
+        assert errors[f"test-bad-{mode}"].startswith(f"{kind.__name__}: plugin bailed out at test_plugins.py:")
+        assert any(f"FAILED to craft test-bad-{mode}" in line for line in lines)  # named in the run's log
     assert (tmp_path / "leaderboard" / "leaderboard.md").is_file()  # finished work is kept and rendered
 
 
@@ -323,3 +345,45 @@ def test_a_plugin_that_hangs_on_import_is_reported_and_skipped(monkeypatch, caps
     assert "did not finish in 0.3 s" in reg.plugin_errors["sleeper"]
     assert "attack plugin 'sleeper' (pkg:sleeper) was not loaded: PluginTimeout" in capsys.readouterr().err
     release.set()
+
+
+def test_a_real_ctrl_c_still_stops_what_a_plugins_keyboard_interrupt_only_fails(misbehaving, monkeypatch):
+    """Cells contain a plugin's KeyboardInterrupt, but a real SIGINT (the user's Ctrl-C) ends the
+    craft: core.interrupts tells them apart by the signal."""
+    import os
+    import signal
+
+    from sapabench.benchmark.trial import CraftTask, craft
+    from sapabench.core.datasets import DataSource
+    from sapabench.core.interrupts import is_user_stop, marking_interrupts
+
+    class _Interrupted(_Misbehaving):
+        def craft(self, ctx):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # the handler raises KeyboardInterrupt at once
+            raise AssertionError("not interrupted")
+
+    register_attack("test-ctrl-c")(_Interrupted)
+    suite = parse_suite(
+        """
+name = "c"
+dataset = "digits"
+preset = "smoke"
+[[grid]]
+attacks = ["test-ctrl-c", "test-bad-keyboard-interrupt"]
+recipes = ["sgd"]
+archs = ["convnet"]
+"""
+    )
+    specs = {c.poison.attack: c.poison for c in suite.cells() if c.poison is not None}
+    task = functools.partial(CraftTask, source=DataSource("digits"), device="cpu", deterministic=False)
+    with marking_interrupts():
+        assert not is_user_stop(KeyboardInterrupt())
+        record = craft(task(specs["test-bad-keyboard-interrupt"], folder=str(Path(tempfile.mkdtemp()) / "p")))
+        assert record.status == "failed" and record.error.startswith("KeyboardInterrupt: plugin bailed out")
+        with pytest.raises(KeyboardInterrupt) as caught:
+            craft(task(specs["test-ctrl-c"], folder=str(Path(tempfile.mkdtemp()) / "p")))
+        assert is_user_stop(caught.value)
+    assert is_user_stop(KeyboardInterrupt())  # unmarked (no handler of ours): read as the user's, to be safe
+    with marking_interrupts():
+        assert not is_user_stop(KeyboardInterrupt())  # the next command starts unmarked
