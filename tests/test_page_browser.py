@@ -121,6 +121,47 @@ def test_an_entry_detail_opens_and_closes(page):
     assert console_errors(page) == []
 
 
+_OVERLAPS = """
+const body = arguments[0];
+const boxes = Array.from(body.querySelectorAll(".dgrid > div"));
+const r = el => el.getBoundingClientRect();
+const out = [];
+// every table, figure and pre stays inside its own box of the grid ...
+for (const box of boxes) {
+  const b = r(box);
+  for (const el of box.querySelectorAll("table, pre")) {
+    const e = r(el);
+    if (e.right > b.right + 0.5 || e.left < b.left - 0.5) out.push(`${box.querySelector("h4").textContent}: ${el.tagName} ${e.left}-${e.right} outside ${b.left}-${b.right}`);
+  }
+}
+// ... and no two boxes share any area
+for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
+  const a = r(boxes[i]), c = r(boxes[j]);
+  const w = Math.min(a.right, c.right) - Math.max(a.left, c.left), h = Math.min(a.bottom, c.bottom) - Math.max(a.top, c.top);
+  if (w > 0.5 && h > 0.5) out.push(`${boxes[i].querySelector("h4").textContent} overlaps ${boxes[j].querySelector("h4").textContent}`);
+}
+return out;
+"""
+
+
+@pytest.mark.parametrize("width", [WIDTH, 1600, 900])
+def test_an_open_entry_detail_has_no_overlapping_parts(browser, tmp_path, width):
+    """At 1280 px (and wider and narrower): the trials, "Timings per phase", the per-device
+    table, the poisons, setting, provenance and configuration of an open detail each stay in
+    their own box; nothing spills over a neighbour."""
+    browser.set_window_size(width, 900)
+    browser.get(write_board(tmp_path).as_uri())
+    for section in ("threat-targeted", "threat-untargeted"):
+        body = browser.find_element("css selector", f"#{section} tbody.row")
+        body.find_element("css selector", "button.toggle").click()
+        detail = body.find_element("css selector", "tr.detail")
+        assert detail.is_displayed()
+        assert browser.execute_script(_OVERLAPS, detail) == []
+    if width >= WIDTH:  # the page is laid out for 1280 px and up (at 900 its main tables scroll)
+        assert _fits(browser)
+    browser.set_window_size(WIDTH, 900)
+
+
 def test_the_smoke_page_renders_cleanly(browser, smoke_cli):
     out = smoke_cli[0]
     browser.get((out / "leaderboard" / "leaderboard.html").as_uri())
