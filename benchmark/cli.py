@@ -543,10 +543,10 @@ def _cmd_migrate_poison(args: argparse.Namespace) -> int:
     for folder in args.folders:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            migrate(folder)
+            sealed = migrate(folder)
         for w in caught:
             print(f"warning: {w.message}", file=sys.stderr)
-        print(f"sealed {folder} (format 3)")
+        print(f"sealed {folder} (format 3)" if sealed else f"{folder} is sealed already (format 3, checked); left as it is")
     return 0
 
 

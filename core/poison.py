@@ -416,15 +416,21 @@ def recover(folder: str | Path) -> None:
             leftover.unlink()
 
 
-def migrate(folder: str | Path) -> Path:
+def migrate(folder: str | Path) -> bool:
     """Re-save a poison folder of format 1 or 2 (unsealed) as a sealed format-3 folder, in place,
-    trusting its metadata as found (with a warning: nothing can tell whether it was edited)."""
+    trusting its metadata as found (with a warning: nothing can tell whether it was edited).
+    A folder that is sealed already is checked (seal and tensors) and left as it is: False."""
+    meta = read_json(Path(folder) / META_FILE, "poison metadata")
+    if isinstance(meta, dict) and meta.get("format_version") == FORMAT_VERSION:
+        PoisonSet.load(folder)  # its seal and tensors are checked; a folder edited after sealing is refused
+        return False
     poison = PoisonSet.load(folder, unsealed=True)
     warnings.warn(
         f"{folder}: sealing metadata that was never sealed; its threat model and eps are trusted as found",
         stacklevel=2,
     )
-    return poison.save(folder)
+    poison.save(folder)
+    return True
 
 
 def _upgraded(meta: dict[str, Any]) -> dict[str, Any]:

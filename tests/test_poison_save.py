@@ -54,6 +54,25 @@ def test_migrate_keeps_the_files_beside_the_poison(tmp_path):
     assert (out / "notes.md").read_text() == "my notes" and PoisonSet.load(out).seed == 1
 
 
+def test_migrate_leaves_a_sealed_folder_as_it_is_and_refuses_an_edited_one(tmp_path, capsys):
+    """A current (sealed) poison is checked, not re-sealed with a warning that it never was; one
+    edited after sealing is refused rather than sealed again."""
+    from sapabench.benchmark.cli import main
+
+    out = tmp_path / "P"
+    _poison(1).save(out)
+    before = (out / META_FILE).read_bytes()
+    assert main(["migrate-poison", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "sealed already" in captured.out and "warning" not in captured.err
+    assert (out / META_FILE).read_bytes() == before
+    meta = json.loads(before)
+    meta["eps"] = 1.0
+    (out / META_FILE).write_text(json.dumps(meta))
+    assert main(["migrate-poison", str(out)]) == 2
+    assert "poison check failed" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("step", ["tensors_written", "meta_written", "tensors_renamed", "meta_renamed"])
 def test_an_interrupt_at_any_step_of_a_save_leaves_the_old_or_the_new(tmp_path, monkeypatch, step):
     """Kill the save after each of its steps (simulated by raising where the step ends): the
