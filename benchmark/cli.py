@@ -546,7 +546,11 @@ def _cmd_migrate_poison(args: argparse.Namespace) -> int:
             sealed = migrate(folder)
         for w in caught:
             print(f"warning: {w.message}", file=sys.stderr)
-        print(f"sealed {folder} (format 3)" if sealed else f"{folder} is sealed already (format 3, checked); left as it is")
+        print(
+            f"sealed {folder} (format 3)"
+            if sealed
+            else f"{folder} is sealed already (format 3, checked); left as it is"
+        )
     return 0
 
 

@@ -164,6 +164,8 @@ def _entry(setting: Setting, trials: list[StoredTrial], craft_devices: list[str]
         ("removed_mean", [r.defense_removed for r in records if r.defense_removed is not None]),
         ("precision_mean", [r.defense_precision for r in records if r.defense_precision is not None]),
         ("recall_mean", [r.defense_recall for r in records if r.defense_recall is not None]),
+        ("defense_s_mean", [r.defense_s for r in records if r.defense_s is not None]),
+        ("defender_s_mean", [r.defender_s for r in records if r.defender_s is not None]),
     ):
         if vals:
             defense_stats[stat] = sum(vals) / len(vals)

@@ -44,7 +44,8 @@ CREATE TABLE IF NOT EXISTS cells (
     poison_key TEXT, poison_sha256 TEXT, victim TEXT, provenance TEXT, error TEXT,
     defense_removed INTEGER, defense_precision REAL, defense_recall REAL, preset TEXT, options TEXT,
     diagnostics TEXT, precision TEXT, memory_format TEXT, protocol TEXT, pretrained TEXT,
-    surrogates_s REAL, task_s REAL, device TEXT, host TEXT, finished_at TEXT NOT NULL
+    surrogates_s REAL, task_s REAL, device TEXT, host TEXT, defense_s REAL, defender_s REAL,
+    finished_at TEXT NOT NULL
 );
 """
 # Older databases: (table, old column, new column) renamed, then (table, column, type) added.
@@ -71,6 +72,9 @@ _ADDED = (
     ("cells", "task_s", "REAL"),
     ("cells", "device", "TEXT"),
     ("cells", "host", "TEXT"),
+    # NULL (rows from before they were recorded, or no data-level defense): no defense time
+    ("cells", "defense_s", "REAL"),
+    ("cells", "defender_s", "REAL"),
 )
 RUNS = "runs"  # meta key: a JSON list, one object per `sapabench run` invocation
 _JSON_COLUMNS = ("victim", "options", "provenance", "diagnostics")

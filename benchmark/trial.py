@@ -252,6 +252,10 @@ class TrialRecord:
     defense_removed: int | None = None
     defense_precision: float | None = None
     defense_recall: float | None = None
+    defense_s: float | None = (
+        None  # a data-level defense's seconds in this trial (its model included when trained here)
+    )
+    defender_s: float | None = None  # what the defender's own model took to train (shared by a poison's filters)
     diagnostics: dict[str, float] = field(default_factory=dict)
     task_s: float | None = None  # the whole trial, as its executor task held the device
     device: str | None = None
@@ -342,7 +346,7 @@ def _victim(
     data, grad_transform, stats = dataset, None, {}
     if trial.defense != NO_DEFENSE:
         defense = DEFENSES.create(trial.defense)
-        defended = apply_defense(defense, dataset, poison, trial.arch, recipe, trial.seed, device)
+        defended = apply_defense(defense, dataset, poison, trial.arch, recipe, trial.seed, device, trial.numerics)
         data, poison, recipe = defended.dataset, defended.poison, defended.recipe
         grad_transform, stats = defended.grad_transform, defended.stats
     spec = VictimSpec(
@@ -502,6 +506,8 @@ def _finish(p: _Prepared, trained: TrainResult | BaseException) -> TrialRecord:
             defense_removed=stats.get("removed"),
             defense_precision=stats.get("precision"),
             defense_recall=stats.get("recall"),
+            defense_s=stats.get("defense_s"),
+            defender_s=stats.get("defender_s"),
             diagnostics=diagnostics,
             **p.where,
         )

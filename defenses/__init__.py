@@ -2,7 +2,8 @@
 here (``from sapabench.defenses import ...``).
 
 Registered (``sapabench list defenses``): spectral-signatures, activation-clustering, deep-knn,
-jpeg, grayscale (data-level); dp-sgd, adversarial, mixup, cutout, sam (training-level).
+jpeg, grayscale (data-level); dp-sgd, adversarial, mixup, cutout, sam (training-level); and the
+controls oracle-filter and random-like-F for every built-in filter F (``defenses.controls``).
 
 To write a defense: a dataclass (its fields are the options) subclassing :class:`DataDefense`
 (implement ``filter(ctx: DefenseContext) -> Filtered``) or :class:`TrainingDefense` (override
@@ -11,10 +12,11 @@ with :func:`register_defense`. Errors: :class:`ConfigError`.
 """
 
 from sapabench.core.errors import ConfigError
-from sapabench.defenses import filters, purification, training  # noqa: F401  (registration)
+from sapabench.defenses import controls, filters, purification, training  # noqa: F401  (registration)
 from sapabench.defenses.apply import Defended, apply_defense, filter_stats
 from sapabench.defenses.base import (
     DEFENSES,
+    ControlFilter,
     DataDefense,
     Defense,
     DefenseContext,
@@ -28,6 +30,7 @@ from sapabench.victims.train import GradientTransform
 __all__ = [
     "DEFENSES",
     "ConfigError",
+    "ControlFilter",
     "DataDefense",
     "Defended",
     "Defense",

@@ -3,6 +3,7 @@ transform, and how well a data-level filter found the poisons."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -11,10 +12,14 @@ from torch import Tensor
 
 from sapabench.core.datasets import ImageDataset, PoisonLike
 from sapabench.core.errors import ConfigError
+from sapabench.core.numerics import FP32, Numerics
 from sapabench.core.runtime import seeded
-from sapabench.defenses.base import DataDefense, Defense, DefenseContext, TrainingDefense
+from sapabench.defenses.base import ControlFilter, DataDefense, Defense, DefenseContext, TrainingDefense
 from sapabench.victims.recipes import Recipe
 from sapabench.victims.train import GradientTransform
+
+CONTROLS_MODULE = "sapabench.defenses.controls"
+"""Where the controls live (``defenses.controls``): only its classes are told the poisons."""
 
 
 @dataclass(frozen=True)
@@ -53,17 +58,33 @@ def apply_defense(
     recipe: Recipe,
     seed: int,
     device: torch.device,
+    numerics: Numerics = FP32,
 ) -> Defended:
-    """How the victim of ``recipe`` trains on ``dataset`` + ``poison`` under ``defense``."""
+    """How the victim of ``recipe`` trains on ``dataset`` + ``poison`` under ``defense``; a data
+    filter's defender model trains in the victim's ``numerics``. The statistics of a data-level
+    defense: removed, precision, recall (against the true poisons), ``defense_s`` (the whole
+    defense in this call) and ``defender_s`` (what its own model took to train, once per poison)."""
     if isinstance(defense, TrainingDefense):
         return Defended(dataset, poison, defense.recipe(recipe), defense.gradient_transform(), {})
     if not isinstance(defense, DataDefense):
         raise ConfigError(f"defense {defense.name!r} is neither a data-level nor a training-level defense")
+    t0 = time.perf_counter()
     ds = dataset.to(device)
     x, y = ds.poisoned_train(poison)
-    ctx = DefenseContext(x, y, ds.num_classes, arch, recipe, seed, device, ds.name, ds.mean, ds.std, ds.flip_invariant)
+    ctx = DefenseContext(
+        x, y, ds.num_classes, arch, recipe, seed, device, ds.name, ds.mean, ds.std, ds.flip_invariant, numerics
+    )
+    poisoned = torch.zeros(0, dtype=torch.int64) if poison is None else torch.as_tensor(poison.indices).cpu()
     with seeded(seed, device):
-        out = defense.filter(ctx)
+        if isinstance(defense, ControlFilter):
+            if type(defense).__module__ != CONTROLS_MODULE:
+                raise ConfigError(
+                    f"defense {defense.name!r} subclasses ControlFilter, which only the harness's own controls "
+                    "may (they are told the poisons); subclass DataDefense"
+                )
+            out = defense.control(ctx, poisoned)
+        else:
+            out = defense.filter(ctx)
     kept = torch.as_tensor(out.kept, dtype=torch.int64).cpu()
     if (
         kept.ndim != 1
@@ -85,7 +106,9 @@ def apply_defense(
     defended = replace(
         ds, name=f"{ds.name}+{defense.name}", train_x=images.contiguous(), train_y=y[kept.to(device)], fingerprint=""
     )
-    stats = filter_stats(kept, len(x), None if poison is None else torch.as_tensor(poison.indices))
+    stats = filter_stats(kept, len(x), None if poison is None else poisoned)
     if out.images is not None and stats["removed"] == 0:  # pure purification: nothing was filtered
         stats = {"removed": 0}
+    defender_s = float(out.defender_s) if isinstance(out.defender_s, (int, float)) else 0.0
+    stats.update(defense_s=time.perf_counter() - t0, defender_s=max(0.0, defender_s))
     return Defended(defended, None, recipe, None, stats)

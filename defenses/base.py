@@ -22,6 +22,7 @@ from typing import ClassVar, TypeVar
 import torch
 from torch import Tensor
 
+from sapabench.core.numerics import FP32, Numerics
 from sapabench.core.registry import Registry
 from sapabench.victims.recipes import Recipe
 from sapabench.victims.train import GradientTransform
@@ -34,13 +35,14 @@ class Filtered:
 
     kept: Tensor
     images: Tensor | None = None
+    defender_s: float = 0.0  # seconds the defender's own model took to train (0: it has none)
 
 
 @dataclass(frozen=True)
 class DefenseContext:
     """What a data-level defense may use: the training data as the victim would see it (poisons
-    included, unknown to the defender), the architecture and recipe the victim will be trained
-    with, a seed and the device."""
+    included, unknown to the defender), the architecture, recipe and numerics the victim will be
+    trained with, a seed and the device."""
 
     x: Tensor
     y: Tensor
@@ -53,6 +55,7 @@ class DefenseContext:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     flip_invariant: bool
+    numerics: Numerics = FP32
 
 
 class Defense(ABC):
@@ -72,6 +75,18 @@ class DataDefense(Defense):
     @abstractmethod
     def filter(self, ctx: DefenseContext) -> Filtered:
         """Which training images to keep (and what to train on for purification)."""
+
+
+class ControlFilter(DataDefense):
+    """A control of the harness's own (``defenses.controls``): a data filter that is told which
+    images are poisoned. Only this package's classes are; a plugin subclass is refused."""
+
+    def filter(self, ctx: DefenseContext) -> Filtered:
+        raise TypeError(f"{self.name!r} is a control: apply it with apply_defense, which knows the poisons")
+
+    @abstractmethod
+    def control(self, ctx: DefenseContext, poisoned: Tensor) -> Filtered:
+        """Which images to keep, knowing the poisoned training indices (empty on clean data)."""
 
 
 class TrainingDefense(Defense):

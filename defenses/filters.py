@@ -8,18 +8,25 @@ neighbour search.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from sklearn.neighbors import NearestNeighbors
 from torch import Tensor, nn
 
+from sapabench.core.atomic import replacing
 from sapabench.core.checks import open_fraction, positive
 from sapabench.core.datasets import ImageDataset
 from sapabench.defenses.base import DataDefense, DefenseContext, Filtered, register_defense
+from sapabench.victims.pretrained import cache_dir
 from sapabench.victims.train import train_victim
 
 
@@ -38,8 +45,43 @@ def penultimate_features(model: nn.Module, x: Tensor, batch_size: int = 512) -> 
     return torch.cat(captured).numpy().astype(np.float64)
 
 
-def defender_features(ctx: DefenseContext) -> np.ndarray:
-    """Train the defender's model on the given training set and embed every training image."""
+@dataclass(frozen=True)
+class DefenderFeatures:
+    """The defender model's penultimate features of every training image, and the seconds that
+    model took to train (when it was trained: a cached model costs nothing again)."""
+
+    features: np.ndarray
+    train_s: float
+    cached: bool
+
+
+def defender_key(ctx: DefenseContext) -> str:
+    """What the defender's model depends on: the training set as given (poison included), the
+    architecture, recipe, seed, numerics, device type and torch's thread count (CPU kernels are
+    deterministic per thread count, so a cached model is the one this process would train).
+    Filters of one poison share it."""
+    h = hashlib.sha256()
+    for tensor in (ctx.x, ctx.y):
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    h.update(
+        repr((ctx.arch, ctx.recipe, ctx.seed, ctx.numerics.label, ctx.device.type, torch.get_num_threads())).encode()
+    )
+    return h.hexdigest()[:32]
+
+
+def defender_features(ctx: DefenseContext) -> DefenderFeatures:
+    """Train the defender's model on the given training set (the victim's recipe and numerics) and
+    embed every training image; cached on disk (``SAPABENCH_CACHE/defender-features``) by
+    :func:`defender_key`, so every filter and control on one poison trains it once."""
+    path = cache_dir() / "defender-features" / f"{defender_key(ctx)}.safetensors"
+    if path.is_file():
+        try:
+            with safe_open(str(path), "pt") as f:
+                feats, train_s = f.get_tensor("features").numpy(), float(f.metadata()["train_s"])
+            if feats.shape[0] == len(ctx.x):
+                return DefenderFeatures(feats.astype(np.float64), train_s, True)
+        except Exception:  # a damaged cache entry is recomputed, never trusted
+            pass
     data = ImageDataset(
         name=f"{ctx.dataset_name}-as-given",
         train_x=ctx.x,
@@ -53,8 +95,13 @@ def defender_features(ctx: DefenseContext) -> np.ndarray:
         default_epochs=ctx.recipe.train.epochs or 20,
         default_batch_size=ctx.recipe.train.batch_size or 64,
     )
-    model = train_victim(ctx.arch, ctx.recipe, data, seed=ctx.seed, device=ctx.device).model
-    return penultimate_features(model, ctx.x)
+    t0 = time.perf_counter()
+    model = train_victim(ctx.arch, ctx.recipe, data, seed=ctx.seed, device=ctx.device, numerics=ctx.numerics).model
+    train_s = time.perf_counter() - t0
+    feats = penultimate_features(model, ctx.x)
+    with contextlib.suppress(OSError), replacing(path) as tmp:  # a read-only cache only costs the retraining
+        save_file({"features": torch.from_numpy(feats).float().contiguous()}, str(tmp), {"train_s": repr(train_s)})
+    return DefenderFeatures(feats, train_s, False)
 
 
 @register_defense(
@@ -76,7 +123,8 @@ class SpectralSignatures(DataDefense):
         open_fraction("expected_fraction", self.expected_fraction)
 
     def filter(self, ctx: DefenseContext) -> Filtered:
-        feats, y = defender_features(ctx), ctx.y.cpu().numpy()
+        defender, y = defender_features(ctx), ctx.y.cpu().numpy()
+        feats = defender.features
         remove: list[int] = []
         for c in range(ctx.num_classes):
             idx = np.flatnonzero(y == c)
@@ -87,7 +135,7 @@ class SpectralSignatures(DataDefense):
             scores = (centred @ vt[0]) ** 2
             k = int(np.floor(1.5 * self.expected_fraction * len(idx)))
             remove += idx[np.argsort(-scores, kind="stable")[:k]].tolist()
-        return Filtered(_kept(len(y), remove))
+        return Filtered(_kept(len(y), remove), defender_s=defender.train_s)
 
 
 @register_defense(
@@ -108,7 +156,8 @@ class ActivationClustering(DataDefense):
         positive("components", self.components, integer=True)
 
     def filter(self, ctx: DefenseContext) -> Filtered:
-        feats, y = defender_features(ctx), ctx.y.cpu().numpy()
+        defender, y = defender_features(ctx), ctx.y.cpu().numpy()
+        feats = defender.features
         remove: list[int] = []
         for c in range(ctx.num_classes):
             idx = np.flatnonzero(y == c)
@@ -121,7 +170,7 @@ class ActivationClustering(DataDefense):
             small = int(np.argmin(np.bincount(labels, minlength=2)))
             if (labels == small).mean() < self.size_threshold:
                 remove += idx[labels == small].tolist()
-        return Filtered(_kept(len(y), remove))
+        return Filtered(_kept(len(y), remove), defender_s=defender.train_s)
 
 
 @register_defense(
@@ -139,12 +188,13 @@ class DeepKNN(DataDefense):
         positive("k", self.k, integer=True)
 
     def filter(self, ctx: DefenseContext) -> Filtered:
-        feats, y = defender_features(ctx), ctx.y.cpu().numpy()
+        defender, y = defender_features(ctx), ctx.y.cpu().numpy()
+        feats = defender.features
         k = min(self.k, len(y) - 1)
         _, nbrs = NearestNeighbors(n_neighbors=k + 1).fit(feats).kneighbors(feats)
         votes = y[nbrs[:, 1:]]  # drop the point itself
         plurality = np.array([np.bincount(v, minlength=ctx.num_classes).argmax() for v in votes])
-        return Filtered(_kept(len(y), np.flatnonzero(plurality != y).tolist()))
+        return Filtered(_kept(len(y), np.flatnonzero(plurality != y).tolist()), defender_s=defender.train_s)
 
 
 def _kept(n: int, remove: list[int]) -> Tensor:

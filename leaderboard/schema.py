@@ -278,16 +278,12 @@ def validate(entry: Any, where: str = "entry") -> dict[str, Any]:
         raise EntryError(f"{where}: provenance.device names {count} threads, not 1 to {MAX_THREADS}")
     _check_timings(entry, where)
     for key, value in entry["defense_stats"].items():
-        top = MAX_COUNT if key == "removed_mean" else 1.0
-        if (
-            key not in ("removed_mean", "precision_mean", "recall_mean")
-            or not isinstance(value, (int, float))
-            or isinstance(value, bool)
-            or not 0 <= value <= top  # NaN fails this too
-        ):
-            raise EntryError(
+        top = DEFENSE_STAT_MAXIMA.get(key)
+        if top is None or not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= top:
+            raise EntryError(  # NaN fails the range too
                 f"{where}: defense_stats.{key} must be one of removed_mean (0 to {MAX_COUNT:g} images), "
-                "precision_mean or recall_mean (fractions in [0, 1])"
+                f"precision_mean or recall_mean (fractions in [0, 1]), defense_s_mean or defender_s_mean (0 to "
+                f"{MAX_SECONDS:g} s)"
             )
     _check_measures(entry, where)
     _check_seeds(entry, where)
@@ -301,11 +297,22 @@ def validate(entry: Any, where: str = "entry") -> dict[str, Any]:
 MAX_SECONDS = 1e8
 """The most seconds any timing of an entry may record (three years): a larger one is an edit,
 and 1e308 overflowed the crafting-time plot's axis."""
+
 MAX_LOGIT = 1e4
 """The largest adversarial margin (in logits) an entry may record: +/-1e308 overflowed to inf
 in its mean."""
 MAX_COUNT = 1e9
 """The most images a defense may report removing."""
+DEFENSE_STAT_MAXIMA = {
+    "removed_mean": MAX_COUNT,
+    "precision_mean": 1.0,
+    "recall_mean": 1.0,
+    "defense_s_mean": MAX_SECONDS,
+    "defender_s_mean": MAX_SECONDS,
+}
+"""The statistics ``defense_stats`` may hold, each with its largest value (and 0 the smallest):
+a data filter's removed images, precision and recall against the true poisons, the seconds the
+defense took in a trial and what its own model took to train."""
 
 
 def _check_timings(entry: dict[str, Any], where: str) -> None:

@@ -139,4 +139,76 @@ def test_registry_lists_every_builtin():
         "mixup",
         "cutout",
         "sam",
+        "oracle-filter",
+        "random-like-spectral-signatures",
+        "random-like-activation-clustering",
+        "random-like-deep-knn",
+        "random-like-oracle-filter",
     }
+
+
+# ------------------------------------------------------------------------------------ controls
+
+
+def test_the_oracle_filter_removes_exactly_the_poisons(planted):
+    ds, poison = planted
+    out = apply_defense(
+        DEFENSES.create("oracle-filter"), ds, poison, "convnet", RECIPES.create("sgd", epochs=1), 0, CPU
+    )
+    assert out.stats["removed"] == len(poison.indices)
+    assert out.stats["precision"] == 1.0 and out.stats["recall"] == 1.0
+    kept_clean = apply_defense(DEFENSES.create("oracle-filter"), ds, None, "convnet", RECIPES.create("sgd"), 0, CPU)
+    assert kept_clean.stats["removed"] == 0  # on clean data it removes nothing
+
+
+def test_the_random_twin_removes_as_many_per_class_seeded(planted, tmp_path, monkeypatch):
+    """random-like-F removes, class by class, as many images as F, at random (seeded by the
+    trial's seed), and reuses F's cached defender model: its model trains once per poison."""
+    monkeypatch.setenv("SAPABENCH_CACHE", str(tmp_path))
+    ds, poison = planted
+    recipe = RECIPES.create("sgd", epochs=2)
+
+    def removed_per_class(seed=0):
+        out = apply_defense(DEFENSES.create("random-like-oracle-filter"), ds, poison, "convnet", recipe, seed, CPU)
+        kept = torch.bincount(out.dataset.train_y, minlength=ds.num_classes)
+        return torch.bincount(ds.train_y, minlength=ds.num_classes) - kept, out
+
+    removed, out = removed_per_class()
+    assert torch.equal(removed, torch.bincount(ds.train_y[poison.indices], minlength=ds.num_classes))
+    assert torch.equal(out.dataset.train_x, removed_per_class()[1].dataset.train_x)  # seeded: the same draw
+    assert not torch.equal(out.dataset.train_x, removed_per_class(seed=1)[1].dataset.train_x)  # another seed
+    assert out.stats["recall"] < 0.5  # a random draw finds few of the poisons
+
+    spectral = apply_defense(DEFENSES.create("spectral-signatures"), ds, poison, "convnet", recipe, 0, CPU)
+    assert spectral.stats["defender_s"] > 0
+    twin = apply_defense(DEFENSES.create("random-like-spectral-signatures"), ds, poison, "convnet", recipe, 0, CPU)
+    assert twin.stats["removed"] == spectral.stats["removed"]
+    assert twin.stats["defender_s"] == pytest.approx(spectral.stats["defender_s"])  # the cached model's time
+    assert twin.stats["defense_s"] < spectral.stats["defense_s"]  # its model was not trained again
+    assert len(list((tmp_path / "defender-features").iterdir())) == 1
+
+
+def test_a_plugin_may_not_pose_as_a_control(planted):
+    from sapabench.defenses import ControlFilter
+
+    class Cheat(ControlFilter):
+        name = "cheat"
+
+        def control(self, ctx, poisoned):
+            raise AssertionError("a plugin must never be told the poisons")
+
+    ds, poison = planted
+    with pytest.raises(ConfigError, match="only the harness's own controls"):
+        apply_defense(Cheat(), ds, poison, "convnet", RECIPES.create("sgd"), 0, CPU)
+
+
+def test_a_filter_trains_its_model_in_the_victims_numerics(planted, tmp_path, monkeypatch):
+    from sapabench.core.numerics import Numerics
+    from sapabench.defenses.base import DefenseContext
+    from sapabench.defenses.filters import defender_key
+
+    ds, poison = planted
+    x, y = ds.poisoned_train(poison)
+    ctx = DefenseContext(x, y, ds.num_classes, "convnet", RECIPES.create("sgd"), 0, CPU, ds.name, ds.mean, ds.std, True)
+    bf16 = replace(ctx, numerics=Numerics("bf16", "channels_last"))
+    assert defender_key(ctx) != defender_key(bf16)  # cached per numerics: never mixed

@@ -1,0 +1,80 @@
+"""Controls for data filters: what a filter is measured against.
+
+- ``oracle-filter`` removes exactly the poisoned images: the most any filter can do by removal
+  (its reduction of the attack's effect is the ceiling a filter's share is measured against).
+- ``random-like-F`` removes as many images as the filter ``F`` removes from each class, drawn at
+  random (seeded): what removing that many images does by itself. A filter that reduces the
+  attack's effect no more than its random twin found nothing; one whose clean cost is that of
+  its twin pays only for the images it drops.
+
+Armory's poisoning evaluations run both beside every filtering defense (twosixlabs/armory,
+"perfect filter" and "random filter"). Controls know which images are poisoned, which no real
+defense may: they implement :meth:`ControlFilter.control`, which ``apply_defense`` calls with
+the poisoned indices, and only classes of this package are given them (a plugin subclassing
+:class:`ControlFilter` is refused).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from sapabench.defenses.base import DEFENSES, ControlFilter, DefenseContext, Filtered, register_defense
+
+ORACLE = "oracle-filter"
+RANDOM_LIKE = "random-like-"
+"""``random-like-F``: the random twin of filter ``F``."""
+
+
+def _kept(n: int, remove: np.ndarray) -> Tensor:
+    mask = np.ones(n, dtype=bool)
+    mask[remove.astype(np.int64)] = False
+    return torch.from_numpy(np.flatnonzero(mask))
+
+
+@register_defense(ORACLE, description="control: removes exactly the poisoned images (the ceiling of any filter)")
+@dataclass
+class OracleFilter(ControlFilter):
+    """Removes the poisoned images and nothing else; on clean data it removes nothing."""
+
+    def control(self, ctx: DefenseContext, poisoned: Tensor) -> Filtered:
+        return Filtered(_kept(len(ctx.x), poisoned.cpu().numpy()))
+
+
+@dataclass
+class RandomLike(ControlFilter):
+    """Removes, per class, as many images as the filter ``of`` removes from that class, drawn
+    uniformly at random with the trial's seed (the filter runs first, on its cached defender
+    model, only to count)."""
+
+    of: ClassVar[str] = ""
+
+    def control(self, ctx: DefenseContext, poisoned: Tensor) -> Filtered:
+        twin = DEFENSES.create(self.of)
+        counted = twin.control(ctx, poisoned) if isinstance(twin, ControlFilter) else twin.filter(ctx)  # type: ignore[attr-defined]
+        n, y = len(ctx.x), ctx.y.cpu().numpy()
+        removed = np.ones(n, dtype=bool)
+        removed[torch.as_tensor(counted.kept).cpu().numpy()] = False
+        seed = int.from_bytes(hashlib.sha256(f"{self.name}:{ctx.seed}".encode()).digest()[:8], "little")
+        rng = np.random.default_rng(seed)
+        remove = [
+            rng.choice(np.flatnonzero(y == c), size=int((removed & (y == c)).sum()), replace=False)
+            for c in range(ctx.num_classes)
+        ]
+        return Filtered(_kept(n, np.concatenate(remove) if remove else np.zeros(0)), defender_s=counted.defender_s)
+
+
+def register_random_twin(of: str) -> None:
+    """Register ``random-like-OF`` for the filter ``of`` (built-in filters and the oracle)."""
+    name = f"{RANDOM_LIKE}{of}"
+    cls = type(f"RandomLike_{of.replace('-', '_')}", (RandomLike,), {"of": of, "__module__": __name__})
+    register_defense(name, description=f"control: removes as many random images per class as {of} does")(dataclass(cls))
+
+
+for _filter in ("spectral-signatures", "activation-clustering", "deep-knn", ORACLE):
+    register_random_twin(_filter)
