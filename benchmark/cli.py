@@ -7,6 +7,7 @@ import argparse
 import errno
 import fnmatch
 import json
+import math
 import sqlite3
 import sys
 import warnings
@@ -22,6 +23,9 @@ from tqdm import tqdm
 from sapabench.attacks import ATTACKS, create_attack
 from sapabench.benchmark.claims import COST_DESCRIPTION, EFFECT_RULE, TEST_DESCRIPTION, VERDICT_TEXT, check_claims
 from sapabench.benchmark.entries import board_dir, entries_dir
+from sapabench.benchmark.evaluate import comparisons as evaluate_comparisons
+from sapabench.benchmark.evaluate import plan_arms, run_arms
+from sapabench.benchmark.evaluate import summary as arm_summary
 from sapabench.benchmark.executor import RESOURCE_KEYS, Resources, make_executor
 from sapabench.benchmark.parser import EXIT_USAGE, build_parser
 from sapabench.benchmark.runner import RunReport, run_suite
@@ -34,7 +38,7 @@ from sapabench.benchmark.suite import (
     pretrained_label,
     victim_seed,
 )
-from sapabench.benchmark.trial import DONE, PoisonRef, Trial, TrialRecord, run_trial, start_of
+from sapabench.benchmark.trial import PoisonRef, Trial, TrialRecord, start_of
 from sapabench.benchmark.verify import REPORT_FILE, verify
 from sapabench.core.datasets import DATASETS, DataSource, ImageDataset
 from sapabench.core.errors import ConfigError
@@ -46,6 +50,7 @@ from sapabench.core.owned import check_out
 from sapabench.core.poison import META_FILE, PoisonSet, check_poison_folder, migrate, recorded_sha256
 from sapabench.core.runtime import check_seed, resolve_device
 from sapabench.core.stats import mean_se
+from sapabench.core.threats import CLEAN_ACCURACY
 from sapabench.defenses import DEFENSES
 from sapabench.leaderboard.records import CLAIMS_FILE, VERDICTS, twin_dataset
 from sapabench.leaderboard.render import render
@@ -231,81 +236,128 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         "protocol": args.protocol,
         "pretrained": pretrained,
     }
-    runs = [("poisoned", True)] + ([("clean baseline", False)] if args.baseline else [])
-    for label, on_poison in runs:
-        records: list[TrialRecord] = []
-        for i in range(args.trials):
-            trial = Trial(
-                args.arch,
-                args.recipe,
-                options,
-                args.defense,
-                victim_seed(args.victim_seeds, args.seed, poison.seed, i),
-                source,
-                device,
-                ref,
-                on_poison,
-                numerics,
-                args.protocol,
-                pretrained,
-                train_step=args.train_step,
+    arms = plan_arms(args.defense, args.baseline)
+    recipe = RECIPES.create(args.recipe, **dict(options))
+    epochs = recipe.train.epochs or data.default_epochs
+    print(
+        f"training {len(arms)} arm(s) x {args.trials} victims of {epochs} epochs ({', '.join(a[0] for a in arms)}; "
+        f"the same victim seeds in every arm; --epochs sets fewer, the built-in suites train 6 on digits)",
+        file=sys.stderr,
+    )
+    trials = [
+        Trial(
+            args.arch,
+            args.recipe,
+            options,
+            NO_DEFENSE,
+            victim_seed(args.victim_seeds, args.seed, poison.seed, i),
+            source,
+            device,
+            ref,
+            True,
+            numerics,
+            args.protocol,
+            pretrained,
+            train_step=args.train_step,
+        )
+        for i in range(args.trials)
+    ]
+    bar = tqdm(
+        total=len(arms) * args.trials, desc="victims", unit="victim", disable=args.quiet or None, file=sys.stderr
+    )
+
+    def on_trial(label: str, i: int, record: TrialRecord) -> None:
+        bar.update(1)
+        if not args.quiet:
+            bar.write(
+                f"  {label} victim {i + 1}/{args.trials} (seed {trials[i].seed}): {poison.threat.metric} "
+                f"{100 * record.metric:.1f} %, clean accuracy {100 * record.clean_accuracy:.1f} %, "
+                f"{record.train_s:.1f} s",
+                file=sys.stderr,
             )
-            record = run_trial(trial)
-            if record.status != DONE:
-                print(
-                    f"sapabench: error: {label} trial {i + 1} (seed {trial.seed}) failed: {record.error}",
-                    file=sys.stderr,
-                )
-                return 1
-            records.append(record)
-            if not args.quiet:
-                print(
-                    f"  {label} trial {i + 1}/{args.trials} (seed {trial.seed}): {poison.threat.metric} "
-                    f"{100 * record.metric:.1f} %, clean accuracy {100 * record.clean_accuracy:.1f} %, "
-                    f"{record.train_s:.1f} s",
-                    file=sys.stderr,
-                )
-        values = [float(r.metric) for r in records]  # type: ignore[arg-type]
-        mean, se = mean_se(values)
-        clean_mean, clean_se = mean_se([float(r.clean_accuracy) for r in records])  # type: ignore[arg-type]
-        train_s = [float(r.train_s) for r in records]  # type: ignore[arg-type]
-        diagnostics = {key: mean_se([r.diagnostics[key] for r in records]) for key in records[0].diagnostics}
-        report[label.replace(" ", "_")] = {
+
+    try:
+        done = run_arms(trials, args.defense, args.baseline, on_trial)
+    finally:
+        bar.close()
+    higher = poison.threat.higher_is_stronger
+    report["arms"] = {}
+    for arm in done:
+        mean, se, clean_mean, clean_se = arm_summary(arm)
+        train_s = [float(r.train_s) for r in arm.records]  # type: ignore[arg-type]
+        diagnostics = {key: mean_se([r.diagnostics[key] for r in arm.records]) for key in arm.records[0].diagnostics}
+        report["arms"][arm.label] = {
+            "defense": arm.defense,
+            "on_poison": arm.on_poison,
             "metric": poison.threat.metric,
             "mean": mean,
             "se": se,
-            "values": values,
+            "values": arm.values,
+            "victim_seeds": [t.seed for t in trials],
             "clean_accuracy_mean": clean_mean,
             "clean_accuracy_se": clean_se,
             "train_s": train_s,
             "trials": args.trials,
+            "defense_stats": arm.filter_stats(),
             "diagnostics": {key: {"mean": m, "se": e} for key, (m, e) in diagnostics.items()},
         }
         if not args.json:
-            direction = "higher" if poison.threat.higher_is_stronger else "lower"
-            trials = "1 trial" if args.trials == 1 else f"{args.trials} trials, SE"
+            direction = "higher" if higher else "lower"
+            trials_text = "1 victim" if args.trials == 1 else f"{args.trials} victims, SE"
             spread = "" if args.trials == 1 else f" +/- {100 * se:.1f}"
             clean_spread = "" if args.trials == 1 else f" +/- {100 * clean_se:.1f}"
             print(
-                f"{label:>14}: {poison.threat.metric} {100 * mean:.1f}{spread} % ({trials}; {direction} = stronger "
-                f"attack)  clean accuracy {100 * clean_mean:.1f}{clean_spread} %  "
+                f"{arm.label:>24}: {poison.threat.metric} {100 * mean:.1f}{spread} % ({trials_text}; {direction} = "
+                f"stronger attack)  clean accuracy {100 * clean_mean:.1f}{clean_spread} %  "
                 f"training {sum(train_s) / len(train_s):.1f} s/victim"
             )
+            stats = arm.filter_stats()
+            if "removed" in stats:
+                found = (
+                    f", precision {100 * stats['precision']:.1f} %, recall {100 * stats['recall']:.1f} % of the poisons"
+                    if "recall" in stats
+                    else ""
+                )
+                print(f"{'':>24}  {arm.defense} removed {stats['removed']:.1f} images per victim{found}")
+            if "defense_s" in stats:
+                print(
+                    f"{'':>24}  {arm.defense} took {stats['defense_s']:.1f} s per victim (its own model trained in "
+                    f"{stats.get('defender_s', 0.0):.1f} s, once per training set and seed)"
+                )
             for key, (m, e) in diagnostics.items():
-                print(f"{'':>14}  diagnostic {key} {m:.4f}" + ("" if args.trials == 1 else f" +/- {e:.4f}"))
+                print(f"{'':>24}  diagnostic {key} {m:.4f}" + ("" if args.trials == 1 else f" +/- {e:.4f}"))
         chance = 1 / data.num_classes
-        if not on_poison and clean_mean < NEAR_CHANCE * chance:
+        if not arm.on_poison and clean_mean < NEAR_CHANCE * chance:
             print(
-                f"sapabench: warning: the clean baseline's accuracy {100 * clean_mean:.1f} % is near chance "
+                f"sapabench: warning: the {arm.label} arm's accuracy {100 * clean_mean:.1f} % is near chance "
                 f"({100 * chance:.1f} % for {data.num_classes} classes): the victims are undertrained, so the "
                 "poisoned numbers say little about the attack; train longer (--epochs)",
                 file=sys.stderr,
             )
+    answers = evaluate_comparisons(done, args.defense, higher, poison.threat.metric == CLEAN_ACCURACY)
+    report["comparisons"] = [
+        {
+            "what": c.what,
+            "a": c.a,
+            "b": c.b,
+            "measure": c.measure,
+            "mean": c.mean,
+            "interval": [None if math.isinf(v) else v for v in c.interval],
+            "differences": list(c.differences),
+        }
+        for c in answers
+    ]
     if args.json:
         report["craft_s"] = poison.craft_s
         print(json.dumps(report, indent=2))
     else:
-        print(f"{'crafting':>14}: {poison.craft_s:.1f} s ({poison.attack}, {poison.num_poisons} poisons)")
+        for c in answers:
+            print(f"{'':>2}{c.line()}")
+        if answers:
+            print(
+                "  (one poison: these intervals are over its victims; sapabench run --suite defenses replicates over poisons)"
+            )
+        print(f"{'crafting':>24}: {poison.craft_s:.1f} s ({poison.attack}, {poison.num_poisons} poisons)")
     return 0
 
 

@@ -229,7 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(p)
     p.set_defaults(handler="attack")
 
-    p = sub.add_parser("evaluate", help="re-train victims on a poison set; metric as mean +/- SE")
+    p = sub.add_parser(
+        "evaluate", help="train victims on a poison set (with and without a defense, paired by seed); metric +/- SE"
+    )
     p.add_argument("--poison", required=True, help="folder written by sapabench attack")
     p.add_argument("--arch", default="convnet", help="victim architecture (default convnet; sapabench list archs)")
     p.add_argument("--recipe", default="sgd", help="victim training recipe (default sgd; sapabench list recipes)")
@@ -248,8 +250,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="nested (default, as suites) or shared (the rule of run folders made before 2026-12)",
     )
     p.add_argument("--dataset", help="default: the poison's dataset")
-    p.add_argument("--baseline", action="store_true", help="also train clean victims with the same seeds")
-    p.add_argument("--defense", default=NO_DEFENSE, help="a registered defense applied to every victim (default none)")
+    p.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also train victims on clean data with the same seeds (and, with --defense, on clean data under the "
+        "defense: its cost with no attack)",
+    )
+    p.add_argument(
+        "--defense",
+        default=NO_DEFENSE,
+        help="a registered defense (sapabench list defenses): the poison's victims train without it and, with the "
+        "same seeds, with it; prints what it removed (precision, recall), its time and the paired difference",
+    )
     _add_protocol_options(p, sources=True)
     p.add_argument("--device", default="auto", help="auto (CUDA if available, else CPU), cpu or cuda")
     _add_training_options(p)

@@ -240,11 +240,14 @@ def test_evaluate_prints_mean_and_standard_error(capsys, smoke_poison):
     argv = f"evaluate --poison {smoke_poison} --trials 2 --epochs 1 --baseline --device cpu"
     code, out, err = run(capsys, *argv.split())
     assert code == 0
-    assert "poisoned: target_success" in out and "+/-" in out and "clean baseline" in out and "crafting" in out
-    assert re.search(r"clean baseline: target_success \d+\.\d \+/- \d+\.\d % \(2 trials, SE", out)  # percent
-    assert err.count(" trial ") == 4 and "%, clean accuracy" in err
+    assert "poisoned: target_success" in out and "+/-" in out and "clean: target_success" in out and "crafting" in out
+    assert re.search(r"clean: target_success \d+\.\d \+/- \d+\.\d % \(2 victims, SE", out)  # percent
+    assert (
+        err.count(" victim ") >= 4 and "%, clean accuracy" in err and "training 2 arm(s) x 2 victims of 1 epochs" in err
+    )
+    assert "attack's effect without the defense" in out and "no 95 % interval from 2 victims" in out
     # one epoch leaves the victims near chance: said, since the poisoned numbers then mean little
-    clean = float(re.search(r"clean baseline: .*clean accuracy (\d+\.\d)", out).group(1))
+    clean = float(re.search(r" clean: .*clean accuracy (\d+\.\d)", out).group(1))
     assert ("near chance" in err) == (clean < 20.0)
 
 
@@ -254,8 +257,8 @@ def test_evaluate_says_one_trial_and_warns_when_victims_are_near_chance(capsys, 
         f"evaluate --poison {smoke_poison} --trials 1 --epochs 1 --baseline --device cpu --quiet --victim-seeds shared"
     )
     code, out, err = run(capsys, *argv.split())
-    assert code == 0 and "(1 trial;" in out and not re.search(r"\b1 trials", out) and "+/-" not in out
-    clean = float(re.search(r"clean baseline: .*clean accuracy (\d+\.\d)", out).group(1))
+    assert code == 0 and "(1 victim;" in out and not re.search(r"\b1 victims", out) and "+/-" not in out
+    clean = float(re.search(r" clean: .*clean accuracy (\d+\.\d)", out).group(1))
     assert clean < 20.0 and "is near chance (10.0 % for 10 classes)" in err and "--epochs" in err
 
 
@@ -263,8 +266,33 @@ def test_evaluate_json(capsys, smoke_poison):
     argv = f"evaluate --poison {smoke_poison} --trials 2 --epochs 1 --json --quiet --device cpu"
     code, out, _ = run(capsys, *argv.split())
     report = json.loads(out)
-    assert code == 0 and report["attack"] == "sapa-gradient-matching" and len(report["poisoned"]["values"]) == 2
-    assert set(report["poisoned"]["values"]) <= {0.0, 1.0}
+    poisoned = report["arms"]["poisoned"]
+    assert code == 0 and report["attack"] == "sapa-gradient-matching" and len(poisoned["values"]) == 2
+    assert set(poisoned["values"]) <= {0.0, 1.0} and report["comparisons"] == []
+
+
+def test_evaluate_with_a_defense_names_it_shows_what_it_did_and_both_arms(capsys, tmp_path, monkeypatch):
+    """The defense is named, its filter statistics and time printed, and the poison is trained with
+    and without it (and clean data with and without it) on the same victim seeds."""
+    monkeypatch.setenv("SAPABENCH_CACHE", str(tmp_path / "cache"))
+    poison = tmp_path / "em"
+    assert main(f"attack error-min --preset smoke --seed 3 --out {poison} --device cpu".split()) == 0
+    capsys.readouterr()
+    argv = f"evaluate --poison {poison} --trials 2 --epochs 1 --baseline --defense spectral-signatures --device cpu"
+    code, out, err = run(capsys, *argv.split())
+    assert code == 0, err
+    for arm in ("poisoned", "poisoned + spectral-signatures", "clean", "clean + spectral-signatures"):
+        assert re.search(rf"^\s*{re.escape(arm)}: clean_accuracy", out, re.M), out
+    assert re.search(r"spectral-signatures removed \d+\.\d images per victim, precision \d+\.\d %, recall", out)
+    assert re.search(r"spectral-signatures took \d+\.\d s per victim \(its own model trained in \d+\.\d s", out)
+    for what in ("defense's change of the attack metric", "attack's effect under the defense", "defense's clean cost"):
+        assert what in out
+    code, out, _ = run(capsys, *argv.split(), "--json", "--quiet")
+    report = json.loads(out)
+    seeds = {a["victim_seeds"][0] for a in report["arms"].values()}
+    assert len(seeds) == 1 and len(report["arms"]) == 4  # every arm on the same victims
+    defended = report["arms"]["poisoned + spectral-signatures"]["defense_stats"]
+    assert {"removed", "precision", "recall", "defense_s", "defender_s"} <= set(defended)
 
 
 @pytest.mark.parametrize(
