@@ -31,6 +31,11 @@ NO_POISON = "-"
 PRESET_SURROGATE = "preset"
 SAPA_PREFIX = "sapa-"
 
+ORACLE_FILTER = "oracle-filter"
+"""The control that removes exactly the poisoned images (``defenses.controls``)."""
+RANDOM_LIKE = "random-like-"
+"""``random-like-F``: the control that removes as many random images per class as filter ``F``."""
+
 AUTO = "auto"
 PRECISIONS = ("fp32", "bf16")
 MEMORY_FORMATS = ("contiguous", "channels_last")

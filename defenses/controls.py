@@ -24,11 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sapabench.core.names import ORACLE_FILTER, RANDOM_LIKE
 from sapabench.defenses.base import DEFENSES, ControlFilter, DefenseContext, Filtered, register_defense
-
-ORACLE = "oracle-filter"
-RANDOM_LIKE = "random-like-"
-"""``random-like-F``: the random twin of filter ``F``."""
 
 
 def _kept(n: int, remove: np.ndarray) -> Tensor:
@@ -37,7 +34,7 @@ def _kept(n: int, remove: np.ndarray) -> Tensor:
     return torch.from_numpy(np.flatnonzero(mask))
 
 
-@register_defense(ORACLE, description="control: removes exactly the poisoned images (the ceiling of any filter)")
+@register_defense(ORACLE_FILTER, description="control: removes exactly the poisoned images (the ceiling of any filter)")
 @dataclass
 class OracleFilter(ControlFilter):
     """Removes the poisoned images and nothing else; on clean data it removes nothing."""
@@ -76,5 +73,5 @@ def register_random_twin(of: str) -> None:
     register_defense(name, description=f"control: removes as many random images per class as {of} does")(dataclass(cls))
 
 
-for _filter in ("spectral-signatures", "activation-clustering", "deep-knn", ORACLE):
+for _filter in ("spectral-signatures", "activation-clustering", "deep-knn", ORACLE_FILTER):
     register_random_twin(_filter)

@@ -42,6 +42,9 @@ from sapabench.leaderboard.views import (
     Num,
     Spread,
     ThreatRow,
+    decided,
+    defense_decision,
+    defense_test,
     eps_text,
     logits,
     metric_label,
@@ -831,11 +834,49 @@ DEFENSE_PAGE: tuple[Column[DefenseRow], ...] = (
     ),
     Column("with defense", lambda r: r.entry.value, "metric %, mean ± SE, against the defended victims"),
     Column("without", lambda r: r.without, "the same attack and setting undefended"),
-    Column("clean acc.", lambda r: pct(r.entry.clean_acc.mean), "the defended victims' clean accuracy %"),
-    Column("acc. cost", lambda r: pct(r.clean_acc_cost, "+.1f"), "clean accuracy the defense costs, in points"),
+    Column(
+        "reduction [95 %]",
+        lambda r: decided(defense_decision(r, "reduction")),
+        "how much the defense weakens the attack, points per poison (undefended - defended, > 0 = weaker), with the "
+        "exact 95 % interval over poisons; bold where significant",
+        mark=lambda r: sig(defense_test(r, "reduction")),
+    ),
+    Column(
+        "beyond random",
+        lambda r: decided(defense_decision(r, "beyond_random")),
+        "its reduction beyond random-like-DEFENSE, which removes as many images per class at random (> 0 = the "
+        "filter found more than its count of images does)",
+        mark=lambda r: sig(defense_test(r, "beyond_random")),
+    ),
+    Column(
+        "oracle share",
+        lambda r: (
+            None if r.decision is None or r.decision.oracle_share is None else Num(r.decision.oracle_share, ".2f")
+        ),
+        "the reduction over oracle-filter's, which removes exactly the poisons (1 = as good as knowing them)",
+    ),
+    Column(
+        "remaining",
+        lambda r: decided(defense_decision(r, "remaining")),
+        "the attack's effect under the defense, points per poison (accuracy: clean victims under the defense minus "
+        "poisoned; success: the rate), with its exact 95 % interval",
+        mark=lambda r: sig(defense_test(r, "remaining")),
+    ),
+    Column(
+        "clean cost",
+        lambda r: decided(defense_decision(r, "clean_cost")),
+        "accuracy the defense costs with no attack, points (clean victims without minus with it, paired by seed)",
+        mark=lambda r: sig(defense_test(r, "clean_cost")),
+    ),
     Column("removed", lambda r: None if r.removed is None else Num(r.removed, ".0f"), "images a data filter removed"),
     Column("precision", lambda r: pct(r.precision), "% of the removed images that were poisons"),
     Column("recall", lambda r: pct(r.recall), "% of the poisons removed"),
+    Column(
+        "defense s",
+        lambda r: None if r.defense_s is None else Num(r.defense_s, ".1f"),
+        "seconds the defense took per victim (its own model's training included where it was trained: once per "
+        "poison, shared by the poison's filters and controls)",
+    ),
 )
 """The page's defense view."""
 
@@ -858,9 +899,12 @@ def _defense_section(by_id: dict[str, dict[str, Any]], defense_rows: list[Defens
     return Section(
         "defenses",
         "Defenses",
-        "Per defense and threat model, every attack strongest first against the defended victim; without = the same "
-        "attack and setting undefended; acc. cost = the clean accuracy the defense costs; removed, precision and recall "
-        "of the images a data-level filter removes, against the true poisons.",
+        "Per defense and threat model, every attack strongest first against the defended victims; without = the same "
+        "attack and setting undefended. Decided over poisons (victims paired by seed): the defense's reduction of the "
+        "attack, beyond its random twin (random-like-DEFENSE), its share of the oracle filter's, the attack's "
+        "remaining effect and the defense's clean cost, each in points with its exact 95 % interval; "
+        + SIGNIFICANCE_NOTE.replace("every SAPA-vs-baseline comparison of this page", "every test of this view")
+        + ". Removed, precision and recall of a data-level filter against the true poisons.",
         tuple(tables),
     )
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from typing import Any, Generic, TypeVar
 from sapabench.core.names import NO_DEFENSE, sapa_name
 from sapabench.core.stats import PairedTest
 from sapabench.core.threats import ADVERSARIAL_MARGIN, NO_THREAT
+from sapabench.leaderboard.defended import Decided, DefenseDecision, decide
 from sapabench.leaderboard.pairs import (
     ALPHA,
     Family,
@@ -115,7 +117,30 @@ class PerDevice:
         return self.values[0][1] if len(self.values) == 1 else None
 
 
-Cell = Num | Spread | Change | PerDevice | str | None
+@dataclass(frozen=True)
+class Interval:
+    """A mean difference with its exact 95 % interval, in points (``[-inf, +inf]``: the design
+    cannot bound it), ``°`` where its test cannot reach alpha."""
+
+    mean: float
+    lower: float
+    upper: float
+    decidable: bool = True
+    scale: float = 100.0
+
+    def text(self, html: bool = False) -> str:
+        def point(x: float) -> str:
+            return "inf" if math.isinf(x) else format(x * self.scale, "+.1f")
+
+        mark = "" if self.decidable else "°"
+        return f"{point(self.mean)} [{point(self.lower)}, {point(self.upper)}]{mark}"
+
+    @property
+    def key(self) -> float:
+        return self.mean * self.scale
+
+
+Cell = Num | Spread | Change | PerDevice | Interval | str | None
 
 
 def text(cell: Cell, html: bool = False) -> str:
@@ -494,7 +519,8 @@ def threat_view(entries: list[dict[str, Any]], fam: Family | None = None) -> lis
 @dataclass(frozen=True)
 class DefenseRow:
     """One attack against one defense: the defended victims beside the same attack undefended
-    (``without``), the clean accuracy the defense costs and what a data-level filter removed."""
+    (``without``), the clean accuracy the defense costs, what a data-level filter removed and
+    what it took, and the decided tests (:mod:`sapabench.leaderboard.defended`)."""
 
     entry: EntryRow
     rank: int
@@ -503,6 +529,27 @@ class DefenseRow:
     removed: float | None
     precision: float | None
     recall: float | None
+    decision: DefenseDecision | None = None
+    defense_s: float | None = None
+    defender_s: float | None = None
+
+
+def decided(d: Decided | None) -> Interval | None:
+    """A decided test as an interval cell."""
+    return None if d is None else Interval(d.mean, d.lower, d.upper, d.test.decidable(ALPHA))
+
+
+def defense_decision(r: DefenseRow, name: str) -> Decided | None:
+    return None if r.decision is None else getattr(r.decision, name)
+
+
+def defense_test(r: DefenseRow, name: str) -> PairedTest | None:
+    d = defense_decision(r, name)
+    return None if d is None else d.test
+
+
+DEFENSE_TESTS = ("reduction", "beyond_random", "remaining", "clean_cost")
+"""The defense view's decided tests (:class:`sapabench.leaderboard.defended.DefenseDecision`)."""
 
 
 DEFENSE_COLUMNS: tuple[Column[DefenseRow], ...] = (
@@ -511,13 +558,35 @@ DEFENSE_COLUMNS: tuple[Column[DefenseRow], ...] = (
     *same_name("attack", "arch", "recipe", "metric", via="entry"),
     Column("with_defense", lambda r: r.entry.value),
     Column("without_defense", lambda r: r.without),
+    Column(
+        "poisons", lambda r: None if defense_test(r, "reduction") is None else pairs_label(defense_test(r, "reduction"))
+    ),  # type: ignore[arg-type]
+    *(
+        column
+        for name in DEFENSE_TESTS
+        for column in (
+            Column(name, lambda r, n=name: decided(defense_decision(r, n))),
+            Column(f"{name}_p_adjusted", lambda r, n=name: adjusted_p(defense_test(r, n))),
+            Column(f"{name}_significant", lambda r, n=name: significant_text(defense_test(r, n))),
+        )
+    ),
+    Column(
+        "oracle_share",
+        lambda r: (
+            None if r.decision is None or r.decision.oracle_share is None else Num(r.decision.oracle_share, ".2f")
+        ),
+    ),
     Column("clean_acc", lambda r: pct(r.entry.clean_acc.mean)),
     Column("clean_acc_cost", lambda r: pct(r.clean_acc_cost, "+.1f")),
     Column("removed", lambda r: None if r.removed is None else Num(r.removed, ".0f")),
     Column("precision", lambda r: pct(r.precision)),
     Column("recall", lambda r: pct(r.recall)),
+    Column("defense_s", lambda r: None if r.defense_s is None else Num(r.defense_s, ".1f")),
+    Column("defender_s", lambda r: None if r.defender_s is None else Num(r.defender_s, ".1f")),
 )
-"""The columns of ``defenses.md|.csv``."""
+"""The columns of ``defenses.md|.csv``: every decided test as its mean difference in points with
+the exact 95 % interval, its adjusted p and whether it is significant (one convention with the
+page); ``oracle_share`` the defense's reduction over the oracle filter's (point estimate)."""
 
 
 def defense_view(entries: list[dict[str, Any]]) -> list[DefenseRow]:
@@ -533,6 +602,7 @@ def defense_view(entries: list[dict[str, Any]]) -> list[DefenseRow]:
         if e["defense"] != NO_DEFENSE:
             groups[(e["defense"], e["setting"]["threat"], e["setting"]["dataset"])].append(e)
     rows = []
+    decisions = decide(entries)
     for _, group in sorted(groups.items()):
         group.sort(key=lambda e: (-_strength(e), e["attack"]))
         for rank, e in enumerate(group, 1):
@@ -549,6 +619,9 @@ def defense_view(entries: list[dict[str, Any]]) -> list[DefenseRow]:
                     stats.get("removed_mean"),
                     stats.get("precision_mean"),
                     stats.get("recall_mean"),
+                    decisions.get(e["entry_id"]),
+                    stats.get("defense_s_mean"),
+                    stats.get("defender_s_mean"),
                 )
             )
     return rows

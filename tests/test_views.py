@@ -186,3 +186,53 @@ def test_every_view_marks_the_same_comparisons_significant(tmp_path):
     )
     assert answer is not None
     assert int(answer.group(3)) + int(answer.group(5)) == sum(v == "yes" for v in table4.values())
+
+
+def test_the_defense_view_decides_over_poisons_with_controls_and_clean_cost(tmp_path):
+    """Eight poisons: the filter raises the poisoned victims' accuracy by 10 points (+/- noise) per
+    poison, its random twin by 1, the oracle by 20; with no attack it costs 2 points. Each test
+    is decided over poisons with its exact interval, and the view's CSV carries every number."""
+    import csv
+    import io
+
+    from sapabench.leaderboard.views import defense_view
+    from tests._entries import make_clean_entry
+
+    noise = [0.003 * ((-1) ** i) * (i % 3) for i in range(8)]
+    base = [0.50 + 0.01 * i for i in range(8)]
+    entries = [
+        make_entry("error-min", base, cells=EIGHT),
+        _defended(
+            make_entry("error-min", [v + 0.10 + n for v, n in zip(base, noise)], cells=EIGHT), "spectral-signatures"
+        ),
+        _defended(
+            make_entry("error-min", [v + 0.01 - n for v, n in zip(base, noise)], cells=EIGHT),
+            "random-like-spectral-signatures",
+        ),
+        _defended(make_entry("error-min", [v + 0.20 for v in base], cells=EIGHT), "oracle-filter"),
+    ]
+    clean_values = [0.98, 0.99, 0.97, 0.985, 0.975, 0.99, 0.98, 0.97]
+    clean = make_clean_entry(clean_values)
+    entries += [clean, _defended(make_clean_entry([v - 0.02 for v in clean_values]), "spectral-signatures")]
+    rows = {(r.entry.attack, r.entry.defense): r for r in defense_view(entries)}
+    d = rows[("error-min", "spectral-signatures")].decision
+    assert d.reduction.test.n == 8 and d.reduction.test.unit == "craft seed"
+    assert d.reduction.mean == pytest.approx(0.10, abs=0.005) and 0.09 < d.reduction.lower < d.reduction.upper < 0.11
+    assert d.reduction.test.significant(0.05)  # 8 of 8 poisons, BY-adjusted with the view's other tests
+    assert d.beyond_random.mean == pytest.approx(0.09, abs=0.01) and d.beyond_random.lower > 0
+    assert d.oracle_share == pytest.approx(0.5, abs=0.03)
+    assert d.clean_cost.mean == pytest.approx(0.02) and d.clean_cost.test.unit == "victim seed"
+    # the attack's remaining effect: clean victims under the filter (96.8 %) minus the defended (mean 63.5 %)
+    assert d.remaining.mean == pytest.approx(0.9675 - (0.535 + 0.10), abs=0.01)
+    assert rows[("clean", "spectral-signatures")].decision.reduction is None
+    render(_write(tmp_path / "entries", entries), tmp_path / "board")
+    table = list(csv.DictReader(io.StringIO((tmp_path / "board" / "defenses.csv").read_text())))
+    row = next(r for r in table if r["attack"] == "error-min" and r["defense"] == "spectral-signatures")
+    assert (
+        row["poisons"] == "8 craft seeds"
+        and row["reduction"].startswith("+10.")
+        and row["reduction_significant"] == "yes"
+    )
+    assert row["oracle_share"] == "0.50" and row["clean_cost"].startswith("+2.0 [")
+    html = (tmp_path / "board" / "leaderboard.html").read_text()
+    assert "beyond random" in html and "oracle share" in html and "clean cost" in html

@@ -1,0 +1,160 @@
+"""What a defense did to each attack, decided over poisons: the defense view's tests.
+
+For an attack entry under defense ``D`` and the same attack, setting and victims without it
+(victims are paired by seed: the same craft seed and victim seed train with and without ``D``):
+
+- **reduction**: how much ``D`` weakens the attack, per poison the mean over its victims of the
+  undefended minus the defended metric (signed so that > 0 = the attack is weaker under ``D``);
+- **beyond random** (data filters): the same against ``random-like-D``, which removes as many
+  images per class at random: > 0 = ``D`` found more than its count of images does by itself;
+- **share of the oracle**: ``D``'s mean reduction over the reduction of ``oracle-filter``, which
+  removes exactly the poisons (a point estimate; the ceiling of any filter is 1);
+- **remaining effect**: the attack's effect under ``D``: for accuracy attacks the clean victims'
+  accuracy under ``D`` minus the poisoned victims' (per poison, beside the clean victims' mean),
+  for success rates the success under ``D``;
+- **clean cost**: the accuracy ``D`` costs with no attack (clean victims with and without ``D``,
+  paired by victim seed).
+
+Every test is the exact two-sided sign-flip test over poisons (victims where there is one
+poison, as for clean data) with the exact interval of the mean difference
+(:func:`sapabench.core.stats.sign_flip_interval`), and the page's one significance convention:
+Benjamini-Yekutieli over this view's decidable tests at ``ALPHA``, ° where a design cannot reach
+it (:data:`sapabench.leaderboard.pairs.SIGNIFICANCE_NOTE`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sapabench.core.names import CLEAN, NO_DEFENSE, ORACLE_FILTER, RANDOM_LIKE
+from sapabench.core.stats import PairedTest, adjust_p, paired_test, sign_flip_interval
+from sapabench.leaderboard.pairs import ALPHA, CLEAN_KEYS, VIEW_CORRECTION, trial_values, variant
+
+Key = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Decided:
+    """A paired test with its exact interval (fractions of the metric, signed as the test's)."""
+
+    test: PairedTest
+    lower: float
+    upper: float
+
+    @classmethod
+    def of(cls, test: PairedTest) -> Decided:
+        lower, upper = sign_flip_interval(test.differences, ALPHA)
+        return cls(test, lower, upper)
+
+    @property
+    def mean(self) -> float:
+        return self.test.mean_difference
+
+    @property
+    def bounded(self) -> bool:
+        return not (math.isinf(self.lower) or math.isinf(self.upper))
+
+
+@dataclass(frozen=True)
+class DefenseDecision:
+    """The tests of one defended entry (None where the run lacks the arm a test needs)."""
+
+    reduction: Decided | None
+    beyond_random: Decided | None
+    oracle_share: float | None
+    remaining: Decided | None
+    clean_cost: Decided | None
+
+
+def _setting_key(e: dict[str, Any]) -> Key:
+    s = e["setting"]
+    return (s["suite"], s["dataset"], s["arch"], s["recipe"], s["surrogate"], variant(e))
+
+
+def _clean_key(e: dict[str, Any]) -> Key:
+    return tuple(json.dumps(e["setting"][k], sort_keys=True) for k in CLEAN_KEYS)
+
+
+def _sign(e: dict[str, Any]) -> float:
+    return 1.0 if e["metric"]["higher_is_stronger"] else -1.0
+
+
+def _per_unit(values: Mapping[Key, float]) -> list[float]:
+    by: dict[Any, list[float]] = {}
+    for (craft, _), v in sorted(values.items(), key=lambda kv: repr(kv[0])):
+        by.setdefault(craft, []).append(v)
+    return [sum(vs) / len(vs) for vs in by.values()]
+
+
+def _shifted(values: Mapping[Key, float], shift: float) -> dict[Key, float]:
+    return {k: v - shift for k, v in values.items()}
+
+
+def _remaining(entry: dict[str, Any], clean: dict[str, Any] | None) -> Decided | None:
+    """The attack's effect under the defense, per poison (> 0 = it still works)."""
+    values = trial_values(entry)  # signed: larger = stronger
+    if entry["metric"]["name"] == "clean_accuracy":
+        if clean is None:
+            return None
+        ref = _per_unit(trial_values(clean))  # the clean victims' (signed) accuracy under the same defense
+        values = _shifted(values, sum(ref) / len(ref))
+    else:
+        values = {k: v * _sign(entry) for k, v in values.items()}  # a success rate as it is
+    zero = dict.fromkeys(values, 0.0)
+    return Decided.of(paired_test(values, zero))
+
+
+def decide(entries: list[dict[str, Any]]) -> dict[str, DefenseDecision]:
+    """The decision of every defended entry (keyed by entry id), adjusted as one family."""
+    plain: dict[Key, dict[str, Any]] = {}
+    defended: dict[tuple[Key, str, str], dict[str, Any]] = {}
+    clean: dict[tuple[Key, str], dict[str, Any]] = {}
+    for e in entries:
+        if e["attack"] == CLEAN:
+            clean[(_clean_key(e), e["defense"])] = e
+        elif e["defense"] == NO_DEFENSE:
+            plain[(*_setting_key(e), e["attack"])] = e
+        else:
+            defended[(_setting_key(e), e["attack"], e["defense"])] = e
+    out: dict[str, DefenseDecision] = {}
+    for e in entries:
+        if e["defense"] == NO_DEFENSE:
+            continue
+        c0, cd = clean.get((_clean_key(e), NO_DEFENSE)), clean.get((_clean_key(e), e["defense"]))
+        cost = None
+        if c0 is not None and cd is not None:  # signed values are -accuracy: cd - c0 = acc0 - accD
+            cost = Decided.of(paired_test(trial_values(cd), trial_values(c0)))
+        if e["attack"] == CLEAN:
+            out[e["entry_id"]] = DefenseDecision(None, None, None, None, cost)
+            continue
+        base = plain.get((*_setting_key(e), e["attack"]))
+        reduction = None if base is None else Decided.of(paired_test(trial_values(base), trial_values(e)))
+        twin = defended.get((_setting_key(e), e["attack"], f"{RANDOM_LIKE}{e['defense']}"))
+        beyond = None if twin is None else Decided.of(paired_test(trial_values(twin), trial_values(e)))
+        oracle = defended.get((_setting_key(e), e["attack"], ORACLE_FILTER))
+        share = None
+        if reduction is not None and oracle is not None and base is not None and e["defense"] != ORACLE_FILTER:
+            ceiling = paired_test(trial_values(base), trial_values(oracle)).mean_difference
+            share = reduction.mean / ceiling if ceiling > 0 else None
+        out[e["entry_id"]] = DefenseDecision(reduction, beyond, share, _remaining(e, cd), cost)
+    return _adjusted(out)
+
+
+def _adjusted(decisions: dict[str, DefenseDecision]) -> dict[str, DefenseDecision]:
+    """Every decidable test of the view, adjusted together (:data:`VIEW_CORRECTION`)."""
+    fields = ("reduction", "beyond_random", "remaining", "clean_cost")
+    slots = [
+        (entry_id, name, getattr(d, name))
+        for entry_id, d in sorted(decisions.items())
+        for name in fields
+        if getattr(d, name) is not None and getattr(d, name).test.decidable(ALPHA)
+    ]
+    adjusted = adjust_p([dec.test.p_two_sided for _, _, dec in slots], VIEW_CORRECTION) if slots else []
+    out = dict(decisions)
+    for (entry_id, name, dec), q in zip(slots, adjusted, strict=True):
+        out[entry_id] = replace(out[entry_id], **{name: replace(dec, test=replace(dec.test, p_adjusted=q))})
+    return out
