@@ -21,9 +21,10 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
+from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
 from sapabench.core.errors import ConfigError, UnknownNameError
@@ -91,9 +92,10 @@ def _first_doc_line(obj: object) -> str:
 class Registry(Generic[T]):
     """Named factories of one kind, filled by the :meth:`register` decorator at import time."""
 
-    def __init__(self, kind: str, plugin_group: str | None = None) -> None:
+    def __init__(self, kind: str, plugin_group: str | None = None, renamed: Mapping[str, str] | None = None) -> None:
         self.kind = kind
         self.plugin_group = plugin_group
+        self.renamed = MappingProxyType(dict(renamed or {}))  # old name -> what it is called now, and why
         self._entries: dict[str, Entry[T]] = {}
         self._plugins_loaded = plugin_group is None
         self.plugin_errors: dict[str, str] = {}
@@ -192,6 +194,8 @@ class Registry(Generic[T]):
         """``unknown <kind> 'name'; did you mean ...?`` (or the known names): the text of the
         error :meth:`entry` raises, for callers that report it with more context (a file and line)."""
         self._load_plugins()
+        if name in self.renamed:
+            return f"{self.kind} {name!r} is now {self.renamed[name]}"
         known = sorted(self._entries)
         close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
         if close:

@@ -2,7 +2,7 @@
 here (``from sapabench.defenses import ...``).
 
 Registered (``sapabench list defenses``): spectral-signatures, activation-clustering, deep-knn,
-jpeg, grayscale (data-level); dp-sgd, adversarial, mixup, cutout, sam (training-level); and the
+jpeg, grayscale (data-level); gradient-shaping, adversarial, mixup, cutout, sam (training-level); and the
 controls oracle-filter and random-like-F for every built-in filter F (``defenses.controls``).
 
 To write a defense: a dataclass (its fields are the options) subclassing :class:`DataDefense`

@@ -103,7 +103,14 @@ class TrainingDefense(Defense):
         return None
 
 
-DEFENSES: Registry[Defense] = Registry("defense", plugin_group="sapabench.defenses")
+DEFENSES: Registry[Defense] = Registry(
+    "defense",
+    plugin_group="sapabench.defenses",
+    renamed={
+        "dp-sgd": "'gradient-shaping': it clips the whole batch's gradient and adds noise (Hong et al. 2020), which is "
+        "not DP-SGD (no per-example clipping, no privacy accounting); per-example DP-SGD is not built yet",
+    },
+)
 D = TypeVar("D", bound=type[Defense])
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sapabench.core.errors import ConfigError
 from sapabench.core.names import ORACLE_FILTER, RANDOM_LIKE
 from sapabench.defenses.base import DEFENSES, ControlFilter, DefenseContext, Filtered, register_defense
 
@@ -40,6 +41,11 @@ class OracleFilter(ControlFilter):
     """Removes the poisoned images and nothing else; on clean data it removes nothing."""
 
     def control(self, ctx: DefenseContext, poisoned: Tensor) -> Filtered:
+        if len(ctx.x) - len(poisoned) < 2:
+            raise ConfigError(
+                f"oracle-filter would remove all {len(ctx.x)} training images (the poison perturbs every one, budget "
+                "1.0): it controls filters of poisons that perturb a part of the data only"
+            )
         return Filtered(_kept(len(ctx.x), poisoned.cpu().numpy()))
 
 

@@ -1,4 +1,4 @@
-"""Training-level defenses: DP-SGD style gradient shaping, and robust recipes used as defenses."""
+"""Training-level defenses: gradient shaping (batch clipping + noise), and robust recipes used as defenses."""
 
 from __future__ import annotations
 
@@ -14,11 +14,17 @@ from sapabench.victims.recipes import RECIPES, Recipe
 from sapabench.victims.train import GradientTransform
 
 
-@register_defense("dp-sgd", description="training: clip each batch gradient to 1.0 and add N(0, (0.01 * 1.0)^2) noise")
+@register_defense(
+    "gradient-shaping",
+    description="training: clip each batch gradient to 1.0 and add N(0, (0.01 * 1.0)^2) noise (Hong et al. 2020)",
+)
 @dataclass
-class DPSGD(TrainingDefense):
+class GradientShaping(TrainingDefense):
     """Per-batch gradient clipping to ``clip`` and Gaussian noise ``noise * clip`` on every
-    gradient entry at every step (Hong et al., 2020: gradient shaping against poisoning)."""
+    gradient entry at every step (Hong et al., 2020: gradient shaping against poisoning).
+
+    Not DP-SGD: the whole batch's gradient is clipped, not each example's, and no privacy is
+    accounted (registered as ``dp-sgd`` before 2026-12-06; that name now says so)."""
 
     clip: float = 1.0
     noise: float = 0.01

@@ -1,5 +1,5 @@
 """Built-in defenses on tiny data: filters find planted poisons, purification changes images as
-documented, dp-sgd clips and adds noise as configured, training-level defenses keep the poison."""
+documented, gradient-shaping clips and adds noise as configured, training-level defenses keep the poison."""
 
 from dataclasses import dataclass, replace
 
@@ -10,7 +10,7 @@ from sapabench.core.errors import ConfigError
 from sapabench.defenses import DEFENSES
 from sapabench.defenses.apply import apply_defense, filter_stats
 from sapabench.defenses.purification import jpeg_compress, to_grayscale
-from sapabench.defenses.training import DPSGD
+from sapabench.defenses.training import GradientShaping
 from sapabench.victims.recipes import RECIPES
 from sapabench.victims.train import Trainer
 
@@ -100,13 +100,13 @@ def _one_step_change(ds, dp):
 
 def test_dp_sgd_clips_and_adds_noise_as_configured(planted):
     ds = replace(planted[0], train_x=planted[0].train_x[:64], train_y=planted[0].train_y[:64], fingerprint="")
-    clipped, _ = _one_step_change(ds, DPSGD(clip=0.01, noise=0.0))
+    clipped, _ = _one_step_change(ds, GradientShaping(clip=0.01, noise=0.0))
     assert clipped == pytest.approx(0.01, rel=1e-3)  # one SGD step of lr 1 moves exactly the clip norm
-    noisy, n = _one_step_change(ds, DPSGD(clip=0.01, noise=1.0))
+    noisy, n = _one_step_change(ds, GradientShaping(clip=0.01, noise=1.0))
     expected = (0.01**2 + (1.0 * 0.01) ** 2 * n) ** 0.5
     assert noisy == pytest.approx(expected, rel=0.05)
     with pytest.raises(ConfigError, match="dp noise"):
-        DEFENSES.create("dp-sgd", noise=-1.0)
+        DEFENSES.create("gradient-shaping", noise=-1.0)
 
 
 @pytest.mark.parametrize("name", ["adversarial", "mixup", "cutout", "sam"])
@@ -122,7 +122,7 @@ def test_recipe_defenses_keep_the_poison_and_change_the_recipe(planted, name):
 def test_dp_sgd_keeps_the_poison_and_recipe_and_hooks_into_the_gradients(planted):
     ds, poison = planted
     base = RECIPES.create("sgd", epochs=3)
-    out = apply_defense(DEFENSES.create("dp-sgd"), ds, poison, "convnet", base, 0, CPU)
+    out = apply_defense(DEFENSES.create("gradient-shaping"), ds, poison, "convnet", base, 0, CPU)
     assert out.poison is poison and out.dataset is ds and out.recipe == base  # a recipe says how to train, nothing more
     assert out.grad_transform is not None
 
@@ -132,7 +132,7 @@ def test_registry_lists_every_builtin():
         "spectral-signatures",
         "activation-clustering",
         "deep-knn",
-        "dp-sgd",
+        "gradient-shaping",
         "jpeg",
         "grayscale",
         "adversarial",
@@ -212,3 +212,10 @@ def test_a_filter_trains_its_model_in_the_victims_numerics(planted, tmp_path, mo
     ctx = DefenseContext(x, y, ds.num_classes, "convnet", RECIPES.create("sgd"), 0, CPU, ds.name, ds.mean, ds.std, True)
     bf16 = replace(ctx, numerics=Numerics("bf16", "channels_last"))
     assert defender_key(ctx) != defender_key(bf16)  # cached per numerics: never mixed
+
+
+def test_the_old_dp_sgd_name_says_what_it_was_and_is_now():
+    from sapabench.core.errors import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match=r"'dp-sgd' is now 'gradient-shaping'.*not DP-SGD"):
+        DEFENSES.entry("dp-sgd")

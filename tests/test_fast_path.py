@@ -182,9 +182,9 @@ def test_packed_victims_equal_victims_trained_alone(tiny_digits, recipe):
 
 
 def test_victims_with_a_gradient_transform_are_not_packed(tiny_digits):
-    from sapabench.defenses.training import DPSGD
+    from sapabench.defenses.training import GradientShaping
 
-    dp = DPSGD().gradient_transform()
+    dp = GradientShaping().gradient_transform()
     specs = [VictimSpec("convnet", "sgd", tiny_digits, seed=s, grad_transform=dp) for s in (0, 1)]
     with pytest.raises(ConfigError, match="train alone"):
         train_packed(specs, device="cpu")

@@ -134,11 +134,17 @@ def test_packed_victims_equal_victims_trained_alone(digits):
 def test_dp_sgd_trains_in_a_graph(digits):
     """The DP-SGD defense's gradient transform (clipping, Gaussian noise from torch's generator)
     is captured with the step."""
-    from sapabench.defenses.training import DPSGD
+    from sapabench.defenses.training import GradientShaping
     from sapabench.victims.train import train_victim
 
     res = train_victim(
-        "convnet", "sgd", digits, seed=0, device="cuda", grad_transform=DPSGD().gradient_transform(), step="graph"
+        "convnet",
+        "sgd",
+        digits,
+        seed=0,
+        device="cuda",
+        grad_transform=GradientShaping().gradient_transform(),
+        step="graph",
     )
     assert res.timing.step == "graph" and res.timing.fallback is None
     assert res.clean_accuracy > 0.5

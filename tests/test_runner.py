@@ -277,7 +277,7 @@ def test_auto_executor_is_the_one_measured_faster(monkeypatch, cores, device, ex
 def test_defense_cells_and_the_defense_view(tmp_path, capsys):
     text = (
         open_suite_text()
-        .replace('archs = ["convnet"]', 'archs = ["convnet"]\ndefenses = ["none", "deep-knn", "dp-sgd"]')
+        .replace('archs = ["convnet"]', 'archs = ["convnet"]\ndefenses = ["none", "deep-knn", "gradient-shaping"]')
         .replace(
             'attacks = ["error-max", "sapa-error-max", "gradient-matching", "sapa-gradient-matching"]',
             'attacks = ["error-max", "sapa-error-max"]',
@@ -289,9 +289,9 @@ def test_defense_cells_and_the_defense_view(tmp_path, capsys):
     rows = [r for r in ResultsStore(tmp_path).rows() if r["defense"] == "deep-knn" and r["attack"] != "clean"]
     assert all(r["defense_removed"] is not None and r["defense_recall"] is not None for r in rows)
     view = (tmp_path / "leaderboard" / "defenses.md").read_text()
-    assert "deep-knn" in view and "dp-sgd" in view and "sapa-error-max" in view
+    assert "deep-knn" in view and "gradient-shaping" in view and "sapa-error-max" in view
     entries = load_entries(tmp_path / "leaderboard" / "entries")
-    assert {e["defense"] for e in entries} == {"none", "deep-knn", "dp-sgd"}
+    assert {e["defense"] for e in entries} == {"none", "deep-knn", "gradient-shaping"}
     assert all(
         "recall_mean" in e["defense_stats"] for e in entries if e["defense"] == "deep-knn" and e["attack"] != "clean"
     )
@@ -301,12 +301,12 @@ def test_defense_cells_and_the_defense_view(tmp_path, capsys):
     (row,) = [
         r
         for r in ResultsStore(tmp_path).rows()
-        if (r["attack"], r["defense"], r["trial_seed"]) == ("error-max", "dp-sgd", 100)
+        if (r["attack"], r["defense"], r["trial_seed"]) == ("error-max", "gradient-shaping", 100)
     ]
     folder = next((tmp_path / "poisons").glob("error-max-*"))
-    argv = f"evaluate --poison {folder} --defense dp-sgd --epochs 1 --seed 100 --trials 1 --device cpu --json --quiet"
+    argv = f"evaluate --poison {folder} --defense gradient-shaping --epochs 1 --seed 100 --trials 1 --device cpu --json --quiet"
     assert main(argv.split()) == 0
-    assert json.loads(capsys.readouterr().out)["poisoned"]["values"] == [row["metric"]]
+    assert json.loads(capsys.readouterr().out)["arms"]["poisoned + gradient-shaping"]["values"] == [row["metric"]]
 
 
 def test_evaluate_reproduces_the_runs_trials_through_the_same_pipeline(smoke_run, capsys):
@@ -320,7 +320,7 @@ def test_evaluate_reproduces_the_runs_trials_through_the_same_pipeline(smoke_run
     common = f"evaluate --poison {folder} --epochs 1 --seed 100 --device cpu --json --quiet"
     assert main([*common.split(), "--trials", "2"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["poisoned"]["values"] == [r["metric"] for r in sorted(rows, key=lambda r: r["trial_seed"])]
+    assert report["arms"]["poisoned"]["values"] == [r["metric"] for r in sorted(rows, key=lambda r: r["trial_seed"])]
     assert main(["evaluate", "--poison", str(folder), "--defense", "grayscal"]) == 2
     assert "did you mean 'grayscale'" in capsys.readouterr().err
 

@@ -203,10 +203,11 @@ def test_the_defense_view_decides_over_poisons_with_controls_and_clean_cost(tmp_
     entries = [
         make_entry("error-min", base, cells=EIGHT),
         _defended(
-            make_entry("error-min", [v + 0.10 + n for v, n in zip(base, noise)], cells=EIGHT), "spectral-signatures"
+            make_entry("error-min", [v + 0.10 + n for v, n in zip(base, noise, strict=True)], cells=EIGHT),
+            "spectral-signatures",
         ),
         _defended(
-            make_entry("error-min", [v + 0.01 - n for v, n in zip(base, noise)], cells=EIGHT),
+            make_entry("error-min", [v + 0.01 - n for v, n in zip(base, noise, strict=True)], cells=EIGHT),
             "random-like-spectral-signatures",
         ),
         _defended(make_entry("error-min", [v + 0.20 for v in base], cells=EIGHT), "oracle-filter"),
