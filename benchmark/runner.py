@@ -200,7 +200,9 @@ def run_suite(
         )
     plan = plan_claims(suite)  # ... and so does a pre-registered claim the design cannot decide
     undecidable = undecidable_claims(suite)
-    say(f"suite {suite.name}: plans {planned} cells and {len(suite.poisons())} poison set(s)")
+    # within the cap the cells are expanded anyway: say their number (grids that share clean victims
+    # count them once), not the upper bound that guarded the cap
+    say(f"suite {suite.name}: plans {len(suite.cells())} cells and {len(suite.poisons())} poison set(s)")
     out = Path(out).resolve()  # poison folders are absolute paths, valid wherever a task runs
     # marking_interrupts: a plugin's KeyboardInterrupt fails its cells; the user's Ctrl-C stops the run
     with exclusive(out), marking_interrupts():  # a second run into the same folder is refused, not interleaved
