@@ -23,16 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sapabench.attacks import ATTACKS
+from sapabench.attacks import ATTACKS, create_attack
 from sapabench.benchmark.entries import entries_dir
 from sapabench.benchmark.store import now
 from sapabench.benchmark.suite import Suite, load_suite
 from sapabench.core.atomic import write_json, write_text
 from sapabench.core.datasets import DATASETS
 from sapabench.core.errors import ConfigError
-from sapabench.core.names import CLEAN, EMBEDDED_DATASET, NO_DEFENSE, is_sapa, twin_name
+from sapabench.core.names import CLEAN, EMBEDDED_DATASET, NO_DEFENSE, ORACLE_FILTER, is_sapa, twin_name
 from sapabench.core.provenance import VERSION, git_commit
-from sapabench.defenses import DEFENSES
+from sapabench.defenses import DEFENSES, DataDefense
 from sapabench.leaderboard.schema import load_entry
 
 SUITE_FILE = "suite.toml"
@@ -50,6 +50,8 @@ class Profile:
     attack_panel: tuple[str, ...]  # attacks a defense is evaluated against
     epochs_on_digits: int
     preset_on_digits: str
+    defense_craft_seeds: tuple[int, ...] = (0,)  # poisons a defense is decided over (victims nested in them)
+    defense_clean_trials: int = 0  # clean victims with and without the defense (its clean cost); 0: trials
 
 
 PROFILES = {
@@ -57,18 +59,12 @@ PROFILES = {
         "the default suite's protocol: convnet victims, 3 trials, 6 epochs on digits",
         trials=3,
         recipes=("sgd", "adam", "cutout", "mixup", "sam", "adversarial"),
-        attack_panel=(
-            "gradient-matching",
-            "sapa-gradient-matching",
-            "sleeper-agent",
-            "sapa-sleeper-agent",
-            "error-min",
-            "sapa-error-min",
-            "error-max",
-            "sapa-error-max",
-        ),
+        attack_panel=("sleeper-agent", "sapa-sleeper-agent", "error-min", "sapa-error-min"),
         epochs_on_digits=6,
         preset_on_digits="embedded",
+        # the defenses suite's design: 8 poisons x 1 victim per attack, 8 clean victims per arm
+        defense_craft_seeds=tuple(range(8)),
+        defense_clean_trials=8,
     ),
     "smoke": Profile(
         "seconds-long: the sgd recipe, 1-epoch victims, 2 trials, the smoke attack preset",
@@ -85,6 +81,10 @@ def twin(attack: str) -> str | None:
     """The registered SAPA variant of a baseline attack, or the baseline of a SAPA attack."""
     other = twin_name(attack)
     return other if other in ATTACKS else None
+
+
+def _budget(attack: str, dataset: str, preset: str | None) -> float:
+    return float(create_attack(attack, dataset=dataset, preset=preset).config.budget)
 
 
 def standard_suite(kind: str, name: str, profile: str = "standard", dataset: str = EMBEDDED_DATASET) -> str:
@@ -104,25 +104,53 @@ def standard_suite(kind: str, name: str, profile: str = "standard", dataset: str
     else:
         DEFENSES.entry(name)
         attacks, recipes, defenses = list(p.attack_panel), p.recipes[:1], [NO_DEFENSE, name]
+    defending = kind == "defense" and p.defense_clean_trials > 0
+    if defending and isinstance(DEFENSES.create(name), DataDefense) and name != ORACLE_FILTER:
+        defenses.append(ORACLE_FILTER)  # the ceiling a data defense's reduction is measured against
+    design = p.description
+    if defending:
+        design = (
+            f"{len(p.defense_craft_seeds)} poisons x 1 victim per attack, victims nested in poisons, "
+            f"{p.defense_clean_trials} clean victims per arm, {p.epochs_on_digits} epochs on digits"
+        )
     lines = [
         f'name = "submit-{kind}-{name}"',
-        f'description = "Standard {kind} submission of {name} ({profile} profile: {p.description})."',
+        f'description = "Standard {kind} submission of {name} ({profile} profile: {design})."',
         f'dataset = "{dataset}"',
-        f"trials = {p.trials}",
+        f"trials = {1 if defending else p.trials}",
         "trial_seed = 100",
-        "craft_seeds = [0]",
+        f"craft_seeds = {json.dumps(list(p.defense_craft_seeds if kind == 'defense' else (0,)))}",
         "clean_baseline = true",
     ]
     if dataset == EMBEDDED_DATASET:
         lines += [f'preset = "{p.preset_on_digits}"', "", "[victim]", f"epochs = {p.epochs_on_digits}"]
-    lines += [
-        "",
-        "[[grid]]",
-        f"attacks = {json.dumps(attacks)}",
-        f"recipes = {json.dumps(list(recipes))}",
-        'archs = ["convnet"]',
-        f"defenses = {json.dumps(defenses)}",
+    oracle = ORACLE_FILTER in defenses
+    preset = p.preset_on_digits if dataset == EMBEDDED_DATASET else None
+    partial = [a for a in attacks if not oracle or _budget(a, dataset, preset) < 1.0]
+    grids = [
+        (partial, defenses),
+        ([a for a in attacks if a not in partial], [d for d in defenses if d != ORACLE_FILTER]),
     ]
+    for grid_attacks, grid_defenses in grids:  # the oracle only where the poison leaves clean images to keep
+        if grid_attacks:
+            lines += [
+                "",
+                "[[grid]]",
+                f"attacks = {json.dumps(grid_attacks)}",
+                f"recipes = {json.dumps(list(recipes))}",
+                'archs = ["convnet"]',
+                f"defenses = {json.dumps(grid_defenses)}",
+            ]
+    if defending:  # clean victims under every arm: the defense's cost with no attack, paired by seed
+        lines += [
+            "",
+            "[[grid]]",
+            'attacks = ["clean"]',
+            f"recipes = {json.dumps(list(recipes))}",
+            'archs = ["convnet"]',
+            f"trials = {p.defense_clean_trials}",
+            f"defenses = {json.dumps(defenses)}",
+        ]
     return "\n".join(lines) + "\n"
 
 

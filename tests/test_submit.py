@@ -30,6 +30,21 @@ def test_defense_suite_runs_the_attack_panel_with_and_without_the_defense():
     assert dict(suite.victim) == {"epochs": 1} and suite.trials == 2
 
 
+def test_a_standard_defense_submission_is_decided_over_poisons_with_controls():
+    """The defenses suite's design: 8 poisons per attack with one nested victim each, the oracle
+    filter beside a data defense where the poison leaves clean images (not Error-Min's 100 %),
+    and 8 clean victims under every arm for the clean cost."""
+    suite = parse_suite(standard_suite("defense", "spectral-signatures"))
+    backdoor, untargeted, clean = suite.grids
+    assert suite.craft_seeds == tuple(range(8)) and suite.trials == 1
+    assert backdoor.attacks == ("sleeper-agent", "sapa-sleeper-agent")
+    assert backdoor.defenses == ("none", "spectral-signatures", "oracle-filter")
+    assert untargeted.defenses == ("none", "spectral-signatures")  # no oracle on a full-budget poison
+    assert clean.attacks == ("clean",) and clean.trials == 8 and clean.defenses == backdoor.defenses
+    trained = parse_suite(standard_suite("defense", "adversarial"))
+    assert all("oracle-filter" not in g.defenses for g in trained.grids)  # a training defense has no oracle
+
+
 def test_cifar_suites_keep_the_datasets_own_protocol():
     suite = parse_suite(standard_suite("attack", "error-min", dataset="cifar10"))
     assert suite.victim == () and suite.preset is None and suite.dataset == "cifar10"
