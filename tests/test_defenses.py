@@ -219,3 +219,94 @@ def test_the_old_dp_sgd_name_says_what_it_was_and_is_now():
 
     with pytest.raises(UnknownNameError, match=r"'dp-sgd' is now 'gradient-shaping'.*not DP-SGD"):
         DEFENSES.entry("dp-sgd")
+
+
+# ------------------------------------------------------------------------- hostile defenses
+
+
+class _BadFilter:
+    """Plugin data filters that misbehave in each way a filter can."""
+
+    @staticmethod
+    def build(mode):
+        from sapabench.defenses import DataDefense, Filtered
+
+        class Bad(DataDefense):
+            def filter(self, ctx):
+                n = len(ctx.x)
+                if mode == "removes-all":
+                    return Filtered(torch.tensor([0]))
+                if mode == "duplicates":
+                    return Filtered(torch.tensor([0, 0, 1, 2]))
+                if mode == "out-of-range":
+                    return Filtered(torch.tensor([0, n + 5]))
+                if mode == "nan-images":
+                    return Filtered(torch.arange(n), images=torch.full_like(ctx.x, float("nan")))
+                raise RuntimeError("filter exploded")
+
+        return Bad
+
+
+BAD_MODES = {
+    "removes-all": "removed (almost) every training image",
+    "duplicates": "invalid kept indices",
+    "out-of-range": "invalid kept indices",
+    "nan-images": "returned images of shape",
+    "raises": "filter exploded",
+}
+
+
+@pytest.fixture()
+def bad_defenses(monkeypatch):
+    from sapabench.defenses import register_defense
+
+    monkeypatch.setattr(DEFENSES, "_entries", dict(DEFENSES._entries))  # registrations end with the test
+    for mode in BAD_MODES:
+        register_defense(f"bad-{mode}")(_BadFilter.build(mode))
+    return [f"bad-{mode}" for mode in BAD_MODES]
+
+
+def test_a_misbehaving_plugin_defense_is_one_line_naming_it_in_evaluate(bad_defenses, tmp_path, capsys):
+    from sapabench.benchmark.cli import main
+
+    poison = tmp_path / "em"
+    assert main(f"attack error-max --preset smoke --out {poison} --device cpu".split()) == 0
+    for mode, needle in BAD_MODES.items():
+        capsys.readouterr()
+        argv = f"evaluate --poison {poison} --defense bad-{mode} --trials 1 --epochs 1 --device cpu --quiet"
+        assert main(argv.split()) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 2 and err[-1].startswith("sapabench: error: poisoned + bad-")  # the plan line, the error
+        assert f"bad-{mode}" in err[-1] and needle in err[-1], err
+
+
+def test_a_misbehaving_plugin_defense_fails_its_cells_and_the_run_keeps_the_rest(bad_defenses, tmp_path):
+    import sqlite3
+
+    from sapabench.benchmark.runner import run_suite
+    from sapabench.benchmark.suite import parse_suite
+
+    suite = parse_suite(
+        f"""
+name = "bad"
+dataset = "digits"
+preset = "smoke"
+trials = 1
+[victim]
+epochs = 1
+[[grid]]
+attacks = ["error-max"]
+recipes = ["sgd"]
+archs = ["convnet"]
+defenses = {["none", *bad_defenses]!r}
+""".replace("'", '"')
+    )
+    report = run_suite(suite, tmp_path, device="cpu", progress=False, log=lambda m: None)
+    assert report.failed == 2 * len(bad_defenses)  # its clean and its poisoned cell, per bad defense
+    with sqlite3.connect(tmp_path / "results.sqlite") as con:
+        rows = con.execute("SELECT defense, status, error FROM cells").fetchall()
+    assert {d for d, s, _ in rows if s == "done"} == {"none"}  # the undefended cells finished
+    for defense, status, error in rows:
+        if defense != "none":
+            mode = defense.removeprefix("bad-")
+            assert status == "failed" and BAD_MODES[mode] in error and (mode == "raises" or defense in error)
