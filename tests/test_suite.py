@@ -184,3 +184,23 @@ def test_a_suite_name_that_is_no_folder_name_is_refused(name):
 
     with pytest.raises(ConfigError, match="must be 1-100 letters, digits"):
         parse_suite(GOOD.replace('name = "mine"', f"name = {json.dumps(name)}"))
+
+
+def test_every_defended_grid_has_its_clean_arm():
+    """Wherever a built-in suite (or a standard defense submission) runs a defense, clean victims
+    train under it too: the defense's cost with no attack is always measured beside its effect."""
+    from sapabench.benchmark.submit import standard_suite
+    from sapabench.core.names import CLEAN, NO_DEFENSE
+
+    suites = [
+        *(load_suite(name) for name in builtin_suites()),
+        parse_suite(standard_suite("defense", "spectral-signatures")),
+    ]
+    checked = 0
+    for suite in suites:
+        cells = suite.cells()
+        defended = {c.defense for c in cells if c.defense != NO_DEFENSE}
+        clean = {c.defense for c in cells if c.attack == CLEAN}
+        assert defended <= clean, (suite.name, defended - clean)
+        checked += bool(defended)
+    assert checked >= 2
