@@ -48,6 +48,7 @@ from sapabench.leaderboard.views import (
     eps_text,
     logits,
     metric_label,
+    oracle_share,
     pairs_label,
     pct,
     sig,
@@ -823,6 +824,11 @@ def _cost_section(by_id: dict[str, dict[str, Any]], cost_rows: list[CostRow], fi
     )
 
 
+def _decided_column(header: str, test: str, tip: str) -> Column[DefenseRow]:
+    """A decided test of the defense view: its interval, bold where significant."""
+    return Column(header, lambda r: decided(defense_decision(r, test)), tip, mark=lambda r: sig(defense_test(r, test)))
+
+
 DEFENSE_PAGE: tuple[Column[DefenseRow], ...] = (
     Column("defense", lambda r: r.entry.defense),
     Column("rank", lambda r: Num(r.rank, "d"), "1 = strongest attack against this defense"),
@@ -834,39 +840,33 @@ DEFENSE_PAGE: tuple[Column[DefenseRow], ...] = (
     ),
     Column("with defense", lambda r: r.entry.value, "metric %, mean ± SE, against the defended victims"),
     Column("without", lambda r: r.without, "the same attack and setting undefended"),
-    Column(
+    _decided_column(
         "reduction [95 %]",
-        lambda r: decided(defense_decision(r, "reduction")),
+        "reduction",
         "how much the defense weakens the attack, points per poison (undefended - defended, > 0 = weaker), with the "
         "exact 95 % interval over poisons; bold where significant",
-        mark=lambda r: sig(defense_test(r, "reduction")),
     ),
-    Column(
+    _decided_column(
         "beyond random",
-        lambda r: decided(defense_decision(r, "beyond_random")),
+        "beyond_random",
         "its reduction beyond random-like-DEFENSE, which removes as many images per class at random (> 0 = the "
         "filter found more than its count of images does)",
-        mark=lambda r: sig(defense_test(r, "beyond_random")),
     ),
     Column(
         "oracle share",
-        lambda r: (
-            None if r.decision is None or r.decision.oracle_share is None else Num(r.decision.oracle_share, ".2f")
-        ),
+        oracle_share,
         "the reduction over oracle-filter's, which removes exactly the poisons (1 = as good as knowing them)",
     ),
-    Column(
+    _decided_column(
         "remaining",
-        lambda r: decided(defense_decision(r, "remaining")),
+        "remaining",
         "the attack's effect under the defense, points per poison (accuracy: clean victims under the defense minus "
         "poisoned; success: the rate), with its exact 95 % interval",
-        mark=lambda r: sig(defense_test(r, "remaining")),
     ),
-    Column(
+    _decided_column(
         "clean cost",
-        lambda r: decided(defense_decision(r, "clean_cost")),
+        "clean_cost",
         "accuracy the defense costs with no attack, points (clean victims without minus with it, paired by seed)",
-        mark=lambda r: sig(defense_test(r, "clean_cost")),
     ),
     Column("removed", lambda r: None if r.removed is None else Num(r.removed, ".0f"), "images a data filter removed"),
     Column("precision", lambda r: pct(r.precision), "% of the removed images that were poisons"),

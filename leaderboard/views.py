@@ -543,6 +543,11 @@ def defense_decision(r: DefenseRow, name: str) -> Decided | None:
     return None if r.decision is None else getattr(r.decision, name)
 
 
+def oracle_share(r: DefenseRow) -> Num | None:
+    """The defense's reduction over the oracle filter's (a point estimate)."""
+    return None if r.decision is None or r.decision.oracle_share is None else Num(r.decision.oracle_share, ".2f")
+
+
 def defense_test(r: DefenseRow, name: str) -> PairedTest | None:
     d = defense_decision(r, name)
     return None if d is None else d.test
@@ -570,12 +575,7 @@ DEFENSE_COLUMNS: tuple[Column[DefenseRow], ...] = (
             Column(f"{name}_significant", lambda r, n=name: significant_text(defense_test(r, n))),
         )
     ),
-    Column(
-        "oracle_share",
-        lambda r: (
-            None if r.decision is None or r.decision.oracle_share is None else Num(r.decision.oracle_share, ".2f")
-        ),
-    ),
+    Column("oracle_share", oracle_share),
     Column("clean_acc", lambda r: pct(r.entry.clean_acc.mean)),
     Column("clean_acc_cost", lambda r: pct(r.clean_acc_cost, "+.1f")),
     Column("removed", lambda r: None if r.removed is None else Num(r.removed, ".0f")),
