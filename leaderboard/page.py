@@ -543,17 +543,17 @@ def _gap_cell(p: Pair | None) -> tuple[Cell, str]:
 def _grid_tables(entries: list[dict[str, Any]], pairs: list[Pair], axis: str) -> dict[str, list[Table]]:
     """Per threat model, one attack x ``axis`` grid per setting: ``recipe`` (undefended victims,
     one column per recipe) or ``defense`` (one column per defense, ``none`` first, per recipe;
-    only settings where a defense ran). The clean victims' accuracy on top (undefended), every
+    only settings where a defense ran). The clean victims' accuracy on top, in every column (in a
+    defense column the clean victims trained under that defense: its cost with no attack), every
     attack's metric shaded by its strength (success; for untargeted attacks the accuracy lost
-    against the undefended clean victim), and a SAPA - base row per SAPA attack whose base ran."""
+    against the clean victims of its column), and a SAPA - base row per SAPA attack whose base ran."""
     clean: dict[tuple, float] = {}
     grids: dict[tuple, dict[str, dict[str, dict[str, Any]]]] = defaultdict(lambda: defaultdict(dict))
     for e in entries:
         s = e["setting"]
         where = (s["dataset"], s["arch"], protocol_label(s), numerics_label(s))
         if s["threat"] == NO_THREAT:
-            if e["defense"] == NO_DEFENSE:
-                clean[(*where, s["recipe"])] = e["metric"]["mean"]
+            clean[(*where, s["recipe"], e["defense"])] = e["metric"]["mean"]
             continue
         if axis == "recipe" and e["defense"] != NO_DEFENSE:
             continue
@@ -589,8 +589,7 @@ def _grid_tables(entries: list[dict[str, Any]], pairs: list[Pair], axis: str) ->
             return (column, NO_DEFENSE) if axis == "recipe" else (fixed[4], column)
 
         def reference(column: str, fixed: tuple = fixed) -> float | None:
-            recipe, defense = cell_where(column)
-            return clean.get((*fixed[:4], recipe)) if axis == "recipe" or defense == NO_DEFENSE else None
+            return clean.get((*fixed[:4], *cell_where(column)))
 
         rows = []
         refs = [reference(c) for c in columns]
@@ -608,7 +607,7 @@ def _grid_tables(entries: list[dict[str, Any]], pairs: list[Pair], axis: str) ->
                     marks.append("")
                     continue
                 m = e["metric"]
-                baseline = clean.get((*fixed[:4], cell_where(c)[0]))
+                baseline = reference(c)
                 strength = 100 * (m["mean"] if m["higher_is_stronger"] else (baseline or 1.0) - m["mean"])
                 cells.append(pct(m["mean"]))
                 marks.append(_heat(strength))
