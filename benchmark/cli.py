@@ -324,6 +324,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                     f"{'':>24}  {arm.defense} took {stats['defense_s']:.1f} s per victim (its own model trained in "
                     f"{stats.get('defender_s', 0.0):.1f} s, once per training set and seed)"
                 )
+            if "epsilon" in stats:
+                print(
+                    f"{'':>24}  {arm.defense} spent epsilon {stats['epsilon']:.3g} at delta {stats['delta']:.1g} (RDP accountant)"
+                )
             for key, (m, e) in diagnostics.items():
                 print(f"{'':>24}  diagnostic {key} {m:.4f}" + ("" if args.trials == 1 else f" +/- {e:.4f}"))
         chance = 1 / data.num_classes

@@ -166,6 +166,8 @@ def _entry(setting: Setting, trials: list[StoredTrial], craft_devices: list[str]
         ("recall_mean", [r.defense_recall for r in records if r.defense_recall is not None]),
         ("defense_s_mean", [r.defense_s for r in records if r.defense_s is not None]),
         ("defender_s_mean", [r.defender_s for r in records if r.defender_s is not None]),
+        ("epsilon_mean", [r.defense_epsilon for r in records if r.defense_epsilon is not None]),
+        ("delta_mean", [r.defense_delta for r in records if r.defense_delta is not None]),
     ):
         if vals:
             defense_stats[stat] = sum(vals) / len(vals)

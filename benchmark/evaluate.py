@@ -55,6 +55,8 @@ class Arm:
             "recall": "defense_recall",
             "defense_s": "defense_s",
             "defender_s": "defender_s",
+            "epsilon": "defense_epsilon",
+            "delta": "defense_delta",
         }
         out = {k: self.mean_of(v) for k, v in names.items()}
         return {k: v for k, v in out.items() if v is not None}

@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS cells (
     defense_removed INTEGER, defense_precision REAL, defense_recall REAL, preset TEXT, options TEXT,
     diagnostics TEXT, precision TEXT, memory_format TEXT, protocol TEXT, pretrained TEXT,
     surrogates_s REAL, task_s REAL, device TEXT, host TEXT, defense_s REAL, defender_s REAL,
+    defense_epsilon REAL, defense_delta REAL,
     finished_at TEXT NOT NULL
 );
 """
@@ -75,6 +76,8 @@ _ADDED = (
     # NULL (rows from before they were recorded, or no data-level defense): no defense time
     ("cells", "defense_s", "REAL"),
     ("cells", "defender_s", "REAL"),
+    ("cells", "defense_epsilon", "REAL"),  # DP-SGD's privacy spent (NULL: no such defense)
+    ("cells", "defense_delta", "REAL"),
 )
 RUNS = "runs"  # meta key: a JSON list, one object per `sapabench run` invocation
 _JSON_COLUMNS = ("victim", "options", "provenance", "diagnostics")

@@ -256,6 +256,8 @@ class TrialRecord:
         None  # a data-level defense's seconds in this trial (its model included when trained here)
     )
     defender_s: float | None = None  # what the defender's own model took to train (shared by a poison's filters)
+    defense_epsilon: float | None = None  # DP-SGD's privacy spent, (epsilon, delta)
+    defense_delta: float | None = None
     diagnostics: dict[str, float] = field(default_factory=dict)
     task_s: float | None = None  # the whole trial, as its executor task held the device
     device: str | None = None
@@ -508,6 +510,8 @@ def _finish(p: _Prepared, trained: TrainResult | BaseException) -> TrialRecord:
             defense_recall=stats.get("recall"),
             defense_s=stats.get("defense_s"),
             defender_s=stats.get("defender_s"),
+            defense_epsilon=stats.get("epsilon"),
+            defense_delta=stats.get("delta"),
             diagnostics=diagnostics,
             **p.where,
         )

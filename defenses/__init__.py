@@ -2,7 +2,7 @@
 here (``from sapabench.defenses import ...``).
 
 Registered (``sapabench list defenses``): spectral-signatures, activation-clustering, deep-knn,
-jpeg, grayscale (data-level); gradient-shaping, adversarial, mixup, cutout, sam (training-level); and the
+jpeg, grayscale (data-level); dp-sgd, gradient-shaping, adversarial, mixup, cutout, sam (training-level); and the
 controls oracle-filter and random-like-F for every built-in filter F (``defenses.controls``).
 
 To write a defense: a dataclass (its fields are the options) subclassing :class:`DataDefense`
@@ -12,7 +12,7 @@ with :func:`register_defense`. Errors: :class:`ConfigError`.
 """
 
 from sapabench.core.errors import ConfigError
-from sapabench.defenses import controls, filters, purification, training  # noqa: F401  (registration)
+from sapabench.defenses import controls, dp_sgd, filters, purification, training  # noqa: F401  (registration)
 from sapabench.defenses.apply import Defended, apply_defense, filter_stats
 from sapabench.defenses.base import (
     DEFENSES,

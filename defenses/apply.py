@@ -65,7 +65,14 @@ def apply_defense(
     defense: removed, precision, recall (against the true poisons), ``defense_s`` (the whole
     defense in this call) and ``defender_s`` (what its own model took to train, once per poison)."""
     if isinstance(defense, TrainingDefense):
-        return Defended(dataset, poison, defense.recipe(recipe), defense.gradient_transform(), {})
+        trained = defense.recipe(recipe)
+        resolved = trained.with_train(
+            epochs=trained.train.epochs or dataset.default_epochs,
+            batch_size=trained.train.batch_size or dataset.default_batch_size,
+        )
+        return Defended(
+            dataset, poison, trained, defense.gradient_transform(), defense.stats(resolved, dataset.num_train)
+        )
     if not isinstance(defense, DataDefense):
         raise ConfigError(f"defense {defense.name!r} is neither a data-level nor a training-level defense")
     t0 = time.perf_counter()

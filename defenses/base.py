@@ -102,15 +102,13 @@ class TrainingDefense(Defense):
         """Applied to the gradients before every optimiser step (default: none)."""
         return None
 
+    def stats(self, recipe: Recipe, num_train: int) -> dict[str, float]:
+        """What the defense reports of a victim trained with ``recipe`` (epochs and batch size
+        resolved) on ``num_train`` images, known before training (DP-SGD: its privacy spent)."""
+        return {}
 
-DEFENSES: Registry[Defense] = Registry(
-    "defense",
-    plugin_group="sapabench.defenses",
-    renamed={
-        "dp-sgd": "'gradient-shaping': it clips the whole batch's gradient and adds noise (Hong et al. 2020), which is "
-        "not DP-SGD (no per-example clipping, no privacy accounting); per-example DP-SGD is not built yet",
-    },
-)
+
+DEFENSES: Registry[Defense] = Registry("defense", plugin_group="sapabench.defenses")
 D = TypeVar("D", bound=type[Defense])
 
 

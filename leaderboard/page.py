@@ -871,6 +871,11 @@ DEFENSE_PAGE: tuple[Column[DefenseRow], ...] = (
     Column("precision", lambda r: pct(r.precision), "% of the removed images that were poisons"),
     Column("recall", lambda r: pct(r.recall), "% of the poisons removed"),
     Column(
+        "ε",
+        lambda r: None if r.epsilon is None else Num(r.epsilon, ".3g"),
+        "DP-SGD's privacy spent at its delta (Opacus's RDP accountant; the entry's detail gives delta)",
+    ),
+    Column(
         "defense s",
         lambda r: None if r.defense_s is None else Num(r.defense_s, ".1f"),
         "seconds the defense took per victim (its own model's training included where it was trained: once per "

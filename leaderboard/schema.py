@@ -283,7 +283,7 @@ def validate(entry: Any, where: str = "entry") -> dict[str, Any]:
             raise EntryError(  # NaN fails the range too
                 f"{where}: defense_stats.{key} must be one of removed_mean (0 to {MAX_COUNT:g} images), "
                 f"precision_mean or recall_mean (fractions in [0, 1]), defense_s_mean or defender_s_mean (0 to "
-                f"{MAX_SECONDS:g} s)"
+                f"{MAX_SECONDS:g} s), epsilon_mean (0 to {MAX_EPSILON:g}) or delta_mean (0 to 1)"
             )
     _check_measures(entry, where)
     _check_seeds(entry, where)
@@ -303,16 +303,21 @@ MAX_LOGIT = 1e4
 in its mean."""
 MAX_COUNT = 1e9
 """The most images a defense may report removing."""
+MAX_EPSILON = 1e6
+"""The largest privacy loss an entry may record (DP-SGD's epsilon; past a few hundred it means
+nothing, and an overflowing value is an edit)."""
 DEFENSE_STAT_MAXIMA = {
     "removed_mean": MAX_COUNT,
     "precision_mean": 1.0,
     "recall_mean": 1.0,
     "defense_s_mean": MAX_SECONDS,
     "defender_s_mean": MAX_SECONDS,
+    "epsilon_mean": MAX_EPSILON,
+    "delta_mean": 1.0,
 }
 """The statistics ``defense_stats`` may hold, each with its largest value (and 0 the smallest):
 a data filter's removed images, precision and recall against the true poisons, the seconds the
-defense took in a trial and what its own model took to train."""
+defense took in a trial and what its own model took to train, DP-SGD's (epsilon, delta)."""
 
 
 def _check_timings(entry: dict[str, Any], where: str) -> None:

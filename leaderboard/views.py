@@ -532,6 +532,7 @@ class DefenseRow:
     decision: DefenseDecision | None = None
     defense_s: float | None = None
     defender_s: float | None = None
+    epsilon: float | None = None
 
 
 def decided(d: Decided | None) -> Interval | None:
@@ -583,6 +584,7 @@ DEFENSE_COLUMNS: tuple[Column[DefenseRow], ...] = (
     Column("recall", lambda r: pct(r.recall)),
     Column("defense_s", lambda r: None if r.defense_s is None else Num(r.defense_s, ".1f")),
     Column("defender_s", lambda r: None if r.defender_s is None else Num(r.defender_s, ".1f")),
+    Column("epsilon", lambda r: None if r.epsilon is None else Num(r.epsilon, ".3g")),
 )
 """The columns of ``defenses.md|.csv``: every decided test as its mean difference in points with
 the exact 95 % interval, its adjusted p and whether it is significant (one convention with the
@@ -622,6 +624,7 @@ def defense_view(entries: list[dict[str, Any]]) -> list[DefenseRow]:
                     decisions.get(e["entry_id"]),
                     stats.get("defense_s_mean"),
                     stats.get("defender_s_mean"),
+                    stats.get("epsilon_mean"),
                 )
             )
     return rows

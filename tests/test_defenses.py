@@ -214,11 +214,16 @@ def test_a_filter_trains_its_model_in_the_victims_numerics(planted, tmp_path, mo
     assert defender_key(ctx) != defender_key(bf16)  # cached per numerics: never mixed
 
 
-def test_the_old_dp_sgd_name_says_what_it_was_and_is_now():
+def test_registry_renames_say_what_a_name_is_now():
+    """A registry can carry renamed names (the message says what the name is now); dp-sgd, which
+    was batch clipping until 2026-12-06, is DP-SGD again and the batch clipping gradient-shaping."""
     from sapabench.core.errors import UnknownNameError
+    from sapabench.core.registry import Registry
 
-    with pytest.raises(UnknownNameError, match=r"'dp-sgd' is now 'gradient-shaping'.*not DP-SGD"):
-        DEFENSES.entry("dp-sgd")
+    reg = Registry("thing", renamed={"old": "'new': the old one did something else"})
+    with pytest.raises(UnknownNameError, match="thing 'old' is now 'new': the old one did something else"):
+        reg.entry("old")
+    assert type(DEFENSES.create("dp-sgd")).__name__ == "DPSGD"
 
 
 # ------------------------------------------------------------------------- hostile defenses
@@ -310,3 +315,91 @@ defenses = {["none", *bad_defenses]!r}
         if defense != "none":
             mode = defense.removeprefix("bad-")
             assert status == "failed" and BAD_MODES[mode] in error and (mode == "raises" or defense in error)
+
+
+# ------------------------------------------------------------------------------------ DP-SGD
+
+
+def _tiny():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3))
+
+
+def test_dp_sgd_clips_every_examples_gradient_checked_by_hand():
+    """Each example's gradient (over all parameters) is scaled to norm at most C before the sum:
+    compared with gradients taken one example at a time by ordinary backward passes."""
+    from sapabench.victims.private import clip_and_noise, per_example_gradients
+
+    model, clip = _tiny(), 0.05
+    x, y = torch.randn(6, 1, 3, 4) * 3, torch.tensor([0, 1, 2, 0, 1, 2])
+    params = list(model.parameters())
+    per, losses = per_example_gradients(model, params, x, y, torch.nn.functional.cross_entropy)
+    by_hand, norms = [torch.zeros_like(p) for p in params], []
+    for i in range(len(x)):
+        loss = torch.nn.functional.cross_entropy(model(x[i : i + 1]), y[i : i + 1])
+        grads = torch.autograd.grad(loss, params)
+        for a, g in zip(per, grads, strict=True):
+            assert torch.allclose(a[i], g, atol=1e-6)  # the vmap'd gradient is the example's own
+        norm = torch.sqrt(sum(g.pow(2).sum() for g in grads))
+        norms.append(float(norm))
+        for acc, g in zip(by_hand, grads, strict=True):
+            acc += g * min(1.0, clip / float(norm))
+        assert losses[i] == pytest.approx(float(loss.detach()), rel=1e-5)
+    assert max(norms) > clip  # clipping binds on these examples
+    clipped = clip_and_noise(per, clip, noise_multiplier=1e-12)
+    for got, want in zip(clipped, by_hand, strict=True):
+        assert torch.allclose(got, want / len(x), atol=1e-7)
+
+
+def test_dp_sgd_noise_has_the_stated_standard_deviation():
+    from sapabench.victims.private import clip_and_noise
+
+    zero = [torch.zeros(64, 5000)]  # 64 examples whose gradients are 0: only the noise remains
+    g = torch.Generator().manual_seed(0)
+    (noisy,) = clip_and_noise(zero, clip=2.0, noise_multiplier=1.5, generator=g)
+    assert float(noisy.std()) == pytest.approx(2.0 * 1.5 / 64, rel=0.03)  # sigma * C over the batch size
+
+
+def test_dp_sgd_epsilon_is_the_rdp_accountants_for_a_known_setting():
+    """With every example in every batch (sample rate 1) the RDP of T Gaussian steps is
+    T * alpha / (2 sigma^2); converted as Opacus converts it (over its orders), by hand."""
+    import math
+
+    from sapabench.defenses.dp_sgd import privacy_spent
+
+    sigma, steps, delta = 2.0, 10, 1e-5
+    orders = [1 + k / 10 for k in range(1, 100)] + list(range(12, 64))
+    by_hand = min(
+        steps * a / (2 * sigma**2) - (math.log(delta) + math.log(a)) / (a - 1) + math.log((a - 1) / a) for a in orders
+    )
+    assert privacy_spent(sigma, 1.0, steps, delta) == pytest.approx(by_hand, rel=1e-9)
+    # the defense accounts its recipe's steps: 1,437 digits, batches of 64, 3 epochs = 3 x 23 steps at q = 64/1437
+    dp = DEFENSES.create("dp-sgd", noise_multiplier=1.1)
+    stats = dp.stats(RECIPES.create("sgd", epochs=3, batch_size=64), 1437)
+    assert stats["epsilon"] == pytest.approx(privacy_spent(1.1, 64 / 1437, 3 * 23, 1e-5)) and stats["delta"] == 1e-5
+    assert privacy_spent(1.1, 64 / 1437, 6 * 23, 1e-5) > stats["epsilon"]  # more steps spend more
+
+
+@pytest.mark.parametrize(
+    "options", [{"noise_multiplier": 0.0}, {"noise_multiplier": -1.0}, {"delta": 0.0}, {"clip": 0}]
+)
+def test_dp_sgd_without_noise_or_with_a_bad_delta_is_one_line(options):
+    with pytest.raises(ConfigError) as caught:
+        DEFENSES.create("dp-sgd", **options)
+    assert "\n" not in str(caught.value) and "dp-sgd" in str(caught.value)
+
+
+def test_dp_sgd_trains_a_victim_and_reports_its_privacy(planted):
+    from sapabench.victims.train import train_victim
+
+    ds, poison = planted
+    out = apply_defense(DEFENSES.create("dp-sgd"), ds, poison, "convnet", RECIPES.create("sgd", epochs=1), 0, CPU)
+    assert out.stats["delta"] == 1e-5 and 0 < out.stats["epsilon"] < 1e6
+    result = train_victim(
+        "convnet", out.recipe, out.dataset, out.poison, 0, device=CPU, grad_transform=out.grad_transform
+    )
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in result.model.modules())  # GroupNorm under DP-SGD
+    with pytest.raises(ConfigError, match="DP-SGD clips each example's gradient, which the mixup recipe"):
+        train_victim(
+            "convnet", RECIPES.create("mixup", epochs=1), ds, None, 0, device=CPU, grad_transform=out.grad_transform
+        )

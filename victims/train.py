@@ -3,7 +3,8 @@
 The data flow is: dataset tensors -> poison applied as indices + perturbations -> per-batch
 inputs (kornia crop/flip, CutOut, PGD examples for adversarial training) -> the loss (plain or
 MixUp) -> the optimiser step (plain or SAM), with an optional gradient transform between the
-backward pass and the step (how training-level defenses such as DP-SGD hook in) -> clean test
+backward pass and the step (how training-level defenses such as gradient shaping hook in; DP-SGD's
+per-example clipping, :mod:`sapabench.victims.private`, replaces the backward pass) -> clean test
 accuracy. Everything runs on whole tensors already on the training device.
 """
 
@@ -38,6 +39,7 @@ from sapabench.victims.augment import (
     pgd_linf,
 )
 from sapabench.victims.optim import AdamUpdate, SGDUpdate, Update
+from sapabench.victims.private import PerExampleClipping, clip_and_noise, per_example_gradients, without_batchnorm
 from sapabench.victims.protocols import Protocol, extractor_eval, freeze_extractor, get_protocol, load_start
 from sapabench.victims.recipes import RECIPES, Recipe
 from sapabench.victims.schedules import lr_multiplier
@@ -177,6 +179,25 @@ class Trainer:
         self.train_x, self.train_y = ds.poisoned_train(poison)
         self.numerics = numerics
         model = build_model(arch, ds)
+        self._private = grad_transform if isinstance(grad_transform, PerExampleClipping) else None
+        if self._private is not None:
+            refused = [
+                k
+                for k, on in (
+                    ("mixup", recipe.mixup),
+                    ("sam", recipe.sam_rho is not None),
+                    ("adversarial", recipe.adversarial is not None),
+                )
+                if on
+            ]
+            if refused:
+                raise ConfigError(
+                    f"DP-SGD clips each example's gradient, which the {refused[0]} recipe does not have "
+                    "(it mixes examples, perturbs the weights or re-draws the examples): train with sgd or adam"
+                )
+            without_batchnorm(model)  # BatchNorm mixes a batch's examples: GroupNorm, as Opacus does
+            if self.step_mode == "graph":
+                self.step_mode, self.fallback = "eager", "per-example clipping (DP-SGD) runs eagerly"
         if (start is None) != (protocol.start == "random"):
             raise ConfigError(
                 f"protocol {protocol.name!r} "
@@ -256,6 +277,13 @@ class Trainer:
         else:
             criterion = partial(nn.functional.cross_entropy, target=y)
         x, model = self.numerics.inputs(x), self.model
+        if self._private is not None:  # DP-SGD: each example's gradient, clipped, summed, noised
+            with self.numerics.autocast(self.device, cache=cache):
+                per, losses = per_example_gradients(model, self._params, x, y, nn.functional.cross_entropy)
+            grads = clip_and_noise(per, self._private.clip, self._private.noise_multiplier, self._draws)
+            self._update(grads, self._lr)
+            self._loss_sum.add_(losses.detach().float().sum())
+            return
 
         def loss_fn() -> Tensor:
             with self.numerics.autocast(self.device, cache=cache):
