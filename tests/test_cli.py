@@ -59,6 +59,7 @@ def run_catching_exit(capsys, *argv):
                 "adversarial",
                 "cutout",
                 "deep-knn",
+                "dp-sgd",
                 "gradient-shaping",
                 "grayscale",
                 "jpeg",

@@ -133,6 +133,7 @@ def test_registry_lists_every_builtin():
         "activation-clustering",
         "deep-knn",
         "gradient-shaping",
+        "dp-sgd",
         "jpeg",
         "grayscale",
         "adversarial",
