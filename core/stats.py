@@ -71,13 +71,19 @@ def sign_flip_p(differences: Sequence[float]) -> float:
     return _p_greater(d, _sign_vectors(len(d)))
 
 
+CLEAN_VICTIM = "clean victim"
+INDEPENDENT_UNITS = ("craft seed", CLEAN_VICTIM)
+"""The units a test may decide over: poisons, or victims trained on no poison at all."""
+
+
 @dataclass(frozen=True)
 class PairedTest:
     """A paired one-sided comparison of arm ``a`` against arm ``b`` (is a larger?).
 
     Attributes:
         unit: what the pairs are: ``"craft seed"`` (per craft seed, the mean over its victims)
-            or ``"victim seed"`` (one craft seed: each victim pair).
+            or ``"victim seed"`` (one craft seed: each victim pair), or ``"clean victim"``
+            (no poison at all: clean victims, independent draws of the training).
         n: number of pairs; differences: a - b per pair, in seed order.
         mean_difference: mean of ``differences``.
         p_greater / p_less: sign-flip p for mean(a - b) > 0 / < 0.
@@ -102,8 +108,9 @@ class PairedTest:
 
     def decidable(self, alpha: float) -> bool:
         """Whether the design can decide at ``alpha``: two or more poisons (craft seeds: victims of
-        one poison are not independent draws of the attack) whose two-sided floor is below it."""
-        return self.unit == "craft seed" and self.n >= 2 and self.p_floor_two_sided < alpha
+        one poison are not independent draws of the attack), or of clean victims (no poison: each
+        is an independent draw of the training), whose two-sided floor is below it."""
+        return self.unit in INDEPENDENT_UNITS and self.n >= 2 and self.p_floor_two_sided < alpha
 
     def significant(self, alpha: float) -> bool:
         """Decided at ``alpha`` after its family's correction (two-sided: either direction)."""
@@ -137,7 +144,8 @@ def paired_test(a: Mapping[Key, float], b: Mapping[Key, float]) -> PairedTest:
 
     Only keys present in both arms are paired. With two or more shared craft seeds the unit is
     the craft seed (victims of one poison are not independent draws of the attack, so each craft
-    seed contributes the mean of its victims); with one, it is the victim seed.
+    seed contributes the mean of its victims); with one, it is the victim seed; with none (clean
+    victims, craft seed None), the clean victim, each an independent draw.
     """
     shared = sorted(set(a) & set(b), key=repr)
     crafts: dict[Hashable, list[Key]] = defaultdict(list)
@@ -150,7 +158,7 @@ def paired_test(a: Mapping[Key, float], b: Mapping[Key, float]) -> PairedTest:
             for _, keys in sorted(crafts.items(), key=lambda kv: repr(kv[0]))
         ]
     else:
-        unit = "victim seed"
+        unit = CLEAN_VICTIM if crafts and None in crafts else "victim seed"
         diffs = [a[k] - b[k] for k in shared]
     n = len(diffs)
     return PairedTest(

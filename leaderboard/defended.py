@@ -121,13 +121,16 @@ def decide(entries: list[dict[str, Any]]) -> dict[str, DefenseDecision]:
         else:
             defended[(_setting_key(e), e["attack"], e["defense"])] = e
     out: dict[str, DefenseDecision] = {}
+    costs: dict[str, Decided] = {}  # one clean-cost test per defended clean entry, shown on each of its rows
     for e in entries:
         if e["defense"] == NO_DEFENSE:
             continue
         c0, cd = clean.get((_clean_key(e), NO_DEFENSE)), clean.get((_clean_key(e), e["defense"]))
         cost = None
         if c0 is not None and cd is not None:  # signed values are -accuracy: cd - c0 = acc0 - accD
-            cost = Decided.of(paired_test(trial_values(cd), trial_values(c0)))
+            if cd["entry_id"] not in costs:
+                costs[cd["entry_id"]] = Decided.of(paired_test(trial_values(cd), trial_values(c0)))
+            cost = costs[cd["entry_id"]]
         if e["attack"] == CLEAN:
             out[e["entry_id"]] = DefenseDecision(None, None, None, None, cost)
             continue
@@ -145,16 +148,24 @@ def decide(entries: list[dict[str, Any]]) -> dict[str, DefenseDecision]:
 
 
 def _adjusted(decisions: dict[str, DefenseDecision]) -> dict[str, DefenseDecision]:
-    """Every decidable test of the view, adjusted together (:data:`VIEW_CORRECTION`)."""
+    """Every distinct decidable test of the view, adjusted together (:data:`VIEW_CORRECTION`):
+    a defense's clean cost, shown on each of its rows, is one test of the family."""
     fields = ("reduction", "beyond_random", "remaining", "clean_cost")
-    slots = [
-        (entry_id, name, getattr(d, name))
-        for entry_id, d in sorted(decisions.items())
-        for name in fields
-        if getattr(d, name) is not None and getattr(d, name).test.decidable(ALPHA)
-    ]
-    adjusted = adjust_p([dec.test.p_two_sided for _, _, dec in slots], VIEW_CORRECTION) if slots else []
-    out = dict(decisions)
-    for (entry_id, name, dec), q in zip(slots, adjusted, strict=True):
-        out[entry_id] = replace(out[entry_id], **{name: replace(dec, test=replace(dec.test, p_adjusted=q))})
-    return out
+    tests: dict[int, Decided] = {}
+    for _, d in sorted(decisions.items()):
+        for name in fields:
+            dec = getattr(d, name)
+            if dec is not None and dec.test.decidable(ALPHA):
+                tests.setdefault(id(dec), dec)
+    adjusted = adjust_p([dec.test.p_two_sided for dec in tests.values()], VIEW_CORRECTION) if tests else []
+    marked = {
+        key: replace(dec, test=replace(dec.test, p_adjusted=q))
+        for (key, dec), q in zip(tests.items(), adjusted, strict=True)
+    }
+
+    def mark(dec: Decided | None) -> Decided | None:
+        return None if dec is None else marked.get(id(dec), dec)
+
+    return {
+        entry_id: replace(d, **{name: mark(getattr(d, name)) for name in fields}) for entry_id, d in decisions.items()
+    }

@@ -222,7 +222,8 @@ def test_the_defense_view_decides_over_poisons_with_controls_and_clean_cost(tmp_
     assert d.reduction.test.significant(0.05)  # 8 of 8 poisons, BY-adjusted with the view's other tests
     assert d.beyond_random.mean == pytest.approx(0.09, abs=0.01) and d.beyond_random.lower > 0
     assert d.oracle_share == pytest.approx(0.5, abs=0.03)
-    assert d.clean_cost.mean == pytest.approx(0.02) and d.clean_cost.test.unit == "victim seed"
+    assert d.clean_cost.mean == pytest.approx(0.02) and d.clean_cost.test.unit == "clean victim"
+    assert d.clean_cost.test.decidable(0.05)  # 8 clean victims: independent draws, decided like poisons
     # the attack's remaining effect: clean victims under the filter (96.8 %) minus the defended (mean 63.5 %)
     assert d.remaining.mean == pytest.approx(0.9675 - (0.535 + 0.10), abs=0.01)
     assert rows[("clean", "spectral-signatures")].decision.reduction is None
