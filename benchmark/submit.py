@@ -62,8 +62,8 @@ PROFILES = {
         attack_panel=("sleeper-agent", "sapa-sleeper-agent", "error-min", "sapa-error-min"),
         epochs_on_digits=6,
         preset_on_digits="embedded",
-        # the defenses suite's design: 8 poisons x 1 victim per attack, 8 clean victims per arm
-        defense_craft_seeds=tuple(range(8)),
+        # the defenses suite's design: 12 poisons x 1 victim per attack, 8 clean victims per arm
+        defense_craft_seeds=tuple(range(12)),
         defense_clean_trials=8,
     ),
     "smoke": Profile(

@@ -472,7 +472,7 @@ def test_a_claim_names_its_protocol_per_scale():
     from sapabench.benchmark.suite import load_suite
 
     assert undecidable_claims(load_suite("table4")) == []  # ten poisons per comparison
-    assert undecidable_claims(load_suite("defenses")) == []  # eight poisons per comparison
+    assert undecidable_claims(load_suite("defenses")) == []  # twelve poisons per comparison
     one_poison = load_suite("defenses")
     assert undecidable_claims(
         dataclasses.replace(one_poison, craft_seeds=(0,))
