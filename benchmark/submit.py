@@ -62,9 +62,9 @@ PROFILES = {
         attack_panel=("sleeper-agent", "sapa-sleeper-agent", "error-min", "sapa-error-min"),
         epochs_on_digits=6,
         preset_on_digits="embedded",
-        # the defenses suite's design: 12 poisons x 1 victim per attack, 8 clean victims per arm
+        # the defenses suite's design: 12 poisons x 1 victim per attack, 12 clean victims per arm
         defense_craft_seeds=tuple(range(12)),
-        defense_clean_trials=8,
+        defense_clean_trials=12,
     ),
     "smoke": Profile(
         "seconds-long: the sgd recipe, 1-epoch victims, 2 trials, the smoke attack preset",

@@ -33,14 +33,14 @@ def test_defense_suite_runs_the_attack_panel_with_and_without_the_defense():
 def test_a_standard_defense_submission_is_decided_over_poisons_with_controls():
     """The defenses suite's design: 12 poisons per attack with one nested victim each, the oracle
     filter beside a data defense where the poison leaves clean images (not Error-Min's 100 %),
-    and 8 clean victims under every arm for the clean cost."""
+    and 12 clean victims under every arm for the clean cost."""
     suite = parse_suite(standard_suite("defense", "spectral-signatures"))
     backdoor, untargeted, clean = suite.grids
     assert suite.craft_seeds == tuple(range(12)) and suite.trials == 1
     assert backdoor.attacks == ("sleeper-agent", "sapa-sleeper-agent")
     assert backdoor.defenses == ("none", "spectral-signatures", "oracle-filter")
     assert untargeted.defenses == ("none", "spectral-signatures")  # no oracle on a full-budget poison
-    assert clean.attacks == ("clean",) and clean.trials == 8 and clean.defenses == backdoor.defenses
+    assert clean.attacks == ("clean",) and clean.trials == 12 and clean.defenses == backdoor.defenses
     trained = parse_suite(standard_suite("defense", "adversarial"))
     assert all("oracle-filter" not in g.defenses for g in trained.grids)  # a training defense has no oracle
 
