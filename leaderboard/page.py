@@ -656,8 +656,8 @@ def _grid_sections(entries: list[dict[str, Any]], pairs: list[Pair]) -> list[Sec
                     f"At a glance: {threat} attacks x defenses",
                     f"{metric} "
                     + note.format(axis="defense (none = undefended)")
-                    + " Untargeted strength is the accuracy lost against the undefended clean victim, so a "
-                    "defense's own cost shows in every cell of its column.",
+                    + " The top row is the clean victims' accuracy under each defense (its cost with no attack); "
+                    "untargeted strength is the accuracy lost against the clean victims of the same column.",
                     tuple(by_defense[threat]),
                 )
             )
