@@ -233,6 +233,12 @@ def run_suite(
                 f"{suite.victim_seeds} ones: resuming would mix the two designs, so it is refused; choose another --out, "
                 f'or set victim_seeds = "{seeding or SHARED}" in the suite to finish the folder under its own rule'
             )
+        if any(row["defense"] == "dp-sgd" and row["defense_epsilon"] is None for row in store.rows(DONE)):
+            # before 2026-12-06 "dp-sgd" was batch clipping (now gradient-shaping): never mix it with DP-SGD
+            raise ConfigError(
+                f"{out} holds dp-sgd cells of the batch-clipping defense that 'dp-sgd' named before 2026-12-06 (now "
+                "'gradient-shaping'); resuming would mix it with DP-SGD under one name: choose another --out"
+            )
         own_folder(out / "poisons", "poisons folder")  # after the checks: a refused run adds nothing
         store.set_meta("suite", suite.name)
         store.set_meta(VICTIM_SEEDING, suite.victim_seeds)

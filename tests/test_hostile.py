@@ -381,3 +381,17 @@ def test_verify_estimates_its_work_from_the_entries_recorded_times(tmp_path):
     assert work.seconds == pytest.approx(6 * 2.1 + 6.0)
     assert work.line().startswith("verifying 3 entries: re-runs 6 trials and at most 1 poisons, about 19 s")
     assert estimate(paths, cells=1).trials == 2
+
+
+def test_a_folder_with_the_old_batch_clipping_dp_sgd_is_not_resumed_under_dp_sgd(smoke_out, tmp_path, capsys):
+    """Before 2026-12-06 'dp-sgd' named batch clipping (now gradient-shaping): a folder holding
+    such cells (no epsilon recorded) is refused rather than finished with DP-SGD under one name."""
+    out = _copy(smoke_out, tmp_path)
+    with sqlite3.connect(out / "results.sqlite") as con:
+        (key,) = con.execute("SELECT key FROM cells WHERE status = 'done' LIMIT 1").fetchone()
+        con.execute("UPDATE cells SET defense = 'dp-sgd' WHERE key = ?", (key,))
+    before = sorted(p.name for p in out.rglob("*"))
+    assert main(["run", "--suite", "smoke", "--out", str(out), "--device", "cpu", "--quiet"]) == 2
+    line = _one_line_error(capsys)
+    assert "batch-clipping defense that 'dp-sgd' named before 2026-12-06" in line and "gradient-shaping" in line
+    assert sorted(p.name for p in out.rglob("*")) == before
