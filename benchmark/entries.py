@@ -17,7 +17,7 @@ from typing import Any
 from sapabench.attacks import create_attack
 from sapabench.benchmark.store import CLAIMS_PLAN, VICTIM_SEEDING, ResultsStore, StoredTrial
 from sapabench.benchmark.suite import Cell, Setting
-from sapabench.benchmark.trial import TrialRecord
+from sapabench.benchmark.trial import DEFENSE_STATS, TrialRecord
 from sapabench.core.atomic import write_json
 from sapabench.core.names import CLEAN, NO_POISON, base_name, file_name, is_sapa
 from sapabench.core.owned import own_folder, replace_owned
@@ -160,17 +160,10 @@ def _entry(setting: Setting, trials: list[StoredTrial], craft_devices: list[str]
     prov = first.provenance or {}
     craft_seeds, hashes = _poison_hashes(trials, f"{setting.attack} {setting.arch} {setting.recipe}")
     defense_stats = {}
-    for stat, vals in (
-        ("removed_mean", [r.defense_removed for r in records if r.defense_removed is not None]),
-        ("precision_mean", [r.defense_precision for r in records if r.defense_precision is not None]),
-        ("recall_mean", [r.defense_recall for r in records if r.defense_recall is not None]),
-        ("defense_s_mean", [r.defense_s for r in records if r.defense_s is not None]),
-        ("defender_s_mean", [r.defender_s for r in records if r.defender_s is not None]),
-        ("epsilon_mean", [r.defense_epsilon for r in records if r.defense_epsilon is not None]),
-        ("delta_mean", [r.defense_delta for r in records if r.defense_delta is not None]),
-    ):
+    for stat, field in DEFENSE_STATS.items():
+        vals = [getattr(r, field) for r in records if getattr(r, field) is not None]
         if vals:
-            defense_stats[stat] = sum(vals) / len(vals)
+            defense_stats[f"{stat}_mean"] = sum(vals) / len(vals)
     threat = first.threat or ""
     return seal(
         {

@@ -17,7 +17,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from sapabench.benchmark.trial import DONE, Trial, TrialRecord, run_trial
+from sapabench.benchmark.trial import DEFENSE_STATS, DONE, Trial, TrialRecord, run_trial
 from sapabench.core.errors import ConfigError
 from sapabench.core.names import NO_DEFENSE
 from sapabench.core.stats import mean_se, sign_flip_interval
@@ -49,16 +49,7 @@ class Arm:
 
     def filter_stats(self) -> dict[str, float]:
         """The defense's statistics over this arm's victims (empty without a data-level defense)."""
-        names = {
-            "removed": "defense_removed",
-            "precision": "defense_precision",
-            "recall": "defense_recall",
-            "defense_s": "defense_s",
-            "defender_s": "defender_s",
-            "epsilon": "defense_epsilon",
-            "delta": "defense_delta",
-        }
-        out = {k: self.mean_of(v) for k, v in names.items()}
+        out = {k: self.mean_of(v) for k, v in DEFENSE_STATS.items()}
         return {k: v for k, v in out.items() if v is not None}
 
 

@@ -222,6 +222,19 @@ class Trial:
         )
 
 
+DEFENSE_STATS = {
+    "removed": "defense_removed",
+    "precision": "defense_precision",
+    "recall": "defense_recall",
+    "defense_s": "defense_s",
+    "defender_s": "defender_s",
+    "epsilon": "defense_epsilon",
+    "delta": "defense_delta",
+}
+"""A defense's statistics (``apply_defense``'s keys) and the :class:`TrialRecord` field each is
+recorded in; an entry keeps their means as ``<key>_mean`` in ``defense_stats``."""
+
+
 @dataclass(frozen=True)
 class TrialRecord:
     """What one trial measured (``status`` DONE) or why it failed (FAILED, with ``error``).
@@ -505,13 +518,7 @@ def _finish(p: _Prepared, trained: TrainResult | BaseException) -> TrialRecord:
             images_per_s=result.timing.images_per_s,
             peak_memory_mb=_peak_memory_mb(device),
             poison_sha256=trial.poison.sha256 if trial.poison else None,
-            defense_removed=stats.get("removed"),
-            defense_precision=stats.get("precision"),
-            defense_recall=stats.get("recall"),
-            defense_s=stats.get("defense_s"),
-            defender_s=stats.get("defender_s"),
-            defense_epsilon=stats.get("epsilon"),
-            defense_delta=stats.get("delta"),
+            **{field: stats.get(stat) for stat, field in DEFENSE_STATS.items()},
             diagnostics=diagnostics,
             **p.where,
         )

@@ -14,12 +14,9 @@ from sapabench.core.datasets import ImageDataset, PoisonLike
 from sapabench.core.errors import ConfigError
 from sapabench.core.numerics import FP32, Numerics
 from sapabench.core.runtime import seeded
-from sapabench.defenses.base import ControlFilter, DataDefense, Defense, DefenseContext, TrainingDefense
+from sapabench.defenses.base import DataDefense, Defense, DefenseContext, TrainingDefense, filtered
 from sapabench.victims.recipes import Recipe
 from sapabench.victims.train import GradientTransform
-
-CONTROLS_MODULE = "sapabench.defenses.controls"
-"""Where the controls live (``defenses.controls``): only its classes are told the poisons."""
 
 
 @dataclass(frozen=True)
@@ -83,15 +80,7 @@ def apply_defense(
     )
     poisoned = torch.zeros(0, dtype=torch.int64) if poison is None else torch.as_tensor(poison.indices).cpu()
     with seeded(seed, device):
-        if isinstance(defense, ControlFilter):
-            if type(defense).__module__ != CONTROLS_MODULE:
-                raise ConfigError(
-                    f"defense {defense.name!r} subclasses ControlFilter, which only the harness's own controls "
-                    "may (they are told the poisons); subclass DataDefense"
-                )
-            out = defense.control(ctx, poisoned)
-        else:
-            out = defense.filter(ctx)
+        out = filtered(defense, ctx, poisoned)
     kept = torch.as_tensor(out.kept, dtype=torch.int64).cpu()
     if (
         kept.ndim != 1

@@ -22,6 +22,7 @@ from typing import ClassVar, TypeVar
 import torch
 from torch import Tensor
 
+from sapabench.core.errors import ConfigError
 from sapabench.core.numerics import FP32, Numerics
 from sapabench.core.registry import Registry
 from sapabench.victims.recipes import Recipe
@@ -87,6 +88,24 @@ class ControlFilter(DataDefense):
     @abstractmethod
     def control(self, ctx: DefenseContext, poisoned: Tensor) -> Filtered:
         """Which images to keep, knowing the poisoned training indices (empty on clean data)."""
+
+
+CONTROLS_MODULE = "sapabench.defenses.controls"
+"""Where the controls live (``defenses.controls``): only its classes are told the poisons."""
+
+
+def filtered(defense: DataDefense, ctx: DefenseContext, poisoned: Tensor) -> Filtered:
+    """What a data defense keeps of ``ctx``: a control is told the ``poisoned`` indices (only the
+    harness's own controls; a plugin subclassing :class:`ControlFilter` is refused), any other
+    filter sees the data alone."""
+    if isinstance(defense, ControlFilter):
+        if type(defense).__module__ != CONTROLS_MODULE:
+            raise ConfigError(
+                f"defense {defense.name!r} subclasses ControlFilter, which only the harness's own controls "
+                "may (they are told the poisons); subclass DataDefense"
+            )
+        return defense.control(ctx, poisoned)
+    return defense.filter(ctx)
 
 
 class TrainingDefense(Defense):

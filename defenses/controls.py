@@ -9,9 +9,9 @@
 
 Armory's poisoning evaluations run both beside every filtering defense (twosixlabs/armory,
 "perfect filter" and "random filter"). Controls know which images are poisoned, which no real
-defense may: they implement :meth:`ControlFilter.control`, which ``apply_defense`` calls with
-the poisoned indices, and only classes of this package are given them (a plugin subclassing
-:class:`ControlFilter` is refused).
+defense may: they implement :meth:`ControlFilter.control`, which ``defenses.base.filtered`` (what
+``apply_defense`` runs) calls with the poisoned indices, and only classes of this package are
+given them (a plugin subclassing :class:`ControlFilter` is refused).
 """
 
 from __future__ import annotations
@@ -26,13 +26,8 @@ from torch import Tensor
 
 from sapabench.core.errors import ConfigError
 from sapabench.core.names import ORACLE_FILTER, RANDOM_LIKE
-from sapabench.defenses.base import DEFENSES, ControlFilter, DefenseContext, Filtered, register_defense
-
-
-def _kept(n: int, remove: np.ndarray) -> Tensor:
-    mask = np.ones(n, dtype=bool)
-    mask[remove.astype(np.int64)] = False
-    return torch.from_numpy(np.flatnonzero(mask))
+from sapabench.defenses.base import DEFENSES, ControlFilter, DefenseContext, Filtered, filtered, register_defense
+from sapabench.defenses.filters import kept_indices
 
 
 @register_defense(ORACLE_FILTER, description="control: removes exactly the poisoned images (the ceiling of any filter)")
@@ -46,7 +41,7 @@ class OracleFilter(ControlFilter):
                 f"oracle-filter would remove all {len(ctx.x)} training images (the poison perturbs every one, budget "
                 "1.0): it controls filters of poisons that perturb a part of the data only"
             )
-        return Filtered(_kept(len(ctx.x), poisoned.cpu().numpy()))
+        return Filtered(kept_indices(len(ctx.x), poisoned.cpu().numpy()))
 
 
 @dataclass
@@ -58,8 +53,7 @@ class RandomLike(ControlFilter):
     of: ClassVar[str] = ""
 
     def control(self, ctx: DefenseContext, poisoned: Tensor) -> Filtered:
-        twin = DEFENSES.create(self.of)
-        counted = twin.control(ctx, poisoned) if isinstance(twin, ControlFilter) else twin.filter(ctx)  # type: ignore[attr-defined]
+        counted = filtered(DEFENSES.create(self.of), ctx, poisoned)  # type: ignore[arg-type]
         n, y = len(ctx.x), ctx.y.cpu().numpy()
         removed = np.ones(n, dtype=bool)
         removed[torch.as_tensor(counted.kept).cpu().numpy()] = False
@@ -69,7 +63,9 @@ class RandomLike(ControlFilter):
             rng.choice(np.flatnonzero(y == c), size=int((removed & (y == c)).sum()), replace=False)
             for c in range(ctx.num_classes)
         ]
-        return Filtered(_kept(n, np.concatenate(remove) if remove else np.zeros(0)), defender_s=counted.defender_s)
+        return Filtered(
+            kept_indices(n, np.concatenate(remove) if remove else np.zeros(0)), defender_s=counted.defender_s
+        )
 
 
 def register_random_twin(of: str) -> None:

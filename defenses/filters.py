@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -135,7 +136,7 @@ class SpectralSignatures(DataDefense):
             scores = (centred @ vt[0]) ** 2
             k = int(np.floor(1.5 * self.expected_fraction * len(idx)))
             remove += idx[np.argsort(-scores, kind="stable")[:k]].tolist()
-        return Filtered(_kept(len(y), remove), defender_s=defender.train_s)
+        return Filtered(kept_indices(len(y), remove), defender_s=defender.train_s)
 
 
 @register_defense(
@@ -170,7 +171,7 @@ class ActivationClustering(DataDefense):
             small = int(np.argmin(np.bincount(labels, minlength=2)))
             if (labels == small).mean() < self.size_threshold:
                 remove += idx[labels == small].tolist()
-        return Filtered(_kept(len(y), remove), defender_s=defender.train_s)
+        return Filtered(kept_indices(len(y), remove), defender_s=defender.train_s)
 
 
 @register_defense(
@@ -194,10 +195,11 @@ class DeepKNN(DataDefense):
         _, nbrs = NearestNeighbors(n_neighbors=k + 1).fit(feats).kneighbors(feats)
         votes = y[nbrs[:, 1:]]  # drop the point itself
         plurality = np.array([np.bincount(v, minlength=ctx.num_classes).argmax() for v in votes])
-        return Filtered(_kept(len(y), np.flatnonzero(plurality != y).tolist()), defender_s=defender.train_s)
+        return Filtered(kept_indices(len(y), np.flatnonzero(plurality != y).tolist()), defender_s=defender.train_s)
 
 
-def _kept(n: int, remove: list[int]) -> Tensor:
+def kept_indices(n: int, remove: Sequence[int] | np.ndarray) -> Tensor:
+    """The indices of ``range(n)`` not in ``remove``, as a filter's :class:`Filtered` wants them."""
     mask = np.ones(n, dtype=bool)
     mask[np.asarray(remove, dtype=np.int64)] = False
     return torch.from_numpy(np.flatnonzero(mask))
