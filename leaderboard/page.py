@@ -48,6 +48,7 @@ from sapabench.leaderboard.views import (
     eps_text,
     logits,
     metric_label,
+    num,
     oracle_share,
     pairs_label,
     pct,
@@ -781,12 +782,12 @@ COST_PAGE: tuple[Column[CostRow], ...] = (
     Column("+ surrogates s", lambda r: Num(r.total_s), "with the clean surrogates' training"),
     Column(
         "SAPA time ratio",
-        lambda r: None if r.sapa_time_ratio is None else Num(r.sapa_time_ratio, ".2f"),
+        lambda r: num(r.sapa_time_ratio, ".2f"),
         "SAPA(1x1) crafting seconds / this row's",
     ),
     Column(
         "with surrogates",
-        lambda r: None if r.sapa_total_ratio is None else Num(r.sapa_total_ratio, ".2f"),
+        lambda r: num(r.sapa_total_ratio, ".2f"),
         "the same ratio with the surrogates' training",
     ),
     Column("vs SAPA 1x1", lambda r: r.gap, "points (or margin in logits where success ties), > 0 = SAPA stronger"),
@@ -867,17 +868,17 @@ DEFENSE_PAGE: tuple[Column[DefenseRow], ...] = (
         "clean_cost",
         "accuracy the defense costs with no attack, points (clean victims without minus with it, paired by seed)",
     ),
-    Column("removed", lambda r: None if r.removed is None else Num(r.removed, ".0f"), "images a data filter removed"),
+    Column("removed", lambda r: num(r.removed, ".0f"), "images a data filter removed"),
     Column("precision", lambda r: pct(r.precision), "% of the removed images that were poisons"),
     Column("recall", lambda r: pct(r.recall), "% of the poisons removed"),
     Column(
         "ε",
-        lambda r: None if r.epsilon is None else Num(r.epsilon, ".3g"),
+        lambda r: num(r.epsilon, ".3g"),
         "DP-SGD's privacy spent at its delta (Opacus's RDP accountant; the entry's detail gives delta)",
     ),
     Column(
         "defense s",
-        lambda r: None if r.defense_s is None else Num(r.defense_s, ".1f"),
+        lambda r: num(r.defense_s, ".1f"),
         "seconds the defense took per victim (its own model's training included where it was trained: once per "
         "poison, shared by the poison's filters and controls)",
     ),

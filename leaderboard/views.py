@@ -210,6 +210,11 @@ def csv_text(columns: Sequence[Column[R]], rows: Sequence[R]) -> str:
     return buf.getvalue()
 
 
+def num(value: float | None, spec: str = ".1f") -> Num | None:
+    """A number as it is (None: no value)."""
+    return None if value is None else Num(value, spec)
+
+
 def pct(value: float | None, spec: str = ".1f") -> Num | None:
     """A fraction shown in percent."""
     return None if value is None else Num(value, spec, 100.0)
@@ -579,12 +584,12 @@ DEFENSE_COLUMNS: tuple[Column[DefenseRow], ...] = (
     Column("oracle_share", oracle_share),
     Column("clean_acc", lambda r: pct(r.entry.clean_acc.mean)),
     Column("clean_acc_cost", lambda r: pct(r.clean_acc_cost, "+.1f")),
-    Column("removed", lambda r: None if r.removed is None else Num(r.removed, ".0f")),
+    Column("removed", lambda r: num(r.removed, ".0f")),
     Column("precision", lambda r: pct(r.precision)),
     Column("recall", lambda r: pct(r.recall)),
-    Column("defense_s", lambda r: None if r.defense_s is None else Num(r.defense_s, ".1f")),
-    Column("defender_s", lambda r: None if r.defender_s is None else Num(r.defender_s, ".1f")),
-    Column("epsilon", lambda r: None if r.epsilon is None else Num(r.epsilon, ".3g")),
+    Column("defense_s", lambda r: num(r.defense_s, ".1f")),
+    Column("defender_s", lambda r: num(r.defender_s, ".1f")),
+    Column("epsilon", lambda r: num(r.epsilon, ".3g")),
 )
 """The columns of ``defenses.md|.csv``: every decided test as its mean difference in points with
 the exact 95 % interval, its adjusted p and whether it is significant (one convention with the
