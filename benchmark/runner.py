@@ -233,7 +233,7 @@ def run_suite(
                 f"{suite.victim_seeds} ones: resuming would mix the two designs, so it is refused; choose another --out, "
                 f'or set victim_seeds = "{seeding or SHARED}" in the suite to finish the folder under its own rule'
             )
-        if any(row["defense"] == "dp-sgd" and row["defense_epsilon"] is None for row in store.rows(DONE)):
+        if store.done_without_epsilon("dp-sgd"):
             # before 2026-12-06 "dp-sgd" was batch clipping (now gradient-shaping): never mix it with DP-SGD
             raise ConfigError(
                 f"{out} holds dp-sgd cells of the batch-clipping defense that 'dp-sgd' named before 2026-12-06 (now "

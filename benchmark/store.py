@@ -318,6 +318,13 @@ class ResultsStore:
             con.executemany("UPDATE cells SET preset = ?, options = ? WHERE key = ?", todo)
         return len(todo)
 
+    def done_without_epsilon(self, defense: str) -> int:
+        """Finished cells of ``defense`` that recorded no privacy spent: ``dp-sgd`` cells of before
+        2026-12-06, when the name meant batch clipping."""
+        with closing(self._connect()) as con:
+            query = "SELECT COUNT(*) FROM cells WHERE status = 'done' AND defense = ? AND defense_epsilon IS NULL"
+            return int(con.execute(query, (defense,)).fetchone()[0])
+
     def rows(self, status: str | None = None) -> list[dict[str, Any]]:
         """The cells table as dicts (JSON columns decoded), ordered by cell key."""
         query = "SELECT * FROM cells" + (" WHERE status = ?" if status else "") + " ORDER BY key"
