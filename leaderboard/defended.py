@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -79,31 +78,15 @@ def _clean_key(e: dict[str, Any]) -> Key:
     return tuple(json.dumps(e["setting"][k], sort_keys=True) for k in CLEAN_KEYS)
 
 
-def _sign(e: dict[str, Any]) -> float:
-    return 1.0 if e["metric"]["higher_is_stronger"] else -1.0
-
-
-def _per_unit(values: Mapping[Key, float]) -> list[float]:
-    by: dict[Any, list[float]] = {}
-    for (craft, _), v in sorted(values.items(), key=lambda kv: repr(kv[0])):
-        by.setdefault(craft, []).append(v)
-    return [sum(vs) / len(vs) for vs in by.values()]
-
-
-def _shifted(values: Mapping[Key, float], shift: float) -> dict[Key, float]:
-    return {k: v - shift for k, v in values.items()}
-
-
 def _remaining(entry: dict[str, Any], clean: dict[str, Any] | None) -> Decided | None:
     """The attack's effect under the defense, per poison (> 0 = it still works)."""
-    values = trial_values(entry)  # signed: larger = stronger
+    values = trial_values(entry)  # signed: larger = stronger (a success rate as it is)
     if entry["metric"]["name"] == "clean_accuracy":
         if clean is None:
             return None
-        ref = _per_unit(trial_values(clean))  # the clean victims' (signed) accuracy under the same defense
-        values = _shifted(values, sum(ref) / len(ref))
-    else:
-        values = {k: v * _sign(entry) for k, v in values.items()}  # a success rate as it is
+        ref = list(trial_values(clean).values())  # the clean victims' (signed) accuracy under the same defense
+        shift = sum(ref) / len(ref)
+        values = {k: v - shift for k, v in values.items()}
     zero = dict.fromkeys(values, 0.0)
     return Decided.of(paired_test(values, zero))
 
