@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS cells (
     defense_removed INTEGER, defense_precision REAL, defense_recall REAL, preset TEXT, options TEXT,
     diagnostics TEXT, precision TEXT, memory_format TEXT, protocol TEXT, pretrained TEXT,
     surrogates_s REAL, task_s REAL, device TEXT, host TEXT, defense_s REAL, defender_s REAL,
-    defense_epsilon REAL, defense_delta REAL,
+    defense_epsilon REAL, defense_delta REAL, defense_heldout INTEGER, defense_pruned REAL,
+    defense_stopped_epoch REAL, defense_peak_test_accuracy REAL,
     finished_at TEXT NOT NULL
 );
 """
@@ -78,6 +79,11 @@ _ADDED = (
     ("cells", "defender_s", "REAL"),
     ("cells", "defense_epsilon", "REAL"),  # DP-SGD's privacy spent (NULL: no such defense)
     ("cells", "defense_delta", "REAL"),
+    # NULL (rows from before they were recorded, or no model-level defense)
+    ("cells", "defense_heldout", "INTEGER"),
+    ("cells", "defense_pruned", "REAL"),
+    ("cells", "defense_stopped_epoch", "REAL"),
+    ("cells", "defense_peak_test_accuracy", "REAL"),
 )
 RUNS = "runs"  # meta key: a JSON list, one object per `sapabench run` invocation
 _JSON_COLUMNS = ("victim", "options", "provenance", "diagnostics")

@@ -43,6 +43,7 @@ from sapabench.core.provenance import provenance
 from sapabench.core.runtime import deterministic_algorithms, device_name, isa, resolve_device
 from sapabench.core.threats import CLEAN_ACCURACY, NO_THREAT
 from sapabench.defenses import DEFENSES, apply_defense
+from sapabench.defenses.apply import ModelPlan, train_defended
 from sapabench.victims.pretrained import (
     CleanRun,
     Weights,
@@ -230,6 +231,10 @@ DEFENSE_STATS = {
     "defender_s": "defender_s",
     "epsilon": "defense_epsilon",
     "delta": "defense_delta",
+    "heldout": "defense_heldout",
+    "pruned": "defense_pruned",
+    "stopped_epoch": "defense_stopped_epoch",
+    "peak_test_accuracy": "defense_peak_test_accuracy",
 }
 """A defense's statistics (``apply_defense``'s keys) and the :class:`TrialRecord` field each is
 recorded in; an entry keeps their means as ``<key>_mean`` in ``defense_stats``."""
@@ -271,6 +276,10 @@ class TrialRecord:
     defender_s: float | None = None  # what the defender's own model took to train (shared by a poison's filters)
     defense_epsilon: float | None = None  # DP-SGD's privacy spent, (epsilon, delta)
     defense_delta: float | None = None
+    defense_heldout: int | None = None  # a model-level defense's clean held-out images
+    defense_pruned: float | None = None  # fine-pruning's pruned units
+    defense_stopped_epoch: float | None = None  # early stopping's chosen epoch
+    defense_peak_test_accuracy: float | None = None  # the peak test accuracy over the epochs (early stopping)
     diagnostics: dict[str, float] = field(default_factory=dict)
     task_s: float | None = None  # the whole trial, as its executor task held the device
     device: str | None = None
@@ -351,23 +360,29 @@ class _Prepared:
     start: Weights | None
     spec: VictimSpec
     defense_stats: dict[str, float]
+    repair: ModelPlan | None = None  # a model-level defense trains this victim itself
 
 
 def _victim(
     trial: Trial, dataset: ImageDataset, poison: PoisonSet | None, start: Weights | None, device: torch.device
-) -> tuple[VictimSpec, dict[str, float]]:
-    """Apply the trial's defense: what its victim trains on, and the defense's statistics."""
+) -> tuple[VictimSpec, dict[str, float], ModelPlan | None]:
+    """Apply the trial's defense: what its victim trains on, the defense's statistics, and the
+    model-level defense that trains it (if any)."""
     recipe = RECIPES.create(trial.recipe, **dict(trial.recipe_options))
-    data, grad_transform, stats = dataset, None, {}
+    data, grad_transform, stats, repair = dataset, None, {}, None
     if trial.defense != NO_DEFENSE:
         defense = DEFENSES.create(trial.defense)
         defended = apply_defense(defense, dataset, poison, trial.arch, recipe, trial.seed, device, trial.numerics)
         data, poison, recipe = defended.dataset, defended.poison, defended.recipe
-        grad_transform, stats = defended.grad_transform, defended.stats
+        grad_transform, stats, repair = defended.grad_transform, defended.stats, defended.repair
     spec = VictimSpec(
         trial.arch, recipe, data, poison, trial.seed, grad_transform, trial.numerics, trial.protocol, start
     )
-    return spec, stats
+    return spec, stats, repair
+
+
+Trained = tuple[TrainResult, dict[str, float]]
+"""A trained victim and what its model-level defense reported in training (empty without one)."""
 
 
 def _train(
@@ -376,10 +391,11 @@ def _train(
     poison: PoisonSet | None,
     start: Weights | None,
     device: torch.device,
-) -> tuple[TrainResult, dict[str, float]]:
+) -> Trained:
     """Apply the trial's defense and train its victim on ``dataset`` + ``poison``."""
-    spec, stats = _victim(trial, dataset, poison, start, device)
-    return train_packed([spec], device=device, step=trial.train_step)[0], stats
+    spec, stats, repair = _victim(trial, dataset, poison, start, device)
+    result, trained = train_defended(spec, repair, device, trial.train_step)
+    return result, {**stats, **trained}
 
 
 def clean_logits(
@@ -429,7 +445,7 @@ def run_trials(trials: Sequence[Trial]) -> list[TrialRecord]:
     with deterministic_algorithms(any(t.deterministic for t in trials)):  # a run's trials share the flag
         prepared: list[_Prepared | TrialRecord] = [_prepare(t) for t in trials]
         ready = [p for p in prepared if isinstance(p, _Prepared)]
-        trained: dict[int, TrainResult | BaseException] = {}
+        trained: dict[int, Trained | BaseException] = {}
         for group in _packs(ready):
             trained.update(_train_pack(group))
         records = [p if isinstance(p, TrialRecord) else _finish(p, trained[id(p)]) for p in prepared]
@@ -438,18 +454,20 @@ def run_trials(trials: Sequence[Trial]) -> list[TrialRecord]:
 
 
 def _packs(ready: Sequence[_Prepared]) -> list[list[_Prepared]]:
-    """Victims that can train together: on CUDA, without a gradient transform."""
-    packable = [p for p in ready if p.device.type == "cuda" and p.spec.grad_transform is None]
+    """Victims that can train together: on CUDA, without a gradient transform or a model-level defense."""
+    packable = [p for p in ready if p.device.type == "cuda" and p.spec.grad_transform is None and p.repair is None]
     alone = [[p] for p in ready if p not in packable]
     return ([packable] if packable else []) + alone
 
 
-def _train_pack(group: list[_Prepared]) -> dict[int, TrainResult | BaseException]:
+def _train_pack(group: list[_Prepared]) -> dict[int, Trained | BaseException]:
     """Train ``group`` packed; on running out of GPU memory, each half again (down to one)."""
     first = group[0]
     try:
+        if first.repair is not None:  # alone (_packs)
+            return {id(first): train_defended(first.spec, first.repair, first.device, first.trial.train_step)}
         results = train_packed([p.spec for p in group], device=first.device, step=first.trial.train_step)
-        return {id(p): r for p, r in zip(group, results, strict=True)}
+        return {id(p): (r, {}) for p, r in zip(group, results, strict=True)}
     except torch.cuda.OutOfMemoryError as err:
         torch.cuda.empty_cache()
         if len(group) == 1:
@@ -473,20 +491,20 @@ def _prepare(trial: Trial) -> _Prepared | TrialRecord:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         start = start_of(trial, poison, dataset, device)
-        spec, stats = _victim(trial, dataset, poison if trial.train_on_poison else None, start, device)
-        return _Prepared(trial, device, prov, where, dataset, poison, start, spec, stats)
+        spec, stats, repair = _victim(trial, dataset, poison if trial.train_on_poison else None, start, device)
+        return _Prepared(trial, device, prov, where, dataset, poison, start, spec, stats, repair)
     except BaseException as err:  # a failing trial is recorded with its error; the run goes on
         if is_user_stop(err):  # anything else a plugin raises is this task's failure
             raise
         return TrialRecord(FAILED, error=error_text(err), provenance=prov, **where)
 
 
-def _finish(p: _Prepared, trained: TrainResult | BaseException) -> TrialRecord:
-    trial, device, dataset, poison, start, stats = p.trial, p.device, p.dataset, p.poison, p.start, p.defense_stats
+def _finish(p: _Prepared, trained: Trained | BaseException) -> TrialRecord:
+    trial, device, dataset, poison, start = p.trial, p.device, p.dataset, p.poison, p.start
     try:
         if isinstance(trained, BaseException):
             raise trained
-        result = trained
+        result, stats = trained[0], {**p.defense_stats, **trained[1]}
         prov = {**p.provenance, "train_step": result.timing.step, "packed": result.timing.packed}
         if result.timing.fallback is not None:
             prov["train_step_fallback"] = result.timing.fallback

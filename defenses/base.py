@@ -1,11 +1,14 @@
 """The defense interface: a fourth peer of data, victims and attacks.
 
-Two kinds:
+Three kinds:
 
 - data-level (:class:`DataDefense`): inspects or purifies the (possibly poisoned) training set
   before training and returns the indices it keeps and, for purification, transformed images;
 - training-level (:class:`TrainingDefense`): changes how the victim trains, through the recipe
-  it trains with and/or a gradient transform the trainer applies before every optimiser step.
+  it trains with and/or a gradient transform the trainer applies before every optimiser step;
+- model-level (:class:`ModelDefense`): trains the victim itself, in phases of its own, and may
+  repair the trained model (anti-backdoor learning, fine-pruning, early stopping), using a small
+  held-out split of clean images the defender holds.
 
 A defense is a class (a dataclass whose fields are its options) registered in
 :data:`DEFENSES` with :func:`register_defense` (``sapabench list defenses``); third-party
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, TypeVar
 
 import torch
@@ -26,7 +29,7 @@ from sapabench.core.errors import ConfigError
 from sapabench.core.numerics import FP32, Numerics
 from sapabench.core.registry import Registry
 from sapabench.victims.recipes import Recipe
-from sapabench.victims.train import GradientTransform
+from sapabench.victims.train import GradientTransform, TrainResult, VictimSpec
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,55 @@ class TrainingDefense(Defense):
         return {}
 
 
+HELDOUT_FRACTION = 0.05
+"""The share of the training set a model-level defense holds out as its clean split by default
+(BackdoorBench gives its defenses 5 % clean training data)."""
+
+
+@dataclass(frozen=True)
+class ModelContext:
+    """What a model-level defense may use: the victim as the cell would train it (``spec``: its
+    dataset is the training set as given, poisons applied and unknown to the defender, minus the
+    held-out split), the defender's clean held-out images (``heldout_x``/``heldout_y``: clean
+    versions of the held-out training images, which the victim does not train on; they stand for
+    clean data the defender collected itself), the device and how steps run."""
+
+    spec: VictimSpec
+    heldout_x: Tensor
+    heldout_y: Tensor
+    device: torch.device
+    step: str = "auto"
+
+
+@dataclass(frozen=True)
+class Repaired:
+    """What a model-level defense returns: the trained (repaired) victim, the training indices of
+    ``ctx.spec``'s dataset it set aside as suspected poisons (``None``: it flags none), and the
+    statistics it reports (keys of ``benchmark.trial.DEFENSE_STATS``)."""
+
+    result: TrainResult
+    removed: Tensor | None = None
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+MODEL_STATS = ("pruned", "stopped_epoch", "peak_test_accuracy")
+"""What a model-level defense may report of itself (beside the harness's own measures): units
+pruned (fine-pruning), the epoch its checkpoint comes from and the peak test accuracy over its
+epochs (early stopping)."""
+
+
+class ModelDefense(Defense):
+    """Trains the victim itself: implement :meth:`train`. ``heldout_fraction`` of the training set
+    (seeded by the victim's seed) is held out as the defender's clean split."""
+
+    kind = "model"
+    heldout_fraction: float = HELDOUT_FRACTION
+
+    @abstractmethod
+    def train(self, ctx: ModelContext) -> Repaired:
+        """Train (and repair) the victim of ``ctx.spec``."""
+
+
 DEFENSES: Registry[Defense] = Registry("defense", plugin_group="sapabench.defenses")
 D = TypeVar("D", bound=type[Defense])
 
@@ -145,9 +197,10 @@ def register_defense(name: str, *, description: str | None = None) -> Callable[[
     """
 
     def decorator(cls: D) -> D:
-        if not (isinstance(cls, type) and issubclass(cls, (DataDefense, TrainingDefense))):
+        if not (isinstance(cls, type) and issubclass(cls, (DataDefense, TrainingDefense, ModelDefense))):
             raise TypeError(
-                f"register_defense({name!r}) decorates a DataDefense or TrainingDefense subclass, not {cls!r}"
+                f"register_defense({name!r}) decorates a DataDefense, TrainingDefense or ModelDefense subclass, "
+                f"not {cls!r}"
             )
         if cls.__dict__.get("name"):
             raise TypeError(f"defense class {cls.__name__} is already registered as {cls.name!r}")

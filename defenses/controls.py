@@ -75,5 +75,5 @@ def register_random_twin(of: str) -> None:
     register_defense(name, description=f"control: removes as many random images per class as {of} does")(dataclass(cls))
 
 
-for _filter in ("spectral-signatures", "activation-clustering", "deep-knn", ORACLE_FILTER):
+for _filter in ("spectral-signatures", "spectre", "activation-clustering", "deep-knn", ORACLE_FILTER):
     register_random_twin(_filter)

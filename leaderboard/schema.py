@@ -281,9 +281,8 @@ def validate(entry: Any, where: str = "entry") -> dict[str, Any]:
         top = DEFENSE_STAT_MAXIMA.get(key)
         if top is None or not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= top:
             raise EntryError(  # NaN fails the range too
-                f"{where}: defense_stats.{key} must be one of removed_mean (0 to {MAX_COUNT:g} images), "
-                f"precision_mean or recall_mean (fractions in [0, 1]), defense_s_mean or defender_s_mean (0 to "
-                f"{MAX_SECONDS:g} s), epsilon_mean (0 to {MAX_EPSILON:g}) or delta_mean (0 to 1)"
+                f"{where}: defense_stats.{key} must be one of "
+                + ", ".join(f"{k} (0 to {top:g})" for k, top in DEFENSE_STAT_MAXIMA.items())
             )
     _check_measures(entry, where)
     _check_seeds(entry, where)
@@ -314,10 +313,16 @@ DEFENSE_STAT_MAXIMA = {
     "defender_s_mean": MAX_SECONDS,
     "epsilon_mean": MAX_EPSILON,
     "delta_mean": 1.0,
+    "heldout_mean": MAX_COUNT,
+    "pruned_mean": MAX_COUNT,
+    "stopped_epoch_mean": MAX_COUNT,
+    "peak_test_accuracy_mean": 1.0,
 }
 """The statistics ``defense_stats`` may hold, each with its largest value (and 0 the smallest):
 a data filter's removed images, precision and recall against the true poisons, the seconds the
-defense took in a trial and what its own model took to train, DP-SGD's (epsilon, delta)."""
+defense took in a trial and what its own model took to train, DP-SGD's (epsilon, delta), a
+model-level defense's held-out clean images, fine-pruning's pruned units, early stopping's
+chosen epoch and the peak test accuracy over its epochs."""
 
 
 def _check_timings(entry: dict[str, Any], where: str) -> None:

@@ -253,12 +253,35 @@ class _BadFilter:
         return Bad
 
 
+    @staticmethod
+    def build_model_level(mode):
+        from sapabench.defenses import ModelDefense, Repaired
+        from sapabench.victims.train import train_packed
+
+        class BadModel(ModelDefense):
+            def train(self, ctx):
+                if mode == "model-raises":
+                    raise RuntimeError("training exploded")
+                if mode == "model-returns-none":
+                    return None
+                result = train_packed([ctx.spec], device=ctx.device)[0]
+                if mode == "model-bad-removed":
+                    return Repaired(result, removed=torch.tensor([0, ctx.spec.dataset.num_train + 5]))
+                return Repaired(result, stats={"pruned": float("nan")})
+
+        return BadModel
+
+
 BAD_MODES = {
     "removes-all": "removed (almost) every training image",
     "duplicates": "invalid kept indices",
     "out-of-range": "invalid kept indices",
     "nan-images": "returned images of shape",
     "raises": "filter exploded",
+    "model-raises": "training exploded",
+    "model-returns-none": "returned NoneType, not a Repaired",
+    "model-bad-removed": "set aside invalid training indices",
+    "model-nan-stat": "reported pruned=nan",
 }
 
 
@@ -268,7 +291,8 @@ def bad_defenses(monkeypatch):
 
     monkeypatch.setattr(DEFENSES, "_entries", dict(DEFENSES._entries))  # registrations end with the test
     for mode in BAD_MODES:
-        register_defense(f"bad-{mode}")(_BadFilter.build(mode))
+        build = _BadFilter.build_model_level if mode.startswith("model-") else _BadFilter.build
+        register_defense(f"bad-{mode}")(build(mode))
     return [f"bad-{mode}" for mode in BAD_MODES]
 
 
@@ -315,7 +339,7 @@ defenses = {["none", *bad_defenses]!r}
     for defense, status, error in rows:
         if defense != "none":
             mode = defense.removeprefix("bad-")
-            assert status == "failed" and BAD_MODES[mode] in error and (mode == "raises" or defense in error)
+            assert status == "failed" and BAD_MODES[mode] in error and (mode.endswith("raises") or defense in error)
 
 
 # ------------------------------------------------------------------------------------ DP-SGD
@@ -404,3 +428,101 @@ def test_dp_sgd_trains_a_victim_and_reports_its_privacy(planted):
         train_victim(
             "convnet", RECIPES.create("mixup", epochs=1), ds, None, 0, device=CPU, grad_transform=out.grad_transform
         )
+
+
+# ----------------------------------------------------------- Spectre, ABL, fine-pruning, early stopping
+
+
+def _defended(name, options, ds, poison, seed=0, epochs=6):
+    """The victim a defense trains (or filters for), through the harness's path, and its statistics."""
+    from sapabench.defenses.apply import train_defended
+    from sapabench.victims.train import VictimSpec
+
+    d = apply_defense(DEFENSES.create(name, **options), ds, poison, "convnet", RECIPES.create("sgd", epochs=epochs), seed, CPU)
+    result, stats = train_defended(VictimSpec("convnet", d.recipe, d.dataset, d.poison, seed, d.grad_transform), d.repair, CPU)
+    return result, {**d.stats, **stats}
+
+
+@pytest.fixture(scope="module")
+def backdoored(digits):
+    """A BadNets poison on digits and the success of a plain victim trained on it."""
+    from sapabench.attacks.metrics import measure
+    from sapabench.victims.train import train_victim
+
+    from ._poisons import badnets
+
+    poison = badnets(digits)
+    plain = train_victim("convnet", RECIPES.create("sgd", epochs=6), digits, poison, 0, device=CPU)
+    return poison, measure(plain.model, poison, digits, plain.clean_accuracy).value, plain.clean_accuracy
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        # 30 poisons in a target class of about 145 images: the defender guards against a fifth
+        ("spectre", {"expected_fraction": 0.2}),
+        # at digits' scale the defaults (the papers') do nothing; these show the mechanism works:
+        # isolating at a tenth of the rate keeps the poisons fitted first, unlearning needs
+        # more than five single steps, fine-tuning on 72 clean images more than 20 steps
+        ("abl", {"isolation_lr": 0.1, "unlearning_lr": 0.05}),
+        ("fine-pruning", {"finetune_epochs": 50, "finetune_lr": 1.0}),
+    ],
+)
+def test_backdoor_defenses_lower_a_working_backdoors_success_and_report_their_clean_cost(
+    digits, backdoored, name, options
+):
+    from sapabench.attacks.metrics import measure
+
+    poison, plain_success, plain_clean = backdoored
+    assert plain_success >= 0.9  # the plain victim is backdoored
+    result, stats = _defended(name, options, digits, poison)
+    success = measure(result.model, poison, digits, result.clean_accuracy).value
+    assert success <= plain_success - 0.5, (success, stats)
+    assert stats["defense_s"] > 0
+    clean, clean_stats = _defended(name, options, digits, None)  # the clean arm: the defense's cost alone
+    assert 0.8 <= clean.clean_accuracy <= 1.0 and plain_clean - clean.clean_accuracy < 0.15
+    assert "precision" not in clean_stats  # nothing to find on clean data
+    if name == "abl":  # the isolated examples are its removed ones, checked against the true poisons
+        assert stats["removed"] == 14 and stats["precision"] > 0.5
+    if name == "fine-pruning":
+        assert 0 < stats["pruned"] < 128 and stats["heldout"] == 72
+
+
+def test_early_stopping_keeps_the_best_held_out_epoch_and_reports_the_peak_test_accuracy(digits, planted):
+    ds, poison = planted
+    result, stats = _defended("early-stopping", {"patience": 2}, ds, poison, epochs=8)
+    assert 1 <= stats["stopped_epoch"] <= 8 and stats["heldout"] == 20  # 5 % of 400
+    assert len(result.losses) <= 8 and len(result.losses) >= stats["stopped_epoch"]
+    assert result.clean_accuracy <= stats["peak_test_accuracy"] + 1e-9  # the peak over epochs bounds the kept one
+    # the held-out images are not trained on: the victim's training set lost them
+    d = apply_defense(DEFENSES.create("early-stopping"), ds, poison, "convnet", RECIPES.create("sgd"), 0, CPU)
+    assert d.dataset.num_train == ds.num_train - 20 and d.repair is not None and len(d.repair.heldout_y) == 20
+
+
+def test_the_held_out_split_is_seeded_clean_and_keeps_the_poisons_where_they_were(planted):
+    from sapabench.defenses.apply import heldout_split
+
+    ds, poison = planted
+    assert torch.equal(heldout_split(400, 0.05, 3), heldout_split(400, 0.05, 3))
+    assert not torch.equal(heldout_split(400, 0.05, 3), heldout_split(400, 0.05, 4))
+    held = heldout_split(400, 0.05, 0)
+    d = apply_defense(DEFENSES.create("fine-pruning"), ds, poison, "convnet", RECIPES.create("sgd"), 0, CPU)
+    assert torch.equal(d.repair.heldout_x, ds.train_x[held]) and torch.equal(d.repair.heldout_y, ds.train_y[held])
+    kept = torch.ones(400, dtype=torch.bool)
+    kept[held] = False
+    x, y = ds.poisoned_train(poison)
+    assert torch.equal(d.dataset.train_x, x[kept]) and torch.equal(d.dataset.train_y, y[kept])
+    poisoned_kept = [i for i in poison.indices.tolist() if kept[i]]
+    assert d.repair.poisoned.tolist() == [int(kept[:i].sum()) for i in poisoned_kept]
+
+
+def test_que_scores_weigh_the_stretched_direction():
+    from sapabench.defenses.spectre import que_scores
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(500, 4, generator=g, dtype=torch.float64).numpy()
+    x[:25, 0] += 6.0  # an outlying group along one direction
+    scores = que_scores(x, alpha=4.0)
+    assert len(set(scores.argsort()[-25:].tolist()) & set(range(25))) >= 23
+    iso = que_scores(torch.randn(2000, 4, generator=g, dtype=torch.float64).numpy(), alpha=4.0)
+    assert abs(iso.mean() - 1.0) < 0.1  # whitened data with no stretched direction: x'x / d on average

@@ -149,8 +149,11 @@ class Trainer:
     included) runs under its autocast. ``protocol`` (:mod:`sapabench.victims.protocols`) says what the
     model starts from (``start``: the pretrained or attacker-initial weights, required by every
     protocol but ``scratch``) and which weights it trains. ``step`` is how each training step
-    runs (:data:`STEPS`); a step that cannot be captured (a third-party gradient transform that
-    reads a value on the host, say) falls back to ``eager`` and says why in :attr:`fallback`.
+    runs (:data:`STEPS`); ``loss_transform`` rewrites each batch's mean loss before the gradients
+    (what a model-level defense trains with: anti-backdoor learning's flooded or reversed loss;
+    the epoch's recorded loss is the transformed one). A step that cannot be captured (a
+    third-party gradient transform that reads a value on the host, say) falls back to ``eager``
+    and says why in :attr:`fallback`.
     """
 
     def __init__(
@@ -166,8 +169,10 @@ class Trainer:
         protocol: Protocol | None = None,
         start: dict[str, Tensor] | None = None,
         step: str = "eager",
+        loss_transform: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         self.step_mode = resolve_step(step, device)
+        self._loss_transform = loss_transform
         self.fallback: str | None = None
         ds = dataset.to(device)
         epochs = recipe.train.epochs or ds.default_epochs
@@ -285,9 +290,12 @@ class Trainer:
             self._loss_sum.add_(losses.detach().float().sum())
             return
 
+        transform = self._loss_transform
+
         def loss_fn() -> Tensor:
             with self.numerics.autocast(self.device, cache=cache):
-                return criterion(model(x))
+                loss = criterion(model(x))
+            return loss if transform is None else transform(loss)
 
         loss, grads = self._gradients(loss_fn)
         if self.recipe.sam_rho is not None:
