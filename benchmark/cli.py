@@ -320,9 +320,23 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                 )
                 print(f"{'':>24}  {arm.defense} removed {stats['removed']:.1f} images per victim{found}")
             if "defense_s" in stats:
+                what = (
+                    f"its own model trained in {stats['defender_s']:.1f} s, once per training set and seed"
+                    if "defender_s" in stats
+                    else "the whole defended training, victim included"
+                )
+                print(f"{'':>24}  {arm.defense} took {stats['defense_s']:.1f} s per victim ({what})")
+            if "heldout" in stats:
                 print(
-                    f"{'':>24}  {arm.defense} took {stats['defense_s']:.1f} s per victim (its own model trained in "
-                    f"{stats.get('defender_s', 0.0):.1f} s, once per training set and seed)"
+                    f"{'':>24}  {arm.defense} held out {stats['heldout']:.0f} clean training images per victim "
+                    "(its own split; the victim does not train on them)"
+                )
+            if "pruned" in stats:
+                print(f"{'':>24}  {arm.defense} pruned {stats['pruned']:.1f} penultimate units per victim")
+            if "stopped_epoch" in stats:
+                print(
+                    f"{'':>24}  {arm.defense} kept epoch {stats['stopped_epoch']:.1f} on average; peak test accuracy over "
+                    f"the epochs {100 * stats['peak_test_accuracy']:.1f} %"
                 )
             if "epsilon" in stats:
                 print(

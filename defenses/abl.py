@@ -81,7 +81,11 @@ class AntiBackdoorLearning(ModelDefense):
         def local_ascent(loss: Tensor) -> Tensor:
             return torch.sign(loss - gamma) * loss
 
-        phases.trainer(recipe.with_train(epochs=isolating, lr=self.isolation_lr * recipe.train.lr, schedule="constant"), data, local_ascent)
+        phases.trainer(
+            recipe.with_train(epochs=isolating, lr=self.isolation_lr * recipe.train.lr, schedule="constant"),
+            data,
+            local_ascent,
+        )
         for _ in range(isolating):
             phases.epoch()
         assert phases.current is not None

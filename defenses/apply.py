@@ -61,7 +61,9 @@ def heldout_split(n: int, fraction: float, seed: int) -> Tensor:
     """The training indices held out as a model-level defense's clean split: ``fraction`` of
     ``range(n)`` (at least 2; none for 0), drawn with a generator of the victim's seed (sorted)."""
     count = 0 if fraction == 0 else max(2, round(fraction * n))
-    g = torch.Generator().manual_seed(int.from_bytes(hashlib.sha256(f"heldout:{seed}".encode()).digest()[:8], "little") >> 1)
+    g = torch.Generator().manual_seed(
+        int.from_bytes(hashlib.sha256(f"heldout:{seed}".encode()).digest()[:8], "little") >> 1
+    )
     return torch.randperm(n, generator=g)[:count].sort().values
 
 
@@ -100,6 +102,7 @@ def apply_defense(
             epochs=trained.train.epochs or dataset.default_epochs,
             batch_size=trained.train.batch_size or dataset.default_batch_size,
         )
+        defense = defense.for_training(resolved, dataset.num_train)
         return Defended(
             dataset, poison, trained, defense.gradient_transform(), defense.stats(resolved, dataset.num_train)
         )
@@ -146,7 +149,12 @@ def apply_defense(
 
 
 def _hold_out(
-    defense: ModelDefense, dataset: ImageDataset, poison: PoisonLike | None, recipe: Recipe, seed: int, device: torch.device
+    defense: ModelDefense,
+    dataset: ImageDataset,
+    poison: PoisonLike | None,
+    recipe: Recipe,
+    seed: int,
+    device: torch.device,
 ) -> Defended:
     """A model-level defense's victim: the training set as given (poison applied) minus the held-out
     split, whose clean images the defender holds."""
@@ -191,8 +199,12 @@ def train_defended(
     if out.removed is not None:
         removed = torch.as_tensor(out.removed, dtype=torch.int64).cpu().flatten()
         n = data.num_train
-        if len(removed) and (int(removed.min()) < 0 or int(removed.max()) >= n or len(torch.unique(removed)) != len(removed)):
-            raise ConfigError(f"defense {name!r} set aside invalid training indices (need distinct indices in [0, {n}))")
+        if len(removed) and (
+            int(removed.min()) < 0 or int(removed.max()) >= n or len(torch.unique(removed)) != len(removed)
+        ):
+            raise ConfigError(
+                f"defense {name!r} set aside invalid training indices (need distinct indices in [0, {n}))"
+            )
         keep = torch.ones(n, dtype=torch.bool)
         keep[removed] = False
         stats.update(filter_stats(torch.nonzero(keep).flatten(), n, plan.poisoned if len(plan.poisoned) else None))

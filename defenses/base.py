@@ -124,6 +124,12 @@ class TrainingDefense(Defense):
         """Applied to the gradients before every optimiser step (default: none)."""
         return None
 
+    def for_training(self, recipe: Recipe, num_train: int) -> TrainingDefense:
+        """This defense for a victim of ``recipe`` (epochs and batch size resolved) on
+        ``num_train`` images (default: itself; DP-SGD with a privacy target: its noise multiplier
+        for those steps)."""
+        return self
+
     def stats(self, recipe: Recipe, num_train: int) -> dict[str, float]:
         """What the defense reports of a victim trained with ``recipe`` (epochs and batch size
         resolved) on ``num_train`` images, known before training (DP-SGD: its privacy spent)."""

@@ -14,7 +14,8 @@ accountant counts the recipe's steps (epochs x batches per epoch). Recipes that 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, replace
 
 from sapabench.core.checks import in_range, positive
 from sapabench.core.errors import ConfigError
@@ -44,11 +45,14 @@ def privacy_spent(noise_multiplier: float, sample_rate: float, steps: int, delta
 class DPSGD(TrainingDefense):
     """DP-SGD (Abadi et al. 2016): per-example clipping to ``clip``, Gaussian noise of standard
     deviation ``noise_multiplier * clip`` on the summed gradients; reports the privacy spent at
-    ``delta`` (see the module docstring for what differs from the original)."""
+    ``delta`` (see the module docstring for what differs from the original). With
+    ``target_epsilon`` the noise multiplier is the one that spends that epsilon over the victim's
+    steps (it replaces ``noise_multiplier``)."""
 
     clip: float = 1.0
     noise_multiplier: float = 1.0
     delta: float = 1e-5
+    target_epsilon: float | None = None
 
     def __post_init__(self) -> None:
         positive("dp-sgd clip", self.clip)
@@ -60,16 +64,54 @@ class DPSGD(TrainingDefense):
         in_range("dp-sgd noise_multiplier", self.noise_multiplier, 0.0, 1000.0)
         if not isinstance(self.delta, (int, float)) or not 0 < self.delta < 1:
             raise ConfigError(f"invalid dp-sgd delta={self.delta!r}: must be in (0, 1), e.g. 1e-5")
+        if self.target_epsilon is not None:
+            in_range("dp-sgd target_epsilon", self.target_epsilon, 1e-3, MAX_TARGET_EPSILON)
+
+    def for_training(self, recipe: Recipe, num_train: int) -> DPSGD:
+        """With ``target_epsilon``: this defense at the noise multiplier that spends it over the
+        recipe's steps (Opacus's search with its RDP accountant); refused in one line when no
+        noise multiplier can (the target too small for the steps and delta)."""
+        if self.target_epsilon is None:
+            return self
+        rate, steps = _sampling(recipe, num_train)
+        from opacus.accountants.utils import get_noise_multiplier
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "optimal order is the largest alpha": a looser bound, still valid
+                sigma = get_noise_multiplier(
+                    target_epsilon=self.target_epsilon, target_delta=self.delta, sample_rate=rate, steps=steps
+                )
+        except ValueError as err:
+            raise ConfigError(
+                f"dp-sgd cannot reach target_epsilon={self.target_epsilon:g} at delta {self.delta:g} over {steps} steps "
+                f"at sampling rate {rate:.3g} ({err}): set a larger target_epsilon or train fewer steps"
+            ) from None
+        if not sigma <= 1000.0:
+            raise ConfigError(
+                f"dp-sgd would need noise multiplier {sigma:.3g} for target_epsilon={self.target_epsilon:g}: at most 1000 "
+                "(set a larger target_epsilon)"
+            )
+        return replace(self, noise_multiplier=float(sigma), target_epsilon=None)
 
     def gradient_transform(self) -> GradientTransform:
         return PerExampleClipping(self.clip, self.noise_multiplier)
 
     def stats(self, recipe: Recipe, num_train: int) -> dict[str, float]:
-        epochs, batch = recipe.train.epochs, recipe.train.batch_size
-        if not epochs or not batch:
-            raise ConfigError("dp-sgd accounts the recipe's epochs and batch size, which must be resolved")
-        steps = epochs * len(batch_sizes(num_train, batch))
-        epsilon = privacy_spent(self.noise_multiplier, min(1.0, batch / num_train), steps, self.delta)
+        rate, steps = _sampling(recipe, num_train)
+        epsilon = privacy_spent(self.noise_multiplier, rate, steps, self.delta)
         if not math.isfinite(epsilon):
             raise ConfigError(f"dp-sgd spends no finite epsilon at noise_multiplier {self.noise_multiplier}")
         return {"epsilon": epsilon, "delta": self.delta}
+
+
+MAX_TARGET_EPSILON = 1e4
+"""The largest privacy target ``target_epsilon`` may name (past a few hundred it means nothing)."""
+
+
+def _sampling(recipe: Recipe, num_train: int) -> tuple[float, int]:
+    """The accountant's sampling rate (batch / N) and steps (epochs x batches per epoch)."""
+    epochs, batch = recipe.train.epochs, recipe.train.batch_size
+    if not epochs or not batch:
+        raise ConfigError("dp-sgd accounts the recipe's epochs and batch size, which must be resolved")
+    return min(1.0, batch / num_train), epochs * len(batch_sizes(num_train, batch))

@@ -38,7 +38,9 @@ def last_linear(model: nn.Module) -> nn.Linear:
     return layers[-1]
 
 
-def prune_count(features: np.ndarray, weight: np.ndarray, bias: np.ndarray, y: np.ndarray, ratio: float) -> tuple[int, np.ndarray]:
+def prune_count(
+    features: np.ndarray, weight: np.ndarray, bias: np.ndarray, y: np.ndarray, ratio: float
+) -> tuple[int, np.ndarray]:
     """How many of the least active units to prune (and their order, least active first): the
     most for which the accuracy of every smaller pruning stays at or above ``ratio`` of the
     unpruned accuracy, each pruning's accuracy computed exactly from the features."""

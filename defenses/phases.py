@@ -95,7 +95,9 @@ class Phases:
         timing = TrainTiming(
             total, tuple(self.epoch_s), self.images / total if total > 0 else 0.0, str(ctx.device), t.step_mode
         )
-        return TrainResult(model, acc, timing, tuple(self.losses), recipe_of(ctx), ctx.spec.seed, time.perf_counter() - t0)  # type: ignore[arg-type]
+        return TrainResult(
+            model, acc, timing, tuple(self.losses), recipe_of(ctx), ctx.spec.seed, time.perf_counter() - t0
+        )  # type: ignore[arg-type]
 
 
 @torch.no_grad()

@@ -876,11 +876,18 @@ DEFENSE_PAGE: tuple[Column[DefenseRow], ...] = (
         lambda r: num(r.epsilon, ".3g"),
         "DP-SGD's privacy spent at its delta (Opacus's RDP accountant; the entry's detail gives delta)",
     ),
+    Column("pruned", lambda r: num(r.pruned, ".0f"), "penultimate units fine-pruning pruned (mean over victims)"),
+    Column(
+        "peak test",
+        lambda r: pct(r.peak_test_accuracy),
+        "early stopping: the peak test accuracy % over the epochs trained (the test set's choice of epoch: an upper "
+        "bound on what stopping on the held-out split keeps; the entry's detail gives the epoch kept)",
+    ),
     Column(
         "defense s",
         lambda r: num(r.defense_s, ".1f"),
         "seconds the defense took per victim (its own model's training included where it was trained: once per "
-        "poison, shared by the poison's filters and controls)",
+        "poison, shared by the poison's filters and controls; a model-level defense's: the whole defended training)",
     ),
 )
 """The page's defense view."""

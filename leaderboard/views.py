@@ -538,6 +538,9 @@ class DefenseRow:
     defense_s: float | None = None
     defender_s: float | None = None
     epsilon: float | None = None
+    pruned: float | None = None  # fine-pruning's pruned units
+    stopped_epoch: float | None = None  # early stopping's kept epoch
+    peak_test_accuracy: float | None = None  # the peak test accuracy over the epochs (early stopping)
 
 
 def decided(d: Decided | None) -> Interval | None:
@@ -590,6 +593,9 @@ DEFENSE_COLUMNS: tuple[Column[DefenseRow], ...] = (
     Column("defense_s", lambda r: num(r.defense_s, ".1f")),
     Column("defender_s", lambda r: num(r.defender_s, ".1f")),
     Column("epsilon", lambda r: num(r.epsilon, ".3g")),
+    Column("pruned", lambda r: num(r.pruned, ".1f")),
+    Column("stopped_epoch", lambda r: num(r.stopped_epoch, ".1f")),
+    Column("peak_test_accuracy", lambda r: pct(r.peak_test_accuracy)),
 )
 """The columns of ``defenses.md|.csv``: every decided test as its mean difference in points with
 the exact 95 % interval, its adjusted p and whether it is significant (one convention with the
@@ -630,6 +636,9 @@ def defense_view(entries: list[dict[str, Any]]) -> list[DefenseRow]:
                     stats.get("defense_s_mean"),
                     stats.get("defender_s_mean"),
                     stats.get("epsilon_mean"),
+                    stats.get("pruned_mean"),
+                    stats.get("stopped_epoch_mean"),
+                    stats.get("peak_test_accuracy_mean"),
                 )
             )
     return rows

@@ -57,7 +57,9 @@ def badnets(ds, count: int = 30, source: int = 1, target: int = 7, seed: int = 0
         labels=torch.full((count,), target),
         eps=1.0,
         budget=count / ds.num_train,
-        threat=ThreatModel("backdoor", source_class=source, target_class=target, trigger_placement="corner", trigger_seed=0),
+        threat=ThreatModel(
+            "backdoor", source_class=source, target_class=target, trigger_placement="corner", trigger_seed=0
+        ),
         trigger=trigger,
         config={},
         seed=seed,

@@ -145,6 +145,11 @@ def test_registry_lists_every_builtin():
         "random-like-activation-clustering",
         "random-like-deep-knn",
         "random-like-oracle-filter",
+        "spectre",
+        "random-like-spectre",
+        "abl",
+        "fine-pruning",
+        "early-stopping",
     }
 
 
@@ -251,7 +256,6 @@ class _BadFilter:
                 raise RuntimeError("filter exploded")
 
         return Bad
-
 
     @staticmethod
     def build_model_level(mode):
@@ -414,6 +418,24 @@ def test_dp_sgd_without_noise_or_with_a_bad_delta_is_one_line(options):
     assert "\n" not in str(caught.value) and "dp-sgd" in str(caught.value)
 
 
+def test_dp_sgd_at_a_privacy_target_spends_that_epsilon(planted):
+    ds, poison = planted
+    recipe = RECIPES.create("sgd", epochs=3, batch_size=64)
+    d = apply_defense(DEFENSES.create("dp-sgd", target_epsilon=8.0), ds, poison, "convnet", recipe, 0, CPU)
+    assert 7.8 <= d.stats["epsilon"] <= 8.0  # Opacus's search stops within its tolerance, below the target
+    assert d.grad_transform.noise_multiplier < 1.0  # 8 is a loose target for 3 x 7 steps
+
+
+@pytest.mark.parametrize("target", [1e-3, 0.0, -1.0, 1e9])
+def test_an_impossible_or_invalid_privacy_target_is_one_line(planted, target):
+    ds, poison = planted
+    with pytest.raises(ConfigError) as caught:
+        d = DEFENSES.create("dp-sgd", target_epsilon=target)
+        apply_defense(d, ds, poison, "convnet", RECIPES.create("sgd", epochs=3), 0, CPU)
+    text = str(caught.value)
+    assert "\n" not in text and "target_epsilon" in text, text
+
+
 def test_dp_sgd_trains_a_victim_and_reports_its_privacy(planted):
     from sapabench.victims.train import train_victim
 
@@ -438,8 +460,12 @@ def _defended(name, options, ds, poison, seed=0, epochs=6):
     from sapabench.defenses.apply import train_defended
     from sapabench.victims.train import VictimSpec
 
-    d = apply_defense(DEFENSES.create(name, **options), ds, poison, "convnet", RECIPES.create("sgd", epochs=epochs), seed, CPU)
-    result, stats = train_defended(VictimSpec("convnet", d.recipe, d.dataset, d.poison, seed, d.grad_transform), d.repair, CPU)
+    d = apply_defense(
+        DEFENSES.create(name, **options), ds, poison, "convnet", RECIPES.create("sgd", epochs=epochs), seed, CPU
+    )
+    result, stats = train_defended(
+        VictimSpec("convnet", d.recipe, d.dataset, d.poison, seed, d.grad_transform), d.repair, CPU
+    )
     return result, {**d.stats, **stats}
 
 
