@@ -30,9 +30,9 @@ from sapabench.benchmark.suite import Suite, load_suite
 from sapabench.core.atomic import write_json, write_text
 from sapabench.core.datasets import DATASETS
 from sapabench.core.errors import ConfigError
-from sapabench.core.names import CLEAN, EMBEDDED_DATASET, NO_DEFENSE, ORACLE_FILTER, is_sapa, twin_name
+from sapabench.core.names import CLEAN, EMBEDDED_DATASET, NO_DEFENSE, ORACLE_FILTER, RANDOM_LIKE, is_sapa, twin_name
 from sapabench.core.provenance import VERSION, git_commit
-from sapabench.defenses import DEFENSES, DataDefense
+from sapabench.defenses import DEFENSES, ControlFilter, DataDefense
 from sapabench.leaderboard.schema import load_entry
 
 SUITE_FILE = "suite.toml"
@@ -105,8 +105,10 @@ def standard_suite(kind: str, name: str, profile: str = "standard", dataset: str
         DEFENSES.entry(name)
         attacks, recipes, defenses = list(p.attack_panel), p.recipes[:1], [NO_DEFENSE, name]
     defending = kind == "defense" and p.defense_clean_trials > 0
-    if defending and isinstance(DEFENSES.create(name), DataDefense) and name != ORACLE_FILTER:
-        defenses.append(ORACLE_FILTER)  # the ceiling a data defense's reduction is measured against
+    submitted = DEFENSES.create(name) if defending else None
+    if isinstance(submitted, DataDefense) and submitted.removes and not isinstance(submitted, ControlFilter):
+        # what removing as many images at random does, and the ceiling of any filter
+        defenses += [f"{RANDOM_LIKE}{name}", ORACLE_FILTER]
     design = p.description
     if defending:
         design = (

@@ -92,10 +92,17 @@ def _first_doc_line(obj: object) -> str:
 class Registry(Generic[T]):
     """Named factories of one kind, filled by the :meth:`register` decorator at import time."""
 
-    def __init__(self, kind: str, plugin_group: str | None = None, renamed: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        plugin_group: str | None = None,
+        renamed: Mapping[str, str] | None = None,
+        derive: Callable[[str], bool] | None = None,
+    ) -> None:
         self.kind = kind
         self.plugin_group = plugin_group
         self.renamed = MappingProxyType(dict(renamed or {}))  # old name -> what it is called now, and why
+        self.derive = derive  # registers a name made from another entry's (a control of a plugin), or says no
         self._entries: dict[str, Entry[T]] = {}
         self._plugins_loaded = plugin_group is None
         self.plugin_errors: dict[str, str] = {}
@@ -159,6 +166,8 @@ class Registry(Generic[T]):
     def entry(self, name: str) -> Entry[T]:
         """The entry called ``name``; an unknown name fails with the closest matches."""
         self._load_plugins()
+        if name not in self._entries and self.derive is not None and isinstance(name, str) and NAME.fullmatch(name):
+            self.derive(name)
         try:
             return self._entries[name]
         except KeyError:
@@ -180,6 +189,8 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: object) -> bool:
         self._load_plugins()
+        if name not in self._entries and self.derive is not None and isinstance(name, str) and NAME.fullmatch(name):
+            self.derive(name)
         return name in self._entries
 
     def __iter__(self) -> Iterator[Entry[T]]:

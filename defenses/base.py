@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from sapabench.core.errors import ConfigError
+from sapabench.core.names import RANDOM_LIKE
 from sapabench.core.numerics import FP32, Numerics
 from sapabench.core.registry import Registry
 from sapabench.victims.recipes import Recipe
@@ -75,6 +76,7 @@ class Defense(ABC):
 
 class DataDefense(Defense):
     kind = "data"
+    removes: ClassVar[bool] = True  # a filter (it removes images); purification keeps every image
 
     @abstractmethod
     def filter(self, ctx: DefenseContext) -> Filtered:
@@ -185,7 +187,24 @@ class ModelDefense(Defense):
         """Train (and repair) the victim of ``ctx.spec``."""
 
 
-DEFENSES: Registry[Defense] = Registry("defense", plugin_group="sapabench.defenses")
+def _random_twin(name: str) -> bool:
+    """Register ``random-like-F`` on first use for a filter ``F`` that has none yet (a plugin's):
+    every filter can be measured against its random twin (``defenses.controls``)."""
+    of = name.removeprefix(RANDOM_LIKE)
+    if of == name or of not in DEFENSES:
+        return False
+    factory = DEFENSES.entry(of).factory
+    if not (isinstance(factory, type) and issubclass(factory, DataDefense)) or issubclass(factory, ControlFilter):
+        return False
+    if not factory.removes:
+        return False
+    from sapabench.defenses.controls import register_random_twin
+
+    register_random_twin(of)
+    return True
+
+
+DEFENSES: Registry[Defense] = Registry("defense", plugin_group="sapabench.defenses", derive=_random_twin)
 D = TypeVar("D", bound=type[Defense])
 
 

@@ -40,6 +40,8 @@ class JPEG(DataDefense):
     """JPEG compression of every training image (quality 10, as in image-shortcut squeezing,
     Liu et al. 2023, the strongest setting against unlearnable examples)."""
 
+    removes = False  # purification: every image kept, changed
+
     quality: int = 10
 
     def __post_init__(self) -> None:
@@ -54,6 +56,8 @@ class JPEG(DataDefense):
 @dataclass
 class Grayscale(DataDefense):
     """Colour removal of every training image (Liu et al. 2023); a no-op on grey datasets."""
+
+    removes = False  # purification: every image kept, changed
 
     def filter(self, ctx: DefenseContext) -> Filtered:
         return Filtered(torch.arange(len(ctx.x)), to_grayscale(ctx.x))

@@ -194,6 +194,33 @@ def test_the_random_twin_removes_as_many_per_class_seeded(planted, tmp_path, mon
     assert len(list((tmp_path / "defender-features").iterdir())) == 1
 
 
+def test_a_plugin_filter_gets_its_random_twin_and_a_submission_runs_it(planted, monkeypatch, tmp_path):
+    from sapabench.benchmark.submit import standard_suite
+    from sapabench.benchmark.suite import parse_suite
+    from sapabench.defenses import DataDefense, Filtered, register_defense
+    from sapabench.defenses.filters import kept_indices
+
+    monkeypatch.setattr(DEFENSES, "_entries", dict(DEFENSES._entries))  # registrations end with the test
+    monkeypatch.setenv("SAPABENCH_CACHE", str(tmp_path))
+
+    @register_defense("drop-bright")
+    class DropBright(DataDefense):
+        """Removes the 15 brightest images."""
+
+        def filter(self, ctx):
+            return Filtered(kept_indices(len(ctx.x), ctx.x.flatten(1).mean(1).argsort()[-15:].numpy()))
+
+    assert "random-like-drop-bright" in DEFENSES and "random-like-jpeg" not in DEFENSES  # purification keeps all
+    assert "random-like-oracle-filter" in DEFENSES and "random-like-random-like-spectre" not in DEFENSES
+    ds, poison = planted
+    own = apply_defense(DEFENSES.create("drop-bright"), ds, poison, "convnet", RECIPES.create("sgd"), 0, CPU)
+    twin = apply_defense(DEFENSES.create("random-like-drop-bright"), ds, poison, "convnet", RECIPES.create("sgd"), 0, CPU)
+    assert own.stats["removed"] == twin.stats["removed"] == 15
+    assert torch.equal(torch.bincount(own.dataset.train_y, minlength=10), torch.bincount(twin.dataset.train_y, minlength=10))
+    grids = parse_suite(standard_suite("defense", "drop-bright")).grids
+    assert all("random-like-drop-bright" in g.defenses for g in grids)
+
+
 def test_a_plugin_may_not_pose_as_a_control(planted):
     from sapabench.defenses import ControlFilter
 

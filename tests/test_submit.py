@@ -38,8 +38,9 @@ def test_a_standard_defense_submission_is_decided_over_poisons_with_controls():
     backdoor, untargeted, clean = suite.grids
     assert suite.craft_seeds == tuple(range(12)) and suite.trials == 1
     assert backdoor.attacks == ("sleeper-agent", "sapa-sleeper-agent")
-    assert backdoor.defenses == ("none", "spectral-signatures", "oracle-filter")
-    assert untargeted.defenses == ("none", "spectral-signatures")  # no oracle on a full-budget poison
+    assert backdoor.defenses == ("none", "spectral-signatures", "random-like-spectral-signatures", "oracle-filter")
+    # no oracle on a full-budget poison; the random twin still says what removing as many images does
+    assert untargeted.defenses == ("none", "spectral-signatures", "random-like-spectral-signatures")
     assert clean.attacks == ("clean",) and clean.trials == 12 and clean.defenses == backdoor.defenses
     trained = parse_suite(standard_suite("defense", "adversarial"))
     assert all("oracle-filter" not in g.defenses for g in trained.grids)  # a training defense has no oracle
