@@ -214,9 +214,13 @@ def test_a_plugin_filter_gets_its_random_twin_and_a_submission_runs_it(planted, 
     assert "random-like-oracle-filter" in DEFENSES and "random-like-random-like-spectre" not in DEFENSES
     ds, poison = planted
     own = apply_defense(DEFENSES.create("drop-bright"), ds, poison, "convnet", RECIPES.create("sgd"), 0, CPU)
-    twin = apply_defense(DEFENSES.create("random-like-drop-bright"), ds, poison, "convnet", RECIPES.create("sgd"), 0, CPU)
+    twin = apply_defense(
+        DEFENSES.create("random-like-drop-bright"), ds, poison, "convnet", RECIPES.create("sgd"), 0, CPU
+    )
     assert own.stats["removed"] == twin.stats["removed"] == 15
-    assert torch.equal(torch.bincount(own.dataset.train_y, minlength=10), torch.bincount(twin.dataset.train_y, minlength=10))
+    assert torch.equal(
+        torch.bincount(own.dataset.train_y, minlength=10), torch.bincount(twin.dataset.train_y, minlength=10)
+    )
     grids = parse_suite(standard_suite("defense", "drop-bright")).grids
     assert all("random-like-drop-bright" in g.defenses for g in grids)
 
