@@ -230,3 +230,32 @@ def test_the_first_screen_answers_and_every_view_is_there(browser, tmp_path):
     )
     assert forest and all(width > 0 for width in forest)
     assert console_errors(browser) == []
+
+
+def test_a_grid_of_every_defense_fits_the_page(browser, tmp_path):
+    """An attack x defense grid of twenty defenses (the defenses suite's): its headers wrap and
+    its box scrolls sideways; the page itself never does at 1280 px."""
+    import json
+
+    from sapabench.defenses import DEFENSES
+    from sapabench.leaderboard.render import render
+    from sapabench.leaderboard.schema import seal
+    from tests._entries import make_entry
+
+    folder = tmp_path / "entries"
+    folder.mkdir()
+    defenses = ["none", *[d for d in DEFENSES.list() if d != "grayscale"]][:21]
+    for defense in defenses:
+        for attack in ("error-min", "sapa-error-min"):
+            e = make_entry(attack, (0.60, 0.62, 0.64), craft_s=20.0)
+            e["defense"], e["entry_id"] = defense, f"{e['entry_id']}-{defense}"
+            (folder / f"{e['entry_id']}.json").write_text(json.dumps(seal(e)))
+    render(folder, tmp_path / "board")
+    browser.set_window_size(WIDTH, 900)
+    browser.get((tmp_path / "board" / "leaderboard.html").as_uri())
+    assert console_errors(browser) == []
+    assert _fits(browser)
+    boxes = browser.execute_script(
+        "return Array.from(document.querySelectorAll('.tablebox.many')).map(b => [b.scrollWidth, b.clientWidth])"
+    )
+    assert boxes, "no grid of many columns rendered"
