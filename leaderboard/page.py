@@ -29,6 +29,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from sapabench.core.names import NO_DEFENSE, base_name, is_sapa
 from sapabench.core.threats import ADVERSARIAL_MARGIN, NO_THREAT, THREATS
 from sapabench.leaderboard.cost import CostRow
+from sapabench.leaderboard.defended import decide
 from sapabench.leaderboard.pairs import ALPHA, FILTERS, SIGNIFICANCE_NOTE, Pair, numerics_label, protocol_label
 from sapabench.leaderboard.plots import Figure
 from sapabench.leaderboard.records import VERDICTS, entries_digest, twin_dataset
@@ -547,7 +548,9 @@ def _grid_tables(entries: list[dict[str, Any]], pairs: list[Pair], axis: str) ->
     only settings where a defense ran). The clean victims' accuracy on top, in every column (in a
     defense column the clean victims trained under that defense: its cost with no attack), every
     attack's metric shaded by its strength (success; for untargeted attacks the accuracy lost
-    against the clean victims of its column), and a SAPA - base row per SAPA attack whose base ran."""
+    against the clean victims of its column), on the defense axis a row of each defense's
+    reduction of the attack (its exact interval over poisons, bold where significant), and a
+    SAPA - base row per SAPA attack whose base ran."""
     clean: dict[tuple, float] = {}
     grids: dict[tuple, dict[str, dict[str, dict[str, Any]]]] = defaultdict(lambda: defaultdict(dict))
     for e in entries:
@@ -577,6 +580,7 @@ def _grid_tables(entries: list[dict[str, Any]], pairs: list[Pair], axis: str) ->
         if p.own_base
     }
     tables: dict[str, list[Table]] = defaultdict(list)
+    decisions = decide(entries) if axis == "defense" else {}
     for key in sorted(grids):
         threat, fixed, options = key
         by_attack = grids[key]
@@ -613,6 +617,28 @@ def _grid_tables(entries: list[dict[str, Any]], pairs: list[Pair], axis: str) ->
                 cells.append(pct(m["mean"]))
                 marks.append(_heat(strength))
             rows.append(_row(cells, {"dataset": ds, "arch": arch}, marks=marks))
+            if axis == "defense":  # each defense's reduction of this attack, with its interval
+                reductions = [
+                    None if (e := by_attack[attack].get(c)) is None else decisions.get(e["entry_id"]) for c in columns
+                ]
+                if any(d is not None and d.reduction is not None for d in reductions):
+                    rows.append(
+                        _row(
+                            [
+                                f"{attack}: reduction",
+                                *(None if d is None else decided(d.reduction) for d in reductions),
+                            ],
+                            {"dataset": ds, "arch": arch},
+                            marks=[
+                                "gaprow",
+                                *(
+                                    "" if d is None or d.reduction is None else sig(d.reduction.test)
+                                    for d in reductions
+                                ),
+                            ],
+                            cls="gaprow",
+                        )
+                    )
             if not is_sapa(attack) or base_name(attack) not in by_attack:
                 continue
             cells, marks = [f"{attack} - base"], ["gaprow"]

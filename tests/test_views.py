@@ -80,6 +80,12 @@ def test_the_attack_by_defense_grid_puts_each_defense_beside_the_undefended_vict
     gaps = re.findall(r'<td data-k="[^"]+" class="num (up|down)">([^<]+)</td>', grid)
     # undefended SAPA is 20 points stronger (8 of 8 poisons: *), under the filter 15 points weaker
     assert gaps == [("up", "+20.0*"), ("down", "-15.0*")]
+    # under each attack, each defense's reduction of it with its exact interval over poisons
+    reductions = re.findall(r">((?:sapa-)?error-min): reduction</td>(.*?)</tr>", grid)
+    assert [a for a, _ in reductions] == ["error-min", "sapa-error-min"]
+    for _, row in reductions:
+        cells = re.findall(r'<td data-k="[^"]+" class="num ?(sig)?">([^<]+)</td>', row)
+        assert len(cells) == 1 and re.fullmatch(r"[-+]\d+\.\d \[[-+]\d+\.\d, [-+]\d+\.\d\]", cells[0][1]), row
     recipes = html[html.index('id="grid-untargeted"') :]
     assert "median-filter" not in recipes[: recipes.index("</section>")]  # the recipe grid stays undefended
 
