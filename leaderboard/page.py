@@ -684,7 +684,9 @@ def _grid_sections(entries: list[dict[str, Any]], pairs: list[Pair]) -> list[Sec
                     f"{metric} "
                     + note.format(axis="defense (none = undefended)")
                     + " The top row is the clean victims' accuracy under each defense (its cost with no attack); "
-                    "untargeted strength is the accuracy lost against the clean victims of the same column.",
+                    "untargeted strength is the accuracy lost against the clean victims of the same column. Under each "
+                    "attack, each defense's reduction of it in points (undefended - defended, > 0 = weaker) with its "
+                    "exact 95 % interval over poisons, bold where significant by the page's one convention.",
                     tuple(by_defense[threat]),
                 )
             )
