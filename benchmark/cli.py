@@ -319,6 +319,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                     else ""
                 )
                 print(f"{'':>24}  {arm.defense} removed {stats['removed']:.1f} images per victim{found}")
+                if "class_removed" in stats:
+                    share = (
+                        f", {100 * stats['class_precision']:.1f} % of them poisons"
+                        if "class_precision" in stats
+                        else ""
+                    )
+                    print(
+                        f"{'':>24}  {arm.defense} removed {stats['class_removed']:.1f} of them from the poisons' "
+                        f"class(es){share}"
+                    )
             if "defense_s" in stats:
                 what = (
                     f"its own model trained in {stats['defender_s']:.1f} s, once per training set and seed"

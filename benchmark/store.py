@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS cells (
     diagnostics TEXT, precision TEXT, memory_format TEXT, protocol TEXT, pretrained TEXT,
     surrogates_s REAL, task_s REAL, device TEXT, host TEXT, defense_s REAL, defender_s REAL,
     defense_epsilon REAL, defense_delta REAL, defense_heldout INTEGER, defense_pruned REAL,
-    defense_stopped_epoch REAL, defense_peak_test_accuracy REAL,
+    defense_stopped_epoch REAL, defense_peak_test_accuracy REAL, defense_class_removed INTEGER,
+    defense_class_precision REAL,
     finished_at TEXT NOT NULL
 );
 """
@@ -80,6 +81,8 @@ _ADDED = (
     ("cells", "defense_epsilon", "REAL"),  # DP-SGD's privacy spent (NULL: no such defense)
     ("cells", "defense_delta", "REAL"),
     # NULL (rows from before they were recorded, or no model-level defense)
+    ("cells", "defense_class_removed", "INTEGER"),
+    ("cells", "defense_class_precision", "REAL"),
     ("cells", "defense_heldout", "INTEGER"),
     ("cells", "defense_pruned", "REAL"),
     ("cells", "defense_stopped_epoch", "REAL"),

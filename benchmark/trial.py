@@ -231,6 +231,8 @@ DEFENSE_STATS = {
     "defender_s": "defender_s",
     "epsilon": "defense_epsilon",
     "delta": "defense_delta",
+    "class_removed": "defense_class_removed",
+    "class_precision": "defense_class_precision",
     "heldout": "defense_heldout",
     "pruned": "defense_pruned",
     "stopped_epoch": "defense_stopped_epoch",
@@ -276,6 +278,8 @@ class TrialRecord:
     defender_s: float | None = None  # what the defender's own model took to train (shared by a poison's filters)
     defense_epsilon: float | None = None  # DP-SGD's privacy spent, (epsilon, delta)
     defense_delta: float | None = None
+    defense_class_removed: int | None = None  # removed from the classes the poisons sit in (when not all)
+    defense_class_precision: float | None = None  # the share of those that were poisons
     defense_heldout: int | None = None  # a model-level defense's clean held-out images
     defense_pruned: float | None = None  # fine-pruning's pruned units
     defense_stopped_epoch: float | None = None  # early stopping's chosen epoch

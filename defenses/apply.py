@@ -67,8 +67,11 @@ def heldout_split(n: int, fraction: float, seed: int) -> Tensor:
     return torch.randperm(n, generator=g)[:count].sort().values
 
 
-def filter_stats(kept: Tensor, n: int, poison_indices: Tensor | None) -> dict[str, Any]:
-    """Removed count, and precision/recall of the removed images against the true poisons."""
+def filter_stats(kept: Tensor, n: int, poison_indices: Tensor | None, labels: Tensor | None = None) -> dict[str, Any]:
+    """Removed count, and precision/recall of the removed images against the true poisons; with
+    the training ``labels``, where the poisons sit in some classes only (a targeted or backdoor
+    poison), the removed images of those classes (``class_removed``) and the share of them that
+    were poisons (``class_precision``): whether a filter looks in the right place."""
     removed = torch.ones(n, dtype=torch.bool)
     removed[kept.cpu()] = False
     stats: dict[str, Any] = {"removed": int(removed.sum())}
@@ -79,6 +82,13 @@ def filter_stats(kept: Tensor, n: int, poison_indices: Tensor | None) -> dict[st
         if stats["removed"]:
             stats["precision"] = hits / stats["removed"]
         stats["recall"] = hits / int(is_poison.sum())
+        if labels is not None:
+            y = labels.cpu()
+            in_classes = torch.isin(y, torch.unique(y[is_poison]))
+            if not bool(in_classes.all()):
+                stats["class_removed"] = int((removed & in_classes).sum())
+                if stats["class_removed"]:
+                    stats["class_precision"] = hits / stats["class_removed"]
     return stats
 
 
@@ -140,7 +150,7 @@ def apply_defense(
     defended = replace(
         ds, name=f"{ds.name}+{defense.name}", train_x=images.contiguous(), train_y=y[kept.to(device)], fingerprint=""
     )
-    stats = filter_stats(kept, len(x), None if poison is None else poisoned)
+    stats = filter_stats(kept, len(x), None if poison is None else poisoned, y)
     if out.images is not None and stats["removed"] == 0:  # pure purification: nothing was filtered
         stats = {"removed": 0}
     defender_s = float(out.defender_s) if isinstance(out.defender_s, (int, float)) else 0.0
@@ -207,7 +217,9 @@ def train_defended(
             )
         keep = torch.ones(n, dtype=torch.bool)
         keep[removed] = False
-        stats.update(filter_stats(torch.nonzero(keep).flatten(), n, plan.poisoned if len(plan.poisoned) else None))
+        stats.update(
+            filter_stats(torch.nonzero(keep).flatten(), n, plan.poisoned if len(plan.poisoned) else None, data.train_y)
+        )
     for key, value in out.stats.items():
         if key not in MODEL_STATS or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
             raise ConfigError(

@@ -313,13 +313,16 @@ DEFENSE_STAT_MAXIMA = {
     "defender_s_mean": MAX_SECONDS,
     "epsilon_mean": MAX_EPSILON,
     "delta_mean": 1.0,
+    "class_removed_mean": MAX_COUNT,
+    "class_precision_mean": 1.0,
     "heldout_mean": MAX_COUNT,
     "pruned_mean": MAX_COUNT,
     "stopped_epoch_mean": MAX_COUNT,
     "peak_test_accuracy_mean": 1.0,
 }
 """The statistics ``defense_stats`` may hold, each with its largest value (and 0 the smallest):
-a data filter's removed images, precision and recall against the true poisons, the seconds the
+a data filter's removed images, precision and recall against the true poisons (and, where the poisons
+sit in some classes only, its removed images of those classes and their precision), the seconds the
 defense took in a trial and what its own model took to train, DP-SGD's (epsilon, delta), a
 model-level defense's held-out clean images, fine-pruning's pruned units, early stopping's
 chosen epoch and the peak test accuracy over its epochs."""

@@ -538,6 +538,8 @@ class DefenseRow:
     defense_s: float | None = None
     defender_s: float | None = None
     epsilon: float | None = None
+    class_removed: float | None = None  # removed from the poisons' classes (where they sit in some only)
+    class_precision: float | None = None  # the share of those that were poisons
     pruned: float | None = None  # fine-pruning's pruned units
     stopped_epoch: float | None = None  # early stopping's kept epoch
     peak_test_accuracy: float | None = None  # the peak test accuracy over the epochs (early stopping)
@@ -593,6 +595,8 @@ DEFENSE_COLUMNS: tuple[Column[DefenseRow], ...] = (
     Column("defense_s", lambda r: num(r.defense_s, ".1f")),
     Column("defender_s", lambda r: num(r.defender_s, ".1f")),
     Column("epsilon", lambda r: num(r.epsilon, ".3g")),
+    Column("class_removed", lambda r: num(r.class_removed, ".0f")),
+    Column("class_precision", lambda r: pct(r.class_precision)),
     Column("pruned", lambda r: num(r.pruned, ".1f")),
     Column("stopped_epoch", lambda r: num(r.stopped_epoch, ".1f")),
     Column("peak_test_accuracy", lambda r: pct(r.peak_test_accuracy)),
@@ -636,6 +640,8 @@ def defense_view(entries: list[dict[str, Any]]) -> list[DefenseRow]:
                     stats.get("defense_s_mean"),
                     stats.get("defender_s_mean"),
                     stats.get("epsilon_mean"),
+                    stats.get("class_removed_mean"),
+                    stats.get("class_precision_mean"),
                     stats.get("pruned_mean"),
                     stats.get("stopped_epoch_mean"),
                     stats.get("peak_test_accuracy_mean"),

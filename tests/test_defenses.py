@@ -64,6 +64,12 @@ def test_filter_stats_precision_and_recall():
     stats = filter_stats(torch.tensor([0, 1, 2, 5]), 8, torch.tensor([3, 4, 5]))
     # removed {3, 4, 6, 7}: hits {3, 4}
     assert stats == {"removed": 4, "precision": 0.5, "recall": pytest.approx(2 / 3)}
+    # the poisons sit in class 1 (of labels 0, 1, 2): 3 of the removed images are class 1, 2 of them poisons
+    labels = torch.tensor([0, 0, 0, 1, 1, 1, 1, 2])
+    per_class = filter_stats(torch.tensor([0, 1, 2, 5]), 8, torch.tensor([3, 4, 5]), labels)
+    assert per_class["class_removed"] == 3 and per_class["class_precision"] == pytest.approx(2 / 3)
+    everywhere = filter_stats(torch.tensor([0, 1, 2, 5]), 8, torch.tensor([0, 3, 7]), labels)
+    assert "class_removed" not in everywhere  # poisons in every class: nothing per class to say
 
 
 def test_jpeg_purification_changes_images_within_range(digits):
