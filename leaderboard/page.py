@@ -630,13 +630,13 @@ def _grid_tables(entries: list[dict[str, Any]], pairs: list[Pair], axis: str) ->
                             ],
                             {"dataset": ds, "arch": arch},
                             marks=[
-                                "gaprow",
+                                "",
                                 *(
                                     "" if d is None or d.reduction is None else sig(d.reduction.test)
                                     for d in reductions
                                 ),
                             ],
-                            cls="gaprow",
+                            cls="reductionrow",
                         )
                     )
             if not is_sapa(attack) or base_name(attack) not in by_attack:

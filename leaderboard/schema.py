@@ -280,10 +280,12 @@ def validate(entry: Any, where: str = "entry") -> dict[str, Any]:
     for key, value in entry["defense_stats"].items():
         top = DEFENSE_STAT_MAXIMA.get(key)
         if top is None or not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= top:
-            raise EntryError(  # NaN fails the range too
-                f"{where}: defense_stats.{key} must be one of "
-                + ", ".join(f"{k} (0 to {top:g})" for k, top in DEFENSE_STAT_MAXIMA.items())
-            )
+            if top is None:
+                raise EntryError(
+                    f"{where}: defense_stats.{key} is not a defense statistic; known: "
+                    + ", ".join(_stat_range(k) for k in DEFENSE_STAT_MAXIMA)
+                )
+            raise EntryError(f"{where}: defense_stats.{key} must be a number: {_stat_range(key)}")  # NaN too
     _check_measures(entry, where)
     _check_seeds(entry, where)
     if entry["sapa"] != is_sapa(entry["attack"]):
@@ -326,6 +328,18 @@ sit in some classes only, its removed images of those classes and their precisio
 defense took in a trial and what its own model took to train, DP-SGD's (epsilon, delta), a
 model-level defense's held-out clean images, fine-pruning's pruned units, early stopping's
 chosen epoch and the peak test accuracy over its epochs."""
+
+
+def _stat_range(key: str) -> str:
+    """``key`` with its range as the error messages give it: ``recall_mean (fractions in [0, 1])``."""
+    top = DEFENSE_STAT_MAXIMA[key]
+    if top == 1.0:
+        return f"{key} (fractions in [0, 1])"
+    unit = " s" if key.endswith("_s_mean") else " images" if key in _IMAGE_COUNTS else ""
+    return f"{key} (0 to {top:g}{unit})"
+
+
+_IMAGE_COUNTS = ("removed_mean", "class_removed_mean", "heldout_mean")
 
 
 def _check_timings(entry: dict[str, Any], where: str) -> None:

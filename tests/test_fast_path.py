@@ -240,9 +240,14 @@ def test_a_pack_that_runs_out_of_gpu_memory_is_split_in_halves(monkeypatch):
         return [f"trained {s}" for s in specs]
 
     monkeypatch.setattr(trial_module, "train_packed", train_packed)
-    group = [SimpleNamespace(spec=s, device=CPU, trial=SimpleNamespace(train_step="auto")) for s in "abcde"]
+
+    def victim(s):
+        return SimpleNamespace(spec=s, device=CPU, trial=SimpleNamespace(train_step="auto"), repair=None)
+
+    group = [victim(s) for s in "abcde"]
     out = trial_module._train_pack(group)
-    assert tried == [5, 2, 3, 1, 2] and [out[id(p)] for p in group] == [f"trained {s}" for s in "abcde"]
-    big = [SimpleNamespace(spec=s, device=CPU, trial=SimpleNamespace(train_step="auto")) for s in ("big", "x")]
+    # each trained victim comes with what a model-level defense reported in training (none here)
+    assert tried == [5, 2, 3, 1, 2] and [out[id(p)] for p in group] == [(f"trained {s}", {}) for s in "abcde"]
+    big = [victim(s) for s in ("big", "x")]
     out = trial_module._train_pack(big)
-    assert isinstance(out[id(big[0])], torch.cuda.OutOfMemoryError) and out[id(big[1])] == "trained x"
+    assert isinstance(out[id(big[0])], torch.cuda.OutOfMemoryError) and out[id(big[1])] == ("trained x", {})
