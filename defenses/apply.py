@@ -67,6 +67,15 @@ def heldout_split(n: int, fraction: float, seed: int) -> Tensor:
     return torch.randperm(n, generator=g)[:count].sort().values
 
 
+def distinct_indices(indices: Tensor, n: int) -> bool:
+    """Whether ``indices`` (int64, on the CPU) is one-dimensional, in ``[0, n)`` and without repeats:
+    what a defense's kept or set-aside training indices must be."""
+    if indices.ndim != 1:
+        return False
+    in_range = not len(indices) or (int(indices.min()) >= 0 and int(indices.max()) < n)
+    return in_range and len(torch.unique(indices)) == len(indices)
+
+
 def filter_stats(kept: Tensor, n: int, poison_indices: Tensor | None, labels: Tensor | None = None) -> dict[str, Any]:
     """Removed count, and precision/recall of the removed images against the true poisons; with
     the training ``labels``, where the poisons sit in some classes only (a targeted or backdoor
@@ -130,11 +139,7 @@ def apply_defense(
     with seeded(seed, device):
         out = filtered(defense, ctx, poisoned)
     kept = torch.as_tensor(out.kept, dtype=torch.int64).cpu()
-    if (
-        kept.ndim != 1
-        or (len(kept) and (int(kept.min()) < 0 or int(kept.max()) >= len(x)))
-        or len(torch.unique(kept)) != len(kept)
-    ):
+    if not distinct_indices(kept, len(x)):
         raise ConfigError(
             f"defense {defense.name!r} returned invalid kept indices (need distinct indices in [0, {len(x)}))"
         )
@@ -209,9 +214,7 @@ def train_defended(
     if out.removed is not None:
         removed = torch.as_tensor(out.removed, dtype=torch.int64).cpu().flatten()
         n = data.num_train
-        if len(removed) and (
-            int(removed.min()) < 0 or int(removed.max()) >= n or len(torch.unique(removed)) != len(removed)
-        ):
+        if not distinct_indices(removed, n):
             raise ConfigError(
                 f"defense {name!r} set aside invalid training indices (need distinct indices in [0, {n}))"
             )

@@ -26,14 +26,23 @@ from torch import Tensor, nn
 from sapabench.core.atomic import replacing
 from sapabench.core.checks import open_fraction, positive
 from sapabench.core.datasets import ImageDataset
+from sapabench.core.errors import ConfigError
 from sapabench.defenses.base import DataDefense, DefenseContext, Filtered, register_defense
 from sapabench.victims.pretrained import cache_dir
 from sapabench.victims.train import train_victim
 
 
+def last_linear(model: nn.Module) -> nn.Linear:
+    """The model's last linear layer, whose inputs are its penultimate features."""
+    layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not layers:
+        raise ConfigError("the defense reads the inputs of the victim's last linear layer, which it lacks")
+    return layers[-1]
+
+
 def penultimate_features(model: nn.Module, x: Tensor, batch_size: int = 512) -> np.ndarray:
     """Inputs of the model's last linear layer (its penultimate features) for ``x``."""
-    last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    last = last_linear(model)
     captured: list[Tensor] = []
     hook = last.register_forward_hook(lambda mod, inp, out: captured.append(inp[0].detach().flatten(1).cpu()))
     model.eval()

@@ -25,17 +25,9 @@ import torch
 from torch import Tensor, nn
 
 from sapabench.core.checks import in_range, open_fraction, positive
-from sapabench.core.errors import ConfigError
 from sapabench.defenses.base import HELDOUT_FRACTION, ModelContext, ModelDefense, Repaired, register_defense
-from sapabench.defenses.filters import penultimate_features
+from sapabench.defenses.filters import last_linear, penultimate_features
 from sapabench.defenses.phases import Phases, dataset_of, recipe_of, with_train_set
-
-
-def last_linear(model: nn.Module) -> nn.Linear:
-    layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    if not layers:
-        raise ConfigError("fine-pruning prunes the inputs of the victim's last linear layer, which it lacks")
-    return layers[-1]
 
 
 def prune_count(
