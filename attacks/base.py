@@ -23,6 +23,7 @@ from sapabench.core.checks import positive
 from sapabench.core.datasets import ImageDataset
 from sapabench.core.errors import ConfigError
 from sapabench.core.names import EMBEDDED_DATASET, default_preset, sapa_name
+from sapabench.core.numerics import FP32, Numerics
 from sapabench.core.poison import PoisonSet
 from sapabench.core.provenance import VERSION
 from sapabench.core.registry import Registry
@@ -158,6 +159,10 @@ class CraftContext:
             targets, classes, poison indices and random starts from it. torch's global RNG is
             seeded too (for augmentation inside the loop) and restored afterwards.
         device: where to compute. log: progress messages (shown by ``sapabench attack``).
+        numerics: the precision and memory format to craft in (plain fp32 unless the attack
+            sets :attr:`Attack.crafts_in_numerics`): forward passes through
+            ``numerics.wrapped(model)``; the perturbation stays fp32. Clean surrogates from
+            :meth:`surrogate` are trained in them.
         use_cache, surrogate_info: used by :meth:`surrogate` (the trained-surrogate cache and
             its description, recorded in the poison's provenance).
     """
@@ -167,14 +172,15 @@ class CraftContext:
     generator: torch.Generator
     device: torch.device
     use_cache: bool = True
+    numerics: Numerics = FP32
     surrogate_info: dict[str, Any] = field(default_factory=dict)
     log: Callable[[str], None] = lambda message: None
     members_used: dict[str, dict[str, Any]] = field(default_factory=dict)  # cache key -> clean run info
 
     def surrogate(self, spec: SurrogateSpec) -> Victim:
         """The clean-trained surrogate ``spec`` describes, in eval mode (trained once per
-        (dataset, spec, seed) and cached, so a baseline and its SAPA version share it)."""
-        model, info = get_surrogate(spec, self.dataset, self.seed, self.device, self.use_cache)
+        (dataset, spec, seed, numerics) and cached, so a baseline and its SAPA version share it)."""
+        model, info = get_surrogate(spec, self.dataset, self.seed, self.device, self.use_cache, self.numerics)
         self.surrogate_info.update(info)
         self._used(info)
         return model
@@ -203,7 +209,7 @@ class CraftContext:
                 else:
                     seed = member_seed(self.seed, k, r)
                     model, info = get_surrogate(
-                        replace(spec, arch=arch), self.dataset, seed, self.device, self.use_cache
+                        replace(spec, arch=arch), self.dataset, seed, self.device, self.use_cache, self.numerics
                     )
                     self._used(info)
                 out.append(Member(model, arch, member_seed(self.seed, k, r)))
@@ -250,7 +256,8 @@ class Attack(ABC):
     Subclasses set ``threat`` (targeted, backdoor or untargeted), ``Config`` (a frozen
     :class:`AttackConfig` subclass; :class:`SurrogateConfig` for attacks crafted against a
     model) and ``presets`` (one dict of config values per scale: ``paper``, ``embedded``,
-    ``smoke``), implement :meth:`craft`, and register with :func:`register_attack`.
+    ``smoke``), implement :meth:`craft`, and register with :func:`register_attack`. An attack
+    whose forward passes go through ``ctx.numerics.wrapped(model)`` sets ``crafts_in_numerics``.
     ``self.rho`` is the SAPA radius for a SAPA version (a number, or a
     :class:`sapabench.core.sharpness.Radius` read against the weights' norm with ``rho_scale``) and None
     otherwise; pass it to
@@ -261,6 +268,9 @@ class Attack(ABC):
     threat: ClassVar[str]
     Config: ClassVar[type[AttackConfig]]
     presets: ClassVar[dict[str, dict[str, Any]]]
+    crafts_in_numerics: ClassVar[bool] = False
+    """Whether :meth:`craft` computes in ``ctx.numerics`` (bf16 autocast, channels-last). An
+    attack that does not is crafted, and recorded, in plain fp32 whatever was asked."""
 
     def __init__(self, name: str, config: AttackConfig, sapa: bool) -> None:
         self.name, self.config, self.sapa = name, config, sapa
@@ -282,6 +292,11 @@ class Attack(ABC):
     def craft(self, ctx: CraftContext) -> Crafted:
         """Craft the poison set for ``ctx.dataset`` (all randomness from ``ctx.generator`` / torch's seeded RNG)."""
 
+    def crafting_numerics(self, numerics: Numerics) -> Numerics:
+        """The numerics this attack crafts in when asked for ``numerics``: those, or plain fp32
+        for an attack that does not compute in numerics (:attr:`crafts_in_numerics`)."""
+        return numerics if self.crafts_in_numerics else FP32
+
     def run(
         self,
         dataset: ImageDataset,
@@ -290,12 +305,17 @@ class Attack(ABC):
         *,
         use_cache: bool = True,
         log: Callable[[str], None] | None = None,
+        numerics: Numerics = FP32,
     ) -> PoisonSet:
-        """Craft, time and validate a poison set; the caller's RNG state is left untouched."""
+        """Craft, time and validate a poison set; the caller's RNG state is left untouched.
+        ``numerics``: what to craft in (:meth:`crafting_numerics`; recorded in the poison)."""
         check_seed(seed)
         dev = resolve_device(device)
         ds = dataset.to(dev)
-        ctx = CraftContext(ds, seed, torch.Generator().manual_seed(seed), dev, use_cache, log=log or (lambda m: None))
+        used = self.crafting_numerics(numerics)
+        ctx = CraftContext(
+            ds, seed, torch.Generator().manual_seed(seed), dev, use_cache, used, log=log or (lambda m: None)
+        )
         with seeded(seed, dev):
             t0 = time.perf_counter()
             out = self.craft(ctx)
@@ -326,6 +346,7 @@ class Attack(ABC):
             craft_s=max(0.0, elapsed_s - surrogate_train_s),
             sapabench_version=VERSION,
             extra=extra,
+            numerics=used,
         )
 
 
@@ -393,10 +414,23 @@ def register_attack(name: str, *, description: str | None = None, sapa_twin: boo
         text = description if description is not None else (inspect.getdoc(cls) or name).splitlines()[0]
         for registered, sapa in [(name, False)] + ([(sapa_name(name), True)] if sapa_twin else []):
             label = ("SAPA + " if sapa else "") + text + f" [{cls.threat}]"
-            ATTACKS.register(registered, description=label)(_factory(cls, registered, sapa))
+            factory = _factory(cls, registered, sapa)
+            factory.crafts_in_numerics = cls.crafts_in_numerics  # type: ignore[attr-defined]
+            ATTACKS.register(registered, description=label)(factory)
         return cls
 
     return decorator
+
+
+def crafting_numerics(name: str, numerics: Numerics) -> Numerics:
+    """The numerics registered attack ``name`` crafts in when asked for ``numerics`` (plain
+    fp32 for an attack that does not compute in numerics)."""
+    return numerics if crafts_in_numerics(name) else FP32
+
+
+def crafts_in_numerics(name: str) -> bool:
+    """Whether registered attack ``name`` computes in its crafting numerics."""
+    return bool(getattr(ATTACKS.entry(name).factory, "crafts_in_numerics", False))
 
 
 def create_attack(name: str, dataset: str = EMBEDDED_DATASET, preset: str | None = None, **overrides: Any) -> Attack:

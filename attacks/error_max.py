@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from sapabench.attacks._untargeted import batches, per_sample_loss, perturbed_subset, pgd_perturb
+from sapabench.attacks._untargeted import WHOLE_EMBEDDED_SET, batches, per_sample_loss, perturbed_subset, pgd_perturb
 from sapabench.attacks.base import (
     Attack,
     CraftContext,
@@ -43,7 +43,8 @@ class ErrorMaxConfig(SurrogateConfig):
         restarts: random restarts; per image the restart with the best objective is kept (1).
         class_shift: push towards class (y + 1) mod C (Fowl et al.'s class-targeted variant)
             instead of maximising CE on the true label (the paper's eq.).
-        batch_size: images per PGD batch (256).
+        batch_size: images per PGD batch (256; the embedded preset takes the whole digits set in
+            one: the surrogate is in eval mode, so each image's steps do not depend on the batch).
         sapa_loss: the loss SAPA's ``v_hat`` maximises. ``attack`` (default): the attack's own
             objective, the one the PGD maximises (Algorithm 4: the same sum of losses is
             maximised over delta and over v), which with ``class_shift`` is the negative
@@ -94,10 +95,17 @@ class ErrorMax(Attack):
 
     threat = "untargeted"
     Config = ErrorMaxConfig
+    crafts_in_numerics = True
     presets = {
         "paper": dict(eps=8 / 255, budget=1.0, steps=250, restarts=1, surrogate=SurrogateSpec("resnet18", "sgd")),
         "embedded": dict(
-            eps=32 / 255, budget=1.0, steps=100, restarts=1, class_shift=True, surrogate=SurrogateSpec("convnet", "sgd")
+            eps=32 / 255,
+            budget=1.0,
+            steps=100,
+            restarts=1,
+            class_shift=True,
+            batch_size=WHOLE_EMBEDDED_SET,
+            surrogate=SurrogateSpec("convnet", "sgd"),
         ),
         "smoke": dict(
             eps=8 / 255, budget=0.5, steps=3, restarts=1, surrogate=SurrogateSpec("convnet", "sgd", epochs=1)
@@ -108,7 +116,7 @@ class ErrorMax(Attack):
         cfg: ErrorMaxConfig = self.config  # type: ignore[assignment]
         ds = ctx.dataset
         indices, x, y = perturbed_subset(ctx, cfg)
-        model = ctx.surrogate(cfg.surrogate).eval()
+        model = ctx.numerics.wrapped(ctx.surrogate(cfg.surrogate)).eval()
         labels, sign = ((y + 1) % ds.num_classes, -1.0) if cfg.class_shift else (y, 1.0)
         step = cfg.step_scale * cfg.eps / cfg.steps
         # what SAPA's v_hat maximises: the attack's own loss, or (the earlier reading) the true label's CE

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from sapabench.attacks._untargeted import batches, perturbed_subset, pgd_perturb
+from sapabench.attacks._untargeted import WHOLE_EMBEDDED_SET, batches, perturbed_subset, pgd_perturb
 from sapabench.attacks.base import (
     Attack,
     CraftContext,
@@ -35,7 +35,12 @@ class ErrorMinConfig(SurrogateConfig):
         step_fraction: alpha as a fraction of eps (1/10).
         max_rounds: E, rounds at most (100).
         stop_accuracy: stop once the model's accuracy on x + delta exceeds this (0.99).
-        batch_size: minibatch for model and perturbation steps (128).
+        batch_size: minibatch of the model steps, and of the perturbation steps unless
+            ``pgd_batch_size`` says otherwise (128).
+        pgd_batch_size: images per perturbation pass (None: ``batch_size``, the paper's). The
+            surrogate is in eval mode during those steps, so each image's gradient sign does not
+            depend on the batch: a larger batch takes the same steps in fewer, larger passes
+            (the embedded preset takes the whole digits set in one).
         model_lr: SGD learning rate of the model steps (0.1, momentum 0.9, wd 5e-4).
         train_on: with a budget below 1, what the model steps, SAPA's loss and the stopping
             accuracy use: ``full`` (default; Algorithm 1: the whole training set, the poisoned
@@ -51,10 +56,13 @@ class ErrorMinConfig(SurrogateConfig):
     batch_size: int = 128
     model_lr: float = 0.1
     train_on: str = "full"
+    pgd_batch_size: int | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_positive_ints(self, "model_steps", "pgd_steps", "max_rounds", "batch_size")
+        if self.pgd_batch_size is not None:
+            check_positive_ints(self, "pgd_batch_size")
         if not 0 < self.step_fraction <= 1:
             raise ConfigError(f"invalid step_fraction={self.step_fraction!r}: in (0, 1]")
         if not 0 < self.stop_accuracy <= 1:
@@ -91,6 +99,7 @@ class ErrorMin(Attack):
 
     threat = "untargeted"
     Config = ErrorMinConfig
+    crafts_in_numerics = True
     presets = {
         "paper": dict(
             eps=8 / 255,
@@ -110,6 +119,7 @@ class ErrorMin(Attack):
             step_fraction=0.2,
             max_rounds=20,
             batch_size=128,
+            pgd_batch_size=WHOLE_EMBEDDED_SET,
             surrogate=SurrogateSpec("convnet", "sgd"),
         ),
         "smoke": dict(
@@ -129,7 +139,7 @@ class ErrorMin(Attack):
         ds = ctx.dataset
         indices, x, y = perturbed_subset(ctx, cfg)
         # Min-min starts from a randomly initialised surrogate, not a trained one.
-        model = build_model(cfg.surrogate.arch, ds).to(ctx.device)
+        model = ctx.numerics.wrapped(build_model(cfg.surrogate.arch, ds).to(ctx.device))
         ctx.surrogate_info.update(arch=cfg.surrogate.arch, trained="from scratch inside the attack", cached=True)
         opt = torch.optim.SGD(model.parameters(), lr=cfg.model_lr, momentum=0.9, weight_decay=5e-4)
         delta = random_delta(x, cfg.eps, ctx.generator)
@@ -167,7 +177,7 @@ class ErrorMin(Attack):
             with worst_case_weights(model, objective, self.rho) as sapa:
                 v_norms.append(sapa.v_norm)
                 # 3. T error-minimising steps on every batch, against the (perturbed) model.
-                for b in batches(len(x), cfg.batch_size):
+                for b in batches(len(x), cfg.pgd_batch_size or cfg.batch_size):
                     b = b.to(ctx.device)
                     delta[b] = pgd_perturb(model, x[b], y[b], delta[b], cfg.eps, step, cfg.pgd_steps, sign=-1.0)
             train_acc = accuracy(model, train_x + training_delta(), train_y)

@@ -15,6 +15,7 @@ import torch
 
 from sapabench.core.datasets import ImageDataset
 from sapabench.core.errors import ConfigError
+from sapabench.core.numerics import FP32, Numerics
 from sapabench.victims.archs import Victim
 from sapabench.victims.pretrained import CleanRun, clean_model
 from sapabench.victims.recipes import Recipe
@@ -38,13 +39,20 @@ class SurrogateSpec:
         """The recipe the surrogate is trained with (epochs None: the dataset's default)."""
         return self.run(0).train_recipe()
 
-    def run(self, seed: int, arch: str | None = None) -> CleanRun:
-        """The clean run of this surrogate with ``seed`` (of architecture ``arch`` if given)."""
-        return CleanRun(arch or self.arch, self.recipe, self.epochs, seed)
+    def run(self, seed: int, arch: str | None = None, numerics: Numerics = FP32) -> CleanRun:
+        """The clean run of this surrogate with ``seed`` (of architecture ``arch`` if given),
+        trained in ``numerics``."""
+        return CleanRun(arch or self.arch, self.recipe, self.epochs, seed, numerics)
 
 
 def get_surrogate(
-    spec: SurrogateSpec, dataset: ImageDataset, seed: int, device: torch.device, use_cache: bool = True
+    spec: SurrogateSpec,
+    dataset: ImageDataset,
+    seed: int,
+    device: torch.device,
+    use_cache: bool = True,
+    numerics: Numerics = FP32,
 ) -> tuple[Victim, dict[str, Any]]:
-    """A clean-trained surrogate in eval mode with its description (accuracy, seed, cache key)."""
-    return clean_model(spec.run(seed), dataset, device, use_cache)
+    """A clean-trained surrogate in eval mode with its description (accuracy, seed, cache key),
+    trained in ``numerics`` (the attack's crafting numerics) and cached per numerics."""
+    return clean_model(spec.run(seed, numerics=numerics), dataset, device, use_cache)

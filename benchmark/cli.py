@@ -184,12 +184,16 @@ def _cmd_attack(args: argparse.Namespace) -> int:
         }
     attack = create_attack(args.name, dataset=args.dataset, preset=args.preset, **overrides)
     device = resolve_device(args.device)
+    numerics = attack.crafting_numerics(resolve_numerics(args.craft_precision, args.craft_memory_format, device))
     dataset = _build_dataset(args)
     print(
-        f"crafting {attack.name} on {dataset.name} (seed {args.seed}, {device}): {attack.config.to_json()}",
+        f"crafting {attack.name} on {dataset.name} (seed {args.seed}, {device}, {numerics.label}): "
+        f"{attack.config.to_json()}",
         file=sys.stderr,
     )
-    poison = attack.run(dataset, seed=args.seed, device=device, log=lambda m: print(m, file=sys.stderr))
+    poison = attack.run(
+        dataset, seed=args.seed, device=device, log=lambda m: print(m, file=sys.stderr), numerics=numerics
+    )
     out = poison.save(args.out)
     print(
         f"wrote {poison.num_poisons} poisons ({poison.threat.kind}, eps {poison.eps:.4f}, budget {poison.budget:g}) to {out}"
@@ -225,6 +229,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     report: dict[str, Any] = {
         "poison": str(args.poison),
         "attack": poison.attack,
+        "craft_numerics": poison.numerics.label,
         "threat": poison.threat.kind,
         "arch": args.arch,
         "recipe": RECIPES.create(args.recipe, **dict(options)).describe(),
@@ -385,7 +390,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             print(
                 "  (one poison: these intervals are over its victims; sapabench run --suite defenses replicates over poisons)"
             )
-        print(f"{'crafting':>24}: {poison.craft_s:.1f} s ({poison.attack}, {poison.num_poisons} poisons)")
+        print(
+            f"{'crafting':>24}: {poison.craft_s:.1f} s ({poison.attack}, {poison.num_poisons} poisons, {poison.numerics.label})"
+        )
     return 0
 
 
@@ -494,6 +501,10 @@ def _run_and_show(suite: Suite, out: Path, args: argparse.Namespace) -> RunRepor
         suite = replace(suite, precision=args.precision)
     if args.memory_format is not None:
         suite = replace(suite, memory_format=args.memory_format)
+    if args.craft_precision is not None:
+        suite = replace(suite, craft_precision=args.craft_precision)
+    if args.craft_memory_format is not None:
+        suite = replace(suite, craft_memory_format=args.craft_memory_format)
     if args.pretrained is not None:
         label = pretrained_label(args.pretrained)
         suite = replace(suite, grids=tuple(replace(g, pretrained=label) for g in suite.grids))

@@ -68,6 +68,8 @@ def _setting_fields(s: Setting, threat: str, eps: float, budget: float) -> dict[
         "memory_format": s.numerics.memory_format,
         "protocol": s.protocol,
         "pretrained": s.pretrained,
+        "craft_precision": s.craft_numerics.precision,
+        "craft_memory_format": s.craft_numerics.memory_format,
         "attack_config": attack_config(s),
     }
 

@@ -92,6 +92,24 @@ def _add_numerics_options(p: argparse.ArgumentParser, default: str | None) -> No
     )
 
 
+def _add_craft_numerics_options(p: argparse.ArgumentParser, default: str | None) -> None:
+    g = p.add_argument_group('crafting numerics (see docs/performance.md, "Crafting numerics")')
+    where = "the suite's [craft], else auto" if default is None else default
+    g.add_argument(
+        "--craft-precision",
+        choices=(AUTO, *PRECISIONS),
+        default=default,
+        help="the arithmetic of attacks that support it (Error-Min, Error-Max and their SAPA twins): fp32, bf16 "
+        f"(autocast; the perturbation stays fp32) or auto = bf16 where the device has it in hardware (default: {where})",
+    )
+    g.add_argument(
+        "--craft-memory-format",
+        choices=(AUTO, *MEMORY_FORMATS),
+        default=default,
+        help=f"their surrogate's weights and batches: contiguous, channels_last or auto (default: {where})",
+    )
+
+
 def _add_protocol_options(p: argparse.ArgumentParser, sources: bool) -> None:
     g = p.add_argument_group('victim protocol (see docs/concepts.md, "Victim protocols")')
     g.add_argument(
@@ -114,6 +132,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         help="a .safetensors checkpoint every finetune/linear victim of the suite starts from (replaces the grids' source)",
     )
     _add_numerics_options(p, None)
+    _add_craft_numerics_options(p, None)
     p.add_argument(
         "--executor",
         default="auto",
@@ -226,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--surrogate-epochs", type=int, help="surrogate training epochs (default: the dataset's)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other attack option, e.g. --set steps=50")
     p.add_argument("--device", default="auto", help="auto (CUDA if available, else CPU), cpu or cuda")
+    _add_craft_numerics_options(p, AUTO)
     _add_data_options(p)
     p.set_defaults(handler="attack")
 
@@ -377,8 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--margin",
         type=_number,
-        help="how far a SAPA - base gap may move per poison before it counts (a fraction of the metric, or logits); "
-        "default: half the delta of the claim that tests the comparison, else 0.02 (0.5 logits)",
+        help="how far a SAPA - base gap, or an attack's metric, may move per poison before it counts (a fraction of "
+        "the metric, or logits); default: half the delta of the claim that tests the gap, else 0.02 (0.5 logits)",
     )
     p.add_argument("--alpha", type=_number, default=0.05, help="family-wise level over the comparisons (default 0.05)")
     p.set_defaults(handler="compare")

@@ -253,13 +253,15 @@ def run_suite(
         started, t0 = now(), time.perf_counter()
 
         numerics = resolve_numerics(suite.precision, suite.memory_format, resolved)
-        cells = suite.cells(numerics)
+        craft_numerics = resolve_numerics(suite.craft_precision, suite.craft_memory_format, resolved)
+        cells = suite.cells(numerics, craft_numerics)
         store.fill_settings({c.key: (c.poison.resolved_preset, dict(c.poison.options)) for c in cells if c.poison})
         done = store.done_keys()
         pending = [c for c in cells if c.key not in done]
         say(
             f"suite {suite.name}: {len(cells) - len(pending)} of {len(cells)} cells already done, {len(pending)} to run "
-            f"({executor.name} executor, device {device}, victims in {numerics.label}"
+            f"({executor.name} executor, device {device}, victims in {numerics.label}, "
+            f"crafting in {craft_numerics.label} where the attack supports it"
             + (f", {size} per pack" if size > 1 else "")
             + f") -> {out}"
         )

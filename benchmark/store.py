@@ -47,7 +47,7 @@ CREATE TABLE IF NOT EXISTS cells (
     surrogates_s REAL, task_s REAL, device TEXT, host TEXT, defense_s REAL, defender_s REAL,
     defense_epsilon REAL, defense_delta REAL, defense_heldout INTEGER, defense_pruned REAL,
     defense_stopped_epoch REAL, defense_peak_test_accuracy REAL, defense_class_removed INTEGER,
-    defense_class_precision REAL,
+    defense_class_precision REAL, craft_precision TEXT, craft_memory_format TEXT,
     finished_at TEXT NOT NULL
 );
 """
@@ -87,6 +87,8 @@ _ADDED = (
     ("cells", "defense_pruned", "REAL"),
     ("cells", "defense_stopped_epoch", "REAL"),
     ("cells", "defense_peak_test_accuracy", "REAL"),
+    ("cells", "craft_precision", "TEXT"),  # NULL (rows from before crafting numerics existed) reads as fp32
+    ("cells", "craft_memory_format", "TEXT"),
 )
 RUNS = "runs"  # meta key: a JSON list, one object per `sapabench run` invocation
 _JSON_COLUMNS = ("victim", "options", "provenance", "diagnostics")
@@ -129,6 +131,8 @@ def _cell_columns(cell: Cell) -> dict[str, Any]:
         "memory_format": cell.numerics.memory_format,
         "protocol": cell.protocol,
         "pretrained": cell.pretrained,
+        "craft_precision": None if poison is None else poison.numerics.precision,
+        "craft_memory_format": None if poison is None else poison.numerics.memory_format,
     }
 
 

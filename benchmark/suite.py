@@ -25,6 +25,10 @@ Suite file format (see ``benchmark/suites/*.toml``)::
     precision = "auto"          # fp32, bf16 or auto (bf16 where the device does it in hardware)
     memory_format = "auto"      # contiguous, channels_last or auto (see core.numerics)
 
+    [craft]                     # how attacks that support it craft (docs/performance.md, "Crafting numerics")
+    precision = "auto"          # fp32, bf16 or auto (resolved like the victims'; part of each poison's key)
+    memory_format = "auto"
+
     [resources]                 # optional, for --executor ray (flags override): per task
     cpus_per_task = 1           # CPU cores (and torch threads)
     gpus_per_victim = 0.25      # GPU share of a victim (0.25 packs four on a GPU)
@@ -58,7 +62,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from sapabench.attacks import ATTACKS, create_attack
+from sapabench.attacks import ATTACKS, crafting_numerics, create_attack
 from sapabench.benchmark.executor import RESOURCE_KEYS, Resources
 from sapabench.core.datasets import DATASETS
 from sapabench.core.errors import ConfigError
@@ -104,6 +108,7 @@ SUITE_KEYS = {
     "resources",
     "claims",
     "victim_seeds",
+    "craft",
 }
 CLAIMS_KEYS = {"primary", "alpha", "looks"}
 """A suite's ``[claims]``: the claims it pre-registers (``primary``: ids of the claims file,
@@ -155,6 +160,15 @@ def _digest(obj: Any) -> str:
     return hashlib.sha256(_canonical(obj).encode()).hexdigest()[:16]
 
 
+def _spec_fields(spec: PoisonSpec) -> dict[str, Any]:
+    """What a poison's key hashes: its fields, without plain fp32 numerics (poisons crafted
+    before crafting numerics existed keep their keys)."""
+    d = asdict(spec)
+    if spec.numerics == FP32:
+        d.pop("numerics")
+    return d
+
+
 @dataclass(frozen=True)
 class PoisonSpec:
     """One poison set to craft. (Its fields are hashed into ``key``, which names the poison in
@@ -166,11 +180,12 @@ class PoisonSpec:
     surrogate: str | None
     options: tuple[tuple[str, Any], ...]
     craft_seed: int
+    numerics: Numerics = FP32  # what the attack crafts in (attacks.crafting_numerics)
 
     @property
     def key(self) -> str:
         # the attack's name is data (a plugin's may hold any character): file_name keeps it a name
-        return file_name(f"{self.attack}-s{self.craft_seed}-{_digest(asdict(self))}")
+        return file_name(f"{self.attack}-s{self.craft_seed}-{_digest(_spec_fields(self))}")
 
     @property
     def resolved_preset(self) -> str:
@@ -208,6 +223,8 @@ class Cell:
         d.pop("suite")
         if self.numerics == FP32:  # cells from before numerics existed keep their keys
             d.pop("numerics")
+        if self.poison is not None:  # ... and so do cells of poisons crafted in plain fp32
+            d["poison"] = _spec_fields(self.poison)
         if self.protocol == SCRATCH:  # ... and so do cells from before protocols existed
             d.pop("protocol")
             d.pop("pretrained")
@@ -235,6 +252,7 @@ class Cell:
             self.numerics,
             self.protocol,
             self.pretrained,
+            FP32 if p is None else p.numerics,
         )
 
 
@@ -250,6 +268,8 @@ class Setting:
     and ``memory_format``; those written before numerics existed read back as plain fp32).
     ``protocol`` and ``pretrained`` are the victim protocol and where its pretrained model comes
     from (read back as ``scratch`` / ``none`` from rows and entries older than protocols).
+    ``craft_numerics`` is what the poisons were crafted in (rows and entries: ``craft_precision``
+    and ``craft_memory_format``; plain fp32 for clean data and for those written before).
     """
 
     suite: str
@@ -265,6 +285,7 @@ class Setting:
     numerics: Numerics = FP32
     protocol: str = SCRATCH
     pretrained: str = NO_PRETRAINED
+    craft_numerics: Numerics = FP32
 
     @property
     def surrogate_label(self) -> str:
@@ -292,6 +313,10 @@ class Setting:
             ),
             protocol=fields.get("protocol") or SCRATCH,
             pretrained=fields.get("pretrained") or NO_PRETRAINED,
+            craft_numerics=Numerics(
+                fields.get("craft_precision") or FP32.precision,
+                fields.get("craft_memory_format") or FP32.memory_format,
+            ),
         )
 
     @property
@@ -313,13 +338,17 @@ class Setting:
             key += [self.numerics.precision, self.numerics.memory_format]
         if self.protocol != SCRATCH:  # ... and so do entries from before protocols existed
             key += [self.protocol, self.pretrained]
+        if self.craft_numerics != FP32:  # ... and from before crafting numerics existed
+            key += ["craft", self.craft_numerics.precision, self.craft_numerics.memory_format]
         return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
 
     def cell(self, craft_seed: int | None, trial_seed: int) -> Cell:
         """The cell of this setting with these seeds (``craft_seed`` None for clean data)."""
         poison = None
         if craft_seed is not None:
-            poison = PoisonSpec(self.attack, self.dataset, self.preset, self.surrogate, self.options, craft_seed)
+            poison = PoisonSpec(
+                self.attack, self.dataset, self.preset, self.surrogate, self.options, craft_seed, self.craft_numerics
+            )
         return Cell(
             self.suite,
             self.attack,
@@ -355,6 +384,20 @@ class Grid:
         return self.pretrained if get_protocol(protocol).needs_pretrained else NO_PRETRAINED
 
 
+class _CraftNumerics:
+    """What each attack of a suite crafts in when asked for ``requested`` (looked up once per
+    attack name)."""
+
+    def __init__(self, requested: Numerics) -> None:
+        self.requested = requested
+        self.known: dict[str, Numerics] = {}
+
+    def __call__(self, attack: str) -> Numerics:
+        if attack not in self.known:
+            self.known[attack] = crafting_numerics(attack, self.requested)
+        return self.known[attack]
+
+
 @dataclass(frozen=True)
 class Suite:
     name: str
@@ -375,12 +418,16 @@ class Suite:
     claims_alpha: float | None = None  # [claims] alpha (None: the claims file's)
     claims_looks: tuple[int, ...] = ()  # [claims] looks (empty: the design's poisons alone)
     victim_seeds: str = NESTED  # how victims are seeded (victim_seed)
+    craft_precision: str = AUTO  # [craft]: what attacks craft in, resolved like the victims'
+    craft_memory_format: str = AUTO
 
-    def cells(self, numerics: Numerics = FP32) -> list[Cell]:
+    def cells(self, numerics: Numerics = FP32, craft: Numerics = FP32) -> list[Cell]:
         """Every cell of the suite, in a stable order, without duplicates, its victims trained
         with ``numerics`` (the suite's ``precision`` and ``memory_format`` resolved on the device
-        that runs it: :func:`sapabench.core.numerics.resolve_numerics`)."""
+        that runs it: :func:`sapabench.core.numerics.resolve_numerics`) and its poisons crafted
+        in ``craft`` where the attack crafts in numerics (``[craft]``, resolved the same way)."""
         seen: dict[str, Cell] = {}
+        crafted_in = _CraftNumerics(craft)
         for grid in self.grids:
             for defense, protocol in itertools.product(grid.defenses, grid.protocols):
                 for arch in grid.archs:
@@ -394,7 +441,13 @@ class Suite:
                                 poison = None
                                 if craft_seed is not None:
                                     poison = PoisonSpec(
-                                        attack, self.dataset, self.preset, grid.surrogate, grid.options, craft_seed
+                                        attack,
+                                        self.dataset,
+                                        self.preset,
+                                        grid.surrogate,
+                                        grid.options,
+                                        craft_seed,
+                                        crafted_in(attack),
                                     )
                                 for t in range(trials):
                                     cell = Cell(
@@ -414,16 +467,19 @@ class Suite:
                                     seen.setdefault(cell.key, cell)
         return list(seen.values())
 
-    def poisons(self) -> list[PoisonSpec]:
-        """Every poison set the suite crafts, once each, in the order of its cells (without
-        expanding the cells)."""
+    def poisons(self, craft: Numerics = FP32) -> list[PoisonSpec]:
+        """Every poison set the suite crafts (in ``craft`` where the attack crafts in
+        numerics), once each, in the order of its cells (without expanding the cells)."""
         out: dict[str, PoisonSpec] = {}
+        crafted_in = _CraftNumerics(craft)
         for grid in self.grids:
             for attack in grid.attacks:
                 if attack == CLEAN:
                     continue
                 for craft_seed in grid.craft_seeds or self.craft_seeds:
-                    spec = PoisonSpec(attack, self.dataset, self.preset, grid.surrogate, grid.options, craft_seed)
+                    spec = PoisonSpec(
+                        attack, self.dataset, self.preset, grid.surrogate, grid.options, craft_seed, crafted_in(attack)
+                    )
                     out.setdefault(spec.key, spec)
         return list(out.values())
 
@@ -580,6 +636,13 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
     for key, choices in NUMERICS_KEYS.items():
         if numerics[key] not in (AUTO, *choices):
             raise fail(f"victim {key} must be one of {', '.join((AUTO, *choices))}, got {numerics[key]!r}", key)
+    craft = data.get("craft", {})
+    if not isinstance(craft, dict) or set(craft) - set(NUMERICS_KEYS):
+        bad = sorted(set(craft) - set(NUMERICS_KEYS)) if isinstance(craft, dict) else ["craft"]
+        raise fail(f"unknown craft option {bad[0]!r}; known: {', '.join(sorted(NUMERICS_KEYS))}", bad[0])
+    for key, choices in NUMERICS_KEYS.items():
+        if craft.get(key, AUTO) not in (AUTO, *choices):
+            raise fail(f"craft {key} must be one of {', '.join((AUTO, *choices))}, got {craft[key]!r}", key)
     resources = data.get("resources", {})
     if not isinstance(resources, dict) or set(resources) - set(RESOURCE_KEYS):
         bad = sorted(set(resources) - set(RESOURCE_KEYS)) if isinstance(resources, dict) else ["resources"]
@@ -699,6 +762,7 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
         claims_looks=tuple(looks),
         victim_seeds=victim_seeds,
         **numerics,
+        **{f"craft_{key}": craft.get(key, AUTO) for key in NUMERICS_KEYS},
     )
     # Build every attack config and recipe now, so bad options fail before anything runs (a
     # config does not depend on the craft seed: one check per attack and options).

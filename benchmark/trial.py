@@ -51,6 +51,7 @@ from sapabench.victims.pretrained import (
     checkpoint_weights,
     clean_model,
     initial_weights,
+    recorded_numerics,
     state_of,
 )
 from sapabench.victims.protocols import INDEPENDENT_SEED, NO_PRETRAINED, get_protocol
@@ -136,7 +137,9 @@ def craft(task: CraftTask) -> CraftRecord:
         where = where_it_ran(resolve_device(task.device))
         attack = create_attack(spec.attack, dataset=spec.dataset, preset=spec.preset, **spec.overrides())
         with deterministic_algorithms(task.deterministic):
-            poison = attack.run(cached_dataset(task.source), seed=spec.craft_seed, device=task.device)
+            poison = attack.run(
+                cached_dataset(task.source), seed=spec.craft_seed, device=task.device, numerics=spec.numerics
+            )
         folder = poison.save(task.folder)
         return CraftRecord(
             DONE,
@@ -319,7 +322,13 @@ def start_of(trial: Trial, poison: PoisonSet | None, dataset: ImageDataset, devi
     if trial.pretrained == "independent":
         run = CleanRun(trial.arch, seed=INDEPENDENT_SEED + trial.seed)
     elif surrogate and "seed" in surrogate:  # model-free attacks (separable noise ...) record none
-        run = CleanRun(trial.arch, surrogate.get("recipe", "sgd"), surrogate.get("epochs"), int(surrogate["seed"]))
+        run = CleanRun(
+            trial.arch,
+            surrogate.get("recipe", "sgd"),
+            surrogate.get("epochs"),
+            int(surrogate["seed"]),
+            recorded_numerics(surrogate),  # the attacker's clean run: trained in its crafting numerics
+        )
     else:
         run = CleanRun(trial.arch, seed=trial.seed)
     model, _ = clean_model(run, dataset, torch.device("cpu"))

@@ -12,6 +12,10 @@ entries and exact verification record it, and ``verify`` re-runs an entry in its
 measurements recorded in docs/performance.md, "Precision and speed": bf16 only where the device does it
 in hardware (a CUDA GPU with bf16, a CPU with AVX-512 bf16 or AMX; detected, never assumed), and
 channels-last wherever bf16 is used and on CPUs, where oneDNN's NHWC convolutions are faster.
+
+Attacks craft in numerics too (``craft_precision`` / ``craft_memory_format``, resolved by the
+same rule; measured in docs/performance.md, "Crafting numerics"): :meth:`Numerics.wrapped` gives
+the surrogate whose every forward pass runs in them, while the perturbation stays fp32.
 """
 
 from __future__ import annotations
@@ -73,6 +77,35 @@ class Numerics:
             return
         with torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache):
             yield
+
+    def wrapped(self, model: nn.Module) -> nn.Module:
+        """``model`` (its weights in this memory format, in place) behind a module whose every
+        forward pass takes its inputs in this memory format, runs in this precision and returns
+        fp32 outputs: what an attack's surrogate computes with. fp32 contiguous: ``model`` itself.
+
+        Autocast is entered and left around each forward pass, never around a whole loop: its
+        cache of bf16 weight copies lives as long as the autocast block, so weights changed in
+        place between two passes (an optimiser's step, SAPA's theta + v_hat and its restore)
+        would otherwise be read from a stale copy."""
+        if self == FP32:
+            return model
+        return InNumerics(self.model(model), self)
+
+
+class InNumerics(nn.Module):
+    """A model whose forward passes run in given numerics (:meth:`Numerics.wrapped`); its
+    parameters, buffers and train/eval mode are the wrapped model's."""
+
+    def __init__(self, model: nn.Module, numerics: Numerics) -> None:
+        super().__init__()
+        self.inner = model
+        self.numerics = numerics
+
+    def forward(self, x: Tensor) -> Tensor:
+        device = x.device
+        with self.numerics.autocast(device):
+            out = self.inner(self.numerics.inputs(x))
+        return out.float()
 
 
 FP32 = Numerics()

@@ -35,6 +35,7 @@ from sapabench.core.atomic import file_sha256
 from sapabench.core.datasets import ImageDataset
 from sapabench.core.errors import ConfigError
 from sapabench.core.files import read_json, regular_file
+from sapabench.core.numerics import FP32, Numerics
 from sapabench.core.threats import ThreatModel
 
 # Format 3 seals the metadata; format 2 named seconds ``*_s`` (format 1: ``craft_seconds`` and
@@ -49,6 +50,7 @@ MAX_TENSOR_BYTES = 4 << 30
 POISON_TENSORS = frozenset({"indices", "delta", "labels", "trigger"})
 """The tensors a poison file may hold (indices and delta always; labels and trigger when used)."""
 META_FILE = "poison.json"
+CRAFT_NUMERICS = "craft_numerics"
 EPS_TOLERANCE = 1e-6
 
 
@@ -67,6 +69,9 @@ class PoisonSet:
         config: the full attack config. seed: the crafting seed.
         surrogate: description of the surrogate(s) used. craft_s: wall time of crafting in seconds.
         extra: attack-specific diagnostics (final loss, SAPA v_hat norms, ...).
+        numerics: the precision and memory format the attack crafted in (``craft_numerics`` in
+            ``poison.json``; poisons written before it was recorded read as plain fp32, the only
+            numerics there was).
     """
 
     attack: str
@@ -87,6 +92,7 @@ class PoisonSet:
     craft_s: float
     sapabench_version: str
     extra: dict[str, Any] = field(default_factory=dict)
+    numerics: Numerics = FP32
 
     def __post_init__(self) -> None:
         self.validate()
@@ -177,6 +183,7 @@ class PoisonSet:
             "craft_s": self.craft_s,
             "sapabench_version": self.sapabench_version,
             "extra": self.extra,
+            CRAFT_NUMERICS: {"precision": self.numerics.precision, "memory_format": self.numerics.memory_format},
             "tensors_sha256": tensor_sha256,
         }
 
@@ -333,10 +340,25 @@ class PoisonSet:
             craft_s=float(meta["craft_s"]),
             sapabench_version=meta["sapabench_version"],
             extra=meta["extra"],
+            numerics=_numerics(meta.get(CRAFT_NUMERICS), meta_path),
         )
         if dataset is not None:
             poison.check_dataset(dataset)
         return poison
+
+
+def _numerics(recorded: Any, where: Path) -> Numerics:
+    """The crafting numerics ``poison.json`` records (absent: plain fp32, written before they were)."""
+    if recorded is None:
+        return FP32
+    if not isinstance(recorded, dict) or set(recorded) != {"precision", "memory_format"}:
+        raise ConfigError(
+            f"poison check failed: field {CRAFT_NUMERICS!r} in {where} must hold precision and memory_format"
+        )
+    try:
+        return Numerics(recorded["precision"], recorded["memory_format"])
+    except ConfigError as err:
+        raise ConfigError(f"poison check failed: {CRAFT_NUMERICS} in {where}: {err}") from None
 
 
 def _field_digest(value: Any) -> str:

@@ -30,7 +30,15 @@ from sapabench.core.names import NO_DEFENSE, base_name, is_sapa
 from sapabench.core.threats import ADVERSARIAL_MARGIN, NO_THREAT, THREATS
 from sapabench.leaderboard.cost import CostRow
 from sapabench.leaderboard.defended import decide
-from sapabench.leaderboard.pairs import ALPHA, FILTERS, SIGNIFICANCE_NOTE, Pair, numerics_label, protocol_label
+from sapabench.leaderboard.pairs import (
+    ALPHA,
+    FILTERS,
+    SIGNIFICANCE_NOTE,
+    Pair,
+    craft_numerics_label,
+    numerics_label,
+    protocol_label,
+)
 from sapabench.leaderboard.plots import Figure
 from sapabench.leaderboard.records import VERDICTS, entries_digest, twin_dataset
 from sapabench.leaderboard.summary import threat_summaries
@@ -220,6 +228,7 @@ def detail(e: dict[str, Any]) -> dict[str, Any]:
         ("victim", json.dumps(s["victim"], sort_keys=True)),
         ("protocol", protocol_label(s)),
         ("numerics", numerics_label(s)),
+        ("crafting numerics", craft_numerics_label(s)),
         ("surrogate", s["surrogate"]),
     ]
     provenance = [

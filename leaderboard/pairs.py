@@ -70,13 +70,28 @@ def numerics_label(setting: dict[str, Any]) -> str:
     return Numerics(setting["precision"], setting["memory_format"]).label
 
 
+def craft_numerics_label(setting: dict[str, Any]) -> str:
+    """The numerics an entry's poisons were crafted in, as tables show them."""
+    return Numerics(setting["craft_precision"], setting["craft_memory_format"]).label
+
+
 def variant(e: dict[str, Any]) -> str:
     """What else tells settings apart: the attack preset and options, the victim protocol and
-    numerics (entries that differ only by these are different results and must not be paired
-    across)."""
+    numerics, the crafting numerics (entries that differ only by these are different results and
+    must not be paired across)."""
     s = e["setting"]
     return json.dumps(
-        [s["preset"], s["options"], s["victim"], s["precision"], s["memory_format"], s["protocol"], s["pretrained"]],
+        [
+            s["preset"],
+            s["options"],
+            s["victim"],
+            s["precision"],
+            s["memory_format"],
+            s["protocol"],
+            s["pretrained"],
+            s["craft_precision"],
+            s["craft_memory_format"],
+        ],
         sort_keys=True,
     )
 

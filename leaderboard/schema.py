@@ -8,7 +8,9 @@ value, the sha256 of the poison crafted with each craft seed), plus a sha256 of 
 an entry whose fields are missing or mistyped, whose numbers are out of range or inconsistent
 with its trial values, or whose hash does not match.
 
-Versions: 9 records how each device's training steps ran (``timings.devices.*.train_steps``:
+Versions: 10 records the numerics the poisons were crafted in (``setting.craft_precision``,
+``setting.craft_memory_format``; read as plain fp32 from older entries, the only crafting
+numerics there was); 9 records how each device's training steps ran (``timings.devices.*.train_steps``:
 trials per step mode, ``eager`` or ``graph`` (a captured CUDA graph); read as all ``eager`` from
 older entries, the only mode there was); 8 records timings per device (``timings.devices``: trials, hosts and per-victim
 averages of each device; the top-level averages are null when more than one device took part,
@@ -43,8 +45,8 @@ from sapabench.core.threats import ADVERSARIAL_MARGIN, NO_THREAT, THREATS
 from sapabench.victims.protocols import NO_PRETRAINED, PROTOCOLS
 from sapabench.victims.recipes import RECIPES
 
-SCHEMA_VERSION = 9
-READABLE_VERSIONS = (2, 3, 4, 5, 6, 7, 8, SCHEMA_VERSION)
+SCHEMA_VERSION = 10
+READABLE_VERSIONS = (2, 3, 4, 5, 6, 7, 8, 9, SCHEMA_VERSION)
 PER_DEVICE = ("train_s_mean", "eval_s_mean", "images_per_s", "peak_memory_mb")
 DEVICE_FIELDS = ("trials", "hosts", "train_steps", *PER_DEVICE)
 OPTIONAL_FLOAT = (float, type(None))  # a spec type: a number, or null
@@ -82,6 +84,8 @@ SPEC: dict[str, Any] = {
         "memory_format": str,
         "protocol": str,
         "pretrained": str,
+        "craft_precision": str,
+        "craft_memory_format": str,
         "attack_config": dict,
     },
     "metric": {"name": str, "higher_is_stronger": bool, "mean": float, "se": float, "trials": int, "values": list},
@@ -135,6 +139,8 @@ def json_schema() -> dict[str, Any]:
     out["properties"]["setting"]["properties"]["threat"] = {"enum": list(ENTRY_THREATS)}
     out["properties"]["setting"]["properties"]["precision"] = {"enum": list(PRECISIONS)}
     out["properties"]["setting"]["properties"]["memory_format"] = {"enum": list(MEMORY_FORMATS)}
+    out["properties"]["setting"]["properties"]["craft_precision"] = {"enum": list(PRECISIONS)}
+    out["properties"]["setting"]["properties"]["craft_memory_format"] = {"enum": list(MEMORY_FORMATS)}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": f"sapabench leaderboard entry v{SCHEMA_VERSION}",
@@ -221,13 +227,19 @@ def upgrade(entry: Any, where: str = "entry") -> Any:
         out["provenance"] = {**out["provenance"], "deterministic": False}
     if version in (2, 3, 4, 5, 6):
         out["timings"] = {**out["timings"], "surrogates_s": 0.0}  # not recorded before version 7
+    # before version 10 every poison was crafted in plain fp32
+    out["setting"] = {
+        **out["setting"],
+        "craft_precision": FP32.precision,
+        "craft_memory_format": FP32.memory_format,
+    }
     timings = out["timings"]
-    if version != 8:  # before version 8 every trial of an entry was taken as the recorded device's, hosts unrecorded
+    if version < 8:  # before version 8 every trial of an entry was taken as the recorded device's, hosts unrecorded
         trials = out.get("metric", {}).get("trials")
         device = {"trials": trials, "hosts": [], **{k: timings.get(k) for k in PER_DEVICE}}
         timings = {**timings, "devices": {str(out["provenance"].get("device")): device}, "craft_devices": []}
     devices = timings.get("devices")
-    if isinstance(devices, dict):  # before version 9 every step ran eagerly
+    if version < 9 and isinstance(devices, dict):  # before version 9 every step ran eagerly
         devices = {
             name: {**d, "train_steps": {"eager": d.get("trials")}} if isinstance(d, dict) else d
             for name, d in devices.items()
@@ -264,6 +276,7 @@ def validate(entry: Any, where: str = "entry") -> dict[str, Any]:
         raise EntryError(f"{where}: setting.eps and setting.budget must lie in [0, 1]")
     try:
         Numerics(setting["precision"], setting["memory_format"])
+        Numerics(setting["craft_precision"], setting["craft_memory_format"])
     except ConfigError as err:
         raise EntryError(f"{where}: setting: {err}") from None
     if not 0 <= entry["clean_accuracy"]["mean"] <= 1:

@@ -80,6 +80,8 @@ def make_entry(
                 "memory_format": "contiguous",
                 "protocol": protocol,
                 "pretrained": pretrained,
+                "craft_precision": "fp32",
+                "craft_memory_format": "contiguous",
                 "attack_config": dict(attack_config or {}),
             },
             "metric": {

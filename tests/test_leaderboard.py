@@ -181,12 +181,14 @@ _V2_TIMINGS = {
 
 
 def _as_version(entry, version):
-    """The entry as schema version 7 (timings of one device, not per device), 6 (also no
-    surrogates' training time), 3 (also no numerics, no instruction set) or 2 (also seconds named
-    *_seconds) wrote it, sealed."""
+    """The entry as schema version 9 (no crafting numerics), 7 (also timings of one device, not
+    per device), 6 (also no surrogates' training time), 3 (also no numerics, no instruction set)
+    or 2 (also seconds named *_seconds) wrote it, sealed."""
     old = json.loads(json.dumps(entry))
     old["schema_version"] = version
-    del old["timings"]["devices"], old["timings"]["craft_devices"]
+    del old["setting"]["craft_precision"], old["setting"]["craft_memory_format"]
+    if version <= 7:
+        del old["timings"]["devices"], old["timings"]["craft_devices"]
     if version <= 6:
         del old["timings"]["surrogates_s"]
     if version <= 3:
@@ -201,9 +203,9 @@ def _as_version_2(entry):
     return _as_version(entry, 2)
 
 
-@pytest.mark.parametrize("version", [2, 3, 6, 7])
+@pytest.mark.parametrize("version", [2, 3, 6, 7, 9])
 def test_older_entries_are_read_as_the_current_version(tmp_path, version):
-    entry = make_entry(isa="unknown")  # older entries: fp32 victims, instruction set not recorded
+    entry = make_entry(isa="unknown")  # older entries: fp32 victims and crafting, instruction set not recorded
     (tmp_path / "old.json").write_text(json.dumps(_as_version(entry, version)))
     assert load_entry(tmp_path / "old.json") == entry  # same content, same hash, once upgraded
     assert load_entries(tmp_path) == [entry]
@@ -256,6 +258,10 @@ def test_an_entry_with_unknown_numerics_is_refused(tmp_path):
     entry = make_entry()
     entry["setting"]["precision"] = "fp16"
     with pytest.raises(EntryError, match=r"setting: invalid precision='fp16'"):
+        validate({**entry, "content_sha256": content_hash(entry)})
+    entry = make_entry()
+    entry["setting"]["craft_memory_format"] = "nhwc"
+    with pytest.raises(EntryError, match=r"setting: invalid memory_format='nhwc'"):
         validate({**entry, "content_sha256": content_hash(entry)})
 
 

@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from sapabench.core.atomic import file_sha256, replacing, write_text
 from sapabench.core.datasets import ImageDataset
 from sapabench.core.errors import ConfigError
+from sapabench.core.numerics import FP32, Numerics
 from sapabench.core.runtime import seeded
 from sapabench.victims.archs import ARCHS, Victim, build_model
 from sapabench.victims.recipes import RECIPES, Recipe
@@ -38,12 +39,14 @@ def cache_dir() -> Path:
 @dataclass(frozen=True)
 class CleanRun:
     """A clean training run: ``arch`` trained with ``recipe`` (epochs None: the dataset's
-    default) on the clean training set, initialised and shuffled with ``seed``."""
+    default) on the clean training set, initialised and shuffled with ``seed``, in ``numerics``
+    (an attack's crafting numerics for its surrogate; plain fp32 otherwise)."""
 
     arch: str = "convnet"
     recipe: str = "sgd"
     epochs: int | None = None
     seed: int = 0
+    numerics: Numerics = FP32
 
     def __post_init__(self) -> None:
         ARCHS.entry(self.arch)
@@ -68,6 +71,8 @@ def clean_model(
     recipe = run.train_recipe()
     epochs = recipe.train.epochs or dataset.default_epochs
     key = f"{dataset.name}-{dataset.fingerprint}/{run.arch}-{run.recipe}-e{epochs}-s{run.seed}"
+    if run.numerics != FP32:  # fp32 runs keep the keys they had before numerics existed
+        key += f"-{run.numerics.precision}-{run.numerics.memory_format}"
     folder = cache_dir() / "surrogates"  # the folder name predates pretrained victims; kept so caches stay warm
     weights, info_path = folder / f"{key}.safetensors", folder / f"{key}.json"
     if use_cache and weights.is_file() and info_path.is_file():
@@ -79,7 +84,7 @@ def clean_model(
             return model, {**info, "cached": True}
         except Exception:  # a damaged cache entry is rebuilt, never trusted
             pass
-    result = train_victim(run.arch, recipe, dataset, seed=run.seed, device=device)
+    result = train_victim(run.arch, recipe, dataset, seed=run.seed, device=device, numerics=run.numerics)
     info = {
         "arch": run.arch,
         "recipe": run.recipe,
@@ -88,6 +93,7 @@ def clean_model(
         "clean_accuracy": result.clean_accuracy,
         "train_s": result.timing.total_s,
         "cache_key": key,
+        **run_numerics(run.numerics),
     }
     state = state_of(result.model)
     if use_cache:
@@ -95,6 +101,17 @@ def clean_model(
             save_file(state, str(tmp))
         write_text(info_path, json.dumps(info))
     return built(run.arch, dataset, state, device), {**info, "cached": False}
+
+
+def run_numerics(numerics: Numerics) -> dict[str, str]:
+    """How a clean run's description records its numerics: nothing for plain fp32 (as before
+    numerics existed), else ``precision`` and ``memory_format``."""
+    return {} if numerics == FP32 else {"precision": numerics.precision, "memory_format": numerics.memory_format}
+
+
+def recorded_numerics(info: dict[str, Any]) -> Numerics:
+    """The numerics a clean run's description records (:func:`run_numerics`'s inverse)."""
+    return Numerics(info.get("precision", FP32.precision), info.get("memory_format", FP32.memory_format))
 
 
 def built(arch: str, dataset: ImageDataset, state: Weights, device: torch.device) -> Victim:
