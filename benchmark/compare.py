@@ -16,6 +16,13 @@ defense, protocol, numerics, preset; attack options may differ and are named), t
   comparison (its paper effect scaled to the BEFORE run's setting,
   :data:`sapabench.benchmark.claims.EFFECT_RULE`), else ``--margin``. Exit 1 when something
   moved, 0 when nothing did; decided claim verdicts that changed are listed either way.
+- Each attack's own strength is compared the same way (its metric per poison, the mean over
+  its victims, after minus before; poisons paired by craft seed): **MOVED** beyond the margin as
+  above, **EQUAL** within it when both one-sided tests of "change > -margin" and "change <
+  +margin" reject at alpha (two one-sided tests; Holm over the attacks), else undecided; each
+  with the exact ``1 - alpha`` interval of the change. The margin is ``--margin``, else 2 points.
+  This is what a change of the harness that should not move results (crafting numerics, a
+  faster kernel) is checked with: the runs need not be deterministic, only paired by seeds.
 """
 
 from __future__ import annotations
@@ -40,8 +47,16 @@ from sapabench.benchmark.claims import (
 )
 from sapabench.benchmark.entries import board_dir, entries_dir
 from sapabench.core.errors import ConfigError
-from sapabench.core.stats import adjust_p, sign_flip_p
-from sapabench.leaderboard.pairs import Pair, clean_entry, sapa_pairs, trial_values
+from sapabench.core.names import CLEAN, NO_DEFENSE
+from sapabench.core.stats import adjust_p, sign_flip_interval, sign_flip_p
+from sapabench.leaderboard.pairs import (
+    Pair,
+    clean_entry,
+    numerics_label,
+    protocol_label,
+    sapa_pairs,
+    trial_values,
+)
 from sapabench.leaderboard.records import RUNS_FILE, load_runs
 from sapabench.leaderboard.schema import load_entries
 
@@ -92,6 +107,39 @@ class GapChange:
 
 
 @dataclass(frozen=True)
+class StrengthChange:
+    """One attack's metric in both runs (``where``: its setting), per poison: the means before
+    and after, their mean change with its exact interval (``low``, ``high``), and the tests of
+    the change against ``margin``: beyond it either way (``p_moved``), within it (``p_equal``,
+    the larger of the two one-sided p-values)."""
+
+    attack: str
+    where: str
+    metric: str
+    poisons: int
+    before: float
+    after: float
+    change: float
+    low: float
+    high: float
+    margin: float
+    p_moved: float
+    p_equal: float
+    p_moved_adjusted: float | None = None
+    p_equal_adjusted: float | None = None
+
+    def verdict(self, alpha: float) -> str:
+        if self.p_moved_adjusted is not None and self.p_moved_adjusted < alpha:
+            return MOVED
+        if self.p_equal_adjusted is not None and self.p_equal_adjusted < alpha:
+            return EQUAL
+        return UNDECIDED
+
+
+MOVED, EQUAL, UNDECIDED = "MOVED", "EQUAL", "undecided"
+
+
+@dataclass(frozen=True)
 class Comparison:
     """What ``compare`` found: ``identical`` (every matched trial equal), ``deterministic`` (both
     runs deterministic on one device), the gap changes and the decided verdicts that changed."""
@@ -106,10 +154,15 @@ class Comparison:
     only_after: int
     alpha: float
     options: tuple[str, ...] = ()
+    strengths: tuple[StrengthChange, ...] = ()
 
     @property
     def moved(self) -> list[GapChange]:
         return [c for c in self.changes if c.moved(self.alpha)]
+
+    @property
+    def moved_strengths(self) -> list[StrengthChange]:
+        return [c for c in self.strengths if c.verdict(self.alpha) == MOVED]
 
     @property
     def exit_code(self) -> int:
@@ -117,7 +170,7 @@ class Comparison:
             return 0
         if self.deterministic:
             return 1
-        return 1 if self.moved else 0
+        return 1 if self.moved or self.moved_strengths else 0
 
 
 def _entries(folder: Path) -> tuple[str | None, list[dict[str, Any]]]:
@@ -236,6 +289,58 @@ def _changes(before: list[dict[str, Any]], after: list[dict[str, Any]], margin: 
     return rows
 
 
+def _poison_means(e: dict[str, Any], victims: set[tuple[Any, Any]]) -> dict[Any, float]:
+    """Per craft seed the mean metric over the entry's victims in ``victims``."""
+    values = dict(zip(map(tuple, e["provenance"]["cell_seeds"]), e["metric"]["values"], strict=True))
+    per: dict[Any, list[float]] = {}
+    for key in victims:
+        per.setdefault(key[0], []).append(values[key])
+    return {k: sum(v) / len(v) for k, v in per.items()}
+
+
+def _strengths(
+    before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]], shared: list[str], margin: float, alpha: float
+) -> list[StrengthChange]:
+    rows = []
+    for k in shared:
+        b, a = before[k], after[k]
+        if b["attack"] == CLEAN:
+            continue
+        victims = set(map(tuple, b["provenance"]["cell_seeds"])) & set(map(tuple, a["provenance"]["cell_seeds"]))
+        mb, ma = _poison_means(b, victims), _poison_means(a, victims)
+        seeds = sorted(mb, key=repr)
+        if not seeds:
+            continue
+        change = [ma[x] - mb[x] for x in seeds]
+        low, high = sign_flip_interval(change, alpha)
+        fell, rose = sign_flip_p([-margin - c for c in change]), sign_flip_p([c - margin for c in change])
+        above, below = sign_flip_p([c + margin for c in change]), sign_flip_p([margin - c for c in change])
+        s = b["setting"]
+        rows.append(
+            StrengthChange(
+                b["attack"],
+                f"{s['dataset']}/{s['arch']}/{s['recipe']}/{protocol_label(s)}/{numerics_label(s)}"
+                + ("" if b["defense"] == NO_DEFENSE else f"/+{b['defense']}"),
+                b["metric"]["name"],
+                len(seeds),
+                sum(mb[x] for x in seeds) / len(seeds),
+                sum(ma[x] for x in seeds) / len(seeds),
+                sum(change) / len(change),
+                low,
+                high,
+                margin,
+                min(1.0, 2 * min(fell, rose)),
+                max(above, below),
+            )
+        )
+    decidable = [i for i, r in enumerate(rows) if r.poisons >= 2]
+    moved = adjust_p([rows[i].p_moved for i in decidable], "holm")
+    equal = adjust_p([rows[i].p_equal for i in decidable], "holm")
+    for i, pm, pe in zip(decidable, moved, equal, strict=True):
+        rows[i] = replace(rows[i], p_moved_adjusted=pm, p_equal_adjusted=pe)
+    return rows
+
+
 def _verdicts(folder: Path) -> dict[str, str]:
     _, verdicts = test_claims(folder, plan=recorded_plan(folder))
     return {v.claim.id: v.verdict for v in verdicts}
@@ -278,6 +383,7 @@ def compare_runs(before: str | Path, after: str | Path, margin: float | None = N
         and len({e["provenance"]["device"] for e in (*eb, *ea)}) == 1
     )
     changes = () if identical else tuple(_changes(eb, ea, margin))
+    strengths = () if identical else tuple(_strengths(kb, ka, shared, margin or DEFAULT_MARGIN[METRIC], alpha))
     vb, va = _verdicts(before), _verdicts(after)
     undecided = (INCONCLUSIVE, UNTESTED)
     changed = tuple(
@@ -296,6 +402,7 @@ def compare_runs(before: str | Path, after: str | Path, margin: float | None = N
         len(set(ka) - set(kb)),
         alpha,
         options,
+        strengths,
     )
 
 
@@ -328,10 +435,26 @@ def report(c: Comparison, before: str | Path, after: str | Path) -> list[str]:
                 f"(change {_amount(r.measure, r.change)}; margin {_amount(r.measure, r.margin).lstrip('+')} "
                 f"from {r.margin_from}; {p}){note}"
             )
+    if c.strengths:
+        lines.append(
+            f"each attack's metric per poison, before -> after (change [{100 * (1 - c.alpha):g} % interval]; margin; "
+            "MOVED: beyond the margin, EQUAL: within it by two one-sided tests; Holm over the attacks):"
+        )
+        for r in c.strengths:
+            if r.p_moved_adjusted is None:
+                p = "undecidable (one poison)"
+            else:
+                p = f"moved p {r.p_moved_adjusted:.4f}, equal p {r.p_equal_adjusted:.4f} (Holm)"
+            interval = f"[{_amount(METRIC, r.low)}, {_amount(METRIC, r.high)}]"
+            lines.append(
+                f"  {r.verdict(c.alpha):<9} {r.attack} {r.where} ({r.metric}, {r.poisons} poisons): "
+                f"{100 * r.before:.1f} % -> {100 * r.after:.1f} % (change {_amount(METRIC, r.change)} {interval}; "
+                f"margin {_amount(METRIC, r.margin).lstrip('+')}; {p})"
+            )
     for cid, old, new in c.verdicts:
         lines.append(f"  verdict changed: {cid}: {old} -> {new}")
     if not c.identical and not c.deterministic:
-        moved = len(c.moved)
+        moved = len(c.moved) + len(c.moved_strengths)
         lines.append(
             f"{moved} comparison(s) moved beyond their margin (exit 1)"
             if moved

@@ -47,13 +47,42 @@ def test_a_weakened_attack_moves_its_gap_beyond_the_margin(tmp_path, capsys):
     b = _run(tmp_path / "b", [v - 0.05 + 0.002 * i for i, v in enumerate(BASE)])  # SAPA 15 points weaker
     assert main(["compare", str(a), str(b)]) == 1
     out = capsys.readouterr().out
-    assert "MOVED  sapa-error-min vs error-min" in out and "1 comparison(s) moved beyond their margin" in out
+    assert "MOVED  sapa-error-min vs error-min" in out and "2 comparison(s) moved beyond their margin" in out
+    assert "MOVED     sapa-error-min digits/convnet/sgd" in out  # its own accuracy rose 15 points too
     c = compare_runs(a, b)
     (row,) = c.changes
     assert row.change == pytest.approx(-0.15, abs=0.01) and row.margin == 0.02 and row.margin_from == "default"
     assert row.poisons == 8 and row.p_adjusted < 0.05
     # a change inside a wide margin is not a regression
     assert compare_runs(a, b, margin=0.5).exit_code == 0
+
+
+def test_each_attacks_strength_is_equal_within_the_margin_moved_beyond_it_or_undecided(tmp_path, capsys):
+    """A change of the harness that should not move results (crafting numerics): each attack's
+    metric per poison, after minus before, against the margin, with its exact interval."""
+    jitter = [0.004, -0.003, 0.002, -0.004, 0.003, -0.002, 0.001, -0.001]
+    a = _run(tmp_path / "a", [v - 0.20 for v in BASE])
+    b = _run(
+        tmp_path / "b",
+        [v - 0.20 + 0.30 * (i % 2) for i, v in enumerate(BASE)],  # SAPA: +30 points on every other poison
+        base=[v + j for v, j in zip(BASE, jitter, strict=True)],  # the base: within 0.4 points
+    )
+    c = compare_runs(a, b, margin=0.02)
+    rows = {r.attack: r for r in c.strengths}
+    em, sapa = rows["error-min"], rows["sapa-error-min"]
+    assert em.poisons == 8 and em.change == pytest.approx(0.0, abs=1e-9)
+    assert em.low < 0 < em.high and em.low > -0.02 and em.high < 0.02
+    assert em.verdict(0.05) == "EQUAL" and em.p_equal_adjusted < 0.05
+    assert sapa.change == pytest.approx(0.15) and sapa.verdict(0.05) == "undecided"  # half the poisons moved
+    assert sapa.low < 0.02 < sapa.high
+    shifted = _run(
+        tmp_path / "c", [v - 0.20 for v in BASE], base=[v + 0.10 + j for v, j in zip(BASE, jitter, strict=True)]
+    )
+    (moved,) = [r for r in compare_runs(a, shifted, margin=0.02).strengths if r.attack == "error-min"]
+    assert moved.verdict(0.05) == "MOVED" and moved.low > 0.02  # 10 points weaker on every poison
+    main(["compare", str(a), str(b), "--margin", "0.02"])
+    out = capsys.readouterr().out
+    assert "EQUAL     error-min digits/convnet/sgd" in out and "[95 % interval]" in out
 
 
 def test_the_margin_is_half_the_claims_delta_where_a_claim_tests_the_comparison(tmp_path):
