@@ -311,6 +311,7 @@ def test_evaluate_with_a_defense_names_it_shows_what_it_did_and_both_arms(capsys
     [
         (["attack", "gradient-matchin", "--out", "X"], "did you mean 'gradient-matching'"),
         (["attack", "error-min", "--eps", "2", "--out", "X"], "invalid eps=2.0"),
+        (["attack", "error-min", "--craft-precision", "fp16", "--out", "X"], "invalid choice: 'fp16'"),
         (
             ["attack", "error-min", "--rho", "0.5", "--out", "X"],
             "rho is an option of SAPA attacks only; use 'sapa-error-min'",

@@ -151,3 +151,17 @@ def test_the_crafting_numerics_reach_the_rows_the_poisons_and_the_entries(bf16_c
     assert PoisonSet.load(folder).numerics == BF16_CL
     (entry,) = load_entries(entries_dir(bf16_crafted_run))
     assert (entry["setting"]["craft_precision"], entry["setting"]["craft_memory_format"]) == ("bf16", "channels_last")
+
+
+def test_the_attack_command_crafts_in_the_numerics_it_is_given(tmp_path, capsys):
+    from sapabench.benchmark.cli import main
+
+    out = tmp_path / "p"
+    argv = ["attack", "error-max", "--preset", "smoke", "--seed", "3", "--out", str(out)]
+    assert main([*argv, "--craft-precision", "bf16", "--craft-memory-format", "channels_last"]) == 0
+    assert "(seed 3, cpu, bf16+cl)" in capsys.readouterr().err
+    assert PoisonSet.load(out).numerics == BF16_CL
+    assert (
+        main([*argv[:-1], str(tmp_path / "q"), "--craft-precision", "fp32", "--craft-memory-format", "contiguous"]) == 0
+    )
+    assert PoisonSet.load(tmp_path / "q").numerics == FP32
