@@ -148,3 +148,23 @@ def exclusive(folder: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the lock; the file stays (removing it would race with the next holder)
+
+
+@contextmanager
+def one_at_a_time(path: Path) -> Iterator[None]:
+    """Wait for, then hold, the lock file ``path`` for the block: processes that would each do
+    the same expensive work (train the same cached surrogate) do it one after the other, so the
+    second finds the first's result. A POSIX record lock, as :func:`exclusive` explains: released
+    by the kernel when its process ends, however it ends. The lock file stays."""
+    if fcntl is None:  # no POSIX locks (Windows): the work may be done twice, never wrongly
+        yield
+        return
+    if path.is_symlink():
+        raise ConfigError(f"{path} is a symbolic link; remove it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

@@ -165,3 +165,51 @@ def test_the_attack_command_crafts_in_the_numerics_it_is_given(tmp_path, capsys)
         main([*argv[:-1], str(tmp_path / "q"), "--craft-precision", "fp32", "--craft-memory-format", "contiguous"]) == 0
     )
     assert PoisonSet.load(tmp_path / "q").numerics == FP32
+
+
+def _clean_run_in_child(ready, result, cache: str) -> None:
+    """In a spawned process: signal ``ready``, then ask for the clean run the parent is training;
+    puts whether it came from the cache on ``result``."""
+    import os
+
+    os.environ["SAPABENCH_CACHE"] = cache
+    from sapabench.core.datasets import load_dataset
+    from sapabench.victims.pretrained import CleanRun, clean_model
+
+    digits = load_dataset("digits")
+    ready.set()
+    _, info = clean_model(CleanRun("convnet", "sgd", 1, seed=5), digits, torch.device("cpu"))
+    result.put(bool(info["cached"]))
+
+
+def test_a_clean_run_two_workers_need_at_once_is_trained_once(digits, tmp_path, monkeypatch):
+    """An attack and its SAPA twin crafted at once in two workers share one surrogate: the second
+    waits for the first's training and reads it from the cache."""
+    import multiprocessing
+    import time
+
+    from sapabench.victims import pretrained
+
+    monkeypatch.setenv("SAPABENCH_CACHE", str(tmp_path))
+    run = pretrained.CleanRun("convnet", "sgd", 1, seed=5)
+    real = pretrained._trained
+    ctx = multiprocessing.get_context("spawn")
+    ready, result = ctx.Event(), ctx.Queue()
+    child = ctx.Process(target=_clean_run_in_child, args=(ready, result, str(tmp_path)))
+
+    def slow_trained(*args):
+        # hold the lock while the child asks for the same run, and only then train and cache it
+        child.start()
+        assert ready.wait(300)
+        time.sleep(2.0)
+        return real(*args)
+
+    monkeypatch.setattr(pretrained, "_trained", slow_trained)
+    try:
+        _, info = pretrained.clean_model(run, digits, torch.device("cpu"))
+        assert info["cached"] is False
+        assert result.get(timeout=300) is True  # the child waited, then read the parent's model
+    finally:
+        child.join(60)
+        if child.is_alive():
+            child.kill()

@@ -24,6 +24,7 @@ from sapabench.core.atomic import file_sha256, replacing, write_text
 from sapabench.core.datasets import ImageDataset
 from sapabench.core.errors import ConfigError
 from sapabench.core.numerics import FP32, Numerics
+from sapabench.core.owned import one_at_a_time
 from sapabench.core.runtime import seeded
 from sapabench.victims.archs import ARCHS, Victim, build_model
 from sapabench.victims.recipes import RECIPES, Recipe
@@ -74,16 +75,35 @@ def clean_model(
     if run.numerics != FP32:  # fp32 runs keep the keys they had before numerics existed
         key += f"-{run.numerics.precision}-{run.numerics.memory_format}"
     folder = cache_dir() / "surrogates"  # the folder name predates pretrained victims; kept so caches stay warm
-    weights, info_path = folder / f"{key}.safetensors", folder / f"{key}.json"
-    if use_cache and weights.is_file() and info_path.is_file():
-        try:
-            model = built(run.arch, dataset, load_file(str(weights)), device)
-            info = json.loads(info_path.read_text())
-            if "train_seconds" in info:  # written before seconds were named *_s
-                info["train_s"] = info.pop("train_seconds")
-            return model, {**info, "cached": True}
-        except Exception:  # a damaged cache entry is rebuilt, never trusted
-            pass
+    if not use_cache:
+        return _trained(run, recipe, epochs, key, dataset, device, None)
+    # Two workers crafting an attack and its SAPA twin at once would each train the same run:
+    # the second waits for the first and reads its result from the cache.
+    with one_at_a_time(folder / f"{key}.lock"):
+        return _trained(run, recipe, epochs, key, dataset, device, folder)
+
+
+def _trained(
+    run: CleanRun,
+    recipe: Recipe,
+    epochs: int,
+    key: str,
+    dataset: ImageDataset,
+    device: torch.device,
+    folder: Path | None,
+) -> tuple[Victim, dict[str, Any]]:
+    """``run``'s model from the cache in ``folder`` (None: no cache), else trained now (and cached)."""
+    if folder is not None:
+        weights, info_path = folder / f"{key}.safetensors", folder / f"{key}.json"
+        if weights.is_file() and info_path.is_file():
+            try:
+                model = built(run.arch, dataset, load_file(str(weights)), device)
+                info = json.loads(info_path.read_text())
+                if "train_seconds" in info:  # written before seconds were named *_s
+                    info["train_s"] = info.pop("train_seconds")
+                return model, {**info, "cached": True}
+            except Exception:  # a damaged cache entry is rebuilt, never trusted
+                pass
     result = train_victim(run.arch, recipe, dataset, seed=run.seed, device=device, numerics=run.numerics)
     info = {
         "arch": run.arch,
@@ -96,10 +116,10 @@ def clean_model(
         **run_numerics(run.numerics),
     }
     state = state_of(result.model)
-    if use_cache:
-        with replacing(weights) as tmp:
+    if folder is not None:
+        with replacing(folder / f"{key}.safetensors") as tmp:
             save_file(state, str(tmp))
-        write_text(info_path, json.dumps(info))
+        write_text(folder / f"{key}.json", json.dumps(info))
     return built(run.arch, dataset, state, device), {**info, "cached": False}
 
 
