@@ -130,6 +130,9 @@ class ErrorMax(Attack):
                 for b in batches(len(x), cfg.batch_size):
                     b = b.to(ctx.device)
                     delta[b] = pgd_perturb(model, x[b], labels[b], delta[b], cfg.eps, step, cfg.steps, sign)
+                if cfg.restarts == 1:  # nothing to choose between: no scoring pass
+                    best = delta
+                    break
                 score = sign * per_sample_loss(model, x + delta, labels, 512)  # higher = better for the attacker
             if best is None:
                 best, best_score = delta, score
