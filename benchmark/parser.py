@@ -66,23 +66,37 @@ def _add_data_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-verify-checksums", action="store_true", help="accept files whose md5 differs from the release")
 
 
-def _add_numerics_options(p: argparse.ArgumentParser, default: str | None) -> None:
-    g = p.add_argument_group('victim numerics (see docs/performance.md, "Precision and speed")')
-    where = "the suite's, else auto" if default is None else default
+def _numerics_group(
+    p: argparse.ArgumentParser, title: str, prefix: str, default: str | None, whose: tuple[str, str], where: str
+) -> argparse._ArgumentGroup:
+    """A ``--{prefix}precision`` / ``--{prefix}memory-format`` pair; ``whose``: what each one
+    sets, as its help starts."""
+    g = p.add_argument_group(title)
+    where = where if default is None else default
     g.add_argument(
-        "--precision",
+        f"--{prefix}precision",
         choices=(AUTO, *PRECISIONS),
         default=default,
-        help=f"victims' arithmetic: fp32, bf16 (autocast) or auto = bf16 where the device has it in hardware "
-        f"(default: {where})",
+        help=f"{whose[0]}: fp32, bf16 (autocast) or auto = bf16 where the device has it in hardware (default: {where})",
     )
     g.add_argument(
-        "--memory-format",
+        f"--{prefix}memory-format",
         choices=(AUTO, *MEMORY_FORMATS),
         default=default,
-        help=f"victims' weights and batches: contiguous (NCHW), channels_last (NHWC) or auto (default: {where})",
+        help=f"{whose[1]}: contiguous (NCHW), channels_last (NHWC) or auto (default: {where})",
     )
+    return g
 
+
+def _add_numerics_options(p: argparse.ArgumentParser, default: str | None) -> None:
+    g = _numerics_group(
+        p,
+        'victim numerics (see docs/performance.md, "Precision and speed")',
+        "",
+        default,
+        ("victims' arithmetic", "victims' weights and batches"),
+        "the suite's, else auto",
+    )
     g.add_argument(
         "--train-step",
         choices=("auto", *STEPS),
@@ -93,20 +107,17 @@ def _add_numerics_options(p: argparse.ArgumentParser, default: str | None) -> No
 
 
 def _add_craft_numerics_options(p: argparse.ArgumentParser, default: str | None) -> None:
-    g = p.add_argument_group('crafting numerics (see docs/performance.md, "Crafting numerics")')
-    where = "the suite's [craft], else auto" if default is None else default
-    g.add_argument(
-        "--craft-precision",
-        choices=(AUTO, *PRECISIONS),
-        default=default,
-        help="the arithmetic of attacks that support it (Error-Min, Error-Max and their SAPA twins): fp32, bf16 "
-        f"(autocast; the perturbation stays fp32) or auto = bf16 where the device has it in hardware (default: {where})",
-    )
-    g.add_argument(
-        "--craft-memory-format",
-        choices=(AUTO, *MEMORY_FORMATS),
-        default=default,
-        help=f"their surrogate's weights and batches: contiguous, channels_last or auto (default: {where})",
+    _numerics_group(
+        p,
+        'crafting numerics (see docs/performance.md, "Crafting numerics")',
+        "craft-",
+        default,
+        (
+            "the arithmetic of the attacks that support it (Error-Min, Error-Max and their SAPA twins; the "
+            "perturbation stays fp32)",
+            "their surrogate's weights and batches",
+        ),
+        "the suite's [craft], else auto",
     )
 
 
