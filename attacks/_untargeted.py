@@ -9,11 +9,6 @@ from torch import Tensor, nn
 
 from sapabench.attacks.base import AttackConfig, CraftContext, budget_indices, project
 
-WHOLE_EMBEDDED_SET = 2048
-"""A perturbation batch that holds all 1,437 embedded digits training images: the PGD of a
-surrogate in eval mode gives each image the same steps in any batch, and one pass over the set
-costs less than twelve small ones on a CPU."""
-
 
 def batches(n: int, batch_size: int, generator: torch.Generator | None = None) -> Iterator[Tensor]:
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)

@@ -1,22 +1,17 @@
 """Crafting an untargeted poison on the embedded preset: the default crafting numerics against
-plain fp32, and against how sapabench crafted before crafting numerics (fp32, the paper's small
-perturbation batches).
+plain fp32.
 
 Run: ``python -m pytest tests/benchmarks/test_crafting_numerics.py --run-benchmarks -s``. For
-each of Error-Min, Error-Max and their SAPA twins on the whole ``digits`` set, three ways of
-crafting the same poison (same craft seed) are timed in one run, interleaved, median of
+each of Error-Min, Error-Max and their SAPA twins on the whole ``digits`` set, the same poison
+(same craft seed) is crafted in plain fp32 (how every poison was crafted before 2026-12-06) and
+in the numerics ``auto`` resolves to on this machine (bf16 + channels-last on a CPU with AVX-512
+bf16 or AMX: what ``sapabench run`` crafts with), in one run, interleaved, median of
 ``REPEATS``; every clean surrogate is trained (and cached) before the clock starts, as a suite
-shares it between an attack and its SAPA twin:
-
-- ``before``: fp32 with the paper's perturbation batches (Error-Min 128, Error-Max 256), what
-  every poison was crafted with before 2026-12-06;
-- ``fp32``: fp32 with the embedded preset's whole-set perturbation batch;
-- ``default``: the numerics ``auto`` resolves to on this machine (bf16 + channels-last on a CPU
-  with AVX-512 bf16 or AMX), whole-set batch: what ``sapabench run`` crafts with.
+shares it between an attack and its SAPA twin.
 
 ``extra_info`` reports the medians, ``default_over_fp32`` (the goal: at most 0.6 on a CPU with
-bf16 hardware), ``default_over_before``, and Error-Min's rounds (its stopping rule may stop a
-bf16 crafting at another round than an fp32 one; ``per_round`` compares the arithmetic alone).
+bf16 hardware) and Error-Min's rounds (its stopping rule may stop a bf16 crafting at another
+round than an fp32 one; ``per_round_default_over_fp32`` compares the arithmetic alone).
 """
 
 from __future__ import annotations
@@ -34,7 +29,6 @@ from sapabench.core.numerics import FP32, resolve_numerics
 
 REPEATS = 3
 SEED = 0
-BEFORE = {"error-min": {"pgd_batch_size": 128}, "error-max": {"batch_size": 256}}
 
 
 def _base(attack: str) -> str:
@@ -46,7 +40,6 @@ def test_crafting_default_numerics_vs_fp32(benchmark, digits, attack):
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     default = resolve_numerics("auto", "auto", device)
     ways: dict[str, tuple[Any, Any]] = {
-        "before": (create_attack(attack, dataset="digits", **BEFORE[_base(attack)]), FP32),
         "fp32": (create_attack(attack, dataset="digits"), FP32),
         "default": (create_attack(attack, dataset="digits"), default),
     }
@@ -73,15 +66,13 @@ def test_crafting_default_numerics_vs_fp32(benchmark, digits, attack):
         **{f"{name}_median_s": round(m, 3) for name, m in median.items()},
         **{f"{name}_rounds": rounds[name] for name in ways},
         default_over_fp32=round(median["default"] / median["fp32"], 3),
-        default_over_before=round(median["default"] / median["before"], 3),
         per_round_default_over_fp32=round(per_round["default"] / per_round["fp32"], 3),
     )
     print(
         f"\n{attack} crafting on {device} ({torch.get_num_threads()} threads, default {default.label}), median of "
         f"{REPEATS}: "
         + ", ".join(f"{name} {m:.2f} s ({statistics.median(rounds[name])} rounds)" for name, m in median.items())
-        + f"; default / fp32 = {median['default'] / median['fp32']:.3f}, default / before = "
-        f"{median['default'] / median['before']:.3f}, per round default / fp32 = "
+        + f"; default / fp32 = {median['default'] / median['fp32']:.3f}, per round default / fp32 = "
         f"{per_round['default'] / per_round['fp32']:.3f}"
     )
     assert all(m > 0 for m in median.values())
