@@ -112,10 +112,11 @@ def test_the_sapa_step_in_bf16_moves_the_weights_every_pass_uses_and_restores_th
     x, y = tiny_digits.train_x[:64], tiny_digits.train_y[:64]
     before = {k: v.clone() for k, v in model.state_dict().items()}
 
+    @torch.no_grad()
     def loss() -> torch.Tensor:
         return nn.functional.cross_entropy(model(x), y)
 
-    at_theta = float(loss().detach())
+    at_theta = float(loss())
     with worst_case_weights(model, lambda: mean_loss_terms(model, x, y, chunk=16), 0.5) as rec:
         assert rec.v_norm == pytest.approx(0.5, rel=1e-4)
         inside = float(loss())
@@ -123,7 +124,7 @@ def test_the_sapa_step_in_bf16_moves_the_weights_every_pass_uses_and_restores_th
         # stale bf16 copy of theta (autocast's weight cache lives for one forward pass only)
         twin = BF16_CL.wrapped(build_model("convnet", tiny_digits)).eval()
         twin.load_state_dict(model.state_dict())
-        assert float(nn.functional.cross_entropy(twin(x), y)) == inside
+        assert float(nn.functional.cross_entropy(twin(x), y).detach()) == inside
         moved = [p.detach() - before[name] for name, p in model.named_parameters()]
         assert all(torch.allclose(m, v, atol=1e-6) for m, v in zip(moved, rec.v_hat, strict=True))
     assert inside > at_theta  # the worst case in the radius raises the loss the passes compute
