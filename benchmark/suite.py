@@ -384,20 +384,6 @@ class Grid:
         return self.pretrained if get_protocol(protocol).needs_pretrained else NO_PRETRAINED
 
 
-class _CraftNumerics:
-    """What each attack of a suite crafts in when asked for ``requested`` (looked up once per
-    attack name)."""
-
-    def __init__(self, requested: Numerics) -> None:
-        self.requested = requested
-        self.known: dict[str, Numerics] = {}
-
-    def __call__(self, attack: str) -> Numerics:
-        if attack not in self.known:
-            self.known[attack] = crafting_numerics(attack, self.requested)
-        return self.known[attack]
-
-
 @dataclass(frozen=True)
 class Suite:
     name: str
@@ -427,7 +413,6 @@ class Suite:
         that runs it: :func:`sapabench.core.numerics.resolve_numerics`) and its poisons crafted
         in ``craft`` where the attack crafts in numerics (``[craft]``, resolved the same way)."""
         seen: dict[str, Cell] = {}
-        crafted_in = _CraftNumerics(craft)
         for grid in self.grids:
             for defense, protocol in itertools.product(grid.defenses, grid.protocols):
                 for arch in grid.archs:
@@ -437,6 +422,7 @@ class Suite:
                         victim = tuple(sorted({**dict(self.victim), **dict(grid.victim)}.items()))
                         for attack in names:
                             seeds = [None] if attack == CLEAN else list(grid.craft_seeds or self.craft_seeds)
+                            crafted_in = FP32 if attack == CLEAN else crafting_numerics(attack, craft)
                             for craft_seed in seeds:
                                 poison = None
                                 if craft_seed is not None:
@@ -447,7 +433,7 @@ class Suite:
                                         grid.surrogate,
                                         grid.options,
                                         craft_seed,
-                                        crafted_in(attack),
+                                        crafted_in,
                                     )
                                 for t in range(trials):
                                     cell = Cell(
@@ -471,14 +457,14 @@ class Suite:
         """Every poison set the suite crafts (in ``craft`` where the attack crafts in
         numerics), once each, in the order of its cells (without expanding the cells)."""
         out: dict[str, PoisonSpec] = {}
-        crafted_in = _CraftNumerics(craft)
         for grid in self.grids:
             for attack in grid.attacks:
                 if attack == CLEAN:
                     continue
+                crafted_in = crafting_numerics(attack, craft)
                 for craft_seed in grid.craft_seeds or self.craft_seeds:
                     spec = PoisonSpec(
-                        attack, self.dataset, self.preset, grid.surrogate, grid.options, craft_seed, crafted_in(attack)
+                        attack, self.dataset, self.preset, grid.surrogate, grid.options, craft_seed, crafted_in
                     )
                     out.setdefault(spec.key, spec)
         return list(out.values())
@@ -632,17 +618,23 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
         bad = sorted(set(victim) - VICTIM_KEYS) if isinstance(victim, dict) else ["victim"]
         raise fail(f"unknown victim option {bad[0]!r}; known: {', '.join(sorted(VICTIM_KEYS))}", bad[0])
     victim = dict(victim)
-    numerics = {key: victim.pop(key, AUTO) for key in NUMERICS_KEYS}
-    for key, choices in NUMERICS_KEYS.items():
-        if numerics[key] not in (AUTO, *choices):
-            raise fail(f"victim {key} must be one of {', '.join((AUTO, *choices))}, got {numerics[key]!r}", key)
+
+    def checked_numerics(table: dict[str, Any], what: str) -> dict[str, str]:
+        """A table's precision and memory format (auto where unset), each one of its choices."""
+        out = {key: table.get(key, AUTO) for key in NUMERICS_KEYS}
+        for key, choices in NUMERICS_KEYS.items():
+            if out[key] not in (AUTO, *choices):
+                raise fail(f"{what} {key} must be one of {', '.join((AUTO, *choices))}, got {out[key]!r}", key)
+        return out
+
+    numerics = checked_numerics(victim, "victim")
+    for key in NUMERICS_KEYS:
+        victim.pop(key, None)
     craft = data.get("craft", {})
     if not isinstance(craft, dict) or set(craft) - set(NUMERICS_KEYS):
         bad = sorted(set(craft) - set(NUMERICS_KEYS)) if isinstance(craft, dict) else ["craft"]
         raise fail(f"unknown craft option {bad[0]!r}; known: {', '.join(sorted(NUMERICS_KEYS))}", bad[0])
-    for key, choices in NUMERICS_KEYS.items():
-        if craft.get(key, AUTO) not in (AUTO, *choices):
-            raise fail(f"craft {key} must be one of {', '.join((AUTO, *choices))}, got {craft[key]!r}", key)
+    craft_numerics = checked_numerics(craft, "craft")
     resources = data.get("resources", {})
     if not isinstance(resources, dict) or set(resources) - set(RESOURCE_KEYS):
         bad = sorted(set(resources) - set(RESOURCE_KEYS)) if isinstance(resources, dict) else ["resources"]
@@ -762,7 +754,7 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
         claims_looks=tuple(looks),
         victim_seeds=victim_seeds,
         **numerics,
-        **{f"craft_{key}": craft.get(key, AUTO) for key in NUMERICS_KEYS},
+        **{f"craft_{key}": value for key, value in craft_numerics.items()},
     )
     # Build every attack config and recipe now, so bad options fail before anything runs (a
     # config does not depend on the craft seed: one check per attack and options).
