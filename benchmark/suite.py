@@ -256,6 +256,14 @@ class Cell:
         )
 
 
+def _read_numerics(fields: Mapping[str, Any], prefix: str) -> Numerics:
+    """The numerics a results row or an entry records under ``{prefix}precision`` and
+    ``{prefix}memory_format`` (absent or null: plain fp32, written before they were recorded)."""
+    return Numerics(
+        fields.get(f"{prefix}precision") or FP32.precision, fields.get(f"{prefix}memory_format") or FP32.memory_format
+    )
+
+
 @dataclass(frozen=True)
 class Setting:
     """What one leaderboard entry aggregates: every trial of one attack (with one defense) in one
@@ -308,15 +316,10 @@ class Setting:
             preset=None if fields["preset"] in (None, NO_POISON) else fields["preset"],
             surrogate=None if label in (NO_POISON, PRESET_SURROGATE) else label,
             options=tuple(sorted((fields["options"] or {}).items())),
-            numerics=Numerics(
-                fields.get("precision") or FP32.precision, fields.get("memory_format") or FP32.memory_format
-            ),
+            numerics=_read_numerics(fields, ""),
             protocol=fields.get("protocol") or SCRATCH,
             pretrained=fields.get("pretrained") or NO_PRETRAINED,
-            craft_numerics=Numerics(
-                fields.get("craft_precision") or FP32.precision,
-                fields.get("craft_memory_format") or FP32.memory_format,
-            ),
+            craft_numerics=_read_numerics(fields, "craft_"),
         )
 
     @property

@@ -35,7 +35,6 @@ from sapabench.leaderboard.pairs import (
     FILTERS,
     SIGNIFICANCE_NOTE,
     Pair,
-    craft_numerics_label,
     numerics_label,
     protocol_label,
 )
@@ -228,7 +227,7 @@ def detail(e: dict[str, Any]) -> dict[str, Any]:
         ("victim", json.dumps(s["victim"], sort_keys=True)),
         ("protocol", protocol_label(s)),
         ("numerics", numerics_label(s)),
-        ("crafting numerics", craft_numerics_label(s)),
+        ("crafting numerics", numerics_label(s, "craft_")),
         ("surrogate", s["surrogate"]),
     ]
     provenance = [

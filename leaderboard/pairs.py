@@ -65,14 +65,10 @@ def white_box(setting: dict[str, Any]) -> bool:
     return is_white_box(setting["protocol"], setting["pretrained"], setting["arch"], surrogate_arch(setting))
 
 
-def numerics_label(setting: dict[str, Any]) -> str:
-    """The victims' numerics of an entry's setting, as tables show them (``fp32``, ``bf16+cl``, ...)."""
-    return Numerics(setting["precision"], setting["memory_format"]).label
-
-
-def craft_numerics_label(setting: dict[str, Any]) -> str:
-    """The numerics an entry's poisons were crafted in, as tables show them."""
-    return Numerics(setting["craft_precision"], setting["craft_memory_format"]).label
+def numerics_label(setting: dict[str, Any], prefix: str = "") -> str:
+    """The victims' numerics of an entry's setting (``prefix="craft_"``: the numerics its poisons
+    were crafted in), as tables show them (``fp32``, ``bf16+cl``, ...)."""
+    return Numerics(setting[f"{prefix}precision"], setting[f"{prefix}memory_format"]).label
 
 
 def variant(e: dict[str, Any]) -> str:
