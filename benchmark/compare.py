@@ -190,14 +190,34 @@ def _entries(folder: Path) -> tuple[str | None, list[dict[str, Any]]]:
     return suite, entries
 
 
+def _seed_means(values: dict[tuple[Any, Any], float]) -> dict[Any, float]:
+    """Per craft seed the mean of the values keyed by (craft seed, victim seed)."""
+    per: dict[Any, list[float]] = {}
+    for key, value in values.items():
+        per.setdefault(key[0], []).append(value)
+    return {k: sum(v) / len(v) for k, v in per.items()}
+
+
+def _beyond_margin_p(change: list[float], margin: float) -> float:
+    """Two-sided p of the mean change lying beyond ``margin`` either way: twice the smaller of the
+    one-sided exact tests of "below -margin" and "above +margin"."""
+    fell = sign_flip_p([-margin - c for c in change])
+    rose = sign_flip_p([c - margin for c in change])
+    return min(1.0, 2 * min(fell, rose))
+
+
+def _where(s: dict[str, Any], defense: str) -> str:
+    """How the report names an entry's setting: data/arch/recipe/protocol/numerics[/+defense]."""
+    return f"{s['dataset']}/{s['arch']}/{s['recipe']}/{protocol_label(s)}/{numerics_label(s)}" + (
+        "" if defense == NO_DEFENSE else f"/+{defense}"
+    )
+
+
 def _poison_gaps(sapa: dict[str, Any], base: dict[str, Any], measure: str) -> dict[Any, float]:
     """Per craft seed the mean gap over its paired victims (> 0 = SAPA stronger)."""
     m = None if measure == METRIC else measure
     a, b = trial_values(sapa, m), trial_values(base, m)
-    per: dict[Any, list[float]] = {}
-    for key in set(a) & set(b):
-        per.setdefault(key[0], []).append(a[key] - b[key])
-    return {k: sum(v) / len(v) for k, v in per.items()}
+    return _seed_means({key: a[key] - b[key] for key in set(a) & set(b)})
 
 
 def _claim_for(pair: Pair, claims: list[Claim], archs: Counter[str], measure: str) -> Claim | None:
@@ -263,14 +283,11 @@ def _changes(before: list[dict[str, Any]], after: list[dict[str, Any]], margin: 
                 continue
             change = [ga[s] - gb[s] for s in seeds]
             m, source = _margin(p, before, by_before, measure, margin, claims, archs)
-            fell = sign_flip_p([-m - c for c in change])  # change significantly below -margin
-            rose = sign_flip_p([c - m for c in change])  # change significantly above +margin
             rows.append(
                 GapChange(
                     p.sapa_attack,
                     p.attack,
-                    f"{p.dataset}/{p.arch}/{p.recipe}/{p.protocol}/{p.numerics}"
-                    + ("" if p.defense == "none" else f"/+{p.defense}"),
+                    _where(sapa_b["setting"], p.defense),
                     measure,
                     len(seeds),
                     sum(gb[s] for s in seeds) / len(seeds),
@@ -278,7 +295,7 @@ def _changes(before: list[dict[str, Any]], after: list[dict[str, Any]], margin: 
                     sum(change) / len(change),
                     m,
                     source,
-                    min(1.0, 2 * min(fell, rose)),
+                    _beyond_margin_p(change, m),
                     options_changed="; ".join(options),
                 )
             )
@@ -289,13 +306,9 @@ def _changes(before: list[dict[str, Any]], after: list[dict[str, Any]], margin: 
     return rows
 
 
-def _poison_means(e: dict[str, Any], victims: set[tuple[Any, Any]]) -> dict[Any, float]:
-    """Per craft seed the mean metric over the entry's victims in ``victims``."""
-    values = dict(zip(map(tuple, e["provenance"]["cell_seeds"]), e["metric"]["values"], strict=True))
-    per: dict[Any, list[float]] = {}
-    for key in victims:
-        per.setdefault(key[0], []).append(values[key])
-    return {k: sum(v) / len(v) for k, v in per.items()}
+def _metric_values(e: dict[str, Any]) -> dict[tuple[Any, Any], float]:
+    """An entry's metric values (as measured, not signed) keyed by (craft seed, victim seed)."""
+    return dict(zip(map(tuple, e["provenance"]["cell_seeds"]), e["metric"]["values"], strict=True))
 
 
 def _strengths(
@@ -306,21 +319,18 @@ def _strengths(
         b, a = before[k], after[k]
         if b["attack"] == CLEAN:
             continue
-        victims = set(map(tuple, b["provenance"]["cell_seeds"])) & set(map(tuple, a["provenance"]["cell_seeds"]))
-        mb, ma = _poison_means(b, victims), _poison_means(a, victims)
+        vb, va = _metric_values(b), _metric_values(a)
+        mb, ma = (_seed_means({key: v[key] for key in set(vb) & set(va)}) for v in (vb, va))
         seeds = sorted(mb, key=repr)
         if not seeds:
             continue
         change = [ma[x] - mb[x] for x in seeds]
         low, high = sign_flip_interval(change, alpha)
-        fell, rose = sign_flip_p([-margin - c for c in change]), sign_flip_p([c - margin for c in change])
         above, below = sign_flip_p([c + margin for c in change]), sign_flip_p([margin - c for c in change])
-        s = b["setting"]
         rows.append(
             StrengthChange(
                 b["attack"],
-                f"{s['dataset']}/{s['arch']}/{s['recipe']}/{protocol_label(s)}/{numerics_label(s)}"
-                + ("" if b["defense"] == NO_DEFENSE else f"/+{b['defense']}"),
+                _where(b["setting"], b["defense"]),
                 b["metric"]["name"],
                 len(seeds),
                 sum(mb[x] for x in seeds) / len(seeds),
@@ -329,7 +339,7 @@ def _strengths(
                 low,
                 high,
                 margin,
-                min(1.0, 2 * min(fell, rose)),
+                _beyond_margin_p(change, margin),
                 max(above, below),
             )
         )
