@@ -425,12 +425,7 @@ def register_attack(name: str, *, description: str | None = None, sapa_twin: boo
 def crafting_numerics(name: str, numerics: Numerics) -> Numerics:
     """The numerics registered attack ``name`` crafts in when asked for ``numerics`` (plain
     fp32 for an attack that does not compute in numerics)."""
-    return numerics if crafts_in_numerics(name) else FP32
-
-
-def crafts_in_numerics(name: str) -> bool:
-    """Whether registered attack ``name`` computes in its crafting numerics."""
-    return bool(getattr(ATTACKS.entry(name).factory, "crafts_in_numerics", False))
+    return numerics if getattr(ATTACKS.entry(name).factory, "crafts_in_numerics", False) else FP32
 
 
 def create_attack(name: str, dataset: str = EMBEDDED_DATASET, preset: str | None = None, **overrides: Any) -> Attack:
