@@ -33,7 +33,9 @@ from sapabench.core.names import AUTO, MEMORY_FORMATS, PRECISIONS
 
 @dataclass(frozen=True)
 class Numerics:
-    """A victim's precision and memory format (see the module docstring)."""
+    """A victim's or a crafting's precision and memory format, resolved (see the module
+    docstring). Its errors name no flag: a command validates its flags itself, and a value read
+    from a file reaches here through a caller that names the file and field."""
 
     precision: str = "fp32"
     memory_format: str = "contiguous"
@@ -41,12 +43,13 @@ class Numerics:
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ConfigError(
-                f"invalid precision={self.precision!r}: choose {AUTO}, {' or '.join(PRECISIONS)} (set --precision)"
+                f"invalid precision={self.precision!r}: a resolved precision is {' or '.join(PRECISIONS)}"
+                f" ({AUTO} is resolved first, by resolve_numerics)"
             )
         if self.memory_format not in MEMORY_FORMATS:
             raise ConfigError(
-                f"invalid memory_format={self.memory_format!r}: choose {AUTO}, {' or '.join(MEMORY_FORMATS)} "
-                "(set --memory-format)"
+                f"invalid memory_format={self.memory_format!r}: a resolved memory format is "
+                f"{' or '.join(MEMORY_FORMATS)} ({AUTO} is resolved first, by resolve_numerics)"
             )
 
     @property

@@ -18,7 +18,7 @@ from sapabench.benchmark.store import ResultsStore
 from sapabench.benchmark.suite import parse_suite
 from sapabench.core.errors import ConfigError
 from sapabench.core.numerics import FP32, InNumerics, Numerics
-from sapabench.core.poison import CRAFT_NUMERICS, META_FILE, PoisonSet
+from sapabench.core.poison import CRAFT_NUMERICS, META_FILE, SEAL, PoisonSet, sealed
 from sapabench.leaderboard.schema import load_entries
 from sapabench.victims.archs import build_model
 
@@ -87,6 +87,13 @@ def test_a_poison_records_its_crafting_numerics_and_they_are_sealed(tiny_digits,
     (folder / META_FILE).write_text(json.dumps(meta))
     with pytest.raises(ConfigError, match=r"craft_numerics in .* differ from what was sealed"):
         PoisonSet.load(folder)
+    meta[CRAFT_NUMERICS]["precision"] = "fp16"  # re-sealed with a value no crafting has: one line, no flag to set
+    (folder / META_FILE).write_text(json.dumps(sealed({k: v for k, v in meta.items() if k != SEAL})))
+    with pytest.raises(
+        ConfigError, match=r"poison check failed: craft_numerics in .*: invalid precision='fp16'"
+    ) as err:
+        PoisonSet.load(folder)
+    assert "--precision" not in str(err.value) and "\n" not in str(err.value)
 
 
 def test_an_attack_that_does_not_craft_in_numerics_records_fp32(tiny_digits):

@@ -21,11 +21,14 @@ CPU = torch.device("cpu")
 BF16_CL = Numerics("bf16", "channels_last")
 
 
-def test_numerics_are_validated_with_the_flag_to_fix():
-    with pytest.raises(ConfigError, match=r"invalid precision='fp16'.*set --precision"):
+def test_numerics_are_validated_naming_the_resolved_choices():
+    with pytest.raises(ConfigError, match=r"invalid precision='fp16': a resolved precision is fp32 or bf16"):
         Numerics("fp16")
-    with pytest.raises(ConfigError, match=r"invalid memory_format='nhwc'.*set --memory-format"):
+    with pytest.raises(ConfigError, match=r"invalid memory_format='nhwc': .* contiguous or channels_last"):
         Numerics("fp32", "nhwc")
+    with pytest.raises(ConfigError, match=r"invalid precision='auto'.*auto is resolved first") as err:
+        Numerics("auto")  # auto is a choice of the flags and suites, never a resolved value
+    assert "--precision" not in str(err.value)
     assert FP32.label == "fp32" and BF16_CL.label == "bf16+cl"
 
 
