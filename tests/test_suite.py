@@ -28,6 +28,22 @@ def test_builtin_suites_are_listed_and_valid():
         assert suite.cells() and suite.name == name
 
 
+def test_the_measurement_suites_in_the_docs_load_and_the_equivalence_runs_use_fresh_poisons():
+    """The suites a dated docs page was measured with stay runnable; an equivalence run is
+    designed on its pilot's spread and never re-uses the pilot's craft seeds."""
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "docs" / "measurements"
+    suites = {path.stem: load_suite(str(path)) for path in sorted(folder.glob("*.toml"))}
+    assert suites and all(suite.cells() for suite in suites.values())
+    pilots = {"error-max": suites["2026-12-06-crafting-error-max"], "error-min": load_suite("default")}
+    for base, pilot in pilots.items():
+        design = suites[f"2026-12-06-crafting-{base}-equivalence"]
+        seeds = {c.craft_seed for c in design.cells()}
+        assert not seeds & {c.craft_seed for c in pilot.cells()}
+        assert {c.attack for c in design.cells()} == {base, f"sapa-{base}"}
+
+
 def test_default_suite_decides_its_pre_registered_claim():
     """The main job pre-registers one claim whose design has >= 80 % power at delta (HELD) and at
     0 (BELOW THE PAPER) from the repository's pilot, on craft seeds the pilot never used."""
