@@ -48,6 +48,7 @@ from sapabench.benchmark.claims import (
 from sapabench.benchmark.entries import board_dir, entries_dir
 from sapabench.core.errors import ConfigError
 from sapabench.core.names import CLEAN, NO_DEFENSE
+from sapabench.core.numerics import FP32
 from sapabench.core.stats import adjust_p, sign_flip_interval, sign_flip_p
 from sapabench.leaderboard.pairs import (
     Pair,
@@ -206,9 +207,14 @@ def _beyond_margin_p(change: list[float], margin: float) -> float:
     return min(1.0, 2 * min(fell, rose))
 
 
-def _where(s: dict[str, Any], defense: str) -> str:
-    """How the report names an entry's setting: data/arch/recipe/protocol/numerics[/+defense]."""
-    return f"{s['dataset']}/{s['arch']}/{s['recipe']}/{protocol_label(s)}/{numerics_label(s)}" + (
+def _where(s: dict[str, Any], defense: str, after: dict[str, Any]) -> str:
+    """How the report names a setting matched in two runs (``s`` before, ``after``):
+    data/arch/recipe/protocol/victims' numerics[/crafted in][/+defense]. The crafting numerics are
+    named where either run's are not plain fp32 (``crafted fp32 -> bf16+cl`` where they differ:
+    entries match across them, so this is often what a comparison is about)."""
+    crafted = [numerics_label(x, "craft_") for x in (s, after)]
+    shown = "" if set(crafted) == {FP32.label} else "/crafted " + " -> ".join(dict.fromkeys(crafted))
+    return f"{s['dataset']}/{s['arch']}/{s['recipe']}/{protocol_label(s)}/{numerics_label(s)}{shown}" + (
         "" if defense == NO_DEFENSE else f"/+{defense}"
     )
 
@@ -287,7 +293,7 @@ def _changes(before: list[dict[str, Any]], after: list[dict[str, Any]], margin: 
                 GapChange(
                     p.sapa_attack,
                     p.attack,
-                    _where(sapa_b["setting"], p.defense),
+                    _where(sapa_b["setting"], p.defense, sapa_a["setting"]),
                     measure,
                     len(seeds),
                     sum(gb[s] for s in seeds) / len(seeds),
@@ -330,7 +336,7 @@ def _strengths(
         rows.append(
             StrengthChange(
                 b["attack"],
-                _where(b["setting"], b["defense"]),
+                _where(b["setting"], b["defense"], a["setting"]),
                 b["metric"]["name"],
                 len(seeds),
                 sum(mb[x] for x in seeds) / len(seeds),

@@ -49,6 +49,7 @@ def make_entry(
     craft_s=6.0,
     surrogates_s=0.0,
     devices=None,
+    craft_numerics=("fp32", "contiguous"),
 ):
     """An entry whose trial ``values`` came from ``cells`` ((craft seed, victim seed) pairs;
     default: craft seed 0 with victims 100, 101, ...); ``margin`` = (values, clean values);
@@ -80,8 +81,8 @@ def make_entry(
                 "memory_format": "contiguous",
                 "protocol": protocol,
                 "pretrained": pretrained,
-                "craft_precision": "fp32",
-                "craft_memory_format": "contiguous",
+                "craft_precision": craft_numerics[0],
+                "craft_memory_format": craft_numerics[1],
                 "attack_config": dict(attack_config or {}),
             },
             "metric": {

@@ -83,6 +83,20 @@ def test_each_attacks_strength_is_equal_within_the_margin_moved_beyond_it_or_und
     main(["compare", str(a), str(b), "--margin", "0.02"])
     out = capsys.readouterr().out
     assert "EQUAL     error-min digits/convnet/sgd" in out and "[95 % interval]" in out
+    assert "crafted" not in out  # both runs crafted in plain fp32: nothing to name
+
+
+def test_runs_crafted_in_other_numerics_match_and_the_report_names_them(tmp_path, capsys):
+    """The before/after of a crafting-numerics change: entries match across crafting numerics, and
+    each line says what the poisons were crafted in, before -> after."""
+    a = _run(tmp_path / "a", [v - 0.20 for v in BASE])
+    bf16 = [v + 0.001 * (-1) ** i for i, v in enumerate(BASE)]  # other draws, within a point
+    b = _run(tmp_path / "b", [v - 0.20 for v in bf16], base=bf16, craft_numerics=("bf16", "channels_last"))
+    c = compare_runs(a, b, margin=0.05)
+    assert {r.attack for r in c.strengths} == {"error-min", "sapa-error-min"} and len(c.changes) == 1
+    assert all(r.where.endswith("/crafted fp32 -> bf16+cl") for r in (*c.strengths, *c.changes))
+    assert main(["compare", str(a), str(b), "--margin", "0.05"]) == 0
+    assert "digits/convnet/sgd/scratch/fp32/crafted fp32 -> bf16+cl" in capsys.readouterr().out
 
 
 def test_the_margin_is_half_the_claims_delta_where_a_claim_tests_the_comparison(tmp_path):
