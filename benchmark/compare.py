@@ -207,6 +207,14 @@ def _beyond_margin_p(change: list[float], margin: float) -> float:
     return min(1.0, 2 * min(fell, rose))
 
 
+def _within_margin_p(change: list[float], margin: float) -> float:
+    """p of the mean change lying within ``margin`` (two one-sided exact tests: above -margin and
+    below +margin; the larger p of the two)."""
+    above = sign_flip_p([c + margin for c in change])
+    below = sign_flip_p([margin - c for c in change])
+    return max(above, below)
+
+
 def _where(s: dict[str, Any], defense: str, after: dict[str, Any]) -> str:
     """How the report names a setting matched in two runs (``s`` before, ``after``):
     data/arch/recipe/protocol/victims' numerics[/crafted in][/+defense]. The crafting numerics are
@@ -332,7 +340,6 @@ def _strengths(
             continue
         change = [ma[x] - mb[x] for x in seeds]
         low, high = sign_flip_interval(change, alpha)
-        above, below = sign_flip_p([c + margin for c in change]), sign_flip_p([margin - c for c in change])
         rows.append(
             StrengthChange(
                 b["attack"],
@@ -346,7 +353,7 @@ def _strengths(
                 high,
                 margin,
                 _beyond_margin_p(change, margin),
-                max(above, below),
+                _within_margin_p(change, margin),
             )
         )
     decidable = [i for i, r in enumerate(rows) if r.poisons >= 2]
