@@ -673,7 +673,8 @@ def _cmd_claims(args: argparse.Namespace) -> int:
         for r in (r for r in rows if r["kind"] == kind and (args.all or r["verdict"] != "untested")):
             print(f"  {_verdict_tag(r):<21} {r['id']:<34} {r['summary']}")
     counts = {k: sum(r["verdict"] == k for r in rows) for k in VERDICTS}
-    print("summary: " + ", ".join(f"{n} {VERDICT_TEXT.get(k, k)}" for k, n in counts.items()))
+    # "; " between counts: a verdict's text ("held, below the paper") has a comma of its own
+    print("summary: " + "; ".join(f"{n} {VERDICT_TEXT.get(k, k)}" for k, n in counts.items()))
     if counts["untested"] and not args.all:
         print(
             f"{counts['untested']} untested claim(s) not listed (no matching results or too few poisons): --all lists them"

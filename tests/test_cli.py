@@ -367,7 +367,7 @@ def test_run_render_and_claims_from_the_cli(capsys, smoke_cli):
     assert "10/10" not in err  # the progress bar (tqdm) stays off when stderr is not a terminal
     # a smoke run (1-epoch surrogates, 2-step crafting) stands for no setting of the paper: every
     # claim is untested, counted and not listed (--all lists them)
-    assert "summary: 0 held, 0 held, below the paper, 0 below the paper, 0 failed, 0 inconclusive, " in claims
+    assert "summary: 0 held; 0 held, below the paper; 0 below the paper; 0 failed; 0 inconclusive; " in claims
     assert "--all lists them" in claims
     assert "T4-sgd-gradient-matching" not in claims and "leaderboard.html shows them" in claims
     record = json.loads((out / "leaderboard" / "claims.json").read_text())
