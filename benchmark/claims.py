@@ -97,6 +97,7 @@ from sapabench.leaderboard.records import (
     CLAIMS_FORMAT,
     CLAIMS_VERSION,
     RUNS_FILE,
+    VERDICT_TEXT,
     entries_digest,
     load_runs,
 )
@@ -229,14 +230,6 @@ HELD_BELOW = "held+below"
 FAILED = "failed"
 INCONCLUSIVE = "inconclusive"
 UNTESTED = "untested"
-VERDICT_TEXT = {
-    HELD: "held",
-    BELOW: "below the paper",
-    HELD_BELOW: "held, below the paper",
-    FAILED: "failed",
-    INCONCLUSIVE: "inconclusive",
-    UNTESTED: "untested",
-}
 """HELD: SAPA significantly stronger than its baseline. BELOW THE PAPER: the gain significantly
 smaller than the paper's effect scaled to the setting (both may hold: stronger, but less than the
 paper). FAILED: SAPA significantly weaker. INCONCLUSIVE: none of these."""

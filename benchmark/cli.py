@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from sapabench.attacks import ATTACKS, create_attack
-from sapabench.benchmark.claims import COST_DESCRIPTION, EFFECT_RULE, TEST_DESCRIPTION, VERDICT_TEXT, check_claims
+from sapabench.benchmark.claims import COST_DESCRIPTION, EFFECT_RULE, TEST_DESCRIPTION, check_claims
 from sapabench.benchmark.entries import board_dir, entries_dir
 from sapabench.benchmark.evaluate import comparisons as evaluate_comparisons
 from sapabench.benchmark.evaluate import plan_arms, run_arms
@@ -52,7 +52,7 @@ from sapabench.core.runtime import check_seed, resolve_device
 from sapabench.core.stats import mean_se
 from sapabench.core.threats import CLEAN_ACCURACY
 from sapabench.defenses import DEFENSES
-from sapabench.leaderboard.records import CLAIMS_FILE, VERDICTS, twin_dataset
+from sapabench.leaderboard.records import CLAIMS_FILE, VERDICT_TEXT, VERDICTS, twin_dataset
 from sapabench.leaderboard.render import render
 from sapabench.leaderboard.schema import json_schema, load_entries
 from sapabench.leaderboard.summary import threat_summaries
@@ -674,7 +674,7 @@ def _cmd_claims(args: argparse.Namespace) -> int:
             print(f"  {_verdict_tag(r):<21} {r['id']:<34} {r['summary']}")
     counts = {k: sum(r["verdict"] == k for r in rows) for k in VERDICTS}
     # "; " between counts: a verdict's text ("held, below the paper") has a comma of its own
-    print("summary: " + "; ".join(f"{n} {VERDICT_TEXT.get(k, k)}" for k, n in counts.items()))
+    print("summary: " + "; ".join(f"{n} {VERDICT_TEXT[k]}" for k, n in counts.items()))
     if counts["untested"] and not args.all:
         print(
             f"{counts['untested']} untested claim(s) not listed (no matching results or too few poisons): --all lists them"

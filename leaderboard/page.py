@@ -39,7 +39,7 @@ from sapabench.leaderboard.pairs import (
     protocol_label,
 )
 from sapabench.leaderboard.plots import Figure
-from sapabench.leaderboard.records import VERDICTS, entries_digest, twin_dataset
+from sapabench.leaderboard.records import VERDICT_TEXT, VERDICTS, entries_digest, twin_dataset
 from sapabench.leaderboard.summary import threat_summaries
 from sapabench.leaderboard.views import (
     Cell,
@@ -353,21 +353,11 @@ def claims_view(
         "correction": claims["correction"],
         "plan": claims.get("plan"),
         "stale": claims["entries_sha256"] != entries_digest(entries),
-        "counts": [(k.replace("+", "-"), VERDICT_WORDS[k], sum(r["verdict"] == k for r in rows)) for k in VERDICTS],
+        "counts": [(k.replace("+", "-"), VERDICT_TEXT[k], sum(r["verdict"] == k for r in rows)) for k in VERDICTS],
         "rows": [_verdict_row(r) for r in rows if r["verdict"] != "untested"],
         "untested": [_verdict_row(r) for r in rows if r["verdict"] == "untested"],
         "figures": [_figure(f) for f in figures if f.view == "claims"],
     }
-
-
-VERDICT_WORDS = {
-    "held": "held",
-    "held+below": "held, below the paper",
-    "below": "below the paper",
-    "failed": "failed",
-    "inconclusive": "inconclusive",
-    "untested": "untested",
-}
 
 
 def _p4(value: float | None) -> str:
@@ -425,7 +415,7 @@ def claim_answers(claims: dict[str, Any] | None) -> list[str]:
     out = []
     for r in rows[:ANSWER_CLAIMS]:
         delta = "" if r.get("delta") is None else f", delta {_verdict_row(r)['delta_text']}"
-        out.append(f"claim {r['id']}: {VERDICT_WORDS[r['verdict']].upper()} (gain {_gain_text(r)}{delta})")
+        out.append(f"claim {r['id']}: {VERDICT_TEXT[r['verdict']].upper()} (gain {_gain_text(r)}{delta})")
     if len(rows) > ANSWER_CLAIMS:
         out.append(f"and {len(rows) - ANSWER_CLAIMS} more decided claims below")
     return out
@@ -436,7 +426,7 @@ def _verdict_row(r: dict[str, Any]) -> dict[str, Any]:
     return {
         **r,
         "css": r["verdict"].replace("+", "-"),
-        "words": VERDICT_WORDS.get(r["verdict"], r["verdict"]),
+        "words": VERDICT_TEXT.get(r["verdict"], r["verdict"]),
         "p": _p4(r["p_value"]),
         "q": _p4(r["p_adjusted"]),
         "p_below_text": _p4(r.get("p_below")),

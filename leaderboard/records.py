@@ -30,7 +30,16 @@ CLAIMS_FILE = "claims.json"
 CLAIMS_FORMAT = "sapabench-claims"
 CLAIMS_VERSION = 5  # 2: two-sided p, correction, adjusted p, proxy labels; 3: families, plan, power; 4: datasets;
 # 5: below the paper (delta, interval, p_below), design power before the data instead of power for the measured effect
-VERDICTS = ("held", "held+below", "below", "failed", "inconclusive", "untested")
+VERDICT_TEXT = {
+    "held": "held",
+    "held+below": "held, below the paper",
+    "below": "below the paper",
+    "failed": "failed",
+    "inconclusive": "inconclusive",
+    "untested": "untested",
+}
+"""A claim's verdicts, in the order views count them, and how every view words them."""
+VERDICTS = tuple(VERDICT_TEXT)
 NUMBER = (int, float)
 OPTIONAL_NUMBER = (int, float, type(None))
 
