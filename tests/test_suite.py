@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from sapabench.benchmark.suite import builtin_suites, load_suite, parse_suite
@@ -31,8 +33,6 @@ def test_builtin_suites_are_listed_and_valid():
 def test_the_measurement_suites_in_the_docs_load_and_the_equivalence_runs_use_fresh_poisons():
     """The suites a dated docs page was measured with stay runnable; an equivalence run is
     designed on its pilot's spread and never re-uses the pilot's craft seeds."""
-    from pathlib import Path
-
     folder = Path(__file__).resolve().parents[1] / "docs" / "measurements"
     suites = {path.stem: load_suite(str(path)) for path in sorted(folder.glob("*.toml"))}
     assert suites and all(suite.cells() for suite in suites.values())

@@ -11,9 +11,10 @@ shares it between an attack and its SAPA twin.
 
 Where ``auto`` resolves to fp32 (+ channels-last on a CPU without bf16 hardware: AVX2 only),
 bf16 + channels-last is timed as well, so the run shows what ``auto`` declined and why; where
-it resolves to bf16 + channels-last that is the default itself. To see an AVX2-only CPU's kernels on a newer one, cap
-them: ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`` (``auto`` still reads the CPU's
-flags, so the default it prints is the uncapped one: read the bf16 + channels-last ratio).
+it resolves to bf16 + channels-last that is the default itself. To see an AVX2-only CPU's
+kernels on a newer one, cap them: ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2``
+(``auto`` still reads the CPU's flags, so the default it prints is the uncapped one: read the
+bf16 + channels-last ratio).
 
 ``extra_info`` reports the medians, ``default_over_fp32`` (the goal: at most 0.6 on a CPU with
 bf16 hardware), ``bf16_cl_over_fp32`` and Error-Min's rounds (its stopping rule may stop a bf16
